@@ -1,0 +1,88 @@
+/*
+ * config.h: the configuration, read from a trusted Lua file.
+ *
+ * Every key has a default, so config_load(NULL, ...) gives a working
+ * configuration (127.0.0.1:8080, sqlite:genrelay.db, scripts/). The struct is
+ * immutable once loaded and shared read-only by all workers.
+ */
+#ifndef GENRELAY_CONFIG_H
+#define GENRELAY_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct config_customer {
+	char *name;
+	char *api_key;        /* secret */
+	char *webhook_secret; /* secret; "whsec_..." or raw */
+	char *hook;           /* hook script name, default "default" */
+	char *webhook_url;    /* default webhook for jobs that give none, or NULL */
+};
+
+struct config_alias {
+	char *name;
+	char **targets;       /* "provider:model", tried in order */
+	size_t ntargets;
+	int failover_on_failure; /* also move on after PROVIDER_FAILURE/REJECTED */
+};
+
+struct config {
+	char *path;           /* file it came from, or NULL */
+	char *listen;         /* "127.0.0.1:8080" or "[::1]:8080" */
+	char *public_url;     /* base URL providers call back, no trailing '/' */
+	char *store;          /* "sqlite:PATH" */
+	char *scripts;        /* scripts directory */
+	int workers;
+	char *server_secret;  /* callback-token key; NULL: generated and kept in the store */
+	char *durability;     /* "normal" (survives a crash) or "fsync" (survives power loss) */
+	char *log_level;      /* "debug", "info", "warn", "error" */
+
+	json_t *providers;    /* object: name -> object of settings (secrets inside) */
+
+	struct config_customer *customers;
+	size_t ncustomers;
+	struct config_alias *aliases;
+	size_t naliases;
+
+	/* webhooks = { ... } */
+	double *retry;        /* seconds between tries */
+	size_t nretry;
+	double webhook_timeout_s;
+	double retry_jitter;  /* fraction 0..1, default 0.2 */
+	int require_https;
+	int allow_private;
+	size_t webhook_response_bytes; /* cap on a receiver's response body */
+
+	/* jobs = { ... } */
+	double submit_window_s;   /* retry submits this long, then PROVIDER_UNAVAILABLE */
+	double job_deadline_s;    /* no result by then: PROVIDER_TIMEOUT */
+	double poll_after_s;      /* first poll when a callback is expected */
+	double poll_interval_s;   /* later polls start at this, doubling up to poll_max_s */
+	double poll_max_s;
+	double sync_wait_s;       /* default wait for sync / Prefer: wait */
+
+	/* limits = { ... } */
+	size_t body_bytes;
+	long lua_instructions;
+	size_t lua_memory_mb;
+	int max_connections;
+	double connection_timeout_s;
+};
+
+/*
+ * Loads path (NULL: defaults only). Returns a new config (caller frees with
+ * config_free) or NULL with the first problem in err, naming the key.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* Customer whose api_key equals key (constant time per customer), or NULL. */
+const struct config_customer *config_customer_by_key(const struct config *c,
+						     const char *key);
+const struct config_customer *config_customer_by_name(const struct config *c,
+						      const char *name);
+const struct config_alias *config_alias(const struct config *c, const char *name);
+/* Settings object of a provider (borrowed), or NULL when not configured. */
+json_t *config_provider(const struct config *c, const char *name);
+
+#endif

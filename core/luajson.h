@@ -1,0 +1,32 @@
+/*
+ * luajson.h: conversion between Lua values and jansson values.
+ *
+ * JSON null <-> the lightuserdata NULL (cjson.null). JSON arrays become Lua
+ * sequences carrying the array marker metatable (luajson_array_mt), so that an
+ * empty array survives the round trip; a Lua table is an array when it has that
+ * metatable or its keys are exactly 1..n with n >= 1, otherwise an object whose
+ * keys must be strings (numbers are converted with %d / %.14g). Integers stay
+ * integers. Strings keep their bytes (no UTF-8 check on the way out of Lua).
+ */
+#ifndef GENRELAY_LUAJSON_H
+#define GENRELAY_LUAJSON_H
+
+#include <jansson.h>
+#include <lua.h>
+
+#define LUAJSON_MAX_DEPTH 64
+
+/* Pushes v (borrowed) as a Lua value. Returns 0, or -1 when too deep. */
+int luajson_push(lua_State *L, const json_t *v);
+
+/*
+ * Converts the Lua value at idx into a new json_t (caller owns the
+ * reference). Returns NULL and writes a reason into err for functions,
+ * userdata other than null, cycles/too deep nesting, NaN/inf, or bad keys.
+ */
+json_t *luajson_to_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Pushes the shared array marker metatable (created on first use). */
+void luajson_array_mt(lua_State *L);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * script.h: the Lua host.
+ *
+ * A script host belongs to one worker thread. It loads every script under the
+ * configured scripts directory: provider adapters (providers/NAME.lua) and
+ * webhook transforms (hooks/NAME.lua); scripts/lib/*.lua are modules those
+ * scripts may require as require("lib.NAME"). Each loaded script lives in a
+ * lua_State of its own (so a script that changes a shared metatable affects
+ * nobody else), with a sandboxed environment, a memory cap (limits.lua_memory_mb)
+ * and a per-call instruction budget (limits.lua_instructions).
+ *
+ * Reload: script_host_refresh() rescans the directory; a new or changed file
+ * is compiled in a fresh state, checked (it must return a table with the
+ * functions of its kind) and its examples run; only when all of that passes
+ * does it replace the running version. A failure leaves the running version
+ * (if any) in place and records the reason, shown by script_host_list().
+ */
+#ifndef GENRELAY_SCRIPT_H
+#define GENRELAY_SCRIPT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct script_host;
+
+enum script_kind { SCRIPT_PROVIDER = 0, SCRIPT_HOOK = 1 };
+
+/* What ctx holds for one call. All pointers are borrowed for the call. */
+struct script_ctx {
+	const char *provider;     /* ctx.secret() and ctx.config read this provider's settings; NULL for hooks */
+	const char *callback_url; /* ctx.callback_url, or NULL */
+	json_t *keys;             /* ctx.keys: the provider's cached JWKS "keys" array, or NULL */
+};
+
+/* Creates a host for cfg (borrowed for the host's lifetime). Loads nothing. */
+struct script_host *script_host_new(const struct config *cfg);
+void script_host_free(struct script_host *h);
+
+/*
+ * Loads every script. Returns 0, or -1 with the first failure in err
+ * ("providers/fal.lua:12: ..."); scripts that loaded stay loaded.
+ */
+int script_host_load(struct script_host *h, char *err, size_t errlen);
+
+/*
+ * Rescans the scripts directory and reloads what changed (by size, mtime
+ * and content hash); a removed file unloads its script. Returns the number
+ * of scripts replaced, added or removed. Failures are logged and recorded.
+ */
+int script_host_refresh(struct script_host *h);
+
+/* 1 when a script of that kind and name is loaded. */
+int script_exists(struct script_host *h, enum script_kind kind, const char *name);
+/* 1 when the loaded script's table has a function named fn. */
+int script_has_fn(struct script_host *h, enum script_kind kind,
+		  const char *name, const char *fn);
+/* Version (first 12 hex chars of SHA-256 of the source) or NULL. Borrowed
+ * until the next refresh. */
+const char *script_version(struct script_host *h, enum script_kind kind,
+			   const char *name);
+
+/*
+ * Calls script.fn(args..., ctx). args are borrowed. On success returns 0 and
+ * *out holds a new reference to the result (json null when fn returned nil).
+ * Returns -2 when the script or function does not exist, -1 when the script
+ * raised or broke a limit: err then says "providers/fal.lua:12: message"
+ * (or "...: instruction budget exceeded" / "...: memory cap exceeded").
+ */
+int script_call(struct script_host *h, enum script_kind kind, const char *name,
+		const char *fn, json_t *const *args, size_t nargs,
+		const struct script_ctx *ctx, json_t **out,
+		char *err, size_t errlen);
+
+/*
+ * The provider whose `models` patterns match model (Lua patterns, anchored),
+ * first match in name order; copies its name into out. 0 or -1 none.
+ */
+int script_route(struct script_host *h, const char *model, char *out, size_t outlen);
+
+/* [{"provider":name,"models":[patterns...]}...]; caller owns. */
+json_t *script_host_models(struct script_host *h);
+/* [{"name","kind","version","loaded_at","last_error"}...]; caller owns. */
+json_t *script_host_list(struct script_host *h);
+/* The script table's `defaults` merged with the configured provider settings,
+ * secrets removed; caller owns. NULL when the provider is not loaded. */
+json_t *script_provider_settings(struct script_host *h, const char *name);
+
+/*
+ * Loads one file on its own (for `genrelay scripts check`) and runs its
+ * examples. 0 or -1 with the reason in err.
+ */
+int script_check_file(const struct config *cfg, const char *path,
+		      char *err, size_t errlen);
+
+#endif

@@ -17,6 +17,7 @@ struct config_customer {
 	char *webhook_secret; /* secret; "whsec_..." or raw */
 	char *hook;           /* hook script name, default "default" */
 	char *webhook_url;    /* default webhook for jobs that give none, or NULL */
+	unsigned char api_key_sha256[32]; /* for the constant-time key lookup */
 };
 
 struct config_alias {

@@ -62,6 +62,13 @@ int loop_timer_active(const struct loop_timer *t);
  */
 void loop_set_idle(struct loop *l, loop_idle_cb cb, void *arg);
 
+/*
+ * Frees p (with free()) after the current batch of events has been handled, so
+ * a watcher removed in a callback can still receive an already-fetched event
+ * safely. Call loop_io_del first and set io->cb to NULL or keep it valid.
+ */
+void loop_defer_free(struct loop *l, void *p);
+
 /* Runs until loop_stop is called (from a callback or another thread). */
 int loop_run(struct loop *l);
 /* Thread-safe: wakes the loop and makes loop_run return. */

@@ -6,7 +6,10 @@
  * empty array survives the round trip; a Lua table is an array when it has that
  * metatable or its keys are exactly 1..n with n >= 1, otherwise an object whose
  * keys must be strings (numbers are converted with %d / %.14g). Integers stay
- * integers. Strings keep their bytes (no UTF-8 check on the way out of Lua).
+ * integers; a float with an integral value within 2^53 also becomes a JSON
+ * integer (lua-cjson decodes every number as a float). Strings keep their
+ * bytes (no UTF-8 check on the way out of Lua). Shared (non-cyclic) subtables
+ * are converted once per reference; a cycle is an error.
  */
 #ifndef GENRELAY_LUAJSON_H
 #define GENRELAY_LUAJSON_H
@@ -16,13 +19,20 @@
 
 #define LUAJSON_MAX_DEPTH 64
 
-/* Pushes v (borrowed) as a Lua value. Returns 0, or -1 when too deep. */
+/*
+ * Pushes v (borrowed) as a Lua value (NULL pushes null). Returns 0, or -1
+ * when too deep (nothing pushed). It allocates Lua memory, so it may raise a
+ * memory error: call it in protected mode when the state has a memory cap.
+ */
 int luajson_push(lua_State *L, const json_t *v);
 
 /*
  * Converts the Lua value at idx into a new json_t (caller owns the
- * reference). Returns NULL and writes a reason into err for functions,
- * userdata other than null, cycles/too deep nesting, NaN/inf, or bad keys.
+ * reference); nil becomes null. Returns NULL and writes a reason into err
+ * for functions, userdata other than null, cycles/too deep nesting, NaN/inf,
+ * or bad keys; the reason starts with the path of the offending value
+ * ("output.items[1].url: a function is not convertible to JSON"). Never
+ * raises and leaves the stack as it was.
  */
 json_t *luajson_to_json(lua_State *L, int idx, char *err, size_t errlen);
 

@@ -3,7 +3,7 @@
  *
  * A script host belongs to one worker thread. It loads every script under the
  * configured scripts directory: provider adapters (providers/NAME.lua) and
- * webhook transforms (hooks/NAME.lua); scripts/lib/*.lua are modules those
+ * webhook transforms (hooks/NAME.lua); scripts/lib/NAME.lua are modules those
  * scripts may require as require("lib.NAME"). Each loaded script lives in a
  * lua_State of its own (so a script that changes a shared metatable affects
  * nobody else), with a sandboxed environment, a memory cap (limits.lua_memory_mb)

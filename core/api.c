@@ -1,0 +1,770 @@
+/*
+ * api.c: the unified API v1: routing, validation, the group commit of new
+ * jobs, sync waits and long-polls.
+ */
+#include "api.h"
+
+#include "callbacks.h"
+#include "config.h"
+#include "engine.h"
+#include "fetch.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+#include "sign.h"
+#include "store.h"
+#include "urlguard.h"
+#include "worker.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID_MAX 64
+#define MODEL_MAX 256
+#define TRACK_MAX 256
+#define IDEM_MAX 255
+
+static int id_ok(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
+			return 0;
+	return n > 0 && n <= ID_MAX;
+}
+
+static int printable(const char *s, size_t max)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if ((unsigned char)s[n] < 0x21 || s[n] == 0x7f)
+			return 0;
+	return n > 0 && n <= max;
+}
+
+static const struct config_customer *authenticate(struct request *r)
+{
+	const char *h = server_header(r, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+		server_respond_error(r, 401, "UNAUTHORIZED",
+				     "missing Authorization: Bearer <api key>");
+		return NULL;
+	}
+	const struct config_customer *c = config_customer_by_key(r->w->cfg, h + 7);
+	if (!c)
+		server_respond_error(r, 401, "UNAUTHORIZED", "unknown API key");
+	return c;
+}
+
+static void respond_run_shape(struct request *r, unsigned status, const struct job *j)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "job_id", json_string(j->id));
+	json_object_set_new(o, "status", json_string(job_terminal(j->status)
+				? job_status_name(j->status) : "processing"));
+	json_object_set_new(o, "model_id", json_string(j->model_id));
+	json_object_set_new(o, "request_id", j->request_id ? json_string(j->request_id) : json_null());
+	char msg[160];
+	snprintf(msg, sizeof msg, "accepted; poll GET /v1/jobs/%s or wait for the webhook", j->id);
+	json_object_set_new(o, "message", json_string(msg));
+	server_respond_json(r, status, o);
+}
+
+/* ---------- waiters (sync runs and long-polls) ---------- */
+
+static void waiter_unlink(struct request *r)
+{
+	if (r->prevp) {
+		*r->prevp = r->next;
+		if (r->next)
+			r->next->prevp = r->prevp;
+		r->prevp = NULL;
+		r->next = NULL;
+	}
+	loop_timer_stop(r->w->loop, &r->timer);
+}
+
+/* Answers a waiter with the job as it is now. */
+static void waiter_answer(struct request *r)
+{
+	struct worker *w = r->w;
+	struct job j;
+	waiter_unlink(r);
+	r->wait = WAIT_NONE;
+	int rc = store_job_get(w->store, r->wait_job, NULL, &j);
+	if (rc != 0) {
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	if (r->sync && !job_terminal(j.status))
+		respond_run_shape(r, 202, &j);
+	else
+		server_respond_json(r, 200, job_to_json(&j));
+	job_clear(&j);
+}
+
+static void waiter_timeout(struct loop_timer *t)
+{
+	waiter_answer(t->arg);
+}
+
+static void waiter_add(struct request *r, double secs)
+{
+	struct worker *w = r->w;
+	r->wait = WAIT_JOB;
+	r->next = w->waiters;
+	if (w->waiters)
+		w->waiters->prevp = &r->next;
+	r->prevp = &w->waiters;
+	w->waiters = r;
+	r->timer.cb = waiter_timeout;
+	r->timer.arg = r;
+	loop_timer_set(w->loop, &r->timer, loop_now_ms() + (int64_t)(secs * 1000));
+	server_suspend(r);
+}
+
+void api_job_ended(struct worker *w, const char *job_id)
+{
+	struct request *r = w->waiters, *n;
+	for (; r; r = n) {
+		n = r->next;
+		if (strcmp(r->wait_job, job_id) == 0)
+			waiter_answer(r);
+	}
+}
+
+void api_waiters_tick(struct worker *w)
+{
+	struct request *r = w->waiters, *n;
+	if (w->cfg->workers <= 1)
+		return;
+	for (; r; r = n) {
+		struct job j;
+		n = r->next;
+		if (store_job_get(w->store, r->wait_job, NULL, &j) == 0) {
+			int t = job_terminal(j.status);
+			job_clear(&j);
+			if (t)
+				waiter_answer(r);
+		}
+	}
+}
+
+void api_request_gone(struct request *r)
+{
+	if (r->wait == WAIT_JOB) {
+		waiter_unlink(r);
+	} else if (r->wait == WAIT_BATCH) {
+		/* Still queued for the commit: take it out of the batch. */
+		struct worker *w = r->w;
+		struct request **pp = &w->batch;
+		while (*pp && *pp != r)
+			pp = &(*pp)->next;
+		if (*pp) {
+			*pp = r->next;
+			if (w->batch_tail == &r->next)
+				w->batch_tail = pp;
+		}
+	}
+	r->wait = WAIT_NONE;
+}
+
+void api_abort_all(struct worker *w)
+{
+	while (w->waiters)
+		waiter_answer(w->waiters);
+	api_flush(w);
+}
+
+/* ---------- POST /v1/models/{model}/run ---------- */
+
+/* Resolves a model id to its targets ("provider:model" list). NULL: unknown. */
+static json_t *resolve_model(struct worker *w, const char *model)
+{
+	const char *colon = strchr(model, ':');
+	if (colon) {
+		char prov[64];
+		size_t n = (size_t)(colon - model);
+		if (n == 0 || n >= sizeof prov || !colon[1])
+			return NULL;
+		memcpy(prov, model, n);
+		prov[n] = '\0';
+		if (!script_exists(w->scripts, SCRIPT_PROVIDER, prov))
+			return NULL;
+		return json_pack("[s]", model);
+	}
+	const struct config_alias *a = config_alias(w->cfg, model);
+	if (a) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < a->ntargets; i++)
+			json_array_append_new(arr, json_string(a->targets[i]));
+		return arr;
+	}
+	char prov[64], target[MODEL_MAX + 80];
+	if (script_route(w->scripts, model, prov, sizeof prov) == 0) {
+		snprintf(target, sizeof target, "%s:%s", prov, model);
+		return json_pack("[s]", target);
+	}
+	return NULL;
+}
+
+static void handle_run(struct request *r, const char *model)
+{
+	struct worker *w = r->w;
+	const struct config_customer *c = authenticate(r);
+	if (!c)
+		return;
+	if (!printable(model, MODEL_MAX)) {
+		server_respond_error(r, 404, "MODEL_NOT_FOUND", "invalid model id");
+		return;
+	}
+	json_error_t jerr;
+	json_t *body = r->body.len ? json_loadb(r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+	if (!body) {
+		if (r->body.len)
+			server_respond_error(r, 400, "INVALID_REQUEST", "body is not valid JSON: %s (at byte %d)",
+					     jerr.text, jerr.position);
+		else
+			server_respond_error(r, 400, "INVALID_REQUEST", "body must be a JSON object with \"input\"");
+		return;
+	}
+	const char *key;
+	json_t *v;
+	if (!json_is_object(body)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "body must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(body, key, v) {
+		if (strcmp(key, "input") && strcmp(key, "webhook_url") && strcmp(key, "track_id") &&
+		    strcmp(key, "sync")) {
+			server_respond_error(r, 400, "INVALID_REQUEST",
+					     "unknown field \"%.64s\" (allowed: input, webhook_url, track_id, sync)", key);
+			goto out;
+		}
+	}
+	json_t *input = json_object_get(body, "input");
+	json_t *hook_url = json_object_get(body, "webhook_url");
+	json_t *track = json_object_get(body, "track_id");
+	json_t *sync = json_object_get(body, "sync");
+	if (!input) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "\"input\" is required");
+		goto out;
+	}
+	if (!json_is_object(input)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "\"input\" must be an object");
+		goto out;
+	}
+	if (hook_url && !json_is_null(hook_url) && !json_is_string(hook_url)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" must be a string");
+		goto out;
+	}
+	if (track && !json_is_null(track) &&
+	    (!json_is_string(track) || json_string_length(track) > TRACK_MAX ||
+	     json_string_length(track) == 0)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "\"track_id\" must be a string of 1 to %d bytes",
+				     TRACK_MAX);
+		goto out;
+	}
+	if (sync && !json_is_boolean(sync)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "\"sync\" must be true or false");
+		goto out;
+	}
+	const char *url = json_string_value(hook_url);
+	if (!url)
+		url = c->webhook_url;
+	if (url) {
+		char why[256];
+		if (urlguard_check_url(&w->guard, url, why, sizeof why) < 0) {
+			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
+			goto out;
+		}
+	}
+	const char *idem = server_header(r, "Idempotency-Key");
+	if (idem && !printable(idem, IDEM_MAX)) {
+		server_respond_error(r, 400, "INVALID_REQUEST",
+				     "Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
+		goto out;
+	}
+	json_t *targets = resolve_model(w, model);
+	if (!targets) {
+		server_respond_error(r, 404, "MODEL_NOT_FOUND", "no provider serves model '%.200s'", model);
+		goto out;
+	}
+	const char *prefer = server_header(r, "Prefer");
+	double wait_s = 0;
+	if (json_is_true(sync))
+		wait_s = w->cfg->sync_wait_s;
+	if (prefer && strncmp(prefer, "wait", 4) == 0) {
+		wait_s = w->cfg->sync_wait_s;
+		if (prefer[4] == '=') {
+			wait_s = strtod(prefer + 5, NULL);
+			if (wait_s < 0)
+				wait_s = 0;
+			if (wait_s > 300)
+				wait_s = 300;
+		}
+	}
+
+	struct job *j = &r->job;
+	int64_t now = loop_wall_ms();
+	sign_random_id("job_", j->id, sizeof j->id);
+	j->customer = strdup(c->name);
+	j->model_id = strdup(model);
+	j->targets = json_dumps(targets, JSON_COMPACT);
+	const char *first = json_string_value(json_array_get(targets, 0));
+	const char *colon = strchr(first, ':');
+	j->provider = strndup(first, (size_t)(colon - first));
+	j->model = strdup(colon + 1);
+	json_decref(targets);
+	j->status = JOB_QUEUED;
+	j->track_id = json_is_string(track) ? strdup(json_string_value(track)) : NULL;
+	j->input = json_dumps(input, JSON_COMPACT);
+	j->webhook_url = url ? strdup(url) : NULL;
+	j->hook = c->hook ? strdup(c->hook) : NULL;
+	j->created_at = j->updated_at = now;
+	j->submit_deadline = now + (int64_t)(w->cfg->submit_window_s * 1000);
+	j->deadline = now + (int64_t)(w->cfg->job_deadline_s * 1000);
+	if (idem) {
+		unsigned char h[SIGN_SHA256_LEN];
+		struct buf b;
+		buf_init(&b, r->body.len + MODEL_MAX + 2);
+		buf_adds(&b, model);
+		buf_add(&b, "\n", 1);
+		buf_add(&b, r->body.p, r->body.len);
+		sign_sha256(b.p, b.len, h);
+		buf_free(&b);
+		sign_hex_encode(h, sizeof h, r->idem_hash, sizeof r->idem_hash);
+		snprintf(r->idem_key, sizeof r->idem_key, "%s", idem);
+	}
+	r->customer = c;
+	r->sync = wait_s > 0;
+	r->wait_until = (int64_t)(wait_s * 1000);
+	r->wait = WAIT_BATCH;
+	r->next = NULL;
+	*w->batch_tail = r;
+	w->batch_tail = &r->next;
+	server_suspend(r);
+out:
+	json_decref(body);
+}
+
+void api_flush(struct worker *w)
+{
+	struct request *batch = w->batch, *r, *n;
+	if (!batch)
+		return;
+	w->batch = NULL;
+	w->batch_tail = &w->batch;
+	int64_t now = loop_wall_ms();
+	int ok = store_begin(w->store) == 0;
+	for (r = batch; ok && r; r = r->next) {
+		r->outcome = 0;
+		if (r->idem_key[0]) {
+			char hash[80], jid[48];
+			int rc = store_idem_get(w->store, r->customer->name, r->idem_key,
+						hash, sizeof hash, jid, sizeof jid);
+			if (rc < 0) {
+				ok = 0;
+				break;
+			}
+			if (rc == 0) {
+				r->outcome = strcmp(hash, r->idem_hash) == 0 ? 1 : 2;
+				snprintf(r->wait_job, sizeof r->wait_job, "%s", jid);
+				continue;
+			}
+			if (store_idem_put(w->store, r->customer->name, r->idem_key, r->idem_hash,
+					   r->job.id, now) < 0) {
+				ok = 0;
+				break;
+			}
+		}
+		if (store_job_insert(w->store, &r->job) < 0 ||
+		    store_work_add(w->store, r->job.id, WORK_SUBMIT, NULL, now, w->owner,
+				   now + 120000, &r->work_id) < 0)
+			ok = 0;
+	}
+	if (ok && store_commit(w->store) < 0)
+		ok = 0;
+	if (!ok) {
+		store_rollback(w->store);
+		metrics_inc(M_STORE_ERRORS);
+		log_warn("store: committing %s", store_errmsg(w->store));
+	}
+	for (r = batch; r; r = n) {
+		n = r->next;
+		r->next = NULL;
+		r->wait = WAIT_NONE;
+		if (!ok) {
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "the job store is unavailable; retry later");
+			continue;
+		}
+		if (r->outcome == 2) {
+			server_respond_error(r, 409, "IDEMPOTENCY_CONFLICT",
+					     "Idempotency-Key was used with a different request");
+			continue;
+		}
+		if (r->outcome == 1) {
+			struct job j;
+			if (store_job_get(w->store, r->wait_job, NULL, &j) == 0) {
+				respond_run_shape(r, 202, &j);
+				job_clear(&j);
+			} else {
+				server_respond_error(r, 503, "UNAVAILABLE", "the job store is unavailable");
+			}
+			continue;
+		}
+		metrics_inc(M_JOBS_ACCEPTED);
+		struct work wk = { .id = r->work_id, .kind = WORK_SUBMIT, .due_at = now };
+		snprintf(wk.job_id, sizeof wk.job_id, "%s", r->job.id);
+		snprintf(r->wait_job, sizeof r->wait_job, "%s", r->job.id);
+		if (r->sync) {
+			r->suspended = 1; /* still suspended since the batch */
+			waiter_add(r, (double)r->wait_until / 1000.0);
+		} else {
+			respond_run_shape(r, 202, &r->job);
+		}
+		engine_dispatch(w, &wk);
+	}
+}
+
+/* ---------- jobs ---------- */
+
+static void handle_get_job(struct request *r, const char *id)
+{
+	const struct config_customer *c = authenticate(r);
+	struct job j;
+	if (!c)
+		return;
+	int rc = id_ok(id) ? store_job_get(r->w->store, id, c->name, &j) : 1;
+	if (rc != 0) {
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	const char *wq = server_query(r, "wait");
+	double wait = 0;
+	if (wq) {
+		char *end;
+		wait = strtod(wq, &end);
+		if (*end || wait < 0 || wait != wait) {
+			job_clear(&j);
+			server_respond_error(r, 400, "INVALID_REQUEST", "wait must be a number of seconds");
+			return;
+		}
+		if (wait > 300)
+			wait = 300;
+	}
+	if (wait > 0 && !job_terminal(j.status)) {
+		snprintf(r->wait_job, sizeof r->wait_job, "%s", j.id);
+		r->sync = 0;
+		waiter_add(r, wait);
+	} else {
+		server_respond_json(r, 200, job_to_json(&j));
+	}
+	job_clear(&j);
+}
+
+static void handle_list_jobs(struct request *r)
+{
+	const struct config_customer *c = authenticate(r);
+	if (!c)
+		return;
+	const char *status = server_query(r, "status");
+	const char *cursor = server_query(r, "cursor");
+	const char *lim = server_query(r, "limit");
+	enum job_status js;
+	int limit = 20;
+	if (status && job_status_parse(status, &js) < 0) {
+		server_respond_error(r, 400, "INVALID_REQUEST",
+				     "status must be queued, processing, succeeded, failed or canceled");
+		return;
+	}
+	if (cursor && !id_ok(cursor)) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "invalid cursor");
+		return;
+	}
+	if (lim) {
+		char *end;
+		long l = strtol(lim, &end, 10);
+		if (*end || l < 1 || l > 100) {
+			server_respond_error(r, 400, "INVALID_REQUEST", "limit must be 1 to 100");
+			return;
+		}
+		limit = (int)l;
+	}
+	json_t *res = store_job_list(r->w->store, c->name, status, cursor, limit);
+	if (!res)
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+	else
+		server_respond_json(r, 200, res);
+}
+
+static void handle_cancel(struct request *r, const char *id)
+{
+	struct worker *w = r->w;
+	const struct config_customer *c = authenticate(r);
+	struct job j;
+	if (!c)
+		return;
+	if (!id_ok(id)) {
+		server_respond_error(r, 404, "JOB_NOT_FOUND", "no such job");
+		return;
+	}
+	if (store_begin(w->store) < 0) {
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+		return;
+	}
+	int rc = store_job_get(w->store, id, c->name, &j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	if (job_terminal(j.status)) {
+		store_rollback(w->store);
+		server_respond_json(r, 200, job_to_json(&j));
+		job_clear(&j);
+		return;
+	}
+	struct work out[2];
+	int nout = 0;
+	j.status = JOB_CANCELED;
+	job_set(&j.error_code, "CANCELED");
+	job_set(&j.error_message, "canceled by the customer");
+	int64_t now = loop_wall_ms();
+	int ok = engine_end_job_tx(w, &j, out, &nout) == 0;
+	if (ok && j.request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j.provider, "cancel")) {
+		struct work *ck = &out[nout];
+		memset(ck, 0, sizeof *ck);
+		ck->kind = WORK_CANCEL;
+		ck->due_at = now;
+		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
+		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
+				    now + 120000, &ck->id) == 0;
+		nout++;
+	}
+	if (!ok || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+		job_clear(&j);
+		return;
+	}
+	server_respond_json(r, 200, job_to_json(&j));
+	engine_job_ended(w, &j, out, nout);
+	job_clear(&j);
+}
+
+static void handle_job_sub(struct request *r, const char *id, const char *what)
+{
+	const struct config_customer *c = authenticate(r);
+	struct job j;
+	if (!c)
+		return;
+	int rc = id_ok(id) ? store_job_get(r->w->store, id, c->name, &j) : 1;
+	if (rc != 0) {
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "job_id", json_string(j.id));
+	if (strcmp(what, "deliveries") == 0)
+		json_object_set_new(o, "data", store_job_deliveries(r->w->store, j.id));
+	else
+		json_object_set_new(o, "data", store_job_events(r->w->store, j.id));
+	job_clear(&j);
+	server_respond_json(r, 200, o);
+}
+
+static void handle_retry_delivery(struct request *r, const char *id)
+{
+	struct worker *w = r->w;
+	const struct config_customer *c = authenticate(r);
+	struct delivery d;
+	struct job j;
+	if (!c)
+		return;
+	int rc = id_ok(id) ? store_delivery_get(w->store, id, &d) : 1;
+	if (rc == 0) {
+		rc = store_job_get(w->store, d.job_id, c->name, &j);
+		if (rc == 0)
+			job_clear(&j);
+		else
+			free(d.url);
+	}
+	if (rc != 0) {
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "DELIVERY_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such delivery" : "the store is unavailable");
+		return;
+	}
+	int64_t now = loop_wall_ms();
+	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
+	snprintf(wk.job_id, sizeof wk.job_id, "%s", d.job_id);
+	snprintf(wk.ref, sizeof wk.ref, "%s", d.id);
+	snprintf(d.status, sizeof d.status, "pending");
+	d.next_at = now;
+	if (store_begin(w->store) < 0 || store_delivery_update(w->store, &d) < 0 ||
+	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + 120000,
+			   &wk.id) < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		free(d.url);
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+		return;
+	}
+	free(d.url);
+	server_respond_json(r, 202, json_pack("{s:s,s:s}", "delivery_id", d.id, "status", "pending"));
+	engine_dispatch(w, &wk);
+}
+
+static void handle_models(struct request *r)
+{
+	const struct config_customer *c = authenticate(r);
+	if (!c)
+		return;
+	json_t *o = json_object();
+	json_object_set_new(o, "providers", script_host_models(r->w->scripts));
+	json_t *aliases = json_object();
+	for (size_t i = 0; i < r->w->cfg->naliases; i++) {
+		const struct config_alias *a = &r->w->cfg->aliases[i];
+		json_t *t = json_array();
+		for (size_t k = 0; k < a->ntargets; k++)
+			json_array_append_new(t, json_string(a->targets[k]));
+		json_object_set_new(aliases, a->name, t);
+	}
+	json_object_set_new(o, "aliases", aliases);
+	server_respond_json(r, 200, o);
+}
+
+static void handle_metrics(struct request *r)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	metrics_render(&b, (long)fetcher_inflight(r->w->fetch), (long)store_job_count(r->w->store));
+	size_t len;
+	char *text = buf_steal(&b, &len);
+	server_respond_raw(r, 200, text, len, "text/plain; version=0.0.4");
+}
+
+/* ---------- routing ---------- */
+
+/* Splits "a/b/c" into at most max segments (in place). Returns the count. */
+static int split(char *path, char **seg, int max)
+{
+	int n = 0;
+	char *p = path;
+	while (*p && n < max) {
+		seg[n++] = p;
+		char *s = strchr(p, '/');
+		if (!s)
+			break;
+		*s = '\0';
+		p = s + 1;
+	}
+	return n;
+}
+
+static void method_not_allowed(struct request *r)
+{
+	server_respond_error(r, 405, "METHOD_NOT_ALLOWED", "%s is not allowed here", r->method);
+}
+
+void api_dispatch(struct request *r)
+{
+	const char *url = r->url;
+	int get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+	int del = strcmp(r->method, "DELETE") == 0;
+	if (strcmp(url, "/healthz") == 0) {
+		server_respond_json(r, 200, json_pack("{s:s}", "status", r->w->stopping ? "stopping" : "ok"));
+		return;
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		handle_metrics(r);
+		return;
+	}
+	if (strncmp(url, "/v1/models/", 11) == 0 && post) {
+		size_t n = strlen(url);
+		if (n > 15 && strcmp(url + n - 4, "/run") == 0) {
+			char model[MODEL_MAX + 1];
+			size_t ml = n - 15;
+			if (ml > MODEL_MAX) {
+				server_respond_error(r, 404, "MODEL_NOT_FOUND", "model id too long");
+				return;
+			}
+			memcpy(model, url + 11, ml);
+			model[ml] = '\0';
+			handle_run(r, model);
+			return;
+		}
+	}
+	if (strcmp(url, "/v1/models") == 0) {
+		if (get)
+			handle_models(r);
+		else
+			method_not_allowed(r);
+		return;
+	}
+	if (strcmp(url, "/v1/scripts") == 0) {
+		if (!get) {
+			method_not_allowed(r);
+		} else if (authenticate(r)) {
+			json_t *o = json_pack("{s:o}", "data", script_host_list(r->w->scripts));
+			server_respond_json(r, 200, o);
+		}
+		return;
+	}
+	if (strcmp(url, "/v1/jobs") == 0) {
+		if (get)
+			handle_list_jobs(r);
+		else
+			method_not_allowed(r);
+		return;
+	}
+	char path[1024], *seg[8];
+	if (strlen(url) >= sizeof path) {
+		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+		return;
+	}
+	snprintf(path, sizeof path, "%s", url);
+	int n = split(path, seg, 8);
+	/* seg[0] is "" (leading slash) */
+	if (n >= 4 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "jobs") == 0) {
+		if (n == 4) {
+			if (get)
+				handle_get_job(r, seg[3]);
+			else if (del)
+				handle_cancel(r, seg[3]);
+			else
+				method_not_allowed(r);
+			return;
+		}
+		if (n == 5 && (strcmp(seg[4], "deliveries") == 0 || strcmp(seg[4], "events") == 0)) {
+			if (get)
+				handle_job_sub(r, seg[3], seg[4]);
+			else
+				method_not_allowed(r);
+			return;
+		}
+	}
+	if (n == 5 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "deliveries") == 0 &&
+	    strcmp(seg[4], "retry") == 0) {
+		if (post)
+			handle_retry_delivery(r, seg[3]);
+		else
+			method_not_allowed(r);
+		return;
+	}
+	if (n == 6 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "callbacks") == 0) {
+		if (post || strcmp(r->method, "PUT") == 0)
+			callbacks_handle(r, seg[3], seg[4], seg[5]);
+		else
+			method_not_allowed(r);
+		return;
+	}
+	server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+}

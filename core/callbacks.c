@@ -1,0 +1,200 @@
+/*
+ * callbacks.c: a provider's result arrives. The per-job token proves the
+ * URL came from us; the provider's own signature (verify()) is checked where
+ * it signs. The job is re-read inside a write transaction, so a duplicate or
+ * late callback never moves a job out of a terminal state: it is recorded and
+ * acknowledged.
+ */
+#include "callbacks.h"
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "metrics.h"
+#include "script.h"
+#include "server.h"
+#include "sign.h"
+#include "store.h"
+#include "worker.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CALLBACK_BODY_KEEP (64 * 1024)
+
+static void add_lower(void *arg, const char *name, const char *value)
+{
+	char low[128];
+	size_t i = 0;
+	for (; name[i] && i < sizeof low - 1; i++)
+		low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	low[i] = '\0';
+	json_object_set_new(arg, low, json_stringn_nocheck(value, strlen(value)));
+}
+
+static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	(void)kind;
+	json_object_set_new(cls, key, json_string(value ? value : ""));
+	return MHD_YES;
+}
+
+static json_t *request_arg(struct request *r)
+{
+	json_t *o = json_object(), *h = json_object(), *q = json_object();
+	server_each_header(r, add_lower, h);
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_query, q);
+	json_object_set_new(o, "headers", h);
+	json_object_set_new(o, "query", q);
+	json_object_set_new(o, "body", json_stringn_nocheck(r->body.p ? r->body.p : "", r->body.len));
+	json_t *parsed = r->body.len ? json_loadb(r->body.p, r->body.len, JSON_DECODE_ANY, NULL) : NULL;
+	if (parsed)
+		json_object_set_new(o, "json", parsed);
+	return o;
+}
+
+static int targets_include(const struct job *j, const char *provider)
+{
+	if (j->provider && strcmp(j->provider, provider) == 0)
+		return 1;
+	json_t *t = json_loads(j->targets, 0, NULL);
+	size_t i;
+	json_t *v;
+	int found = 0;
+	size_t plen = strlen(provider);
+	json_array_foreach(t, i, v) {
+		const char *s = json_string_value(v);
+		if (s && strncmp(s, provider, plen) == 0 && s[plen] == ':')
+			found = 1;
+	}
+	json_decref(t);
+	return found;
+}
+
+static void record(struct worker *w, const char *job_id, const char *provider,
+		   const char *outcome, struct request *r)
+{
+	size_t n = r->body.len > CALLBACK_BODY_KEEP ? CALLBACK_BODY_KEEP : r->body.len;
+	if (store_callback_insert(w->store, job_id, provider, loop_wall_ms(), outcome,
+				  r->body.p, n) < 0)
+		metrics_inc(M_STORE_ERRORS);
+}
+
+static void ack(struct request *r, const char *status)
+{
+	server_respond_json(r, 200, json_pack("{s:b,s:s}", "ok", 1, "status", status));
+}
+
+void callbacks_handle(struct request *r, const char *provider, const char *job_id,
+		      const char *token)
+{
+	struct worker *w = r->w;
+	struct job j;
+	char err[512];
+	metrics_inc(M_CALLBACKS);
+	if (!sign_callback_token_ok(w->server_secret, job_id, token)) {
+		metrics_inc(M_CALLBACKS_REJECTED);
+		server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
+		return;
+	}
+	if (store_begin(w->store) < 0) {
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+		return;
+	}
+	int rc = store_job_get(w->store, job_id, NULL, &j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	if (!targets_include(&j, provider)) {
+		store_rollback(w->store);
+		job_clear(&j);
+		metrics_inc(M_CALLBACKS_REJECTED);
+		server_respond_error(r, 404, "JOB_NOT_FOUND", "job does not run on %s", provider);
+		return;
+	}
+	if (job_terminal(j.status) || strcmp(j.provider, provider) != 0) {
+		metrics_inc(M_CALLBACKS_DUPLICATE);
+		record(w, j.id, provider, "duplicate", r);
+		if (store_commit(w->store) < 0)
+			store_rollback(w->store);
+		ack(r, "duplicate");
+		job_clear(&j);
+		return;
+	}
+	json_t *req = request_arg(r), *jarg = engine_job_arg(&j), *res = NULL;
+	json_t *args[3] = { req, NULL, jarg };
+	struct script_ctx ctx = { .provider = provider };
+	if (script_has_fn(w->scripts, SCRIPT_PROVIDER, provider, "verify")) {
+		ctx.keys = engine_provider_keys(w, provider, 0);
+		json_t *settings = script_provider_settings(w->scripts, provider);
+		int needs_keys = json_object_get(settings, "jwks_url") != NULL;
+		json_decref(settings);
+		if (needs_keys && !ctx.keys) {
+			store_rollback(w->store);
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "signing keys are not loaded yet; retry");
+			goto out;
+		}
+		/* verify(req, ctx, job): ctx is appended by the host. */
+		args[1] = jarg;
+		rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "verify", args, 2, &ctx,
+				 &res, err, sizeof err);
+		if (rc < 0 || !json_is_true(res)) {
+			const char *why = rc < 0 ? err : json_is_string(res) ? json_string_value(res)
+				: "signature verification failed";
+			metrics_inc(M_CALLBACKS_REJECTED);
+			record(w, j.id, provider, "rejected", r);
+			if (store_commit(w->store) < 0)
+				store_rollback(w->store);
+			if (needs_keys)
+				engine_provider_keys(w, provider, 1);
+			log_info("callback for %s refused: %s", j.id, why);
+			server_respond_error(r, 401, "UNAUTHORIZED", "callback refused: %s", why);
+			goto out;
+		}
+		json_decref(res);
+		res = NULL;
+	}
+	args[1] = jarg;
+	rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "on_callback", args, 2, &ctx,
+			 &res, err, sizeof err);
+	if (rc < 0) {
+		metrics_inc(M_SCRIPT_ERRORS);
+		j.status = JOB_FAILED;
+		job_set(&j.error_code, "SCRIPT_ERROR");
+		job_set(&j.error_message, err);
+	} else if (json_is_null(res) ||
+		   (json_is_string(json_object_get(res, "state")) &&
+		    strcmp(json_string_value(json_object_get(res, "state")), "processing") == 0)) {
+		/* Not a result (progress or unreadable): keep waiting and polling. */
+		record(w, j.id, provider, "ignored", r);
+		if (store_commit(w->store) < 0)
+			store_rollback(w->store);
+		ack(r, "ignored");
+		goto out;
+	} else {
+		engine_apply_result(w, &j, res, 0, provider);
+	}
+	struct work out;
+	int nout = 0;
+	record(w, j.id, provider, "applied", r);
+	if (engine_end_job_tx(w, &j, &out, &nout) < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		metrics_inc(M_STORE_ERRORS);
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable; retry");
+		goto out;
+	}
+	ack(r, "applied");
+	engine_job_ended(w, &j, &out, nout);
+out:
+	json_decref(res);
+	json_decref(req);
+	json_decref(jarg);
+	job_clear(&j);
+}

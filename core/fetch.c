@@ -1,0 +1,419 @@
+/*
+ * fetch.c: libcurl multi socket API on the worker's epoll loop.
+ *
+ * Easy handles are kept in a free list and reused, so connections stay in the
+ * multi handle's cache and no allocation happens per request after warm-up.
+ */
+#include "fetch.h"
+
+#include "buf.h"
+#include "loop.h"
+#include "urlguard.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#define FETCH_HEADER_MAX (32 * 1024)
+
+struct transfer {
+	struct fetcher *f;
+	CURL *easy;
+	struct curl_slist *headers;
+	char *body;
+	struct buf resp;
+	struct buf head;
+	int truncated;
+	int blocked;
+	const struct urlguard_policy *guard;
+	fetch_done_cb cb;
+	void *arg;
+	char errbuf[CURL_ERROR_SIZE];
+	struct transfer *next; /* free list / in-flight list */
+	struct transfer *prev;
+};
+
+struct fetcher {
+	struct loop *loop;
+	CURLM *multi;
+	struct loop_timer timer;
+	struct transfer *free;
+	struct transfer *active;
+	size_t inflight;
+	int in_timer;
+};
+
+struct sock {
+	struct loop_io io;
+	struct fetcher *f;
+	curl_socket_t fd;
+};
+
+static void check_done(struct fetcher *f);
+
+static void io_cb(struct loop_io *io, uint32_t events)
+{
+	struct sock *s = io->arg;
+	struct fetcher *f = s->f;
+	int flags = 0, running;
+	if (events & EPOLLIN)
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & (EPOLLERR | EPOLLHUP))
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(f->multi, s->fd, flags, &running);
+	check_done(f);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+	struct fetcher *f = userp;
+	struct sock *s = sockp;
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			loop_io_del(f->loop, &s->io);
+			curl_multi_assign(f->multi, fd, NULL);
+			loop_defer_free(f->loop, s);
+		}
+		return 0;
+	}
+	uint32_t ev = 0;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev |= EPOLLOUT;
+	if (!s) {
+		s = calloc(1, sizeof *s);
+		if (!s)
+			return -1;
+		s->f = f;
+		s->fd = fd;
+		if (loop_io_add(f->loop, &s->io, fd, ev, io_cb, s) < 0) {
+			free(s);
+			return -1;
+		}
+		curl_multi_assign(f->multi, fd, s);
+	} else {
+		loop_io_mod(f->loop, &s->io, ev);
+	}
+	return 0;
+}
+
+static void timer_fire(struct loop_timer *t)
+{
+	struct fetcher *f = t->arg;
+	int running;
+	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(f);
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct fetcher *f = userp;
+	(void)m;
+	if (timeout_ms < 0)
+		loop_timer_stop(f->loop, &f->timer);
+	else
+		loop_timer_set(f->loop, &f->timer, loop_now_ms() + timeout_ms);
+	return 0;
+}
+
+struct fetcher *fetcher_new(struct loop *l)
+{
+	struct fetcher *f = calloc(1, sizeof *f);
+	if (!f)
+		return NULL;
+	f->loop = l;
+	f->multi = curl_multi_init();
+	if (!f->multi) {
+		free(f);
+		return NULL;
+	}
+	loop_timer_init(&f->timer, timer_fire, f);
+	curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, 512L);
+	return f;
+}
+
+static void transfer_destroy(struct transfer *t)
+{
+	curl_easy_cleanup(t->easy);
+	curl_slist_free_all(t->headers);
+	free(t->body);
+	buf_free(&t->resp);
+	buf_free(&t->head);
+	free(t);
+}
+
+void fetcher_free(struct fetcher *f)
+{
+	if (!f)
+		return;
+	struct transfer *t, *n;
+	for (t = f->active; t; t = n) {
+		n = t->next;
+		curl_multi_remove_handle(f->multi, t->easy);
+		transfer_destroy(t);
+	}
+	for (t = f->free; t; t = n) {
+		n = t->next;
+		transfer_destroy(t);
+	}
+	curl_multi_cleanup(f->multi);
+	loop_timer_stop(f->loop, &f->timer);
+	free(f);
+}
+
+size_t fetcher_inflight(const struct fetcher *f)
+{
+	return f->inflight;
+}
+
+static size_t write_cb(char *p, size_t sz, size_t n, void *ud)
+{
+	struct transfer *t = ud;
+	size_t len = sz * n;
+	if (!t->truncated && buf_add(&t->resp, p, len) < 0) {
+		size_t room = t->resp.max - t->resp.len;
+		buf_add(&t->resp, p, room);
+		t->truncated = 1;
+	}
+	return len;
+}
+
+static size_t header_cb(char *p, size_t sz, size_t n, void *ud)
+{
+	struct transfer *t = ud;
+	size_t len = sz * n;
+	/* A new status line starts the final response's block (after 100-continue). */
+	if (len > 5 && memcmp(p, "HTTP/", 5) == 0)
+		buf_reset(&t->head);
+	if (buf_add(&t->head, p, len) < 0)
+		return 0;
+	return len;
+}
+
+static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
+				   struct curl_sockaddr *a)
+{
+	struct transfer *t = ud;
+	(void)purpose;
+	if (t->guard && !t->guard->allow_private &&
+	    urlguard_addr_blocked(&a->addr, a->addrlen)) {
+		t->blocked = 1;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+int fetch_start(struct fetcher *f, const struct fetch_request *req,
+		fetch_done_cb cb, void *arg)
+{
+	struct transfer *t = f->free;
+	if (t) {
+		f->free = t->next;
+		curl_easy_reset(t->easy);
+	} else {
+		t = calloc(1, sizeof *t);
+		if (!t || !(t->easy = curl_easy_init())) {
+			free(t);
+			curl_slist_free_all(req->headers);
+			return -1;
+		}
+	}
+	t->f = f;
+	t->headers = req->headers;
+	t->body = NULL;
+	t->truncated = t->blocked = 0;
+	t->guard = req->guard;
+	t->cb = cb;
+	t->arg = arg;
+	t->errbuf[0] = '\0';
+	buf_init(&t->resp, req->max_response ? req->max_response : 1 << 20);
+	buf_init(&t->head, FETCH_HEADER_MAX);
+
+	CURL *e = t->easy;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "genrelay/0.1");
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+	if (req->body) {
+		t->body = malloc(req->body_len + 1);
+		if (!t->body)
+			goto fail;
+		memcpy(t->body, req->body, req->body_len);
+		t->body[req->body_len] = '\0';
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
+	}
+	if (strcmp(req->method, "GET") == 0 && !req->body)
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(req->method, "POST") != 0 || !req->body)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+	if (strcmp(req->method, "POST") == 0 && !req->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+	}
+
+	if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
+		goto fail;
+	t->prev = NULL;
+	t->next = f->active;
+	if (f->active)
+		f->active->prev = t;
+	f->active = t;
+	f->inflight++;
+	return 0;
+fail:
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	free(t->body);
+	t->body = NULL;
+	buf_free(&t->resp);
+	buf_free(&t->head);
+	t->next = f->free;
+	f->free = t;
+	return -1;
+}
+
+static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
+{
+	struct fetch_response res = {0};
+	double secs = 0;
+	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &secs);
+	res.total_ms = secs * 1000.0;
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res.status);
+	} else if (t->blocked) {
+		res.error = "address not allowed (private, loopback or reserved)";
+	} else {
+		res.error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
+	}
+	res.body = t->resp.p ? t->resp.p : "";
+	res.body_len = t->resp.len;
+	res.truncated = t->truncated;
+	res.headers = t->head.p ? t->head.p : "";
+	res.headers_len = t->head.len;
+
+	/* Unlink before the callback: it may start new transfers. */
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		f->active = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	f->inflight--;
+	curl_multi_remove_handle(f->multi, t->easy);
+
+	t->cb(t->arg, &res);
+
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	free(t->body);
+	t->body = NULL;
+	buf_free(&t->resp);
+	buf_free(&t->head);
+	t->next = f->free;
+	f->free = t;
+}
+
+static void check_done(struct fetcher *f)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(f->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct transfer *t = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		finish(f, t, m->data.result);
+	}
+}
+
+static int name_eq(const char *line, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+	return n > k && line[k] == ':' && strncasecmp(line, name, k) == 0;
+}
+
+void fetch_each_header(const char *headers, size_t len,
+		       void (*fn)(void *arg, const char *name, const char *value),
+		       void *arg)
+{
+	const char *p = headers, *end = headers + len;
+	char name[128], value[2048];
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			eol = end;
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon && colon > p && (size_t)(colon - p) < sizeof name) {
+			size_t nl = (size_t)(colon - p);
+			for (size_t i = 0; i < nl; i++)
+				name[i] = (char)tolower((unsigned char)p[i]);
+			name[nl] = '\0';
+			const char *v = colon + 1, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			size_t vl = (size_t)(ve - v);
+			if (vl >= sizeof value)
+				vl = sizeof value - 1;
+			memcpy(value, v, vl);
+			value[vl] = '\0';
+			fn(arg, name, value);
+		}
+		p = eol + 1;
+	}
+}
+
+int fetch_header(const char *headers, size_t len, const char *name,
+		 char *out, size_t outlen)
+{
+	const char *p = headers, *end = headers + len;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			eol = end;
+		if (name_eq(p, (size_t)(eol - p), name)) {
+			const char *v = p + strlen(name) + 1, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+				ve--;
+			size_t vl = (size_t)(ve - v);
+			if (outlen == 0)
+				return (int)vl;
+			if (vl >= outlen)
+				vl = outlen - 1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return (int)vl;
+		}
+		p = eol + 1;
+	}
+	return -1;
+}

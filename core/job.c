@@ -1,0 +1,100 @@
+#include "job.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const names[] = {
+	"queued", "processing", "succeeded", "failed", "canceled",
+};
+
+const char *job_status_name(enum job_status s)
+{
+	return (unsigned)s < 5 ? names[s] : "unknown";
+}
+
+int job_status_parse(const char *s, enum job_status *out)
+{
+	for (int i = 0; i < 5; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum job_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int job_terminal(enum job_status s)
+{
+	return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELED;
+}
+
+void job_clear(struct job *j)
+{
+	char **f[] = { &j->customer, &j->model_id, &j->targets, &j->provider,
+		       &j->model, &j->request_id, &j->track_id, &j->input,
+		       &j->webhook_url, &j->hook, &j->output, &j->error_code,
+		       &j->error_message, &j->data };
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		free(*f[i]);
+		*f[i] = NULL;
+	}
+}
+
+int job_set(char **field, const char *v)
+{
+	char *c = NULL;
+	if (v && !(c = strdup(v)))
+		return -1;
+	free(*field);
+	*field = c;
+	return 0;
+}
+
+void job_time(int64_t ms, char *out, size_t outlen)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	char base[32];
+	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, outlen, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+	char t[40];
+	if (!ms)
+		return json_null();
+	job_time(ms, t, sizeof t);
+	return json_string(t);
+}
+
+json_t *job_to_json(const struct job *j)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "job_id", json_string(j->id));
+	json_object_set_new(o, "status", json_string(job_status_name(j->status)));
+	json_object_set_new(o, "model_id", str_or_null(j->model_id));
+	json_object_set_new(o, "provider", str_or_null(j->provider));
+	json_object_set_new(o, "request_id", str_or_null(j->request_id));
+	json_object_set_new(o, "track_id", str_or_null(j->track_id));
+	json_t *out = j->output ? json_loads(j->output, 0, NULL) : NULL;
+	json_object_set_new(o, "output", out ? out : json_null());
+	if (j->error_code) {
+		json_t *e = json_object();
+		json_object_set_new(e, "code", json_string(j->error_code));
+		json_object_set_new(e, "message", str_or_null(j->error_message));
+		json_object_set_new(o, "error", e);
+	} else {
+		json_object_set_new(o, "error", json_null());
+	}
+	json_object_set_new(o, "created_at", time_or_null(j->created_at));
+	json_object_set_new(o, "completed_at", time_or_null(j->completed_at));
+	return o;
+}

@@ -1,0 +1,42 @@
+/*
+ * log.h: a tiny thread-safe logger.
+ *
+ * One line per message on stderr:
+ *   2026-11-22T19:00:00.123Z level=info <message>
+ * Control characters in the message are replaced by spaces so that one call
+ * always gives one line. Messages above LOG_LINE_MAX bytes are truncated.
+ * Never pass secrets in a message.
+ */
+#ifndef GENRELAY_LOG_H
+#define GENRELAY_LOG_H
+
+#define LOG_LINE_MAX 4096
+
+enum log_level {
+	LOG_LEVEL_DEBUG = 0,
+	LOG_LEVEL_INFO = 1,
+	LOG_LEVEL_WARN = 2,
+	LOG_LEVEL_ERROR = 3,
+};
+
+#if defined(__GNUC__)
+#define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LOG_PRINTF(a, b)
+#endif
+
+/* Messages below level are dropped. Default LOG_LEVEL_INFO. Thread-safe. */
+void log_set_level(int level);
+int log_get_level(void);
+/* "debug", "info", "warn" (or "warning"), "error" -> level; -1 otherwise. */
+int log_level_parse(const char *s);
+/* 1 when a message at level would be written (skip expensive formatting). */
+int log_enabled(int level);
+
+void log_msg(int level, const char *fmt, ...) LOG_PRINTF(2, 3);
+void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);
+
+#endif

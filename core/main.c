@@ -1,0 +1,322 @@
+/*
+ * main.c: the genrelay command line.
+ *
+ *   genrelay serve [--config FILE]
+ *   genrelay check [--config FILE]
+ *   genrelay scripts check [--config FILE] [FILE...]
+ *   genrelay version
+ */
+#include "config.h"
+#include "log.h"
+#include "script.h"
+#include "sign.h"
+#include "store.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: genrelay serve [--config FILE]\n"
+		"       genrelay check [--config FILE]\n"
+		"       genrelay scripts check [--config FILE] [FILE...]\n"
+		"       genrelay version\n");
+}
+
+/* Parses "host:port" or "[v6]:port" and binds a listening socket with
+ * SO_REUSEPORT. Returns the fd or -1 with err. */
+static int listen_on(const char *spec, char *err, size_t errlen)
+{
+	char host[256];
+	const char *port;
+	if (spec[0] == '[') {
+		const char *end = strchr(spec, ']');
+		if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof host)
+			goto bad;
+		memcpy(host, spec + 1, (size_t)(end - spec - 1));
+		host[end - spec - 1] = '\0';
+		port = end + 2;
+	} else {
+		const char *c = strrchr(spec, ':');
+		if (!c || (size_t)(c - spec) >= sizeof host)
+			goto bad;
+		memcpy(host, spec, (size_t)(c - spec));
+		host[c - spec] = '\0';
+		port = c + 1;
+	}
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
+	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "listen %s: %s", spec, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+		snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+bad:
+	snprintf(err, errlen, "listen: '%s' is not host:port or [v6]:port", spec);
+	return -1;
+}
+
+static const char *arg_config(int argc, char **argv, int *first_free)
+{
+	const char *path = NULL;
+	int i = 0;
+	for (; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else
+			break;
+	}
+	if (first_free)
+		*first_free = i;
+	return path;
+}
+
+/*
+ * Leases held by an earlier process of this host that is gone (killed) are
+ * released at once rather than waiting for them to expire.
+ */
+static void release_dead_leases(struct store *s, const char *host)
+{
+	json_t *owners = store_work_owners(s);
+	size_t i;
+	json_t *o;
+	json_array_foreach(owners, i, o) {
+		const char *name = json_string_value(o);
+		char h[256];
+		int pid = 0;
+		const char *c1 = strchr(name, ':');
+		if (!c1 || (size_t)(c1 - name) >= sizeof h)
+			continue;
+		memcpy(h, name, (size_t)(c1 - name));
+		h[c1 - name] = '\0';
+		pid = atoi(c1 + 1);
+		if (strcmp(h, host) != 0 || pid <= 0 || pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char prefix[300];
+		snprintf(prefix, sizeof prefix, "%s:%d:", h, pid);
+		if (store_work_release_prefix(s, prefix) == 0)
+			log_info("released the leases of dead process %d", pid);
+	}
+	json_decref(owners);
+}
+
+static int serve(const char *path)
+{
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		return 2;
+	}
+	log_set_level(log_level_parse(cfg->log_level));
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	struct store *s = store_open(cfg->store, strcmp(cfg->durability, "fsync") == 0, err, sizeof err);
+	if (!s) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		config_free(cfg);
+		return 2;
+	}
+	char secret[128];
+	if (cfg->server_secret) {
+		snprintf(secret, sizeof secret, "%s", cfg->server_secret);
+	} else if (store_meta_get(s, "server_secret", secret, sizeof secret) != 0) {
+		unsigned char raw[32];
+		sign_random(raw, sizeof raw);
+		sign_hex_encode(raw, sizeof raw, secret, sizeof secret);
+		if (store_meta_set(s, "server_secret", secret) < 0) {
+			fprintf(stderr, "genrelay: store: %s\n", store_errmsg(s));
+			store_close(s);
+			config_free(cfg);
+			return 2;
+		}
+	}
+	char host[64];
+	gethostname(host, sizeof host);
+	host[sizeof host - 1] = '\0';
+	for (char *p = host; *p; p++)
+		if (*p == ':')
+			*p = '_';
+	release_dead_leases(s, host);
+	store_close(s);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	int n = cfg->workers;
+	struct worker *ws = calloc((size_t)n, sizeof *ws);
+	unsigned char rnd[4];
+	sign_random(rnd, sizeof rnd);
+	int rc = 0, started = 0;
+	for (int i = 0; i < n; i++) {
+		struct worker *w = &ws[i];
+		w->index = i;
+		w->cfg = cfg;
+		w->server_secret = secret;
+		snprintf(w->owner, sizeof w->owner, "%.60s:%d:%d:%02x%02x%02x%02x", host, getpid(), i,
+			 rnd[0], rnd[1], rnd[2], rnd[3]);
+		w->listen_fd = listen_on(cfg->listen, err, sizeof err);
+		if (w->listen_fd < 0 || worker_start(w, err, sizeof err) < 0) {
+			fprintf(stderr, "genrelay: %s\n", err);
+			rc = 2;
+			break;
+		}
+		started++;
+	}
+	if (rc == 0) {
+		log_info("genrelay %s listening on http://%s (%d worker%s, store %s)", VERSION,
+			 cfg->listen, n, n > 1 ? "s" : "", cfg->store);
+		int sig = 0;
+		sigwait(&set, &sig);
+		log_info("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+	for (int i = 0; i < started; i++)
+		worker_stop(&ws[i]);
+	for (int i = 0; i < n; i++)
+		if (ws[i].loop || ws[i].store)
+			worker_join(&ws[i]);
+	free(ws);
+	config_free(cfg);
+	curl_global_cleanup();
+	log_info("stopped");
+	return rc;
+}
+
+static int check(const char *path)
+{
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		return 1;
+	}
+	struct script_host *h = script_host_new(cfg);
+	int rc = script_host_load(h, err, sizeof err);
+	if (rc < 0)
+		fprintf(stderr, "genrelay: %s\n", err);
+	for (size_t i = 0; rc == 0 && i < cfg->ncustomers; i++) {
+		const char *hook = cfg->customers[i].hook ? cfg->customers[i].hook : "default";
+		if (!script_exists(h, SCRIPT_HOOK, hook)) {
+			fprintf(stderr, "genrelay: customers.%s.hook: no script hooks/%s.lua\n",
+				cfg->customers[i].name, hook);
+			rc = -1;
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < cfg->naliases; i++) {
+		for (size_t k = 0; k < cfg->aliases[i].ntargets; k++) {
+			const char *t = cfg->aliases[i].targets[k];
+			char prov[64];
+			const char *c = strchr(t, ':');
+			size_t len = c ? (size_t)(c - t) : 0;
+			if (!c || len >= sizeof prov)
+				continue;
+			memcpy(prov, t, len);
+			prov[len] = '\0';
+			if (!script_exists(h, SCRIPT_PROVIDER, prov)) {
+				fprintf(stderr, "genrelay: models.%s: no provider script for '%s'\n",
+					cfg->aliases[i].name, t);
+				rc = -1;
+			}
+		}
+	}
+	script_host_free(h);
+	config_free(cfg);
+	if (rc == 0)
+		printf("configuration and scripts OK\n");
+	return rc == 0 ? 0 : 1;
+}
+
+static int scripts_check(int argc, char **argv)
+{
+	int first = 0;
+	const char *path = arg_config(argc, argv, &first);
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		return 1;
+	}
+	int rc = 0;
+	if (first == argc) {
+		struct script_host *h = script_host_new(cfg);
+		if (script_host_load(h, err, sizeof err) < 0) {
+			fprintf(stderr, "%s\n", err);
+			rc = 1;
+		} else {
+			printf("all scripts under %s OK\n", cfg->scripts);
+		}
+		script_host_free(h);
+	}
+	for (int i = first; i < argc; i++) {
+		if (script_check_file(cfg, argv[i], err, sizeof err) < 0) {
+			fprintf(stderr, "%s: %s\n", argv[i], err);
+			rc = 1;
+		} else {
+			printf("%s: OK\n", argv[i]);
+		}
+	}
+	config_free(cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
+		int first;
+		const char *path = arg_config(argc - 2, argv + 2, &first);
+		if (first != argc - 2) {
+			usage(stderr);
+			return 2;
+		}
+		return strcmp(cmd, "serve") == 0 ? serve(path) : check(path);
+	}
+	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
+		return scripts_check(argc - 3, argv + 3);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("genrelay %s\n", VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

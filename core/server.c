@@ -1,0 +1,321 @@
+/*
+ * server.c: libmicrohttpd in external-epoll mode on the worker's loop.
+ *
+ * MHD's epoll fd is one watcher on the loop; MHD_run() runs whenever it is
+ * readable or MHD's own timeout passes. Suspended requests are resumed with
+ * their response attached, and the access handler queues it on the next call.
+ */
+#include "server.h"
+
+#include "api.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+struct server {
+	struct worker *w;
+	struct MHD_Daemon *d;
+	struct loop_io io;
+	struct loop_timer timer;
+	int need_run;
+	int listen_fd;
+};
+
+static void arm_timer(struct server *s)
+{
+	MHD_UNSIGNED_LONG_LONG to;
+	if (MHD_get_timeout(s->d, &to) == MHD_YES)
+		loop_timer_set(s->w->loop, &s->timer, loop_now_ms() + (int64_t)to);
+	else
+		loop_timer_stop(s->w->loop, &s->timer);
+}
+
+void server_run(struct server *s)
+{
+	if (!s || !s->d)
+		return;
+	s->need_run = 0;
+	MHD_run(s->d);
+	arm_timer(s);
+}
+
+static void io_cb(struct loop_io *io, uint32_t events)
+{
+	(void)events;
+	server_run(io->arg);
+}
+
+static void timer_cb(struct loop_timer *t)
+{
+	server_run(t->arg);
+}
+
+static void queue_pending(struct request *r)
+{
+	if (r->response) {
+		MHD_queue_response(r->conn, r->status, r->response);
+		MHD_destroy_response(r->response);
+		r->response = NULL;
+	}
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
+				 const char *url, const char *method,
+				 const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
+{
+	struct server *s = cls;
+	struct request *r = *con_cls;
+	(void)version;
+	if (!r) {
+		r = calloc(1, sizeof *r);
+		if (!r)
+			return MHD_NO;
+		r->w = s->w;
+		r->conn = conn;
+		snprintf(r->method, sizeof r->method, "%s", method);
+		r->url = strdup(url);
+		r->started_ms = loop_now_ms();
+		buf_init(&r->body, s->w->cfg->body_bytes);
+		loop_timer_init(&r->timer, NULL, r);
+		*con_cls = r;
+		if (!r->url)
+			return MHD_NO;
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > s->w->cfg->body_bytes) {
+			server_respond_error(r, 413, "PAYLOAD_TOO_LARGE",
+					     "body exceeds %zu bytes", s->w->cfg->body_bytes);
+			return MHD_YES;
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (!r->too_large && !r->answered &&
+		    buf_add(&r->body, upload_data, *upload_data_size) < 0)
+			r->too_large = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->response) {
+		queue_pending(r);
+		return MHD_YES;
+	}
+	if (r->answered || r->suspended)
+		return MHD_YES;
+	if (r->too_large) {
+		server_respond_error(r, 413, "PAYLOAD_TOO_LARGE", "body exceeds %zu bytes",
+				     s->w->cfg->body_bytes);
+		return MHD_YES;
+	}
+	api_dispatch(r);
+	if (r->response && !r->suspended)
+		queue_pending(r);
+	return MHD_YES;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct request *r = *con_cls;
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!r)
+		return;
+	api_request_gone(r);
+	if (r->response)
+		MHD_destroy_response(r->response);
+	loop_timer_stop(r->w->loop, &r->timer);
+	job_clear(&r->job);
+	buf_free(&r->body);
+	free(r->url);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	(void)cls;
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	log_debug("http: %s", line);
+}
+
+struct server *server_new(struct worker *w, char *err, size_t errlen)
+{
+	struct server *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->w = w;
+	s->listen_fd = w->listen_fd;
+	loop_timer_init(&s->timer, timer_cb, s);
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+			 MHD_USE_ERROR_LOG;
+	unsigned limit = (unsigned)w->cfg->max_connections;
+	s->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
+				MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+				MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+				MHD_OPTION_CONNECTION_LIMIT, limit,
+				MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)w->cfg->connection_timeout_s,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				MHD_OPTION_END);
+	if (!s->d) {
+		snprintf(err, errlen, "cannot start the HTTP server on %s", w->cfg->listen);
+		free(s);
+		return NULL;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || loop_io_add(w->loop, &s->io, info->epoll_fd, EPOLLIN, io_cb, s) < 0) {
+		snprintf(err, errlen, "cannot watch the HTTP server");
+		MHD_stop_daemon(s->d);
+		free(s);
+		return NULL;
+	}
+	arm_timer(s);
+	return s;
+}
+
+void server_quiesce(struct server *s)
+{
+	if (!s || !s->d)
+		return;
+	MHD_socket fd = MHD_quiesce_daemon(s->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	loop_io_del(s->w->loop, &s->io);
+	loop_timer_stop(s->w->loop, &s->timer);
+	MHD_stop_daemon(s->d);
+	free(s);
+}
+
+long server_connections(struct server *s)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return info ? (long)info->num_connections : 0;
+}
+
+const char *server_header(struct request *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *server_query(struct request *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct each_ctx {
+	void (*fn)(void *, const char *, const char *);
+	void *arg;
+};
+
+static enum MHD_Result each_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+			       const char *value)
+{
+	struct each_ctx *c = cls;
+	(void)kind;
+	c->fn(c->arg, key, value ? value : "");
+	return MHD_YES;
+}
+
+void server_each_header(struct request *r,
+			void (*fn)(void *arg, const char *name, const char *value),
+			void *arg)
+{
+	struct each_ctx c = { fn, arg };
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, each_cb, &c);
+}
+
+void server_suspend(struct request *r)
+{
+	if (r->suspended)
+		return;
+	r->suspended = 1;
+	MHD_suspend_connection(r->conn);
+}
+
+void server_respond_raw(struct request *r, unsigned status, char *body, size_t len,
+			const char *content_type)
+{
+	if (r->answered) {
+		free(body);
+		return;
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	r->response = resp;
+	r->status = status;
+	r->answered = 1;
+	metrics_inc(M_HTTP_REQUESTS);
+	if (r->suspended) {
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+		r->w->server->need_run = 1;
+	}
+}
+
+void server_respond_json(struct request *r, unsigned status, json_t *v)
+{
+	char *text = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	if (!text) {
+		server_respond_error(r, 500, "INTERNAL", "response encoding failed");
+		return;
+	}
+	server_respond_raw(r, status, text, strlen(text), "application/json");
+}
+
+void server_respond_error(struct request *r, unsigned status, const char *code,
+			  const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	struct buf b;
+	buf_init(&b, 4096);
+	buf_adds(&b, "{\"error\":{\"code\":");
+	buf_add_json_str(&b, code);
+	buf_adds(&b, ",\"message\":");
+	buf_add_json_str(&b, msg);
+	buf_adds(&b, "}}");
+	size_t len;
+	char *text = buf_steal(&b, &len);
+	server_respond_raw(r, status, text, len, "application/json");
+}
+
+int server_need_run(struct server *s)
+{
+	return s && s->need_run;
+}

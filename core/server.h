@@ -1,0 +1,83 @@
+/*
+ * server.h: the HTTP front (libmicrohttpd in external-epoll mode on the
+ * worker's loop). A request is answered at once with server_respond*() from
+ * inside api_dispatch(), or suspended with server_suspend() and answered later
+ * with server_respond*() from any loop callback.
+ */
+#ifndef GENRELAY_SERVER_H
+#define GENRELAY_SERVER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "job.h"
+#include "loop.h"
+
+struct worker;
+struct MHD_Connection;
+struct MHD_Response;
+struct config_customer;
+
+enum request_wait { WAIT_NONE = 0, WAIT_BATCH, WAIT_JOB };
+
+/* Per-request state; owned by the server, freed when MHD completes it. */
+struct request {
+	struct worker *w;
+	struct MHD_Connection *conn;
+	char method[8];
+	char *url;               /* path, percent-decoded by MHD */
+	struct buf body;
+	int too_large;
+	int suspended;
+	int answered;            /* a response is queued or pending */
+	struct MHD_Response *response;
+	unsigned status;
+	int64_t started_ms;
+
+	/* API state while suspended */
+	enum request_wait wait;
+	struct request *next;    /* batch list or waiter list */
+	struct request **prevp;
+	const struct config_customer *customer;
+	struct job job;          /* WAIT_BATCH: the job to insert */
+	char idem_key[256];
+	char idem_hash[80];
+	int sync;                /* after commit, wait for a terminal state */
+	int outcome;             /* batch result: 0 new, 1 replay, 2 conflict */
+	int64_t work_id;         /* the submit work row of a new job */
+	int64_t wait_until;      /* wall ms */
+	char wait_job[48];
+	struct loop_timer timer;
+};
+
+struct server *server_new(struct worker *w, char *err, size_t errlen);
+/* Stops accepting new connections (listening socket handed back). */
+void server_quiesce(struct server *s);
+/* Resumes every suspended request (the caller answers them first). */
+void server_free(struct server *s);
+/* Runs MHD if anything is pending (after resumes). */
+void server_run(struct server *s);
+long server_connections(struct server *s);
+
+/* Header value (case-insensitive) or NULL; borrowed for the request. */
+const char *server_header(struct request *r, const char *name);
+const char *server_query(struct request *r, const char *name);
+/* Calls fn for every request header. */
+void server_each_header(struct request *r,
+			void (*fn)(void *arg, const char *name, const char *value),
+			void *arg);
+
+void server_suspend(struct request *r);
+/* Sends body (ownership taken, malloc'd) with a status and content type. */
+void server_respond_raw(struct request *r, unsigned status, char *body, size_t len,
+			const char *content_type);
+/* Sends v as JSON (reference stolen). */
+void server_respond_json(struct request *r, unsigned status, json_t *v);
+/* Sends {"error":{"code","message"}}. */
+void server_respond_error(struct request *r, unsigned status, const char *code,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 1 when a resumed request waits for server_run(). */
+int server_need_run(struct server *s);
+
+#endif

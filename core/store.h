@@ -1,0 +1,120 @@
+/*
+ * store.h: the durable job store.
+ *
+ * One store handle per worker thread (never shared). Every write that must be
+ * atomic runs between store_begin() and store_commit(); a function that is
+ * called outside a transaction commits on its own. Times are wall-clock
+ * milliseconds. Return values: 0 ok, 1 not found (where noted), -1 error
+ * (store_errmsg() says why), -2 busy/full (the caller answers 503).
+ */
+#ifndef GENRELAY_STORE_H
+#define GENRELAY_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "job.h"
+
+struct store;
+
+enum work_kind { WORK_SUBMIT = 1, WORK_POLL = 2, WORK_DELIVER = 3, WORK_CANCEL = 4 };
+
+struct work {
+	int64_t id;
+	char job_id[48];
+	enum work_kind kind;
+	char ref[48];     /* delivery id for WORK_DELIVER */
+	int64_t due_at;
+	int tries;
+};
+
+struct delivery {
+	char id[48];      /* "msg_..." sent as webhook-id on every attempt */
+	char job_id[48];
+	char event[32];   /* job.succeeded, job.failed, job.canceled */
+	char *url;        /* owned */
+	char status[16];  /* pending, delivered, dead, skipped */
+	int attempts;
+	int64_t created_at;
+	int64_t next_at;
+};
+
+/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. */
+struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
+void store_close(struct store *s);
+const char *store_errmsg(struct store *s);
+/* The schema version this build writes. */
+int store_schema_version(void);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+/* meta key/value; get returns 1 when absent. out is NUL-terminated. */
+int store_meta_get(struct store *s, const char *key, char *out, size_t outlen);
+int store_meta_set(struct store *s, const char *key, const char *value);
+
+int store_job_insert(struct store *s, const struct job *j);
+/* Fills *j (caller clears with job_clear). 1 when absent. customer non-NULL
+ * restricts to that customer's jobs. */
+int store_job_get(struct store *s, const char *id, const char *customer, struct job *j);
+/* Writes every mutable field of j. */
+int store_job_update(struct store *s, const struct job *j);
+/* Newest first. status may be NULL; cursor is a job id (exclusive) or NULL.
+ * Returns {"data":[jobs...],"next_cursor":id|null}; caller owns. */
+json_t *store_job_list(struct store *s, const char *customer, const char *status,
+		       const char *cursor, int limit);
+int64_t store_job_count(struct store *s);
+
+/* Idempotency keys. get returns 1 when absent; hash/job_id copied out. */
+int store_idem_get(struct store *s, const char *customer, const char *key,
+		   char *hash, size_t hashlen, char *job_id, size_t idlen);
+int store_idem_put(struct store *s, const char *customer, const char *key,
+		   const char *hash, const char *job_id, int64_t now);
+
+/*
+ * Due work. store_work_add inserts a row (leased to owner until lease_until
+ * when owner is non-NULL, so the caller may run it at once) and returns its
+ * id through *id. store_work_claim leases up to max due rows not leased by a
+ * live lease. done deletes; reschedule moves the due time and drops the lease.
+ */
+int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
+		   const char *ref, int64_t due_at, const char *owner,
+		   int64_t lease_until, int64_t *id);
+int store_work_claim(struct store *s, const char *owner, int64_t now,
+		     int64_t lease_ms, struct work *out, size_t max, size_t *n);
+int store_work_done(struct store *s, int64_t id);
+int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries);
+/* Deletes the job's work of one kind (0: every kind) except keep_id. */
+int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
+		    int64_t keep_id);
+/* Earliest due time of unleased (or lease-expired) work; 1 when none. */
+int store_work_next_due(struct store *s, int64_t now, int64_t *due);
+/* Drops every lease held by owner (clean shutdown). */
+int store_work_release(struct store *s, const char *owner);
+/* Drops leases whose owner starts with prefix (a dead process's). */
+int store_work_release_prefix(struct store *s, const char *prefix);
+/* Lists distinct lease owners (caller owns the array of strings). */
+json_t *store_work_owners(struct store *s);
+int64_t store_work_count(struct store *s, enum work_kind kind);
+
+int store_delivery_insert(struct store *s, const struct delivery *d);
+/* 1 when absent; d->url owned by caller afterwards (free). */
+int store_delivery_get(struct store *s, const char *id, struct delivery *d);
+int store_delivery_update(struct store *s, const struct delivery *d);
+int store_attempt_insert(struct store *s, const char *delivery_id,
+			 const char *job_id, int64_t at, long status,
+			 double latency_ms, const char *error,
+			 const char *script_version);
+/* [{"delivery_id","event","url","status","attempts":[...]}]; caller owns. */
+json_t *store_job_deliveries(struct store *s, const char *job_id);
+
+int store_callback_insert(struct store *s, const char *job_id, const char *provider,
+			  int64_t at, const char *outcome, const char *body, size_t bodylen);
+/* Job history: a step of the job (submit, failover, callback ...). */
+int store_event_add(struct store *s, const char *job_id, int64_t at,
+		    const char *kind, const char *detail);
+json_t *store_job_events(struct store *s, const char *job_id);
+
+#endif

@@ -1,0 +1,792 @@
+/*
+ * store_sqlite.c: the job store on an embedded SQLite file (WAL mode).
+ *
+ * Every statement is prepared once per handle and reset right after use so
+ * no read snapshot is held. Write transactions begin IMMEDIATE, so a writer
+ * waits on the busy timeout instead of failing when it would upgrade.
+ */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_VERSION 1
+
+enum {
+	Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+	Q_META_GET, Q_META_SET,
+	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_COUNT,
+	Q_IDEM_GET, Q_IDEM_PUT,
+	Q_WORK_ADD, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED, Q_WORK_DROP_K,
+	Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE, Q_WORK_RELEASE_P,
+	Q_WORK_OWNERS, Q_WORK_COUNT,
+	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
+	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_COUNT
+};
+
+#define JOB_COLS "id,customer,model_id,targets,target_idx,provider,model,status," \
+	"request_id,track_id,input,webhook_url,hook,output,error_code,error_message," \
+	"data,attempt,polls,created_at,updated_at,completed_at,submit_deadline,deadline"
+
+static const char *const sql[Q_COUNT] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_META_GET] = "SELECT value FROM meta WHERE key=?1",
+	[Q_META_SET] = "INSERT INTO meta(key,value) VALUES(?1,?2) "
+		       "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+	[Q_JOB_INSERT] = "INSERT INTO jobs(" JOB_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,"
+			 "?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
+	[Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id=?1",
+	[Q_JOB_GET_C] = "SELECT " JOB_COLS " FROM jobs WHERE id=?1 AND customer=?2",
+	[Q_JOB_UPDATE] = "UPDATE jobs SET target_idx=?5,provider=?6,model=?7,status=?8,"
+			 "request_id=?9,output=?14,error_code=?15,error_message=?16,data=?17,"
+			 "attempt=?18,polls=?19,updated_at=?21,completed_at=?22,"
+			 "submit_deadline=?23,deadline=?24 WHERE id=?1",
+	[Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
+	[Q_IDEM_GET] = "SELECT body_hash,job_id FROM idempotency WHERE customer=?1 AND key=?2",
+	[Q_IDEM_PUT] = "INSERT INTO idempotency(customer,key,body_hash,job_id,created_at) "
+		       "VALUES(?1,?2,?3,?4,?5)",
+	[Q_WORK_ADD] = "INSERT INTO work(job_id,kind,ref,due_at,lease_owner,lease_until,tries) "
+		       "VALUES(?1,?2,?3,?4,?5,?6,0)",
+	[Q_WORK_CLAIM] = "UPDATE work SET lease_owner=?1, lease_until=?2 WHERE id IN "
+			 "(SELECT id FROM work WHERE due_at<=?3 AND lease_until<=?3 "
+			 "ORDER BY due_at LIMIT ?4) "
+			 "RETURNING id,job_id,kind,ref,due_at,tries",
+	[Q_WORK_DONE] = "DELETE FROM work WHERE id=?1",
+	[Q_WORK_RESCHED] = "UPDATE work SET due_at=?2, lease_owner=NULL, lease_until=0, tries=?3 WHERE id=?1",
+	[Q_WORK_DROP_K] = "DELETE FROM work WHERE job_id=?1 AND kind=?2 AND id<>?3",
+	[Q_WORK_DROP_ALL] = "DELETE FROM work WHERE job_id=?1 AND id<>?3 AND kind<>?2",
+	[Q_WORK_NEXT] = "SELECT due_at FROM work WHERE lease_until<=?1 ORDER BY due_at LIMIT 1",
+	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 WHERE lease_owner=?1",
+	[Q_WORK_RELEASE_P] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
+			     "WHERE substr(lease_owner,1,length(?1))=?1",
+	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
+	[Q_WORK_COUNT] = "SELECT count(*) FROM work WHERE kind=?1",
+	[Q_DLV_INSERT] = "INSERT INTO deliveries(id,job_id,event,url,status,attempts,created_at,next_at) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+	[Q_DLV_GET] = "SELECT id,job_id,event,url,status,attempts,created_at,next_at "
+		      "FROM deliveries WHERE id=?1",
+	[Q_DLV_UPDATE] = "UPDATE deliveries SET status=?5,attempts=?6,next_at=?8 WHERE id=?1",
+	[Q_ATT_INSERT] = "INSERT INTO attempts(delivery_id,job_id,at,status_code,latency_ms,error,script_version) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[Q_DLV_OF_JOB] = "SELECT id,event,url,status,attempts,created_at,next_at FROM deliveries "
+			 "WHERE job_id=?1 ORDER BY created_at, id",
+	[Q_ATT_OF_DLV] = "SELECT at,status_code,latency_ms,error,script_version FROM attempts "
+			 "WHERE delivery_id=?1 ORDER BY id",
+	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
+	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
+	[Q_EV_LIST] = "SELECT at,kind,detail FROM events WHERE job_id=?1 ORDER BY id",
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+	"CREATE TABLE jobs("
+	" id TEXT PRIMARY KEY, customer TEXT NOT NULL, model_id TEXT NOT NULL,"
+	" targets TEXT NOT NULL, target_idx INTEGER NOT NULL DEFAULT 0,"
+	" provider TEXT, model TEXT, status INTEGER NOT NULL,"
+	" request_id TEXT, track_id TEXT, input TEXT NOT NULL, webhook_url TEXT, hook TEXT,"
+	" output TEXT, error_code TEXT, error_message TEXT, data TEXT,"
+	" attempt INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL, updated_at INTEGER, completed_at INTEGER,"
+	" submit_deadline INTEGER, deadline INTEGER) WITHOUT ROWID;"
+	"CREATE INDEX jobs_customer ON jobs(customer, id);"
+	"CREATE TABLE work(id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, kind INTEGER NOT NULL,"
+	" ref TEXT, due_at INTEGER NOT NULL, lease_owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0,"
+	" tries INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX work_due ON work(due_at);"
+	"CREATE INDEX work_job ON work(job_id);"
+	"CREATE TABLE deliveries(id TEXT PRIMARY KEY, job_id TEXT NOT NULL, event TEXT NOT NULL,"
+	" url TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER, next_at INTEGER) WITHOUT ROWID;"
+	"CREATE INDEX deliveries_job ON deliveries(job_id);"
+	"CREATE TABLE attempts(id INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL, job_id TEXT NOT NULL,"
+	" at INTEGER, status_code INTEGER, latency_ms REAL, error TEXT, script_version TEXT);"
+	"CREATE INDEX attempts_delivery ON attempts(delivery_id);"
+	"CREATE TABLE idempotency(customer TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,"
+	" job_id TEXT NOT NULL, created_at INTEGER, PRIMARY KEY(customer, key)) WITHOUT ROWID;"
+	"CREATE TABLE callbacks(id INTEGER PRIMARY KEY, job_id TEXT, provider TEXT, at INTEGER,"
+	" outcome TEXT, body TEXT);"
+	"CREATE INDEX callbacks_job ON callbacks(job_id);"
+	"CREATE TABLE events(id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, at INTEGER,"
+	" kind TEXT, detail TEXT);"
+	"CREATE INDEX events_job ON events(job_id);";
+
+/* Migrations: migrations[v] brings a store at version v to v+1. */
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[Q_COUNT];
+	int in_tx;
+	char err[256];
+};
+
+int store_schema_version(void)
+{
+	return SCHEMA_VERSION;
+}
+
+const char *store_errmsg(struct store *s)
+{
+	return s->err;
+}
+
+static int fail(struct store *s, int rc)
+{
+	snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL ||
+	    rc == SQLITE_IOERR || (rc & 0xff) == SQLITE_IOERR || rc == SQLITE_READONLY)
+		return -2;
+	return -1;
+}
+
+static sqlite3_stmt *q(struct store *s, int i)
+{
+	sqlite3_stmt *st = s->st[i];
+	if (!st && sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				      &s->st[i], NULL) != SQLITE_OK)
+		return NULL;
+	return s->st[i];
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Steps a statement that returns no row, then resets it. */
+static int exec_stmt(struct store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	int ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(s, rc);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+static int exec_sql(struct store *s, const char *text)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, text, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(s->err, sizeof s->err, "%s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return rc == SQLITE_BUSY || rc == SQLITE_FULL ? -2 : -1;
+	}
+	return 0;
+}
+
+static int migrate(struct store *s, char *err, size_t errlen)
+{
+	int version = 0;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		goto bad;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen, "store schema version %d is newer than this build (%d)",
+			 version, SCHEMA_VERSION);
+		return -1;
+	}
+	while (version < SCHEMA_VERSION) {
+		char pragma[64];
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", version + 1);
+		if (exec_sql(s, "BEGIN IMMEDIATE") < 0)
+			goto bad;
+		if (exec_sql(s, migrations[version]) < 0 || exec_sql(s, pragma) < 0 ||
+		    exec_sql(s, "COMMIT") < 0) {
+			exec_sql(s, "ROLLBACK");
+			goto bad;
+		}
+		version++;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "store migration failed: %s", s->err[0] ? s->err : sqlite3_errmsg(s->db));
+	return -1;
+}
+
+struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
+{
+	if (strncmp(spec, "sqlite:", 7) != 0) {
+		snprintf(err, errlen, "store: unsupported store '%s' (want sqlite:PATH)", spec);
+		return NULL;
+	}
+	struct store *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	int rc = sqlite3_open_v2(spec + 7, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "store: cannot open %s: %s", spec + 7,
+			 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		store_close(s);
+		return NULL;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	char pragmas[256];
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
+		 "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;",
+		 fsync ? "FULL" : "NORMAL");
+	if (exec_sql(s, pragmas) < 0 || migrate(s, err, errlen) < 0) {
+		if (!err[0] || strncmp(err, "store", 5) != 0)
+			snprintf(err, errlen, "store: %s", s->err);
+		store_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+int store_begin(struct store *s)
+{
+	int rc = exec_stmt(s, q(s, Q_BEGIN));
+	if (rc == 0)
+		s->in_tx = 1;
+	return rc;
+}
+
+int store_commit(struct store *s)
+{
+	int rc = exec_stmt(s, q(s, Q_COMMIT));
+	if (rc < 0) {
+		store_rollback(s);
+		return rc;
+	}
+	s->in_tx = 0;
+	return 0;
+}
+
+void store_rollback(struct store *s)
+{
+	if (sqlite3_get_autocommit(s->db) == 0)
+		exec_stmt(s, q(s, Q_ROLLBACK));
+	s->in_tx = 0;
+}
+
+int store_meta_get(struct store *s, const char *key, char *out, size_t outlen)
+{
+	sqlite3_stmt *st = q(s, Q_META_GET);
+	bind_text(st, 1, key);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW) {
+		snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_meta_set(struct store *s, const char *key, const char *value)
+{
+	sqlite3_stmt *st = q(s, Q_META_SET);
+	bind_text(st, 1, key);
+	bind_text(st, 2, value);
+	return exec_stmt(s, st);
+}
+
+static void bind_job(sqlite3_stmt *st, const struct job *j)
+{
+	bind_text(st, 1, j->id);
+	bind_text(st, 2, j->customer);
+	bind_text(st, 3, j->model_id);
+	bind_text(st, 4, j->targets);
+	sqlite3_bind_int(st, 5, j->target_idx);
+	bind_text(st, 6, j->provider);
+	bind_text(st, 7, j->model);
+	sqlite3_bind_int(st, 8, (int)j->status);
+	bind_text(st, 9, j->request_id);
+	bind_text(st, 10, j->track_id);
+	bind_text(st, 11, j->input);
+	bind_text(st, 12, j->webhook_url);
+	bind_text(st, 13, j->hook);
+	bind_text(st, 14, j->output);
+	bind_text(st, 15, j->error_code);
+	bind_text(st, 16, j->error_message);
+	bind_text(st, 17, j->data);
+	sqlite3_bind_int(st, 18, j->attempt);
+	sqlite3_bind_int(st, 19, j->polls);
+	sqlite3_bind_int64(st, 20, j->created_at);
+	sqlite3_bind_int64(st, 21, j->updated_at);
+	if (j->completed_at)
+		sqlite3_bind_int64(st, 22, j->completed_at);
+	else
+		sqlite3_bind_null(st, 22);
+	sqlite3_bind_int64(st, 23, j->submit_deadline);
+	sqlite3_bind_int64(st, 24, j->deadline);
+}
+
+int store_job_insert(struct store *s, const struct job *j)
+{
+	sqlite3_stmt *st = q(s, Q_JOB_INSERT);
+	bind_job(st, j);
+	return exec_stmt(s, st);
+}
+
+int store_job_update(struct store *s, const struct job *j)
+{
+	sqlite3_stmt *st = q(s, Q_JOB_UPDATE);
+	bind_job(st, j);
+	return exec_stmt(s, st);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+static void read_job(sqlite3_stmt *st, struct job *j)
+{
+	memset(j, 0, sizeof *j);
+	snprintf(j->id, sizeof j->id, "%s", (const char *)sqlite3_column_text(st, 0));
+	j->customer = col_dup(st, 1);
+	j->model_id = col_dup(st, 2);
+	j->targets = col_dup(st, 3);
+	j->target_idx = sqlite3_column_int(st, 4);
+	j->provider = col_dup(st, 5);
+	j->model = col_dup(st, 6);
+	j->status = (enum job_status)sqlite3_column_int(st, 7);
+	j->request_id = col_dup(st, 8);
+	j->track_id = col_dup(st, 9);
+	j->input = col_dup(st, 10);
+	j->webhook_url = col_dup(st, 11);
+	j->hook = col_dup(st, 12);
+	j->output = col_dup(st, 13);
+	j->error_code = col_dup(st, 14);
+	j->error_message = col_dup(st, 15);
+	j->data = col_dup(st, 16);
+	j->attempt = sqlite3_column_int(st, 17);
+	j->polls = sqlite3_column_int(st, 18);
+	j->created_at = sqlite3_column_int64(st, 19);
+	j->updated_at = sqlite3_column_int64(st, 20);
+	j->completed_at = sqlite3_column_int64(st, 21);
+	j->submit_deadline = sqlite3_column_int64(st, 22);
+	j->deadline = sqlite3_column_int64(st, 23);
+}
+
+int store_job_get(struct store *s, const char *id, const char *customer, struct job *j)
+{
+	sqlite3_stmt *st = q(s, customer ? Q_JOB_GET_C : Q_JOB_GET);
+	bind_text(st, 1, id);
+	if (customer)
+		bind_text(st, 2, customer);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW) {
+		read_job(st, j);
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+json_t *store_job_list(struct store *s, const char *customer, const char *status,
+		       const char *cursor, int limit)
+{
+	char text[512];
+	snprintf(text, sizeof text, "SELECT " JOB_COLS " FROM jobs WHERE customer=?1%s%s "
+		 "ORDER BY id DESC LIMIT ?4",
+		 status ? " AND status=?2" : "", cursor ? " AND id<?3" : "");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, text, -1, &st, NULL) != SQLITE_OK) {
+		fail(s, SQLITE_ERROR);
+		return NULL;
+	}
+	enum job_status js = JOB_QUEUED;
+	bind_text(st, 1, customer);
+	if (status && job_status_parse(status, &js) == 0)
+		sqlite3_bind_int(st, 2, (int)js);
+	else if (status)
+		sqlite3_bind_int(st, 2, -1);
+	if (cursor)
+		bind_text(st, 3, cursor);
+	sqlite3_bind_int(st, 4, limit + 1);
+	json_t *arr = json_array(), *next = json_null();
+	int n = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job j;
+		read_job(st, &j);
+		if (n++ == limit) {
+			json_decref(next);
+			next = json_string(json_string_value(json_object_get(
+				json_array_get(arr, json_array_size(arr) - 1), "job_id")));
+			job_clear(&j);
+			break;
+		}
+		json_array_append_new(arr, job_to_json(&j));
+		job_clear(&j);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		fail(s, rc);
+		sqlite3_finalize(st);
+		json_decref(arr);
+		json_decref(next);
+		return NULL;
+	}
+	sqlite3_finalize(st);
+	json_t *o = json_object();
+	json_object_set_new(o, "data", arr);
+	json_object_set_new(o, "next_cursor", next);
+	return o;
+}
+
+static int64_t count_query(struct store *s, int qi, int kind)
+{
+	sqlite3_stmt *st = q(s, qi);
+	if (kind)
+		sqlite3_bind_int(st, 1, kind);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
+}
+
+int64_t store_job_count(struct store *s)
+{
+	return count_query(s, Q_JOB_COUNT, 0);
+}
+
+int64_t store_work_count(struct store *s, enum work_kind kind)
+{
+	return count_query(s, Q_WORK_COUNT, (int)kind);
+}
+
+int store_idem_get(struct store *s, const char *customer, const char *key,
+		   char *hash, size_t hashlen, char *job_id, size_t idlen)
+{
+	sqlite3_stmt *st = q(s, Q_IDEM_GET);
+	bind_text(st, 1, customer);
+	bind_text(st, 2, key);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW) {
+		snprintf(hash, hashlen, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(job_id, idlen, "%s", (const char *)sqlite3_column_text(st, 1));
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_idem_put(struct store *s, const char *customer, const char *key,
+		   const char *hash, const char *job_id, int64_t now)
+{
+	sqlite3_stmt *st = q(s, Q_IDEM_PUT);
+	bind_text(st, 1, customer);
+	bind_text(st, 2, key);
+	bind_text(st, 3, hash);
+	bind_text(st, 4, job_id);
+	sqlite3_bind_int64(st, 5, now);
+	return exec_stmt(s, st);
+}
+
+int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
+		   const char *ref, int64_t due_at, const char *owner,
+		   int64_t lease_until, int64_t *id)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_ADD);
+	bind_text(st, 1, job_id);
+	sqlite3_bind_int(st, 2, (int)kind);
+	bind_text(st, 3, ref);
+	sqlite3_bind_int64(st, 4, due_at);
+	bind_text(st, 5, owner);
+	sqlite3_bind_int64(st, 6, owner ? lease_until : 0);
+	int rc = exec_stmt(s, st);
+	if (rc == 0 && id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+int store_work_claim(struct store *s, const char *owner, int64_t now,
+		     int64_t lease_ms, struct work *out, size_t max, size_t *n)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_CLAIM);
+	bind_text(st, 1, owner);
+	sqlite3_bind_int64(st, 2, now + lease_ms);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		struct work *w = &out[(*n)++];
+		memset(w, 0, sizeof *w);
+		w->id = sqlite3_column_int64(st, 0);
+		snprintf(w->job_id, sizeof w->job_id, "%s", (const char *)sqlite3_column_text(st, 1));
+		w->kind = (enum work_kind)sqlite3_column_int(st, 2);
+		const unsigned char *ref = sqlite3_column_text(st, 3);
+		snprintf(w->ref, sizeof w->ref, "%s", ref ? (const char *)ref : "");
+		w->due_at = sqlite3_column_int64(st, 4);
+		w->tries = sqlite3_column_int(st, 5);
+	}
+	int ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(s, rc);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_work_done(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_DONE);
+	sqlite3_bind_int64(st, 1, id);
+	return exec_stmt(s, st);
+}
+
+int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_RESCHED);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, due_at);
+	sqlite3_bind_int(st, 3, tries);
+	return exec_stmt(s, st);
+}
+
+int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
+		    int64_t keep_id)
+{
+	/* kind 0 drops every kind except deliveries, which outlive the job's end. */
+	sqlite3_stmt *st = q(s, kind ? Q_WORK_DROP_K : Q_WORK_DROP_ALL);
+	bind_text(st, 1, job_id);
+	sqlite3_bind_int(st, 2, kind ? (int)kind : WORK_DELIVER);
+	sqlite3_bind_int64(st, 3, keep_id);
+	return exec_stmt(s, st);
+}
+
+int store_work_next_due(struct store *s, int64_t now, int64_t *due)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_NEXT);
+	sqlite3_bind_int64(st, 1, now);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		*due = sqlite3_column_int64(st, 0);
+		ret = 0;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	return ret;
+}
+
+int store_work_release(struct store *s, const char *owner)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_RELEASE);
+	bind_text(st, 1, owner);
+	return exec_stmt(s, st);
+}
+
+int store_work_release_prefix(struct store *s, const char *prefix)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_RELEASE_P);
+	bind_text(st, 1, prefix);
+	return exec_stmt(s, st);
+}
+
+json_t *store_work_owners(struct store *s)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_OWNERS);
+	json_t *a = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(a, json_string((const char *)sqlite3_column_text(st, 0)));
+	sqlite3_reset(st);
+	return a;
+}
+
+static void bind_delivery(sqlite3_stmt *st, const struct delivery *d)
+{
+	bind_text(st, 1, d->id);
+	bind_text(st, 2, d->job_id);
+	bind_text(st, 3, d->event);
+	bind_text(st, 4, d->url);
+	bind_text(st, 5, d->status);
+	sqlite3_bind_int(st, 6, d->attempts);
+	sqlite3_bind_int64(st, 7, d->created_at);
+	sqlite3_bind_int64(st, 8, d->next_at);
+}
+
+int store_delivery_insert(struct store *s, const struct delivery *d)
+{
+	sqlite3_stmt *st = q(s, Q_DLV_INSERT);
+	bind_delivery(st, d);
+	return exec_stmt(s, st);
+}
+
+int store_delivery_update(struct store *s, const struct delivery *d)
+{
+	sqlite3_stmt *st = q(s, Q_DLV_UPDATE);
+	bind_delivery(st, d);
+	return exec_stmt(s, st);
+}
+
+int store_delivery_get(struct store *s, const char *id, struct delivery *d)
+{
+	sqlite3_stmt *st = q(s, Q_DLV_GET);
+	bind_text(st, 1, id);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW) {
+		memset(d, 0, sizeof *d);
+		snprintf(d->id, sizeof d->id, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(d->job_id, sizeof d->job_id, "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(d->event, sizeof d->event, "%s", (const char *)sqlite3_column_text(st, 2));
+		d->url = col_dup(st, 3);
+		snprintf(d->status, sizeof d->status, "%s", (const char *)sqlite3_column_text(st, 4));
+		d->attempts = sqlite3_column_int(st, 5);
+		d->created_at = sqlite3_column_int64(st, 6);
+		d->next_at = sqlite3_column_int64(st, 7);
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_attempt_insert(struct store *s, const char *delivery_id,
+			 const char *job_id, int64_t at, long status,
+			 double latency_ms, const char *error,
+			 const char *script_version)
+{
+	sqlite3_stmt *st = q(s, Q_ATT_INSERT);
+	bind_text(st, 1, delivery_id);
+	bind_text(st, 2, job_id);
+	sqlite3_bind_int64(st, 3, at);
+	if (status)
+		sqlite3_bind_int(st, 4, (int)status);
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_double(st, 5, latency_ms);
+	bind_text(st, 6, error);
+	bind_text(st, 7, script_version);
+	return exec_stmt(s, st);
+}
+
+static json_t *time_json(int64_t ms)
+{
+	char t[40];
+	if (!ms)
+		return json_null();
+	job_time(ms, t, sizeof t);
+	return json_string(t);
+}
+
+static json_t *col_json_str(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? json_string((const char *)t) : json_null();
+}
+
+json_t *store_job_deliveries(struct store *s, const char *job_id)
+{
+	sqlite3_stmt *st = q(s, Q_DLV_OF_JOB);
+	bind_text(st, 1, job_id);
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *d = json_object();
+		json_object_set_new(d, "delivery_id", col_json_str(st, 0));
+		json_object_set_new(d, "event", col_json_str(st, 1));
+		json_object_set_new(d, "url", col_json_str(st, 2));
+		json_object_set_new(d, "status", col_json_str(st, 3));
+		json_object_set_new(d, "attempt_count", json_integer(sqlite3_column_int(st, 4)));
+		json_object_set_new(d, "created_at", time_json(sqlite3_column_int64(st, 5)));
+		int64_t next = sqlite3_column_int64(st, 6);
+		json_object_set_new(d, "next_attempt_at", next ? time_json(next) : json_null());
+		json_array_append_new(arr, d);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	size_t i;
+	json_t *d;
+	json_array_foreach(arr, i, d) {
+		sqlite3_stmt *a = q(s, Q_ATT_OF_DLV);
+		bind_text(a, 1, json_string_value(json_object_get(d, "delivery_id")));
+		json_t *atts = json_array();
+		while (sqlite3_step(a) == SQLITE_ROW) {
+			json_t *o = json_object();
+			json_object_set_new(o, "at", time_json(sqlite3_column_int64(a, 0)));
+			json_object_set_new(o, "status_code", sqlite3_column_type(a, 1) == SQLITE_NULL
+				? json_null() : json_integer(sqlite3_column_int(a, 1)));
+			json_object_set_new(o, "latency_ms", json_real(sqlite3_column_double(a, 2)));
+			json_object_set_new(o, "error", col_json_str(a, 3));
+			json_object_set_new(o, "script_version", col_json_str(a, 4));
+			json_array_append_new(atts, o);
+		}
+		sqlite3_reset(a);
+		sqlite3_clear_bindings(a);
+		json_object_set_new(d, "attempts", atts);
+	}
+	return arr;
+}
+
+int store_callback_insert(struct store *s, const char *job_id, const char *provider,
+			  int64_t at, const char *outcome, const char *body, size_t bodylen)
+{
+	sqlite3_stmt *st = q(s, Q_CB_INSERT);
+	bind_text(st, 1, job_id);
+	bind_text(st, 2, provider);
+	sqlite3_bind_int64(st, 3, at);
+	bind_text(st, 4, outcome);
+	if (body)
+		sqlite3_bind_text(st, 5, body, (int)bodylen, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 5);
+	return exec_stmt(s, st);
+}
+
+int store_event_add(struct store *s, const char *job_id, int64_t at,
+		    const char *kind, const char *detail)
+{
+	sqlite3_stmt *st = q(s, Q_EV_ADD);
+	bind_text(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, at);
+	bind_text(st, 3, kind);
+	bind_text(st, 4, detail);
+	return exec_stmt(s, st);
+}
+
+json_t *store_job_events(struct store *s, const char *job_id)
+{
+	sqlite3_stmt *st = q(s, Q_EV_LIST);
+	bind_text(st, 1, job_id);
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *o = json_object();
+		json_object_set_new(o, "at", time_json(sqlite3_column_int64(st, 0)));
+		json_object_set_new(o, "kind", col_json_str(st, 1));
+		const char *detail = (const char *)sqlite3_column_text(st, 2);
+		json_t *dj = detail ? json_loads(detail, 0, NULL) : NULL;
+		json_object_set_new(o, "detail", dj ? dj : col_json_str(st, 2));
+		json_array_append_new(arr, o);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return arr;
+}

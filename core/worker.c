@@ -1,0 +1,193 @@
+/*
+ * worker.c: a worker thread's life: set-up, the loop, draining on stop.
+ */
+#include "worker.h"
+
+#include "api.h"
+#include "config.h"
+#include "engine.h"
+#include "fetch.h"
+#include "log.h"
+#include "script.h"
+#include "server.h"
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#define DRAIN_MS 10000
+#define RELOAD_DEBOUNCE_MS 100
+
+static atomic_int stop_requested[64];
+static struct loop_timer drain_timer[64];
+static struct loop_timer reload_timer[64];
+static int64_t drain_deadline[64];
+
+static void finish_drain(struct worker *w)
+{
+	api_abort_all(w);
+	if (store_work_release(w->store, w->owner) < 0)
+		log_warn("store: releasing leases: %s", store_errmsg(w->store));
+	loop_stop(w->loop);
+}
+
+static void drain_check(struct loop_timer *t)
+{
+	struct worker *w = t->arg;
+	if (w->inflight_steps <= 0 || loop_now_ms() >= drain_deadline[w->index]) {
+		if (w->inflight_steps > 0)
+			log_warn("worker %d: %ld step(s) still running at the drain deadline; "
+				 "their leases are released and they will run again",
+				 w->index, w->inflight_steps);
+		finish_drain(w);
+		return;
+	}
+	loop_timer_set(w->loop, t, loop_now_ms() + 20);
+}
+
+static void begin_drain(struct worker *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	log_info("worker %d: draining", w->index);
+	server_quiesce(w->server);
+	engine_shutdown(w);
+	api_flush(w);
+	drain_deadline[w->index] = loop_now_ms() + DRAIN_MS;
+	loop_timer_init(&drain_timer[w->index], drain_check, w);
+	loop_timer_set(w->loop, &drain_timer[w->index], loop_now_ms());
+}
+
+static void idle(void *arg)
+{
+	struct worker *w = arg;
+	if (atomic_load(&stop_requested[w->index]))
+		begin_drain(w);
+	api_flush(w);
+	while (server_need_run(w->server)) {
+		server_run(w->server);
+		api_flush(w);
+	}
+}
+
+static void tick(struct loop_timer *t)
+{
+	struct worker *w = t->arg;
+	api_waiters_tick(w);
+	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
+}
+
+static void reload_fire(struct loop_timer *t)
+{
+	struct worker *w = t->arg;
+	int n = script_host_refresh(w->scripts);
+	if (n > 0)
+		log_info("worker %d: %d script(s) reloaded", w->index, n);
+}
+
+static void inotify_cb(struct loop_io *io, uint32_t events)
+{
+	struct worker *w = io->arg;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	(void)events;
+	while (read(io->fd, buf, sizeof buf) > 0)
+		;
+	loop_timer_set(w->loop, &reload_timer[w->index], loop_now_ms() + RELOAD_DEBOUNCE_MS);
+}
+
+static void watch_scripts(struct worker *w)
+{
+	static const char *const sub[] = { "", "/providers", "/hooks", "/lib" };
+	w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->inotify_fd < 0)
+		return;
+	for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s%s", w->cfg->scripts, sub[i]);
+		inotify_add_watch(w->inotify_fd, path, IN_CLOSE_WRITE | IN_MOVED_TO |
+				  IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB);
+	}
+	loop_timer_init(&reload_timer[w->index], reload_fire, w);
+	loop_io_add(w->loop, &w->inotify_io, w->inotify_fd, EPOLLIN, inotify_cb, w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	engine_init(w);
+	loop_timer_init(&w->tick_timer, tick, w);
+	loop_timer_set(w->loop, &w->tick_timer, loop_now_ms() + 1000);
+	/* Load signing keys early so the first callbacks can be verified. */
+	json_t *models = script_host_models(w->scripts);
+	size_t i;
+	json_t *m;
+	json_array_foreach(models, i, m)
+		engine_provider_keys(w, json_string_value(json_object_get(m, "provider")), 0);
+	json_decref(models);
+	loop_run(w->loop);
+	return NULL;
+}
+
+int worker_start(struct worker *w, char *err, size_t errlen)
+{
+	w->batch = NULL;
+	w->batch_tail = &w->batch;
+	w->inotify_fd = -1;
+	w->jwks = json_object();
+	w->guard.require_https = w->cfg->require_https;
+	w->guard.allow_private = w->cfg->allow_private;
+	if (!(w->loop = loop_new()) || !(w->fetch = fetcher_new(w->loop))) {
+		snprintf(err, errlen, "worker %d: cannot create its loop", w->index);
+		return -1;
+	}
+	w->store = store_open(w->cfg->store, strcmp(w->cfg->durability, "fsync") == 0, err, errlen);
+	if (!w->store)
+		return -1;
+	w->scripts = script_host_new(w->cfg);
+	char serr[512];
+	if (!w->scripts) {
+		snprintf(err, errlen, "worker %d: cannot create the script host", w->index);
+		return -1;
+	}
+	if (script_host_load(w->scripts, serr, sizeof serr) < 0)
+		log_warn("scripts: %s (the other scripts are loaded)", serr);
+	if (!(w->server = server_new(w, err, errlen)))
+		return -1;
+	loop_set_idle(w->loop, idle, w);
+	watch_scripts(w);
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		snprintf(err, errlen, "worker %d: cannot start its thread", w->index);
+		return -1;
+	}
+	w->started = 1;
+	return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+	atomic_store(&stop_requested[w->index], 1);
+	if (w->loop)
+		loop_wake(w->loop);
+}
+
+void worker_join(struct worker *w)
+{
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	server_free(w->server);
+	fetcher_free(w->fetch);
+	if (w->inotify_fd >= 0)
+		close(w->inotify_fd);
+	script_host_free(w->scripts);
+	store_close(w->store);
+	json_decref(w->jwks);
+	loop_free(w->loop);
+}

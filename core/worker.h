@@ -1,0 +1,62 @@
+/*
+ * worker.h: one worker = one thread running a complete event loop: the HTTP
+ * server, outbound fetches, the due-work engine and its own script host and
+ * store connection. Workers share only the immutable config.
+ */
+#ifndef GENRELAY_WORKER_H
+#define GENRELAY_WORKER_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "urlguard.h"
+
+struct config;
+struct fetcher;
+struct store;
+struct script_host;
+struct server;
+struct request;
+
+struct worker {
+	int index;
+	char owner[128];             /* lease owner: "host:pid:index:rand" */
+	const struct config *cfg;
+	const char *server_secret;   /* borrowed from the process */
+	struct urlguard_policy guard;
+	int listen_fd;               /* shared SO_REUSEPORT socket of this worker */
+
+	struct loop *loop;
+	struct fetcher *fetch;
+	struct store *store;
+	struct script_host *scripts;
+	struct server *server;
+
+	/* engine state */
+	struct loop_timer due_timer;   /* claims due work from the store */
+	struct loop_timer tick_timer;  /* 1 s housekeeping: waiters, jwks, reload */
+	int64_t next_due;              /* earliest due time this worker knows of */
+	struct request *batch;         /* run requests waiting for the group commit */
+	struct request **batch_tail;
+	struct request *waiters;       /* sync / long-poll requests */
+	json_t *jwks;                  /* provider -> {"keys":[...],"at":ms} */
+	int inotify_fd;
+	struct loop_io inotify_io;
+	int64_t reload_at;             /* debounce: refresh scripts at this time */
+	int stopping;
+	long inflight_steps;           /* provider steps and deliveries running */
+
+	pthread_t thread;
+	int started;
+};
+
+/* Creates and starts a worker thread; 0 or -1 with err. */
+int worker_start(struct worker *w, char *err, size_t errlen);
+/* Asks the worker to drain and stop (thread-safe). */
+void worker_stop(struct worker *w);
+/* Joins the thread and frees everything the worker owns. */
+void worker_join(struct worker *w);
+
+#endif

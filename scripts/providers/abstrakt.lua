@@ -1,0 +1,120 @@
+-- abstrakt API (providers.md section 5). Docs exist in several versions: A
+-- (job_id, sync, webhook status "succeeded") and B (request_id, event envelope).
+local U = require("lib.util")
+
+local function auth(ctx)
+	local key = ctx.secret("key")
+	return U.header("Authorization", key and ("Bearer " .. key))
+end
+
+local STATE = { pending = "processing", queued = "processing", processing = "processing", running = "processing",
+	started = "processing", completed = "succeeded", succeeded = "succeeded", success = "succeeded",
+	failed = "failed", error = "failed", cancelled = "canceled", canceled = "canceled" }
+local EVENT = { ["job.completed"] = "completed", ["job.failed"] = "failed",
+	["job.started"] = "processing", ["job.progress"] = "processing" }
+
+-- Output {type?, items = {{type?, url, content_type?, ...}}} (or a bare list
+-- of items or URLs) in the unified shape.
+local function output(o, ctx)
+	local list = type(o) == "table" and (U.val(o.items) or (#o > 0 and o)) or nil
+	local items = {}
+	for _, it in ipairs(type(list) == "table" and list or {}) do
+		if type(it) == "string" then
+			items[#items + 1] = U.item(it)
+		elseif type(it) == "table" then
+			items[#items + 1] = U.item(U.val(it.url), U.val(it.type), U.val(it.content_type))
+		end
+	end
+	return U.output(items, ctx, type(o) == "table" and U.val(o.type) or nil)
+end
+
+-- A job (run answer, GET /v1/jobs/{id}, webhook of either version) as a result.
+local function from_job(b, ctx)
+	if type(b) ~= "table" then return nil end
+	local st = U.val(b.status)
+	if type(b.event) == "string" and type(b.data) == "table" then -- version B envelope
+		local event = b.event
+		b = b.data
+		st = U.first(b.status, EVENT[event])
+	end
+	local id = U.str(U.first(b.job_id, b.request_id, b.id))
+	local state = STATE[st]
+	if state == "succeeded" then
+		return { state = "succeeded", request_id = id, output = output(U.val(b.output), ctx) }
+	elseif state == "failed" then
+		local e = U.val(b.error)
+		return U.failed((type(e) == "string" and e ~= "" and e) or U.message(e) or U.message(b)
+			or "abstrakt job failed", "PROVIDER_FAILURE", id)
+	elseif state == "canceled" then
+		return { state = "canceled", request_id = id }
+	end
+	return { state = "processing", request_id = id }
+end
+
+return {
+	name = "abstrakt",
+	models = {},
+	callback = true,
+	defaults = { base_url = "https://api.abstrakt.one" },
+
+	submit = function(job, ctx)
+		return { method = "POST", url = U.join(ctx.config.base_url, "v1/models/" .. job.model .. "/run"),
+			headers = auth(ctx), body = { input = job.input or {}, webhook_url = ctx.callback_url, sync = false } }
+	end,
+
+	on_submitted = function(res, job, ctx)
+		if not U.ok(res) then return U.failed(U.res_message(res)) end
+		local r = from_job(res.json, ctx)
+		if not r or (r.state == "processing" and not r.request_id) then
+			return U.failed("abstrakt: run response has no job id", "PROVIDER_FAILURE")
+		end
+		return r
+	end,
+
+	-- Hex HMAC-SHA256 under the webhook secret over the raw body; with
+	-- X-Abstrakt-Timestamp, "{ts}.{body}" is accepted too. No secret set: accepted
+	-- (the callback URL's token still authenticates the call).
+	verify = function(req, ctx, job)
+		ctx, job = U.ctx_job(ctx, job)
+		local secret = ctx.secret("webhook_secret")
+		if not secret then return true end
+		local h = req.headers or {}
+		local sig = h["x-abstrakt-signature"]
+		if type(sig) ~= "string" then return false, "missing X-Abstrakt-Signature" end
+		sig = sig:lower():gsub("^sha256=", "")
+		local body, ts = req.body or "", h["x-abstrakt-timestamp"]
+		if ctx.equal(ctx.hex(ctx.hmac_sha256(secret, body)), sig) then return true end
+		if ts and ctx.equal(ctx.hex(ctx.hmac_sha256(secret, ts .. "." .. body)), sig) then return true end
+		return false, "X-Abstrakt-Signature does not match"
+	end,
+
+	on_callback = function(req, job, ctx)
+		return from_job(req.json, ctx) or { state = "processing" } -- unreadable: keep polling
+	end,
+
+	poll = function(job, ctx)
+		return { method = "GET", url = U.join(ctx.config.base_url, "v1/jobs/" .. job.request_id), headers = auth(ctx) }
+	end,
+
+	on_polled = function(res, job, ctx)
+		if not U.ok(res) then return U.failed(U.res_message(res), "PROVIDER_FAILURE") end
+		return from_job(res.json, ctx) or U.failed("abstrakt: job response is not JSON", "PROVIDER_FAILURE")
+	end,
+
+	cancel = function(job, ctx)
+		if not job.request_id then return nil end
+		return { method = "DELETE", url = U.join(ctx.config.base_url, "v1/jobs/" .. job.request_id), headers = auth(ctx) }
+	end,
+
+	examples = {
+		{ fn = "on_callback",
+			args = { { headers = {}, json = { job_id = "job_a", status = "succeeded",
+				output = { type = "image", items = { { type = "image", url = "https://c/a.png" } } } } },
+				{ id = "job_1", model = "fal-ai/flux/schnell", data = {} } },
+			expect = { state = "succeeded", output = { type = "image", items = { { type = "image", url = "https://c/a.png" } } } } },
+		{ fn = "on_callback",
+			args = { { headers = {}, json = { event = "job.failed", data = { request_id = "r1", status = "failed",
+				error = { message = "boom" } } } }, { id = "job_1", model = "m", data = {} } },
+			expect = { state = "failed", error = { code = "PROVIDER_FAILURE", message = "boom" } } },
+	},
+}

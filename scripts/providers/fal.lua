@@ -1,0 +1,134 @@
+-- fal.ai queue API (providers.md section 1).
+local U = require("lib.util")
+
+-- "owner/app" of a model id "owner/app[/path]": status, result and cancel use it.
+local function app(job)
+	local d = job.data or {}
+	return d.app or job.model:match("^([^/]+/[^/]+)") or job.model
+end
+
+local function auth(ctx)
+	local key = ctx.secret("key")
+	return U.header("Authorization", key and ("Key " .. key))
+end
+
+local function request_url(job, ctx, suffix)
+	if not job.request_id then error("fal: job has no request_id yet") end
+	return U.join(ctx.config.base_url, app(job) .. "/requests/" .. job.request_id .. (suffix or ""))
+end
+
+-- Payload keys whose files have a known type, listed first in this order.
+local HINTS = { { "images", "image" }, { "image", "image" }, { "videos", "video" }, { "video", "video" },
+	{ "audio", "audio" }, { "audio_file", "audio" }, { "audio_url", "audio" } }
+
+local function items(payload) return U.file_items(payload, HINTS) end
+
+return {
+	name = "fal",
+	models = { "fal%-ai/.+" },
+	callback = true,
+	defaults = { base_url = "https://queue.fal.run", jwks_url = "https://rest.alpha.fal.ai/.well-known/jwks.json" },
+
+	submit = function(job, ctx)
+		local url = U.join(ctx.config.base_url, job.model)
+		if ctx.callback_url then url = url .. "?fal_webhook=" .. ctx.url_encode(ctx.callback_url) end
+		return { method = "POST", url = url, headers = auth(ctx), body = job.input }
+	end,
+
+	on_submitted = function(res, job, ctx)
+		local b = type(res.json) == "table" and res.json or {}
+		if not U.ok(res) then return U.failed(U.res_message(res)) end
+		local id = U.str(b.request_id)
+		if not id then return U.failed("fal: submit response has no request_id", "PROVIDER_FAILURE") end
+		return { state = "processing", request_id = id, data = { app = app(job) } }
+	end,
+
+	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (section 1.7).
+	verify = function(req, ctx, job)
+		ctx, job = U.ctx_job(ctx, job)
+		local h = req.headers or {}
+		local rid, uid = h["x-fal-webhook-request-id"], h["x-fal-webhook-user-id"]
+		local ts, sig = h["x-fal-webhook-timestamp"], h["x-fal-webhook-signature"]
+		if not (rid and uid and ts and sig) then return false, "missing X-Fal-Webhook-* headers" end
+		local t = tonumber(ts)
+		if not t or math.abs(ctx.now() - t) > 300 then return false, "timestamp outside 300 s" end
+		local b = type(req.json) == "table" and req.json or {}
+		local brid, gid = U.str(b.request_id), U.str(b.gateway_request_id)
+		if brid and rid ~= brid and rid ~= gid then return false, "body request_id differs from the header" end
+		if job and job.request_id and rid ~= job.request_id and brid ~= job.request_id then
+			return false, "request id does not match the job"
+		end
+		if type(ctx.keys) ~= "table" or #ctx.keys == 0 then return false, "no JWKS keys cached" end
+		local raw = ctx.hex_decode(sig)
+		if not raw or #raw ~= 64 then return false, "malformed signature" end
+		local msg = rid .. "\n" .. uid .. "\n" .. ts .. "\n" .. ctx.hex(ctx.sha256(req.body or ""))
+		for _, k in ipairs(ctx.keys) do
+			local pub = type(k) == "table" and type(k.x) == "string" and ctx.base64_decode(k.x)
+			if pub and #pub == 32 and (k.crv == nil or k.crv == "Ed25519") and ctx.ed25519_verify(pub, msg, raw) then
+				return true
+			end
+		end
+		return false, "signature does not verify"
+	end,
+
+	on_callback = function(req, job, ctx)
+		local b = req.json
+		if type(b) ~= "table" then return { state = "processing" } end -- unreadable: keep polling
+		local payload = U.val(b.payload)
+		if b.status == "ERROR" then
+			local e = U.val(b.error)
+			return U.failed(U.concat(type(e) == "string" and e or U.message(e), U.message(payload),
+				U.val(b.payload_error)) or "fal reported an error", "PROVIDER_FAILURE")
+		end
+		local perr = U.val(b.payload_error)
+		if payload == nil and perr then
+			return U.failed(type(perr) == "string" and perr or (U.message(perr) or "payload_error"), "PROVIDER_FAILURE")
+		end
+		if b.status == "OK" then return U.succeeded(items(payload), ctx) end
+		return { state = "processing" }
+	end,
+
+	poll = function(job, ctx)
+		return { method = "GET", url = request_url(job, ctx, "/status"), headers = auth(ctx) }
+	end,
+
+	-- Answers both the status call and the result call it chains with `next`:
+	-- a status body carries an upper-case `status`, a result body is the
+	-- model's output (or its error).
+	on_polled = function(res, job, ctx)
+		local b = type(res.json) == "table" and res.json or {}
+		local st = U.val(b.status)
+		if res.status == 202 or st == "IN_QUEUE" or st == "IN_PROGRESS" then return { state = "processing" } end
+		if st == "COMPLETED" then
+			return { state = "processing", next = { method = "GET", url = request_url(job, ctx), headers = auth(ctx) } }
+		end
+		if st == "FAILED" then return U.failed(U.message(b) or "fal reported FAILED", "PROVIDER_FAILURE") end
+		if st == "CANCELED" or st == "CANCELLED" then return { state = "canceled" } end
+		if U.ok(res) then return U.succeeded(items(b), ctx) end
+		return U.failed(U.res_message(res), "PROVIDER_FAILURE")
+	end,
+
+	cancel = function(job, ctx)
+		if not job.request_id then return nil end
+		return { method = "PUT", url = request_url(job, ctx, "/cancel"), headers = auth(ctx) }
+	end,
+
+	examples = {
+		{ fn = "on_callback",
+			args = { { headers = {}, json = { request_id = "r1", status = "OK",
+				payload = { images = { { url = "https://x/a.png", content_type = "image/png" } } } } },
+				{ id = "job_1", model = "fal-ai/flux/dev", data = {} } },
+			expect = { state = "succeeded", output = { type = "image",
+				items = { { type = "image", url = "https://x/a.png", content_type = "image/png" } } } } },
+		{ fn = "on_callback",
+			args = { { headers = {}, json = { request_id = "r1", status = "ERROR", error = "Invalid status code: 422",
+				payload = { detail = { { loc = { "body", "prompt" }, msg = "field required" } } } } },
+				{ id = "job_1", model = "fal-ai/flux/dev", data = {} } },
+			expect = { state = "failed", error = { code = "PROVIDER_FAILURE",
+				message = "Invalid status code: 422: field required (body.prompt)" } } },
+		{ fn = "on_polled",
+			args = { { status = 202, headers = {}, json = { status = "IN_QUEUE", queue_position = 2 } },
+				{ id = "job_1", model = "fal-ai/flux/dev", request_id = "r1", data = {} } },
+			expect = { state = "processing" } },
+	},
+}

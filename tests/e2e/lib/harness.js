@@ -1,0 +1,535 @@
+'use strict';
+// Helpers for genrelay's end-to-end tests (node:test).
+//
+//   const h = require('./lib/harness');
+//   const stack = h.useStack({ config: { jobs: { poll_after_s: 2 } } }); // before/after hooks
+//   test('...', async () => {
+//     const r = await stack.api('POST', '/v1/models/fal-ai/flux/dev/run', { input: {...} });
+//   });
+//
+// Everything that waits is bounded; every child process is killed by
+// stack.close() (registered with after()) and, as a last resort, when the
+// test process exits.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { after, before } = require('node:test');
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const SRC = process.env.GENRELAY_SRC || REPO;
+const BIN = process.env.GENRELAY_BIN || path.join(SRC, 'build', 'genrelay');
+const PROVSIM = path.join(SRC, 'tests', 'sim', 'provsim.js');
+const RECEIVER = path.join(SRC, 'examples', 'receiver.js');
+
+const ACME = { name: 'acme', api_key: 'acme-key', webhook_secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' };
+const GLOBEX = { name: 'globex', api_key: 'globex-key', webhook_secret: 'whsec_Z2xvYmV4LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=' };
+
+// ---------------------------------------------------------------------------
+// Small utilities
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls fn (sync or async) until it returns a truthy value, which is
+// returned. Throws after timeoutMs with the last value or error in the
+// message. An exception in fn counts as "not yet", unless it has e.fatal set.
+async function waitFor(fn, timeoutMs = 10000, { interval = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  let lastErr;
+  for (let i = 0; ; i++) {
+    try {
+      last = await fn();
+      lastErr = undefined;
+      if (last) return last;
+    } catch (e) {
+      if (e && e.fatal) throw e; // fn says waiting is pointless
+      lastErr = e;
+    }
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(interval, Math.max(1, deadline - Date.now())));
+  }
+  const detail = lastErr ? `last error: ${lastErr.message}` : `last value: ${safeJson(last)}`;
+  throw new Error(`waitFor(${what}) timed out after ${timeoutMs} ms; ${detail}`);
+}
+
+function safeJson(v) {
+  try {
+    const s = JSON.stringify(v);
+    return s && s.length > 500 ? s.slice(0, 500) + '...' : s;
+  } catch (e) {
+    return String(v);
+  }
+}
+
+// A port that was free a moment ago (bind port 0, read it, close).
+function freePort(host = '127.0.0.1') {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// One HTTP request. body: undefined (none), string/Buffer (sent as is) or
+// any other value (sent as JSON). Resolves {status, headers, text, body}
+// where body is the parsed JSON or null. Bounded by timeoutMs. A response
+// that arrives before the request body is fully written (e.g. an early 413)
+// is still returned.
+function request(url, { method = 'GET', headers = {}, body, timeoutMs = 30000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const h = {};
+    for (const [k, v] of Object.entries(headers)) if (v !== null && v !== undefined) h[k.toLowerCase()] = v;
+    let payload = null;
+    if (body !== undefined) {
+      if (typeof body === 'string' || Buffer.isBuffer(body)) payload = Buffer.from(body);
+      else {
+        payload = Buffer.from(JSON.stringify(body));
+        if (!h['content-type']) h['content-type'] = 'application/json';
+      }
+      h['content-length'] = String(payload.length);
+    }
+    let done = false;
+    let gotResponse = false;
+    const finish = (fn, v) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      fn(v);
+    };
+    const req = http.request(u, { method, headers: h, agent: false }, (res) => {
+      gotResponse = true;
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed = null;
+        try {
+          parsed = text ? JSON.parse(text) : null;
+        } catch (e) {
+          parsed = null;
+        }
+        finish(resolve, { status: res.statusCode, headers: res.headers, text, body: parsed });
+      });
+      res.on('error', (e) => finish(reject, e));
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      finish(reject, new Error(`${method} ${url} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    req.on('error', (e) => {
+      // EPIPE/ECONNRESET while still writing a body the server refused:
+      // the response may be on its way or already parsed.
+      if (gotResponse) return;
+      setTimeout(() => finish(reject, e), 200);
+    });
+    if (payload) req.end(payload);
+    else req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// JS value -> Lua literal, and config merging
+
+const LUA_EXPR = Symbol('lua');
+// A raw Lua expression to embed in the config, e.g. lua('os.getenv("FAL_KEY")').
+function lua(expr) {
+  return { [LUA_EXPR]: expr };
+}
+
+const LUA_KEYWORDS = new Set('and break do else elseif end false for function goto if in local nil not or repeat return then true until while'.split(' '));
+
+function luaString(s) {
+  // Pure-ASCII output: quotes, backslashes, control bytes and every byte of
+  // a non-ASCII character become escapes (\ddd is always 3 digits, so a
+  // following digit cannot be swallowed).
+  let out = '"';
+  for (const b of Buffer.from(String(s), 'utf8')) {
+    if (b === 0x22) out += '\\"';
+    else if (b === 0x5c) out += '\\\\';
+    else if (b === 0x0a) out += '\\n';
+    else if (b < 0x20 || b >= 0x7f) out += '\\' + String(b).padStart(3, '0');
+    else out += String.fromCharCode(b);
+  }
+  return out + '"';
+}
+
+// Renders a JS value as a Lua literal: null/undefined -> nil, arrays ->
+// sequences, plain objects -> tables with ["key"] = value (identifier keys bare).
+function toLua(v, indent = '') {
+  if (v === null || v === undefined) return 'nil';
+  if (typeof v === 'object' && v[LUA_EXPR] !== undefined) return v[LUA_EXPR];
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new Error(`cannot render ${v} in Lua`);
+    return String(v);
+  }
+  if (typeof v === 'string') return luaString(v);
+  const inner = indent + '  ';
+  if (Array.isArray(v)) {
+    if (!v.length) return '{}';
+    return '{\n' + v.map((x) => inner + toLua(x, inner) + ',\n').join('') + indent + '}';
+  }
+  if (typeof v === 'object') {
+    const keys = Object.keys(v).filter((k) => v[k] !== undefined && v[k] !== null);
+    if (!keys.length) return '{}';
+    return (
+      '{\n' +
+      keys
+        .map((k) => {
+          const key = /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) && !LUA_KEYWORDS.has(k) ? k : `[${luaString(k)}]`;
+          return `${inner}${key} = ${toLua(v[k], inner)},\n`;
+        })
+        .join('') +
+      indent +
+      '}'
+    );
+  }
+  throw new Error(`cannot render ${typeof v} in Lua`);
+}
+
+// The config file: one global assignment per top-level key, as DESIGN.md shows.
+function renderConfig(cfg) {
+  const lines = ['-- written by tests/e2e/lib/harness.js'];
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v === undefined || v === null) continue;
+    lines.push(`${k} = ${toLua(v)}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function isPlainObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && v[LUA_EXPR] === undefined && !Buffer.isBuffer(v);
+}
+
+// Deep merge: plain objects merge key by key; arrays and scalars replace;
+// a null in `over` deletes the key.
+function deepMerge(base, over) {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null) delete out[k];
+    else if (v === undefined) continue;
+    else out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+  }
+  return out;
+}
+
+// The test configuration (DESIGN.md "Configuration") for genrelay on `port`
+// with its files in `dir` and providers at provsim `simUrl`.
+function defaultConfig({ port, dir, simUrl }) {
+  const addr = `127.0.0.1:${port}`;
+  return {
+    listen: addr,
+    public_url: `http://${addr}`,
+    store: `sqlite:${path.join(dir, 'genrelay.db')}`,
+    scripts: path.join(SRC, 'scripts'),
+    providers: {
+      fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
+      krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
+      modelslab: { base_url: `${simUrl}/modelslab/api/v6`, key: 'modelslab-test-key' },
+      artificialstudio: { base_url: `${simUrl}/artificialstudio`, key: 'artificialstudio-test-key' },
+      abstrakt: { base_url: `${simUrl}/abstrakt`, key: 'abstrakt-test-key', webhook_secret: 'abstrakt-sim-secret' },
+    },
+    customers: {
+      acme: { api_key: ACME.api_key, webhook_secret: ACME.webhook_secret },
+      globex: { api_key: GLOBEX.api_key, webhook_secret: GLOBEX.webhook_secret },
+    },
+    webhooks: { retry: [0.2, 0.4, 0.8], timeout_s: 2, require_https: false, allow_private: true },
+    jobs: { poll_after_s: 1, poll_interval_s: 0.3, submit_window_s: 10, job_deadline_s: 30 },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch (e) {
+      /* already gone */
+    }
+  }
+});
+
+// Spawns a process and waits (bounded) for a stdout line matching re.
+// Returns {child, match, log()}; log() gives the output seen so far.
+function spawnAndWait(cmd, args, { re, timeoutMs = 10000, cwd, env, logFile } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env: env || process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    const out = [];
+    let outLen = 0;
+    const file = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : null;
+    const log = () => out.join('');
+    let stdoutBuf = '';
+    let settled = false;
+    const settle = (fn, v) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn(v);
+    };
+    const keep = (s) => {
+      out.push(s);
+      outLen += s.length;
+      while (outLen > 200000 && out.length > 1) outLen -= out.shift().length;
+      if (file) file.write(s);
+    };
+    child.stdout.on('data', (d) => {
+      const s = d.toString();
+      keep(s);
+      if (!re || settled) return;
+      stdoutBuf += s;
+      const m = re.exec(stdoutBuf);
+      if (m) settle(resolve, { child, match: m, log });
+    });
+    child.stderr.on('data', (d) => keep(d.toString()));
+    child.on('error', (e) => settle(reject, new Error(`${cmd}: ${e.message}`)));
+    child.on('exit', (code, sig) => {
+      children.delete(child);
+      if (file) file.end();
+      settle(reject, new Error(`${path.basename(cmd)} ${args.join(' ')} exited (${code ?? sig}) before it was ready:\n${tail(log())}`));
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      settle(reject, new Error(`${path.basename(cmd)} not ready within ${timeoutMs} ms:\n${tail(log())}`));
+    }, timeoutMs);
+    if (!re) settle(resolve, { child, match: null, log });
+  });
+}
+
+function tail(s, lines = 40) {
+  return s.split('\n').slice(-lines).join('\n');
+}
+
+// Sends sig and waits (bounded) for the exit; SIGKILL after timeoutMs.
+// Resolves {code, signal}.
+function stopChild(child, sig = 'SIGTERM', timeoutMs = 10000) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve({ code: child.exitCode, signal: child.signalCode });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+    child.kill(sig);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// provsim
+
+async function startProvsim({ args = [] } = {}) {
+  const { child, match, log } = await spawnAndWait(process.execPath, [PROVSIM, '--listen', '127.0.0.1:0', ...args], {
+    re: /^provsim listening on (http:\/\/\S+)$/m,
+  });
+  const url = match[1];
+  const ctl = async (method, p, body) => {
+    const r = await request(url + p, { method, body });
+    if (r.status !== 200) throw new Error(`provsim ${method} ${p}: ${r.status} ${r.text}`);
+    return r.body;
+  };
+  return {
+    url,
+    child,
+    log,
+    // Inbound requests provsim recorded ({provider, method, path, query, headers, body, at}), oldest first.
+    requests: (provider) => ctl('GET', '/_control/requests' + (provider ? `?provider=${provider}` : '')),
+    // Callbacks provsim posted ({provider, url, ref, kind, attempt, status, error, at}).
+    callbacks: (provider) => ctl('GET', '/_control/callbacks' + (provider ? `?provider=${provider}` : '')),
+    reset: () => ctl('POST', '/_control/reset'),
+    down: (provider) => ctl('POST', `/_control/${provider}/down`),
+    up: (provider) => ctl('POST', `/_control/${provider}/up`),
+    stop: () => stopChild(child),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// receiver (examples/receiver.js)
+
+async function startReceiver({ secret = ACME.webhook_secret } = {}) {
+  const { child, match, log } = await spawnAndWait(process.execPath, [RECEIVER, '--listen', '127.0.0.1:0', '--secret', secret], {
+    re: /^receiver listening on (http:\/\/\S+)$/m,
+  });
+  const url = match[1];
+  const ctl = async (p, body) => {
+    const r = await request(url + p, { method: 'POST', body });
+    if (r.status !== 200) throw new Error(`receiver ${p}: ${r.status} ${r.text}`);
+    return r.body;
+  };
+  const received = async () => (await request(url + '/_received')).body;
+  return {
+    url,
+    child,
+    log,
+    // Every delivery: [{id, timestamp, verified, reason, duplicate, headers, body, path, at, answered}].
+    received,
+    // Deliveries whose body.job_id is jobId.
+    forJob: async (jobId) => (await received()).filter((d) => d.body && d.body.job_id === jobId),
+    // Deliveries to paths starting with prefix.
+    forPath: async (prefix) => (await received()).filter((d) => d.path.startsWith(prefix)),
+    fail: (count, status = 500, pathPrefix) => ctl('/_control/fail', { count, status, path: pathPrefix }),
+    hang: (count, pathPrefix) => ctl('/_control/hang', { count, path: pathPrefix }),
+    reset: () => ctl('/_control/reset', {}),
+    stop: () => stopChild(child),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// genrelay
+
+// Starts genrelay with the default test config deep-merged with `config`
+// (an object, or a function (defaults) => config). Files go to a fresh temp
+// dir (or `dir`). Resolves once GET /healthz answers 200 (bounded by readyMs).
+async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {}) {
+  if (!fs.existsSync(BIN)) throw new Error(`genrelay binary not found at ${BIN} (set GENRELAY_BIN)`);
+  dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-e2e-'));
+  const port = await freePort();
+  const base = defaultConfig({ port, dir, simUrl: simUrl || 'http://127.0.0.1:9' });
+  const cfg = typeof config === 'function' ? config(base) : deepMerge(base, config || {});
+  const configPath = path.join(dir, 'genrelay.conf.lua');
+  fs.writeFileSync(configPath, renderConfig(cfg));
+  const url = cfg.public_url || `http://${cfg.listen}`;
+  const logFile = path.join(dir, 'genrelay.log');
+
+  let proc = null;
+  async function launch() {
+    const p = await spawnAndWait(BIN, ['serve', '--config', configPath], { cwd: dir, env: Object.assign({}, process.env, env || {}), logFile });
+    proc = p;
+    const healthy = () =>
+      request(url + '/healthz', { timeoutMs: 1000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+    try {
+      await waitFor(
+        async () => {
+          if (p.child.exitCode !== null || p.child.signalCode !== null) throw Object.assign(new Error('exited'), { fatal: true });
+          return healthy();
+        },
+        readyMs,
+        { interval: 50, what: 'genrelay /healthz' },
+      );
+    } catch (e) {
+      await stopChild(p.child, 'SIGKILL');
+      throw new Error(`genrelay did not become healthy at ${url}: ${e.message}\n--- genrelay output ---\n${tail(p.log())}`);
+    }
+  }
+  await launch();
+
+  const defaultKey = ACME.api_key;
+  const api = makeApi(url, defaultKey);
+  const gr = {
+    url,
+    port,
+    dir,
+    configPath,
+    config: cfg,
+    dbPath: cfg.store && cfg.store.startsWith('sqlite:') ? cfg.store.slice(7) : null,
+    api,
+    // api bound to another customer's key (or null for none).
+    as: (key) => makeApi(url, key),
+    get child() {
+      return proc && proc.child;
+    },
+    log: () => (proc ? proc.log() : ''),
+    logTail: (n) => tail(proc ? proc.log() : '', n),
+    running: () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null,
+    // Sends sig (default SIGTERM) and waits for the exit: {code, signal}.
+    kill: (sig = 'SIGTERM') => (proc ? stopChild(proc.child, sig) : Promise.resolve(null)),
+    // Stops it if running (SIGTERM), then starts it again on the same
+    // config, port and database; resolves once healthy.
+    restart: async () => {
+      if (gr.running()) await stopChild(proc.child, 'SIGTERM');
+      await launch();
+    },
+    stop: async () => {
+      if (gr.running()) return stopChild(proc.child, 'SIGTERM');
+      return null;
+    },
+  };
+  return gr;
+}
+
+// api(method, path, body, headers, {timeoutMs}) against genrelay with
+// `Authorization: Bearer <key>`; a header given as null is left out (so
+// {authorization: null} sends no key). Resolves {status, headers, text, body}.
+function makeApi(url, key) {
+  return (method, p, body, headers = {}, opts = {}) => {
+    const h = { accept: 'application/json' };
+    if (key) h.authorization = `Bearer ${key}`;
+    for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
+    return request(url + p, { method, headers: h, body, timeoutMs: opts.timeoutMs || 30000 });
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The whole stack: provsim + receiver + genrelay.
+
+async function startStack({ config, provsimArgs, receiverSecret, genrelay = true } = {}) {
+  const stack = { sim: null, receiver: null, gr: null };
+  stack.close = async () => {
+    const keep = process.env.GENRELAY_E2E_KEEP;
+    await Promise.all([stack.gr && stack.gr.stop(), stack.sim && stack.sim.stop(), stack.receiver && stack.receiver.stop()].filter(Boolean));
+    if (stack.gr && !keep) fs.rmSync(stack.gr.dir, { recursive: true, force: true });
+    else if (stack.gr) process.stderr.write(`genrelay e2e files kept in ${stack.gr.dir}\n`);
+  };
+  try {
+    [stack.sim, stack.receiver] = await Promise.all([startProvsim({ args: provsimArgs }), startReceiver({ secret: receiverSecret })]);
+    if (genrelay) stack.gr = await startGenrelay({ simUrl: stack.sim.url, config });
+  } catch (e) {
+    await stack.close();
+    throw e;
+  }
+  stack.api = stack.gr ? stack.gr.api : null;
+  return stack;
+}
+
+// Registers before/after hooks in the current suite (or file) that start a
+// stack and always close it. Returns an object whose fields (sim, receiver,
+// gr, api) are filled in once `before` ran.
+function useStack(opts = {}) {
+  const holder = {};
+  before(async () => {
+    const s = await startStack(opts);
+    Object.assign(holder, s);
+  });
+  after(async () => {
+    if (holder.close) await holder.close();
+  });
+  return holder;
+}
+
+module.exports = {
+  REPO,
+  SRC,
+  BIN,
+  ACME,
+  GLOBEX,
+  sleep,
+  waitFor,
+  freePort,
+  request,
+  lua,
+  toLua,
+  renderConfig,
+  deepMerge,
+  defaultConfig,
+  startProvsim,
+  startReceiver,
+  startGenrelay,
+  startStack,
+  useStack,
+  stopChild,
+};

@@ -1,0 +1,212 @@
+#!/usr/bin/env node
+'use strict';
+// provsim: a simulator of five AI media providers' real APIs, for genrelay's
+// tests and benchmarks. No dependencies beyond Node.js (>= 18).
+//
+//   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
+//        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
+//
+// Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
+// serves:
+//   /fal/...               fal queue API            (providers/fal.js)
+//   /krea/...              Krea API                 (providers/krea.js)
+//   /modelslab/api/v6/...  ModelsLab v6             (providers/modelslab.js)
+//   /artificialstudio/...  Artificial Studio        (providers/artificialstudio.js)
+//   /abstrakt/...          abstrakt                 (providers/abstrakt.js)
+//   /files/<id>.<ext>      output files (a 1x1 PNG, a tiny MP4 header, ...)
+//   /_control/...          test control:
+//       POST /_control/{provider}/down | up   make a whole surface answer 503
+//       GET  /_control/requests[?provider=P]  inbound requests, newest last (max 10,000)
+//       GET  /_control/callbacks[?provider=P] callbacks sent: {provider,url,ref,kind,attempt,status,error,at}
+//       POST /_control/reset                  clear both logs, http_status counters, down switches
+//
+// Tests steer each job with an optional `sim` object in the model input:
+//   {"delay_ms":200, "outcome":"success|fail", "callback":"normal|none|duplicate|late|malformed",
+//    "http_status":503, "http_times":1, "message":"failure text"}
+// (see tests/sim/README.md).
+
+const http = require('node:http');
+const { Sim, makeContext } = require('./lib/common');
+
+const PROVIDERS = ['fal', 'krea', 'modelslab', 'artificialstudio', 'abstrakt'];
+const MAX_BODY = 16 * 1024 * 1024;
+
+const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', 'base64');
+const MP4_FTYP = Buffer.from('000000186674797069736f6d0000020069736f6d69736f32', 'hex');
+const FILES = {
+  png: ['image/png', PNG_1X1],
+  mp4: ['video/mp4', MP4_FTYP],
+  gif: ['image/gif', Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')],
+  mp3: ['audio/mpeg', Buffer.from('fffb9000', 'hex')],
+};
+
+function parseArgs(argv) {
+  const o = { listen: '127.0.0.1:0', abstraktSecret: 'abstrakt-sim-secret', abstraktTimestamp: false, abstraktSyncMs: 55000, maxJobs: 200000 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--listen') o.listen = val();
+    else if (a === '--abstrakt-secret') o.abstraktSecret = val();
+    else if (a === '--abstrakt-timestamp') o.abstraktTimestamp = true;
+    else if (a === '--abstrakt-sync-ms') o.abstraktSyncMs = Number(val());
+    else if (a === '--max-jobs') o.maxJobs = Number(val());
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N]\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(o.listen);
+  if (!m) throw new Error(`--listen wants HOST:PORT, got ${o.listen}`);
+  o.host = m[1];
+  o.port = Number(m[2]);
+  return o;
+}
+
+function createProvsim(opts) {
+  const sim = new Sim({ jobCap: opts.maxJobs });
+  const providers = {
+    fal: require('./providers/fal')(sim),
+    krea: require('./providers/krea')(sim),
+    modelslab: require('./providers/modelslab')(sim),
+    artificialstudio: require('./providers/artificialstudio')(sim),
+    abstrakt: require('./providers/abstrakt')(sim, { secret: opts.abstraktSecret, timestamp: opts.abstraktTimestamp, syncMs: opts.abstraktSyncMs }),
+  };
+
+  function sendJson(res, status, obj) {
+    const body = JSON.stringify(obj);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  function control(req, res, segs, query) {
+    const m = req.method;
+    if (m === 'GET' && segs[0] === 'requests' && segs.length === 1) {
+      const p = query.provider;
+      return sendJson(res, 200, sim.requests.list(p ? (r) => r.provider === p : null));
+    }
+    if (m === 'GET' && segs[0] === 'callbacks' && segs.length === 1) {
+      const p = query.provider;
+      return sendJson(res, 200, sim.callbacksLog.list(p ? (r) => r.provider === p : null));
+    }
+    if (m === 'POST' && segs[0] === 'reset' && segs.length === 1) {
+      sim.reset();
+      return sendJson(res, 200, { ok: true });
+    }
+    if (m === 'POST' && segs.length === 2 && providers[segs[0]] && (segs[1] === 'down' || segs[1] === 'up')) {
+      if (segs[1] === 'down') sim.down.add(segs[0]);
+      else sim.down.delete(segs[0]);
+      return sendJson(res, 200, { provider: segs[0], down: sim.down.has(segs[0]) });
+    }
+    sendJson(res, 404, { error: 'unknown control call' });
+  }
+
+  function files(req, res, name) {
+    const ext = (/\.([a-z0-9]+)$/.exec(name) || [])[1];
+    const f = FILES[ext];
+    if (!f || (req.method !== 'GET' && req.method !== 'HEAD')) return sendJson(res, 404, { error: 'not found' });
+    res.writeHead(200, { 'content-type': f[0], 'content-length': f[1].length });
+    res.end(req.method === 'HEAD' ? undefined : f[1]);
+  }
+
+  function route(req, res, raw) {
+    const url = req.url;
+    const q = url.indexOf('?');
+    let path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(q + 1)));
+    try {
+      path = decodeURIComponent(path);
+    } catch (e) {
+      /* keep it raw */
+    }
+    const slash = path.indexOf('/', 1);
+    const first = slash < 0 ? path.slice(1) : path.slice(1, slash);
+    const rest = slash < 0 ? '/' : path.slice(slash);
+
+    if (first === '_control') return control(req, res, rest.split('/').filter(Boolean), query);
+    if (first === 'files') return files(req, res, rest);
+    const prov = providers[first];
+    if (!prov) return sendJson(res, 404, { error: `no provider surface at /${first}` });
+
+    const ctx = makeContext(req, res, { path: rest, query, raw });
+    sim.requests.push({
+      provider: first,
+      method: req.method,
+      path,
+      query,
+      headers: req.headers,
+      body: ctx.jsonError ? raw.toString('utf8') : ctx.json === undefined ? null : ctx.json,
+      at: Date.now(),
+    });
+    // The JWKS lives on another fal host in reality; it stays up.
+    const exempt = first === 'fal' && rest === '/.well-known/jwks.json';
+    if (sim.down.has(first) && !exempt) {
+      const e = prov.error(503, 'Service temporarily unavailable (provsim: surface is down)');
+      return ctx.send(503, e.body, Object.assign({ 'retry-after': '1' }, e.headers));
+    }
+    try {
+      prov.handle(ctx);
+    } catch (err) {
+      process.stderr.write(`provsim: ${first} handler error: ${err.stack}\n`);
+      if (!res.headersSent) {
+        const e = prov.error(500, 'provsim internal error');
+        ctx.send(500, e.body, e.headers);
+      }
+    }
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (tooBig) return sendJson(res, 413, { error: 'body too large' });
+      route(req, res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    });
+    req.on('error', () => res.destroy());
+  });
+  server.keepAliveTimeout = 30000;
+  server.headersTimeout = 35000;
+
+  return { sim, server, providers };
+}
+
+function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`provsim: ${e.message}\n`);
+    process.exit(2);
+  }
+  const { sim, server } = createProvsim(opts);
+  server.on('error', (e) => {
+    process.stderr.write(`provsim: ${e.message}\n`);
+    process.exit(1);
+  });
+  server.listen(opts.port, opts.host, () => {
+    const addr = server.address();
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    sim.baseUrl = `http://${host}:${addr.port}`;
+    process.stdout.write(`provsim listening on ${sim.baseUrl}\n`);
+  });
+  const stop = () => {
+    sim.close();
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+module.exports = { createProvsim, parseArgs, PROVIDERS };
+
+if (require.main === module) main();

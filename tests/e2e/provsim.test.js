@@ -1,0 +1,352 @@
+'use strict';
+// provsim on its own: the four non-fal surfaces, steering and control.
+// (fal is covered with fal's own client in fal_client.test.js.)
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const http = require('node:http');
+const h = require('./lib/harness');
+
+const T = { timeout: 30000 };
+
+// A local server recording POSTs; answers `statusFor(path)` (default 200).
+function startHookServer() {
+  const hits = [];
+  const statusFor = new Map();
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      hits.push({ path: req.url, headers: req.headers, raw, text: raw.toString('utf8'), at: Date.now() });
+      res.writeHead(statusFor.get(req.url) || 200);
+      res.end();
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const url = `http://127.0.0.1:${server.address().port}`;
+      resolve({ server, hits, statusFor, url, at: (p) => hits.filter((x) => x.path === p) });
+    });
+  });
+}
+
+const uniq = (s) => `${s}-${crypto.randomBytes(4).toString('hex')}`;
+
+describe('provsim', () => {
+  let sim;
+  let hook;
+  const call = (method, p, body, headers = {}) => h.request(sim.url + p, { method, body, headers });
+
+  before(async () => {
+    [sim, hook] = await Promise.all([h.startProvsim(), startHookServer()]);
+  });
+  after(async () => {
+    if (hook) await new Promise((r) => hook.server.close(r));
+    if (sim) await sim.stop();
+  });
+
+  describe('krea', () => {
+    const auth = { authorization: 'Bearer krea-key' };
+
+    test('auth, submit with X-Webhook-URL, states, webhook with result.urls', T, async () => {
+      const noauth = await call('POST', '/krea/generate/image/bfl/flux-1-dev', { prompt: 'x' });
+      assert.equal(noauth.status, 401);
+      assert.equal(typeof noauth.body.error, 'string');
+
+      const p = `/${uniq('krea')}`;
+      const r = await call('POST', '/krea/generate/image/bfl/flux-1-dev', { prompt: 'x', sim: { delay_ms: 500 } }, { ...auth, 'x-webhook-url': hook.url + p });
+      assert.equal(r.status, 200);
+      assert.match(r.body.job_id, /^[0-9a-f-]{36}$/);
+      assert.equal(r.body.status, 'queued');
+      assert.equal(r.body.completed_at, null);
+      assert.equal(r.body.result, null);
+      await h.sleep(200);
+      assert.equal((await call('GET', `/krea/jobs/${r.body.job_id}`, undefined, auth)).body.status, 'processing');
+
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.job_id, r.body.job_id);
+      assert.equal(wb.status, 'completed');
+      assert.match(wb.result.urls[0], new RegExp(`^${sim.url}/files/.+\\.png$`));
+      assert.ok(wb.completed_at);
+      const g = await call('GET', `/krea/jobs/${r.body.job_id}`, undefined, auth);
+      assert.deepEqual(g.body, wb);
+      assert.equal((await call('GET', '/krea/jobs/nope', undefined, auth)).status, 404);
+    });
+
+    test('failure and cancel', T, async () => {
+      const p = `/${uniq('kreafail')}`;
+      const f = await call('POST', '/krea/generate/video/kling/kling-2.5', { prompt: 'x', sim: { outcome: 'fail', delay_ms: 50, message: 'boom' } }, { ...auth, 'x-webhook-url': hook.url + p });
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.job_id, f.body.job_id);
+      assert.equal(wb.status, 'failed');
+      assert.equal(wb.result.error, 'boom');
+
+      const pc = `/${uniq('kreacancel')}`;
+      const c = await call('POST', '/krea/generate/image/bfl/flux-1-dev', { prompt: 'x', sim: { delay_ms: 5000 } }, { ...auth, 'x-webhook-url': hook.url + pc });
+      const del = await call('DELETE', `/krea/jobs/${c.body.job_id}`, undefined, auth);
+      assert.equal(del.status, 200);
+      assert.equal(del.text, '');
+      assert.equal((await call('GET', `/krea/jobs/${c.body.job_id}`, undefined, auth)).body.status, 'cancelled');
+      const [ch] = await h.waitFor(() => hook.at(pc).length && hook.at(pc), 5000);
+      assert.equal(JSON.parse(ch.text).status, 'cancelled');
+      assert.equal((await call('DELETE', `/krea/jobs/${c.body.job_id}`, undefined, auth)).status, 400);
+    });
+  });
+
+  describe('modelslab', () => {
+    test('key in body, processing answer, fetch_result, webhook echoing track_id', T, async () => {
+      const nokey = await call('POST', '/modelslab/api/v6/images/text2img', { prompt: 'x' });
+      assert.equal(nokey.status, 401);
+      assert.equal(nokey.body.status, 'error');
+      assert.equal(typeof nokey.body.message, 'string');
+
+      const p = `/${uniq('ml')}`;
+      const r = await call('POST', '/modelslab/api/v6/images/text2img', { key: 'k', prompt: 'x', samples: 2, webhook: hook.url + p, track_id: 'trk-1', sim: { delay_ms: 400 } });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.status, 'processing');
+      assert.ok(Number.isInteger(r.body.id));
+      assert.ok(r.body.eta >= 1);
+      assert.equal(r.body.fetch_result, `${sim.url}/modelslab/api/v6/images/fetch/${r.body.id}`);
+      assert.equal(r.body.future_links.length, 2);
+
+      const fetchPath = new URL(r.body.fetch_result).pathname;
+      assert.equal((await call('POST', fetchPath, {})).status, 401, 'fetch needs the key too');
+      assert.equal((await call('POST', fetchPath, { key: 'k' })).body.status, 'processing');
+
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.status, 'success');
+      assert.equal(wb.id, r.body.id);
+      assert.equal(wb.track_id, 'trk-1');
+      assert.deepEqual(wb.output, r.body.future_links);
+      assert.equal(typeof wb.generationTime, 'number');
+      assert.equal(wb.meta.prompt, 'x');
+
+      const done = await call('POST', fetchPath, { key: 'k' });
+      assert.equal(done.body.status, 'success');
+      assert.deepEqual(done.body.output, r.body.future_links);
+      const variant = await call('POST', '/modelslab/api/v6/images/fetch', { key: 'k', request_id: r.body.id });
+      assert.equal(variant.body.status, 'success');
+    });
+
+    test('failure: webhook status failed, fetch status error; delay 0 answers at once', T, async () => {
+      const p = `/${uniq('mlfail')}`;
+      const r = await call('POST', '/modelslab/api/v6/video/text2video', { key: 'k', prompt: 'x', webhook: hook.url + p, track_id: 't2', sim: { outcome: 'fail', delay_ms: 50, message: 'Processing failed: x' } });
+      assert.match(r.body.future_links[0], /\.mp4$/);
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      assert.deepEqual(JSON.parse(hit.text), { status: 'failed', id: r.body.id, message: 'Processing failed: x', track_id: 't2' });
+      const f = await call('POST', `/modelslab/api/v6/video/fetch/${r.body.id}`, { key: 'k' });
+      assert.equal(f.body.status, 'error');
+      assert.equal(f.body.message, 'Processing failed: x');
+
+      const now = await call('POST', '/modelslab/api/v6/images/text2img', { key: 'k', prompt: 'x', sim: { delay_ms: 0 } });
+      assert.equal(now.body.status, 'success');
+      assert.equal(now.body.output.length, 1);
+    });
+  });
+
+  describe('artificialstudio', () => {
+    const auth = { authorization: 'as-key' };
+
+    test('raw key, strict body, 202, states, success-only webhook with its headers', T, async () => {
+      assert.equal((await call('POST', '/artificialstudio/api/run', { tool: 'create-image' }, { authorization: 'Bearer as-key' })).status, 401);
+      const strict = await call('POST', '/artificialstudio/api/run', { tool: 'create-image', input: {}, track_id: 'x' }, auth);
+      assert.equal(strict.status, 400);
+      assert.match(strict.body.message, /track_id/);
+
+      const p = `/${uniq('as')}`;
+      const r = await call('POST', '/artificialstudio/api/run', { tool: 'create-image', input: { prompt: 'x', model: 'flux', sim: { delay_ms: 500 } }, webhook: hook.url + p }, auth);
+      assert.equal(r.status, 202);
+      assert.match(r.body.id, /^[0-9a-f]{24}$/);
+      assert.equal(r.body.status, 'processing');
+      assert.equal(r.body.tool, 'create-image');
+      assert.ok(r.body.createdAt);
+      const mid = await call('GET', `/artificialstudio/api/generations/${r.body.id}`, undefined, auth);
+      assert.ok(['pending', 'processing', 'uploading'].includes(mid.body.status));
+      assert.equal(mid.body.output, null);
+
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      assert.equal(hit.headers['x-webhook-source'], 'artificial-studio');
+      assert.equal(hit.headers['x-media-id'], r.body.id);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.status, 'success');
+      assert.equal(typeof wb.output, 'string');
+      assert.equal(wb.type, 'image');
+      const g = await call('GET', `/artificialstudio/api/generations/${r.body.id}`, undefined, auth);
+      assert.equal(g.body.status, 'success');
+      assert.equal(g.body.output, wb.output);
+      assert.equal(g.body.payload.prompt, 'x');
+    });
+
+    test('failure: status error with the reason, and no webhook', T, async () => {
+      const p = `/${uniq('asfail')}`;
+      const r = await call('POST', '/artificialstudio/api/run', { tool: 'create-image', input: { prompt: 'x', sim: { outcome: 'fail', delay_ms: 50, message: 'nsfw' } }, webhook: hook.url + p }, auth);
+      const g = await h.waitFor(async () => {
+        const x = await call('GET', `/artificialstudio/api/generations/${r.body.id}`, undefined, auth);
+        return x.body.status === 'error' && x.body;
+      }, 5000);
+      assert.equal(g.error, 'nsfw');
+      await h.sleep(200);
+      assert.equal(hook.at(p).length, 0);
+      assert.equal((await call('GET', '/artificialstudio/api/generations/000000000000000000000000', undefined, auth)).status, 404);
+    });
+  });
+
+  describe('abstrakt', () => {
+    const auth = { authorization: 'Bearer abs-key' };
+    const hmac = (key, s) => crypto.createHmac('sha256', key).update(s).digest('hex');
+
+    test('sync run answers 200 completed; webhook_url answers 202 and a signed webhook follows', T, async () => {
+      const s = await call('POST', '/abstrakt/v1/models/fal-ai/flux/schnell/run', { input: { prompt: 'x', sim: { delay_ms: 100 } } }, auth);
+      assert.equal(s.status, 200);
+      assert.equal(s.body.status, 'completed');
+      assert.equal(s.body.model_id, 'fal-ai/flux/schnell');
+      assert.equal(s.body.output.items[0].type, 'image');
+
+      const p = `/${uniq('abs')}`;
+      const r = await call('POST', '/abstrakt/v1/models/fal-ai/flux/schnell/run', { input: { prompt: 'x', sim: { delay_ms: 300 } }, webhook_url: hook.url + p }, auth);
+      assert.equal(r.status, 202);
+      assert.match(r.body.job_id, /^job_/);
+      assert.equal(r.body.status, 'processing');
+      assert.equal(typeof r.body.request_id, 'string');
+      assert.equal(typeof r.body.message, 'string');
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      assert.equal(hit.headers['x-abstrakt-signature'], hmac('abstrakt-sim-secret', hit.raw));
+      assert.equal(hit.headers['x-abstrakt-timestamp'], undefined);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.job_id, r.body.job_id);
+      assert.equal(wb.status, 'succeeded');
+      assert.equal(wb.output.items.length, 1);
+      const g = await call('GET', `/abstrakt/v1/jobs/${r.body.job_id}`, undefined, auth);
+      assert.equal(g.body.status, 'completed');
+      assert.deepEqual(g.body.output, wb.output);
+
+      const a = await call('POST', '/abstrakt/v1/models/m/run', { input: {}, sync: false }, auth);
+      assert.equal(a.status, 202);
+    });
+
+    test('failure webhook, cancel', T, async () => {
+      const p = `/${uniq('absfail')}`;
+      await call('POST', '/abstrakt/v1/models/m/run', { input: { sim: { outcome: 'fail', delay_ms: 50, message: 'bad' } }, webhook_url: hook.url + p }, auth);
+      const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+      const wb = JSON.parse(hit.text);
+      assert.equal(wb.status, 'failed');
+      assert.deepEqual(wb.error, { code: 'PROVIDER_FAILURE', message: 'bad' });
+
+      const c = await call('POST', '/abstrakt/v1/models/m/run', { input: { sim: { delay_ms: 5000 } }, sync: false }, auth);
+      assert.equal((await call('DELETE', `/abstrakt/v1/jobs/${c.body.job_id}`, undefined, auth)).status, 200);
+      assert.equal((await call('GET', `/abstrakt/v1/jobs/${c.body.job_id}`, undefined, auth)).body.status, 'cancelled');
+      assert.equal((await call('DELETE', `/abstrakt/v1/jobs/${c.body.job_id}`, undefined, auth)).status, 409);
+      assert.equal((await call('GET', '/abstrakt/v1/jobs/job_nope', undefined, auth)).status, 404);
+      assert.equal((await call('GET', '/abstrakt/v1/jobs/job_nope')).status, 401);
+    });
+
+    test('--abstrakt-timestamp signs "{ts}.{body}" and sends X-Abstrakt-Timestamp', T, async () => {
+      const sim2 = await h.startProvsim({ args: ['--abstrakt-timestamp', '--abstrakt-secret', 'other-secret'] });
+      try {
+        const p = `/${uniq('absts')}`;
+        await h.request(`${sim2.url}/abstrakt/v1/models/m/run`, { method: 'POST', body: { input: {}, webhook_url: hook.url + p }, headers: auth });
+        const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+        const ts = hit.headers['x-abstrakt-timestamp'];
+        assert.match(ts, /^\d+$/);
+        assert.ok(Math.abs(Number(ts) - Date.now() / 1000) < 10);
+        assert.equal(hit.headers['x-abstrakt-signature'], hmac('other-secret', `${ts}.${hit.text}`));
+      } finally {
+        await sim2.stop();
+      }
+    });
+  });
+
+  describe('steering and control', () => {
+    const falAuth = { authorization: 'Key k' };
+
+    test('callback modes: none, duplicate, late, malformed', T, async () => {
+      const send = async (mode) => {
+        const p = `/${uniq(mode)}`;
+        const r = await call('POST', `/fal/fal-ai/flux/dev?fal_webhook=${encodeURIComponent(hook.url + p)}`, { prompt: 'x', sim: { delay_ms: 50, callback: mode } }, falAuth);
+        assert.equal(r.status, 200);
+        return { p, rid: r.body.request_id };
+      };
+      const none = await send('none');
+      const dup = await send('duplicate');
+      const late = await send('late');
+      const bad = await send('malformed');
+      await h.waitFor(() => hook.at(dup.p).length === 2, 5000, { what: 'duplicate' });
+      const lateHits = await h.waitFor(() => hook.at(late.p).length === 2 && hook.at(late.p), 5000, { what: 'late' });
+      assert.ok(lateHits[1].at - lateHits[0].at >= 900, 'late one about 1 s after');
+      assert.equal(lateHits[0].text, lateHits[1].text);
+      const [m] = await h.waitFor(() => hook.at(bad.p).length && hook.at(bad.p), 5000);
+      assert.throws(() => JSON.parse(m.text));
+      assert.ok(m.headers['x-fal-webhook-signature'], 'still signed');
+      assert.equal(hook.at(none.p).length, 0);
+      assert.equal(hook.at(dup.p).length, 2);
+      const log = await sim.callbacks('fal');
+      assert.deepEqual(log.filter((c) => c.ref === dup.rid).map((c) => c.kind), ['normal', 'duplicate']);
+      assert.equal(log.filter((c) => c.ref === none.rid).length, 0);
+    });
+
+    test('a failing callback target is tried 3 times, 1 s apart', T, async () => {
+      const p = `/${uniq('retry')}`;
+      hook.statusFor.set(p, 500);
+      const r = await call('POST', `/krea/generate/image/a/b`, { prompt: 'x', sim: { delay_ms: 10 } }, { authorization: 'Bearer k', 'x-webhook-url': hook.url + p });
+      const hits = await h.waitFor(() => hook.at(p).length === 3 && hook.at(p), 6000, { what: '3 tries' });
+      assert.ok(hits[1].at - hits[0].at >= 900);
+      await h.sleep(1300);
+      assert.equal(hook.at(p).length, 3, 'no fourth try');
+      const log = (await sim.callbacks('krea')).filter((c) => c.ref === r.body.job_id);
+      assert.deepEqual(log.map((c) => [c.attempt, c.status]), [[1, 500], [2, 500], [3, 500]]);
+    });
+
+    test('http_status/http_times per identical body, in the provider shape, with Retry-After', T, async () => {
+      const body = { key: 'k', prompt: uniq('x'), sim: { http_status: 429, http_times: 2 } };
+      const a = await call('POST', '/modelslab/api/v6/images/text2img', body);
+      assert.equal(a.status, 429);
+      assert.equal(a.headers['retry-after'], '1');
+      assert.equal(a.body.status, 'error');
+      const other = await call('POST', '/modelslab/api/v6/images/text2img', { ...body, prompt: 'different' });
+      assert.equal(other.status, 429, 'another body counts separately');
+      assert.equal((await call('POST', '/modelslab/api/v6/images/text2img', body)).status, 429);
+      assert.equal((await call('POST', '/modelslab/api/v6/images/text2img', body)).status, 200);
+      const f = await call('POST', '/fal/fal-ai/flux/dev', { prompt: uniq('y'), sim: { http_status: 503 } }, falAuth);
+      assert.equal(f.status, 503);
+      assert.equal(typeof f.body.detail, 'string');
+      assert.equal(f.headers['retry-after'], '1');
+      const as = await call('POST', '/artificialstudio/api/run', { tool: 't', input: { sim: { http_status: 500 } } }, { authorization: 'k' });
+      assert.equal(as.status, 500);
+      assert.equal(typeof as.body.message, 'string');
+      assert.equal(as.headers['retry-after'], undefined);
+    });
+
+    test('down/up, request log, reset', T, async () => {
+      await sim.down('krea');
+      const d = await call('GET', '/krea/jobs/x', undefined, { authorization: 'Bearer k' });
+      assert.equal(d.status, 503);
+      assert.equal(typeof d.body.error, 'string');
+      assert.equal(d.headers['retry-after'], '1');
+      assert.equal((await call('GET', '/fal/.well-known/jwks.json')).status, 200, 'other surfaces are up');
+      await sim.up('krea');
+      assert.equal((await call('GET', '/krea/jobs/x', undefined, { authorization: 'Bearer k' })).status, 404);
+
+      const tag = uniq('log');
+      await call('POST', `/fal/fal-ai/flux/dev?fal_webhook=${encodeURIComponent('http://127.0.0.1:9/x')}&tag=${tag}`, { prompt: tag }, falAuth);
+      const reqs = await sim.requests('fal');
+      const last = reqs[reqs.length - 1];
+      assert.equal(last.method, 'POST');
+      assert.equal(last.path, '/fal/fal-ai/flux/dev');
+      assert.equal(last.query.tag, tag);
+      assert.equal(last.query.fal_webhook, 'http://127.0.0.1:9/x');
+      assert.equal(last.headers.authorization, 'Key k');
+      assert.deepEqual(last.body, { prompt: tag });
+      assert.ok((await sim.requests()).some((r) => r.provider === 'krea'));
+      assert.ok(!(await sim.requests('krea')).some((r) => r.provider !== 'krea'));
+
+      await sim.reset();
+      assert.equal((await sim.requests()).length, 0);
+      assert.equal((await sim.callbacks()).length, 0);
+    });
+  });
+});

@@ -157,8 +157,9 @@ json_t *engine_job_arg(const struct job *j)
 
 void engine_callback_url(struct worker *w, const struct job *j, char *out, size_t outlen)
 {
-	char token[40];
-	sign_callback_token(w->server_secret, j->id, token, sizeof token);
+	char token[40] = "invalid";
+	if (sign_callback_token(w->server_secret, j->id, token, sizeof token) < 0)
+		snprintf(token, sizeof token, "invalid");
 	snprintf(out, outlen, "%s/v1/callbacks/%s/%s/%s", w->cfg->public_url,
 		 j->provider ? j->provider : "none", j->id, token);
 }
@@ -173,6 +174,7 @@ static json_t *response_arg(const struct fetch_response *res)
 {
 	json_t *o = json_object(), *h = json_object();
 	json_object_set_new(o, "status", json_integer(res->status));
+	json_object_set_new(o, "url", json_string(res->url ? res->url : ""));
 	fetch_each_header(res->headers, res->headers_len, add_header, h);
 	json_object_set_new(o, "headers", h);
 	json_object_set_new(o, "body", json_stringn_nocheck(res->body, res->body_len));
@@ -790,7 +792,10 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	const struct work *wk = &st->wk;
 	if (load_live_job(w, wk, &j))
 		goto out;
-	if (res->error || retry_status_retryable(res->status)) {
+	/* A `next` request's 5xx is the provider's final word (fal's result call
+	 * returns the model's own status), so the script sees it. */
+	if (res->error || (retry_status_retryable(res->status) &&
+			   !(st->hops > 0 && res->status >= 500))) {
 		poll_later(w, &j, wk, NULL);
 		goto out_job;
 	}

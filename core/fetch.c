@@ -304,6 +304,9 @@ static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
 	double secs = 0;
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &secs);
 	res.total_ms = secs * 1000.0;
+	char *eff = NULL;
+	curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &eff);
+	res.url = eff ? eff : "";
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res.status);
 	} else if (t->blocked) {

@@ -36,6 +36,7 @@ struct fetch_response {
 	const char *headers; /* raw header block, borrowed */
 	size_t headers_len;
 	double total_ms;
+	const char *url;     /* the URL requested, borrowed */
 };
 
 typedef void (*fetch_done_cb)(void *arg, const struct fetch_response *res);

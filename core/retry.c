@@ -181,7 +181,8 @@ static int parse_http_date(const char *s, int64_t *t)
 			return -1;
 		if (*p == ' ')
 			p++;
-		if (take_digits(&p, p[1] == ' ' ? 1 : 2, &d) || take_lit(&p, " ") ||
+		if (take_digits(&p, p[0] != '\0' && p[1] == ' ' ? 1 : 2, &d) ||
+		    take_lit(&p, " ") ||
 		    take_time(&p, &h, &mi, &sec) || take_lit(&p, " ") ||
 		    take_digits(&p, 4, &y))
 			return -1;

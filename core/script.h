@@ -67,6 +67,14 @@ const char *script_version(struct script_host *h, enum script_kind kind,
  * Returns -2 when the script or function does not exist, -1 when the script
  * raised or broke a limit: err then says "providers/fal.lua:12: message"
  * (or "...: instruction budget exceeded" / "...: memory cap exceeded").
+ *
+ * ctx is appended after args, except for "verify" with two or more args,
+ * which is called verify(args[0], ctx, args[1], ...) as docs/scripts.md
+ * documents (verify(req, ctx, job)). On success, a second return value that
+ * is a string (verify's `false, "reason"`) is copied into err; otherwise err
+ * is emptied. ctx->provider is not consulted: ctx.secret() and ctx.config
+ * always read the settings of the provider script's own name (hooks get
+ * none), so no caller can hand one provider's secrets to another's script.
  */
 int script_call(struct script_host *h, enum script_kind kind, const char *name,
 		const char *fn, json_t *const *args, size_t nargs,
@@ -86,6 +94,17 @@ json_t *script_host_list(struct script_host *h);
 /* The script table's `defaults` merged with the configured provider settings,
  * secrets removed; caller owns. NULL when the provider is not loaded. */
 json_t *script_provider_settings(struct script_host *h, const char *name);
+
+/*
+ * 1 when every key of expect is in actual with a matching value (objects
+ * recursively; arrays need the same length and matching items; numbers
+ * compare by value; an expected null also matches a missing key; an empty
+ * expected object matches an empty array, as Lua cannot tell them apart).
+ * On 0, where says what differed ("output.items[1].url: expected "a", got
+ * "b""). The matcher used for script examples and recorded-payload tests.
+ */
+int script_json_subset(const json_t *expect, const json_t *actual, char *where,
+		       size_t wherelen);
 
 /*
  * Loads one file on its own (for `genrelay scripts check`) and runs its

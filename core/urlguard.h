@@ -2,7 +2,7 @@
  * urlguard.h: SSRF rules for outbound webhook URLs.
  *
  * Two checks, both needed: urlguard_check_url() when a URL is accepted (scheme,
- * shape, and IP literals in every spelling), and urlguard_check_addr() on the
+ * shape, and IP literals in every spelling), and urlguard_addr_blocked() on the
  * address actually connected to (from curl's CURLOPT_OPENSOCKETFUNCTION), so a
  * name that resolves to a private address, or rebinds after the first check,
  * is refused.
@@ -35,7 +35,12 @@ int urlguard_check_url(const struct urlguard_policy *p, const char *url,
  * 100.64/10, 127/8, 169.254/16, 172.16/12, 192.0.0/24, 192.168/16,
  * 198.18/15, 224/4, 240/4, 255.255.255.255; IPv6 ::, ::1, fc00::/7,
  * fe80::/10, ff00::/8, IPv4-mapped ::ffff:0:0/96 and IPv4-compatible ::/96
- * (judged by the embedded IPv4), 64:ff9b::/96 (NAT64, embedded IPv4).
+ * (judged by the embedded IPv4), 64:ff9b::/96 (NAT64, embedded IPv4),
+ * fec0::/10 (old site-local). urlguard_check_url() also refuses, unless
+ * allow_private, zone ids and dotless names (search domains resolve those
+ * inside), and under every policy non-ASCII hosts, '%' outside brackets and
+ * numeric last labels that are not valid IPv4. Documentation ranges
+ * (192.0.2.0/24, 2001:db8::/32) are not routable and stay allowed.
  */
 int urlguard_addr_blocked(const struct sockaddr *sa, socklen_t len);
 

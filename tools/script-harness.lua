@@ -6,7 +6,9 @@ and every script's own `examples` without building genrelay.
 
     lua5.4 tools/script-harness.lua [-v] [--scripts DIR] [FILE.json ...]
 
-With no files it runs every tests/scripts/*.json. -v prints each result.
+With no files it runs every tests/scripts/*.json of the checkout the harness
+lives in; scripts come from its scripts/ unless --scripts says otherwise.
+-v prints each result (and verify's reason).
 
 What it imitates: the sandboxed environment (allowlisted globals, require for
 lib.* and cjson only, an instruction budget), JSON as the host converts it
@@ -94,7 +96,9 @@ local function decode(s)
 		else
 			local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos) or fail("unexpected character")
 			pos = pos + #num
-			return math.tointeger(tonumber(num)) or tonumber(num) or fail("bad number")
+			local n = tonumber(num) or fail("bad number")
+			if not num:find("[%.eE]") then n = math.tointeger(n) or n end
+			return n
 		end
 	end
 	local v = value(); ws()
@@ -121,7 +125,8 @@ local function encode(v, depth)
 	if k == "string" then return cjson.encode(v) end
 	if k == "number" then
 		if v ~= v or v == math.huge or v == -math.huge then error("NaN/inf") end
-		return math.type(v) == "integer" and tostring(v) or string.format("%.14g", v)
+		if math.type(v) == "integer" then return tostring(v) end
+		return v == math.floor(v) and string.format("%.1f", v) or string.format("%.14g", v)
 	end
 	if k == "boolean" then return tostring(v) end
 	if k == "array" then
@@ -333,7 +338,10 @@ local STATES = { processing = true, succeeded = true, failed = true, canceled = 
 local REQUEST_FNS = { submit = true, poll = true, cancel = true }
 local function lint(fn, r)
 	if fn == "verify" or fn == "transform" then return nil end
-	if r == nil then return REQUEST_FNS[fn] and nil or fn .. " returned nothing" end
+	if r == nil then
+		if REQUEST_FNS[fn] then return nil end -- no request: nothing to send (e.g. cancel before an id)
+		return fn .. " returned nothing"
+	end
 	if type(r) ~= "table" then return fn .. " returned a " .. type(r) end
 	if REQUEST_FNS[fn] or fn == "next" then
 		if type(r.method) ~= "string" or type(r.url) ~= "string" then return fn .. ": request needs method and url" end
@@ -359,7 +367,9 @@ local function lint(fn, r)
 end
 
 ----------------------------------------------------------------- runner ---
-local verbose, root, files = false, "scripts", {}
+-- Paths default to the checkout this file lives in (tools/..).
+local repo = (arg[0]:match("^(.*)/tools/[^/]*$") or ".")
+local verbose, root, files = false, repo .. "/scripts", {}
 do
 	local i = 1
 	while arg[i] do
@@ -369,7 +379,7 @@ do
 		i = i + 1
 	end
 	if #files == 0 then
-		local p = io.popen("ls tests/scripts/*.json 2>/dev/null")
+		local p = io.popen("ls '" .. repo .. "'/tests/scripts/*.json 2>/dev/null")
 		for f in p:lines() do files[#files + 1] = f end
 		p:close()
 	end

@@ -215,6 +215,13 @@ function M.header(name, value)
 	return { [name] = value }
 end
 
+-- job.request_id, raising when the provider has not given one yet.
+function M.request_id(job)
+	local id = M.str(job.request_id)
+	if not id then error("job has no request_id yet", 2) end
+	return id
+end
+
 -- verify's (ctx, job) whichever order they came in: the contract says
 -- verify(req, ctx, job), while a caller that appends ctx to its arguments
 -- calls verify(req, job, ctx). ctx is the table with a secret function.

@@ -93,7 +93,7 @@ return {
 	end,
 
 	poll = function(job, ctx)
-		return { method = "GET", url = U.join(ctx.config.base_url, "v1/jobs/" .. job.request_id), headers = auth(ctx) }
+		return { method = "GET", url = U.join(ctx.config.base_url, "v1/jobs/" .. U.request_id(job)), headers = auth(ctx) }
 	end,
 
 	on_polled = function(res, job, ctx)
@@ -103,7 +103,7 @@ return {
 
 	cancel = function(job, ctx)
 		if not job.request_id then return nil end
-		return { method = "DELETE", url = U.join(ctx.config.base_url, "v1/jobs/" .. job.request_id), headers = auth(ctx) }
+		return { method = "DELETE", url = U.join(ctx.config.base_url, "v1/jobs/" .. U.request_id(job)), headers = auth(ctx) }
 	end,
 
 	examples = {

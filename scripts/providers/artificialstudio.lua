@@ -60,7 +60,7 @@ return {
 	on_callback = function(req, job, ctx) return from_generation(req.json, ctx, "callback") end,
 
 	poll = function(job, ctx)
-		return { method = "GET", url = U.join(ctx.config.base_url, "api/generations/" .. job.request_id),
+		return { method = "GET", url = U.join(ctx.config.base_url, "api/generations/" .. U.request_id(job)),
 			headers = auth(ctx) }
 	end,
 

@@ -13,8 +13,7 @@ local function auth(ctx)
 end
 
 local function request_url(job, ctx, suffix)
-	if not job.request_id then error("fal: job has no request_id yet") end
-	return U.join(ctx.config.base_url, app(job) .. "/requests/" .. job.request_id .. (suffix or ""))
+	return U.join(ctx.config.base_url, app(job) .. "/requests/" .. U.request_id(job) .. (suffix or ""))
 end
 
 -- Payload keys whose files have a known type, listed first in this order.

@@ -72,7 +72,7 @@ return {
 	on_callback = function(req, job, ctx) return from_job(req.json, job, ctx) end,
 
 	poll = function(job, ctx)
-		return { method = "GET", url = U.join(ctx.config.base_url, "jobs/" .. job.request_id), headers = auth(ctx) }
+		return { method = "GET", url = U.join(ctx.config.base_url, "jobs/" .. U.request_id(job)), headers = auth(ctx) }
 	end,
 
 	on_polled = function(res, job, ctx)
@@ -82,7 +82,7 @@ return {
 
 	cancel = function(job, ctx)
 		if not job.request_id then return nil end
-		return { method = "DELETE", url = U.join(ctx.config.base_url, "jobs/" .. job.request_id), headers = auth(ctx) }
+		return { method = "DELETE", url = U.join(ctx.config.base_url, "jobs/" .. U.request_id(job)), headers = auth(ctx) }
 	end,
 
 	examples = {

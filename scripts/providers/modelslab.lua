@@ -73,7 +73,7 @@ return {
 	on_callback = function(req, job, ctx) return from_body(req.json, job, ctx, "callback") end,
 
 	poll = function(job, ctx)
-		return { method = "POST", url = U.join(ctx.config.base_url, family(job) .. "/fetch/" .. job.request_id),
+		return { method = "POST", url = U.join(ctx.config.base_url, family(job) .. "/fetch/" .. U.request_id(job)),
 			body = { key = ctx.secret("key") } }
 	end,
 

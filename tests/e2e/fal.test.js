@@ -148,8 +148,10 @@ describe('genrelay with the fal adapter', () => {
     assert.match(cb.pathname, new RegExp(`^/v1/callbacks/fal/${id}/[^/]+$`));
 
     // The fal request id is the job's request_id, and fal's callback for it was accepted.
-    const cbs = (await stack.sim.callbacks('fal')).filter((c) => c.ref === j.request_id);
-    assert.ok(cbs.length >= 1, 'provsim posted the callback');
+    const cbs = await h.waitFor(async () => {
+      const l = (await stack.sim.callbacks('fal')).filter((c) => c.ref === j.request_id);
+      return l.length && l;
+    }, 5000, { what: 'the callback in provsim\'s log' });
     assert.ok(cbs.some((c) => c.status >= 200 && c.status < 300), `genrelay accepted the callback: ${JSON.stringify(cbs)}`);
 
     const list = await stack.api('GET', '/v1/jobs?limit=100');

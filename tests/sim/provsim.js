@@ -5,6 +5,7 @@
 //
 //   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
+//        [--callback-workers N]   (threads posting callbacks; default CPUs-1, 1..4)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -26,6 +27,7 @@
 // (see tests/sim/README.md).
 
 const http = require('node:http');
+const os = require('node:os');
 const { Sim, makeContext } = require('./lib/common');
 
 const PROVIDERS = ['fal', 'krea', 'modelslab', 'artificialstudio', 'abstrakt'];
@@ -41,7 +43,15 @@ const FILES = {
 };
 
 function parseArgs(argv) {
-  const o = { listen: '127.0.0.1:0', abstraktSecret: 'abstrakt-sim-secret', abstraktTimestamp: false, abstraktSyncMs: 55000, maxJobs: 200000 };
+  const o = {
+    listen: '127.0.0.1:0',
+    abstraktSecret: 'abstrakt-sim-secret',
+    abstraktTimestamp: false,
+    abstraktSyncMs: 55000,
+    maxJobs: 200000,
+    // Threads that post callbacks (0: the main thread does it).
+    callbackWorkers: Math.max(1, Math.min(4, (os.availableParallelism ? os.availableParallelism() : os.cpus().length) - 1)),
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -53,8 +63,9 @@ function parseArgs(argv) {
     else if (a === '--abstrakt-timestamp') o.abstraktTimestamp = true;
     else if (a === '--abstrakt-sync-ms') o.abstraktSyncMs = Number(val());
     else if (a === '--max-jobs') o.maxJobs = Number(val());
+    else if (a === '--callback-workers') o.callbackWorkers = Number(val());
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N]\n');
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -66,13 +77,18 @@ function parseArgs(argv) {
 }
 
 function createProvsim(opts) {
-  const sim = new Sim({ jobCap: opts.maxJobs });
+  const sim = new Sim({
+    jobCap: opts.maxJobs,
+    callbackWorkers: opts.callbackWorkers,
+    abstraktSecret: opts.abstraktSecret,
+    abstraktTimestamp: opts.abstraktTimestamp,
+  });
   const providers = {
     fal: require('./providers/fal')(sim),
     krea: require('./providers/krea')(sim),
     modelslab: require('./providers/modelslab')(sim),
     artificialstudio: require('./providers/artificialstudio')(sim),
-    abstrakt: require('./providers/abstrakt')(sim, { secret: opts.abstraktSecret, timestamp: opts.abstraktTimestamp, syncMs: opts.abstraktSyncMs }),
+    abstrakt: require('./providers/abstrakt')(sim, { syncMs: opts.abstraktSyncMs }),
   };
 
   function sendJson(res, status, obj) {

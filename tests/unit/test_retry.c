@@ -141,6 +141,10 @@ static void test_retry_after(void)
 	CHECK_EQ_INT(retry_after_ms("Wed, 21 Oct 15 07:29:00 GMT", now, 0), -1);
 	CHECK_EQ_INT(retry_after_ms("Wed, 00 Oct 2015 07:29:00 GMT", now, 0), -1);
 	CHECK_EQ_INT(retry_after_ms("2015-10-21T07:29:00Z", now, 0), -1);
+	CHECK_EQ_INT(retry_after_ms("Sun Nov ", now, 0), -1);
+	CHECK_EQ_INT(retry_after_ms("Sun Nov  6", now, 0), -1);
+	CHECK_EQ_INT(retry_after_ms("Sun Nov  6 08:49:37", now, 0), -1);
+	CHECK_EQ_INT(retry_after_ms("Sun,", now, 0), -1);
 	CHECK_EQ_INT(retry_after_ms("Wed, 21 Oct 2015 07:29:00 GMT                      "
 				    "                                                   ",
 				    now, 0), -1);

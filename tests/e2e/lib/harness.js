@@ -415,7 +415,9 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
     try {
       await waitFor(
         async () => {
-          if (p.child.exitCode !== null || p.child.signalCode !== null) throw Object.assign(new Error('exited'), { fatal: true });
+          if (p.child.exitCode !== null || p.child.signalCode !== null) {
+            throw Object.assign(new Error(`genrelay exited (${p.child.exitCode ?? p.child.signalCode})`), { fatal: true });
+          }
           return healthy();
         },
         readyMs,

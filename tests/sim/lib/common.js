@@ -1,11 +1,10 @@
 'use strict';
 // Shared machinery of provsim: request context, steering, job table, request
-// and callback logs, outbound callback posting. Provider modules
+// and callback logs. Outbound callbacks are in callbacks.js. Provider modules
 // (../providers/*.js) use only what is exported here.
 
 const crypto = require('node:crypto');
-const http = require('node:http');
-const https = require('node:https');
+const { CallbackPool } = require('./callbacks');
 
 // ---------------------------------------------------------------------------
 // Bounded log (ring buffer): push is O(1), list() returns oldest first.
@@ -119,6 +118,7 @@ function sha256hex(data) {
 // The Sim: one per provsim process; shared state and helpers for providers.
 
 class Sim {
+  // opts: {jobCap, logCap, callbackWorkers, abstraktSecret, abstraktTimestamp}
   constructor(opts = {}) {
     this.baseUrl = ''; // set once listening: http://127.0.0.1:PORT
     this.opts = opts;
@@ -127,23 +127,38 @@ class Sim {
     this.httpCounts = new Map(); // "provider:sha256(body)" -> failures answered
     this.down = new Set();
     this.jobCap = opts.jobCap || 200000;
-    this.pending = new Set(); // timers not owned by a job (late, retries)
+    this.pending = new Set(); // timers not owned by a job
     this.closed = false;
     this.fileSeq = 0;
-    this.agents = {
-      http: new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256 }),
-      https: new https.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256 }),
-    };
+    this.filePrefix = crypto.randomBytes(4).toString('hex'); // unique per process
+    // fal's webhook signing key, generated at start-up (JWKS at /fal/.well-known/jwks.json).
+    this.falKeys = crypto.generateKeyPairSync('ed25519');
+    this.callbacks = new CallbackPool(
+      {
+        falPrivateKeyPem: this.falKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+        abstraktSecret: opts.abstraktSecret || 'abstrakt-sim-secret',
+        abstraktTimestamp: !!opts.abstraktTimestamp,
+      },
+      opts.callbackWorkers === undefined ? 0 : opts.callbackWorkers,
+      (entry) => this.callbacksLog.push(entry),
+    );
   }
 
   jobTable() {
     return new JobTable(this.jobCap);
   }
 
+  // A unique 24-hex-digit id (8 random per process + a 16-digit counter):
+  // cheaper than randomBytes per job at benchmark rates.
+  hexId() {
+    this.idSeq = (this.idSeq || 0) + 1;
+    return this.filePrefix + this.idSeq.toString(16).padStart(16, '0');
+  }
+
   // A URL of an output file that provsim serves (GET /files/<id>.<ext>).
   fileUrl(ext) {
     this.fileSeq++;
-    return `${this.baseUrl}/files/${Date.now().toString(36)}${this.fileSeq.toString(36)}${crypto.randomBytes(4).toString('hex')}.${ext}`;
+    return `${this.baseUrl}/files/${this.filePrefix}${this.fileSeq.toString(36)}.${ext}`;
   }
 
   // http_status steering: the first `httpTimes` submits of an identical body
@@ -157,8 +172,8 @@ class Sim {
     return steer.httpStatus;
   }
 
-  // Runs fn after ms, unless the job is canceled first (the timer is
-  // cleared by clearJobTimers) or provsim is shut down.
+  // Runs fn after ms, unless the job's timers are cleared first (cancel,
+  // eviction) or provsim shuts down. job may be null.
   after(job, ms, fn) {
     const t = setTimeout(() => {
       if (job && job.timers) {
@@ -173,90 +188,11 @@ class Sim {
     return t;
   }
 
-  // Sends a provider callback according to the steering mode.
-  //   provider: name for the log; url: where to post; mode: steer.callback;
-  //   body: the JSON text; sign(bodyText) -> headers to add (signature etc.);
-  //   ref: an id for the log (the provider's job id).
-  callback({ provider, url, mode, body, sign, ref }) {
-    if (!url || mode === 'none' || this.closed) return;
-    const send = (kind, text) => this.postWithRetry({ provider, url, body: text, sign, ref, kind });
-    switch (mode) {
-      case 'duplicate':
-        send('normal', body).then(() => send('duplicate', body));
-        break;
-      case 'late':
-        send('normal', body);
-        this.after(null, 1000, () => send('late', body));
-        break;
-      case 'malformed': {
-        // A truncated JSON object is never valid JSON.
-        const cut = body.slice(0, Math.max(1, Math.floor(body.length / 2)));
-        send('malformed', cut);
-        break;
-      }
-      default:
-        send('normal', body);
-    }
-  }
-
-  // POSTs with bounded retries: at most 3 tries, 1 s apart, on a network
-  // error or a non-2xx answer. Resolves (never rejects) when done.
-  postWithRetry({ provider, url, body, sign, ref, kind }) {
-    return new Promise((resolve) => {
-      const attempt = (n) => {
-        if (this.closed) return resolve();
-        const headers = Object.assign({ 'content-type': 'application/json' }, sign ? sign(body) : {});
-        this.post(url, body, headers).then(
-          (status) => {
-            this.logCallback({ provider, url, ref, kind, attempt: n, status, error: null });
-            if (status >= 200 && status < 300) return resolve();
-            retry(n);
-          },
-          (err) => {
-            this.logCallback({ provider, url, ref, kind, attempt: n, status: 0, error: String(err.code || err.message) });
-            retry(n);
-          },
-        );
-      };
-      const retry = (n) => {
-        if (n >= 3) return resolve();
-        this.after(null, 1000, () => attempt(n + 1));
-      };
-      attempt(1);
-    });
-  }
-
-  logCallback(entry) {
-    entry.at = Date.now();
-    this.callbacksLog.push(entry);
-  }
-
-  // One POST; resolves with the HTTP status, rejects on a network error or
-  // after 10 s without an answer.
-  post(url, body, headers) {
-    return new Promise((resolve, reject) => {
-      let u;
-      try {
-        u = new URL(url);
-      } catch (e) {
-        return reject(new Error('bad callback url'));
-      }
-      const mod = u.protocol === 'https:' ? https : http;
-      const buf = Buffer.from(body);
-      headers['content-length'] = String(buf.length);
-      const req = mod.request(
-        u,
-        { method: 'POST', headers, agent: u.protocol === 'https:' ? this.agents.https : this.agents.http, timeout: 10000 },
-        (res) => {
-          res.resume(); // drain so the socket returns to the pool
-          res.on('end', () => resolve(res.statusCode));
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
-      req.end(buf);
-    });
+  // Sends a provider callback according to the steering mode (see
+  // lib/callbacks.js): {provider, url, mode, body (JSON text), sign, ref}.
+  callback(msg) {
+    if (!msg.url || msg.mode === 'none' || this.closed) return;
+    this.callbacks.send(msg);
   }
 
   reset() {
@@ -270,8 +206,7 @@ class Sim {
     this.closed = true;
     for (const t of this.pending) clearTimeout(t);
     this.pending.clear();
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.callbacks.close();
   }
 }
 

@@ -16,13 +16,10 @@
 // HMAC over "{ts}.{body}" with X-Abstrakt-Timestamp.
 // Errors: {error:{code, message}} (abstrakt's error shape is not documented).
 
-const crypto = require('node:crypto');
 const { parseSteer, phase, isoNow, isObject, bearer } = require('../lib/common');
 
 module.exports = function createAbstrakt(sim, opts = {}) {
   const jobs = sim.jobTable();
-  const secret = opts.secret || 'abstrakt-sim-secret';
-  const timestampMode = !!opts.timestamp;
   const syncMs = opts.syncMs || 55000;
 
   const CODES = { 400: 'INVALID_REQUEST', 401: 'UNAUTHORIZED', 404: 'NOT_FOUND', 409: 'CONFLICT', 429: 'RATE_LIMITED', 500: 'INTERNAL_ERROR', 502: 'BAD_GATEWAY', 503: 'UNAVAILABLE', 504: 'TIMEOUT' };
@@ -72,20 +69,13 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     return o;
   }
 
-  function sign(body) {
-    if (timestampMode) {
-      const ts = String(Math.floor(Date.now() / 1000));
-      return { 'x-abstrakt-timestamp': ts, 'x-abstrakt-signature': crypto.createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex') };
-    }
-    return { 'x-abstrakt-signature': crypto.createHmac('sha256', secret).update(body).digest('hex') };
-  }
-
   function sendWebhook(job) {
     const body =
       job.outcome === 'success'
         ? { job_id: job.id, status: 'succeeded', output: output(job), credits_used: 1, completed_at: isoNow() }
         : { job_id: job.id, status: 'failed', error: { code: 'PROVIDER_FAILURE', message: job.message } };
-    sim.callback({ provider: 'abstrakt', url: job.webhook, mode: job.callback, body: JSON.stringify(body), sign, ref: job.id });
+    // Signed in lib/callbacks.js (X-Abstrakt-Signature, optionally with X-Abstrakt-Timestamp).
+    sim.callback({ provider: 'abstrakt', url: job.webhook, mode: job.callback, body: JSON.stringify(body), sign: { type: 'abstrakt' }, ref: job.id });
   }
 
   function run(ctx, model) {
@@ -100,10 +90,10 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     if (forced) return sendError(ctx, forced, `simulated HTTP ${forced}`, forced === 429 || forced === 503 ? { 'retry-after': '1' } : null);
 
     const type = /video/i.test(model) ? 'video' : 'image';
-    const id = 'job_' + crypto.randomBytes(12).toString('hex');
+    const id = 'job_' + sim.hexId();
     const job = {
       id,
-      requestId: 'req_' + crypto.randomBytes(12).toString('hex'),
+      requestId: 'req_' + sim.hexId(),
       model,
       type,
       input: body.input,

@@ -12,7 +12,6 @@
 // headers X-Webhook-Source: artificial-studio and X-Media-Id: <id>, unsigned.
 // Errors: {message} (validation errors add errors:[{field, message, code}]).
 
-const crypto = require('node:crypto');
 const { parseSteer, phase, isoNow, isObject } = require('../lib/common');
 
 const RUN_FIELDS = new Set(['tool', 'input', 'webhook']);
@@ -65,7 +64,7 @@ module.exports = function createArtificialStudio(sim) {
       url: job.webhook,
       mode: job.callback,
       body: JSON.stringify(body),
-      sign: () => ({ 'x-webhook-source': 'artificial-studio', 'x-media-id': job.id }),
+      sign: { type: 'static', headers: { 'x-webhook-source': 'artificial-studio', 'x-media-id': job.id } },
       ref: job.id,
     });
   }
@@ -89,7 +88,7 @@ module.exports = function createArtificialStudio(sim) {
     if (forced) return sendError(ctx, forced, `simulated HTTP ${forced}`, forced === 429 || forced === 503 ? { 'retry-after': '1' } : null);
 
     const type = typeOf(body.tool);
-    const id = crypto.randomBytes(12).toString('hex');
+    const id = sim.hexId();
     const job = {
       id,
       tool: body.tool,

@@ -17,12 +17,10 @@ const crypto = require('node:crypto');
 const { parseSteer, phase, isObject } = require('../lib/common');
 
 const NAMESPACES = new Set(['workflows', 'comfy']);
-const USER_ID = 'provsim-user';
 
 module.exports = function createFal(sim) {
   const jobs = sim.jobTable();
-  const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
-  const jwk = publicKey.export({ format: 'jwk' });
+  const jwk = sim.falKeys.publicKey.export({ format: 'jwk' });
   const kid = crypto.createHash('sha256').update(jwk.x).digest('hex').slice(0, 16);
 
   // fal's error shape: {detail, error_type} plus X-Fal-Error-Type.
@@ -83,19 +81,8 @@ module.exports = function createFal(sim) {
       payload: ok ? outputOf(job) : failureBody(job),
       error: ok ? null : 'Invalid status code: 422',
     };
-    sim.callback({ provider: 'fal', url: job.webhook, mode: job.callback, body: JSON.stringify(payload), sign: (body) => sign(job.id, body), ref: job.id });
-  }
-
-  function sign(requestId, body) {
-    const ts = String(Math.floor(Date.now() / 1000));
-    const msg = `${requestId}\n${USER_ID}\n${ts}\n${crypto.createHash('sha256').update(body).digest('hex')}`;
-    const sig = crypto.sign(null, Buffer.from(msg), privateKey).toString('hex');
-    return {
-      'x-fal-webhook-request-id': requestId,
-      'x-fal-webhook-user-id': USER_ID,
-      'x-fal-webhook-timestamp': ts,
-      'x-fal-webhook-signature': sig,
-    };
+    // Signed in lib/callbacks.js: Ed25519 over "request_id\nuser_id\nts\nhex(sha256(body))".
+    sim.callback({ provider: 'fal', url: job.webhook, mode: job.callback, body: JSON.stringify(payload), sign: { type: 'fal', requestId: job.id }, ref: job.id });
   }
 
   function submit(ctx) {

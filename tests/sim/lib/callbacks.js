@@ -1,0 +1,202 @@
+'use strict';
+// Outbound provider callbacks: signing, the steering modes (duplicate, late,
+// malformed), bounded retries, over keep-alive connections.
+//
+// Posting a callback (sign + HTTP client) costs several times more CPU than
+// answering a submit, so by default it runs in worker threads: the main
+// thread hands each callback to a worker (round robin) and gets the log
+// entries back in batches. With workers = 0 everything runs inline.
+//
+// A callback message: {provider, url, mode, body, sign, ref}
+//   mode: normal | none | duplicate | late | malformed
+//   sign: null | {type:"fal", requestId} | {type:"abstrakt"} | {type:"static", headers}
+//   ref:  the provider's job id (for the log)
+
+const crypto = require('node:crypto');
+const https = require('node:https');
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const { HttpClient } = require('./httpclient');
+
+const FAL_USER_ID = 'provsim-user';
+const TRIES = 3;
+const RETRY_MS = 1000;
+const LATE_MS = 1000;
+const TIMEOUT_MS = 10000;
+
+// Signers from serialisable settings: {falPrivateKeyPem, abstraktSecret, abstraktTimestamp}.
+function makeSigner(settings) {
+  const falKey = crypto.createPrivateKey(settings.falPrivateKeyPem);
+  const absSecret = settings.abstraktSecret;
+  return function sign(spec, body) {
+    if (!spec) return {};
+    const ts = String(Math.floor(Date.now() / 1000));
+    switch (spec.type) {
+      case 'fal': {
+        const msg = `${spec.requestId}\n${FAL_USER_ID}\n${ts}\n${crypto.createHash('sha256').update(body).digest('hex')}`;
+        return {
+          'x-fal-webhook-request-id': spec.requestId,
+          'x-fal-webhook-user-id': FAL_USER_ID,
+          'x-fal-webhook-timestamp': ts,
+          'x-fal-webhook-signature': crypto.sign(null, Buffer.from(msg), falKey).toString('hex'),
+        };
+      }
+      case 'abstrakt':
+        if (settings.abstraktTimestamp) {
+          return { 'x-abstrakt-timestamp': ts, 'x-abstrakt-signature': crypto.createHmac('sha256', absSecret).update(`${ts}.${body}`).digest('hex') };
+        }
+        return { 'x-abstrakt-signature': crypto.createHmac('sha256', absSecret).update(body).digest('hex') };
+      case 'static':
+        return Object.assign({}, spec.headers);
+      default:
+        return {};
+    }
+  };
+}
+
+// Sends callbacks in the current thread. log(entry) receives one entry per
+// attempt: {provider, url, ref, kind, attempt, status, error, at}.
+class Sender {
+  constructor(settings, log) {
+    this.sign = makeSigner(settings);
+    this.log = log;
+    this.closed = false;
+    this.timers = new Set();
+    this.http = new HttpClient(); // keep-alive, lean (see httpclient.js)
+    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+  }
+
+  later(ms, fn) {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  send(msg) {
+    const { mode, body } = msg;
+    if (!msg.url || mode === 'none' || this.closed) return;
+    const go = (kind, text) => this.postWithRetry(msg, kind, text);
+    if (mode === 'duplicate') {
+      go('normal', body).then(() => go('duplicate', body));
+    } else if (mode === 'late') {
+      go('normal', body);
+      this.later(LATE_MS, () => go('late', body));
+    } else if (mode === 'malformed') {
+      // A truncated JSON object is never valid JSON. It is signed all the
+      // same: the signature is fine, the content is not.
+      go('malformed', body.slice(0, Math.max(1, Math.floor(body.length / 2))));
+    } else {
+      go('normal', body);
+    }
+  }
+
+  // At most TRIES tries, RETRY_MS apart, on a network error or non-2xx.
+  // Resolves (never rejects) when done. Each try is signed afresh.
+  postWithRetry(msg, kind, text) {
+    return new Promise((resolve) => {
+      const attempt = (n) => {
+        if (this.closed) return resolve();
+        const headers = Object.assign({ 'content-type': 'application/json' }, this.sign(msg.sign, text));
+        const entry = { provider: msg.provider, url: msg.url, ref: msg.ref, kind, attempt: n, status: 0, error: null, at: 0 };
+        this.post(msg.url, text, headers).then(
+          (status) => {
+            entry.status = status;
+            entry.at = Date.now();
+            this.log(entry);
+            if (status >= 200 && status < 300) return resolve();
+            next(n);
+          },
+          (err) => {
+            entry.error = String(err.code || err.message);
+            entry.at = Date.now();
+            this.log(entry);
+            next(n);
+          },
+        );
+      };
+      const next = (n) => (n >= TRIES ? resolve() : this.later(RETRY_MS, () => attempt(n + 1)));
+      attempt(1);
+    });
+  }
+
+  // One POST: resolves with the HTTP status; rejects on a network error or
+  // when no answer comes within TIMEOUT_MS.
+  post(url, body, headers) {
+    if (!url.startsWith('https:')) return this.http.post(url, headers, body, TIMEOUT_MS);
+    return new Promise((resolve, reject) => {
+      const buf = Buffer.from(body);
+      headers['content-length'] = String(buf.length);
+      const req = https.request(url, { method: 'POST', headers, agent: this.httpsAgent, timeout: TIMEOUT_MS }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end(buf);
+    });
+  }
+
+  close() {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.http.close();
+    this.httpsAgent.destroy();
+  }
+}
+
+// Main-thread front: `workers` threads (0: inline). log(entry) as for Sender.
+class CallbackPool {
+  constructor(settings, workers, log) {
+    this.log = log;
+    this.workers = [];
+    this.next = 0;
+    if (workers <= 0) {
+      this.inline = new Sender(settings, log);
+      return;
+    }
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(__filename, { workerData: { role: 'provsim-callbacks', settings } });
+      w.on('message', (batch) => {
+        for (const e of batch) log(e);
+      });
+      w.on('error', (e) => process.stderr.write(`provsim: callback worker: ${e.stack || e}\n`));
+      w.unref();
+      this.workers.push(w);
+    }
+  }
+
+  send(msg) {
+    if (this.inline) return this.inline.send(msg);
+    const w = this.workers[this.next];
+    this.next = (this.next + 1) % this.workers.length;
+    w.postMessage(msg);
+  }
+
+  close() {
+    if (this.inline) this.inline.close();
+    for (const w of this.workers) w.terminate();
+  }
+}
+
+// Worker thread body: send what the main thread hands over; report log
+// entries in batches (every 20 ms, or 500 entries).
+if (!isMainThread && workerData && workerData.role === 'provsim-callbacks') {
+  let batch = [];
+  let timer = null;
+  const flush = () => {
+    timer = null;
+    if (batch.length) parentPort.postMessage(batch);
+    batch = [];
+  };
+  const sender = new Sender(workerData.settings, (e) => {
+    batch.push(e);
+    if (batch.length >= 500) flush();
+    else if (!timer) timer = setTimeout(flush, 20);
+  });
+  parentPort.on('message', (msg) => sender.send(msg));
+}
+
+module.exports = { CallbackPool, Sender, makeSigner, FAL_USER_ID };

@@ -1,0 +1,370 @@
+/*
+ * test_config.c: the configuration loader (core/config.c).
+ */
+#include "check.h"
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/genrelay-config-XXXXXX";
+static char conf_path[256];
+
+static const char *write_conf(const char *text)
+{
+	FILE *f;
+	snprintf(conf_path, sizeof conf_path, "%s/genrelay.conf.lua", tmpdir);
+	f = fopen(conf_path, "w");
+	if (!f)
+		return NULL;
+	fputs(text, f);
+	fclose(f);
+	return conf_path;
+}
+
+/*
+ * The file must be refused with an error containing want, and the error
+ * must not contain secret (a value from the file that must never leak).
+ */
+static void check_refused(const char *text, const char *want, const char *secret)
+{
+	char err[512];
+	struct config *c = config_load(write_conf(text), err, sizeof err);
+	CHECK(c == NULL);
+	CHECK(strstr(err, want) != NULL);
+	if (!strstr(err, want))
+		fprintf(stderr, "    config: %s\n    err: %s\n    want: %s\n", text, err, want);
+	if (secret) {
+		CHECK(strstr(err, secret) == NULL);
+		if (strstr(err, secret))
+			fprintf(stderr, "    secret leaked: %s\n", err);
+	}
+	config_free(c);
+}
+
+static void test_defaults(void)
+{
+	char err[256];
+	struct config *c = config_load(NULL, err, sizeof err);
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	CHECK(c->path == NULL);
+	CHECK_STR_EQ(c->listen, "127.0.0.1:8080");
+	CHECK_STR_EQ(c->public_url, "http://127.0.0.1:8080");
+	CHECK_STR_EQ(c->store, "sqlite:genrelay.db");
+	CHECK_STR_EQ(c->scripts, "scripts");
+	CHECK_EQ_INT(c->workers, 1);
+	CHECK(c->server_secret == NULL);
+	CHECK_STR_EQ(c->durability, "normal");
+	CHECK_STR_EQ(c->log_level, "info");
+	CHECK(json_is_object(c->providers) && json_object_size(c->providers) == 0);
+	CHECK_EQ_INT(c->ncustomers, 0);
+	CHECK_EQ_INT(c->naliases, 0);
+	CHECK_EQ_INT(c->nretry, 9);
+	CHECK(c->nretry == 9 && c->retry[0] == 5 && c->retry[1] == 15 && c->retry[2] == 60 &&
+	      c->retry[3] == 300 && c->retry[4] == 900 && c->retry[5] == 3600 &&
+	      c->retry[6] == 21600 && c->retry[7] == 43200 && c->retry[8] == 86400);
+	CHECK(c->webhook_timeout_s == 10);
+	CHECK(c->retry_jitter == 0.2);
+	CHECK_EQ_INT(c->require_https, 1);
+	CHECK_EQ_INT(c->allow_private, 0);
+	CHECK_EQ_INT(c->webhook_response_bytes, 65536);
+	CHECK(c->submit_window_s == 300);
+	CHECK(c->job_deadline_s == 3600);
+	CHECK(c->poll_after_s == 30);
+	CHECK(c->poll_interval_s == 5);
+	CHECK(c->poll_max_s == 300);
+	CHECK(c->sync_wait_s == 55);
+	CHECK_EQ_INT(c->body_bytes, 1048576);
+	CHECK_EQ_INT(c->lua_instructions, 10000000);
+	CHECK_EQ_INT(c->lua_memory_mb, 32);
+	CHECK_EQ_INT(c->max_connections, 10000);
+	CHECK(c->connection_timeout_s == 30);
+	CHECK(config_customer_by_key(c, "anything") == NULL);
+	CHECK(config_provider(c, "fal") == NULL);
+	CHECK(config_alias(c, "x") == NULL);
+	config_free(c);
+
+	/* an empty file is all defaults too */
+	c = config_load(write_conf("-- nothing\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->path, conf_path);
+		CHECK_STR_EQ(c->listen, "127.0.0.1:8080");
+		CHECK_EQ_INT(c->nretry, 9);
+	}
+	config_free(c);
+
+	/* locals and helper functions declared local are fine */
+	c = config_load(write_conf("local port = 9001\nlocal function env(n) return os.getenv(n) end\n"
+				   "listen = '127.0.0.1:' .. port\n"),
+			err, sizeof err);
+	CHECK(c != NULL);
+	if (c)
+		CHECK_STR_EQ(c->public_url, "http://127.0.0.1:9001");
+	config_free(c);
+}
+
+static const char full_conf[] =
+	"listen = '0.0.0.0:9090'\n"
+	"public_url = 'https://relay.example.com/'\n"
+	"store = 'sqlite:/var/lib/genrelay/db.sqlite'\n"
+	"scripts = '/opt/genrelay/scripts'\n"
+	"workers = 4\n"
+	"server_secret = 'a-server-secret-of-32-bytes-xxxx'\n"
+	"durability = 'fsync'\n"
+	"log_level = 'debug'\n"
+	"providers = {\n"
+	"  fal = { base_url = 'https://queue.fal.run', key = os.getenv('GENRELAY_TEST_FAL_KEY'),\n"
+	"          jwks_url = 'https://rest.alpha.fal.ai/.well-known/jwks.json' },\n"
+	"  krea = { base_url = 'https://api.krea.ai', key = os.getenv('GENRELAY_TEST_UNSET'), n = 3,\n"
+	"           extra = { list = {1, 2}, flag = true } },\n"
+	"}\n"
+	"customers = {\n"
+	"  acme = { api_key = 'sk_acme_0123456789', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',\n"
+	"           hook = 'slack', webhook_url = 'https://acme.example/hooks' },\n"
+	"  beta = { api_key = 'sk_beta_9876543210' },\n"
+	"}\n"
+	"models = {\n"
+	"  ['flux-dev'] = { 'fal:fal-ai/flux/dev', 'krea:bfl/flux-1-dev' },\n"
+	"  ['flux-pro'] = { targets = { 'fal:fal-ai/flux-pro' }, failover_on_failure = true },\n"
+	"  single = 'krea:image/x',\n"
+	"}\n"
+	"webhooks = { retry = {1, 2.5, 10}, timeout_s = 5, retry_jitter = 0, require_https = false,\n"
+	"             allow_private = true, response_bytes = 4096 }\n"
+	"jobs = { submit_window_s = 60, job_deadline_s = 600, poll_after_s = 10, poll_interval_s = 2,\n"
+	"         poll_max_s = 20, sync_wait_s = 30 }\n"
+	"limits = { body_bytes = 2048, lua_instructions = 5000, lua_memory_mb = 8,\n"
+	"           max_connections = 100, connection_timeout_s = 5 }\n";
+
+static void test_full(void)
+{
+	char err[512];
+	struct config *c;
+
+	setenv("GENRELAY_TEST_FAL_KEY", "fal-secret-from-env", 1);
+	unsetenv("GENRELAY_TEST_UNSET");
+	c = config_load(write_conf(full_conf), err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	CHECK_STR_EQ(c->listen, "0.0.0.0:9090");
+	CHECK_STR_EQ(c->public_url, "https://relay.example.com");
+	CHECK_STR_EQ(c->store, "sqlite:/var/lib/genrelay/db.sqlite");
+	CHECK_STR_EQ(c->scripts, "/opt/genrelay/scripts");
+	CHECK_EQ_INT(c->workers, 4);
+	CHECK_STR_EQ(c->server_secret, "a-server-secret-of-32-bytes-xxxx");
+	CHECK_STR_EQ(c->durability, "fsync");
+	CHECK_STR_EQ(c->log_level, "debug");
+
+	json_t *fal = config_provider(c, "fal");
+	CHECK(fal != NULL);
+	CHECK_STR_EQ(json_string_value(json_object_get(fal, "key")), "fal-secret-from-env");
+	CHECK_STR_EQ(json_string_value(json_object_get(fal, "base_url")), "https://queue.fal.run");
+	json_t *krea = config_provider(c, "krea");
+	CHECK(krea != NULL);
+	CHECK(json_object_get(krea, "key") == NULL); /* unset env var: absent */
+	CHECK_EQ_INT(json_integer_value(json_object_get(krea, "n")), 3);
+	CHECK(json_is_array(json_object_get(json_object_get(krea, "extra"), "list")));
+	CHECK(config_provider(c, "nope") == NULL);
+
+	CHECK_EQ_INT(c->ncustomers, 2);
+	const struct config_customer *a = config_customer_by_name(c, "acme");
+	CHECK(a != NULL);
+	if (a) {
+		CHECK_STR_EQ(a->api_key, "sk_acme_0123456789");
+		CHECK_STR_EQ(a->webhook_secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+		CHECK_STR_EQ(a->hook, "slack");
+		CHECK_STR_EQ(a->webhook_url, "https://acme.example/hooks");
+	}
+	const struct config_customer *b = config_customer_by_name(c, "beta");
+	CHECK(b != NULL);
+	if (b) {
+		CHECK_STR_EQ(b->hook, "default");
+		CHECK(b->webhook_secret == NULL);
+		CHECK(b->webhook_url == NULL);
+	}
+	CHECK(config_customer_by_key(c, "sk_acme_0123456789") == a);
+	CHECK(config_customer_by_key(c, "sk_beta_9876543210") == b);
+	CHECK(config_customer_by_key(c, "sk_acme_012345678") == NULL);
+	CHECK(config_customer_by_key(c, "sk_acme_01234567890") == NULL);
+	CHECK(config_customer_by_key(c, "") == NULL);
+	CHECK(config_customer_by_key(c, NULL) == NULL);
+	CHECK(config_customer_by_name(c, "gamma") == NULL);
+
+	CHECK_EQ_INT(c->naliases, 3);
+	const struct config_alias *fd = config_alias(c, "flux-dev");
+	CHECK(fd != NULL);
+	if (fd) {
+		CHECK_EQ_INT(fd->ntargets, 2);
+		CHECK_STR_EQ(fd->targets[0], "fal:fal-ai/flux/dev");
+		CHECK_STR_EQ(fd->targets[1], "krea:bfl/flux-1-dev");
+		CHECK_EQ_INT(fd->failover_on_failure, 0);
+	}
+	const struct config_alias *fp = config_alias(c, "flux-pro");
+	CHECK(fp != NULL);
+	if (fp) {
+		CHECK_EQ_INT(fp->ntargets, 1);
+		CHECK_STR_EQ(fp->targets[0], "fal:fal-ai/flux-pro");
+		CHECK_EQ_INT(fp->failover_on_failure, 1);
+	}
+	const struct config_alias *si = config_alias(c, "single");
+	CHECK(si != NULL && si->ntargets == 1);
+
+	CHECK_EQ_INT(c->nretry, 3);
+	CHECK(c->nretry == 3 && c->retry[0] == 1 && c->retry[1] == 2.5 && c->retry[2] == 10);
+	CHECK(c->webhook_timeout_s == 5);
+	CHECK(c->retry_jitter == 0);
+	CHECK_EQ_INT(c->require_https, 0);
+	CHECK_EQ_INT(c->allow_private, 1);
+	CHECK_EQ_INT(c->webhook_response_bytes, 4096);
+	CHECK(c->submit_window_s == 60);
+	CHECK(c->job_deadline_s == 600);
+	CHECK(c->poll_after_s == 10);
+	CHECK(c->poll_interval_s == 2);
+	CHECK(c->poll_max_s == 20);
+	CHECK(c->sync_wait_s == 30);
+	CHECK_EQ_INT(c->body_bytes, 2048);
+	CHECK_EQ_INT(c->lua_instructions, 5000);
+	CHECK_EQ_INT(c->lua_memory_mb, 8);
+	CHECK_EQ_INT(c->max_connections, 100);
+	CHECK(c->connection_timeout_s == 5);
+	config_free(c);
+
+	/* IPv6 listen and the public URL derived from it */
+	c = config_load(write_conf("listen = '[::]:7000'\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c)
+		CHECK_STR_EQ(c->public_url, "http://[::1]:7000");
+	config_free(c);
+	c = config_load(write_conf("listen = '[::1]:7001' store = 'postgresql://db/genrelay'\n"), err,
+			sizeof err);
+	CHECK(c != NULL);
+	config_free(c);
+}
+
+static void test_errors(void)
+{
+	/* unknown keys: typos are caught */
+	check_refused("lisen = '127.0.0.1:1'\n", "unknown key 'lisen'", NULL);
+	check_refused("function helper() end\n", "unknown key 'helper'", NULL);
+	check_refused("webhooks = { retyr = {1} }\n", "unknown key 'webhooks.retyr'", NULL);
+	check_refused("jobs = { poll_every = 1 }\n", "unknown key 'jobs.poll_every'", NULL);
+	check_refused("limits = { lua_mem = 1 }\n", "unknown key 'limits.lua_mem'", NULL);
+	check_refused("customers = { acme = { api_key = 'sk_x_1', api_kye = 'sk_x_1' } }\n",
+		      "unknown key 'customers.acme.api_kye'", "sk_x_1");
+	check_refused("models = { m = { targets = { 'a:b' }, failover = true } }\n",
+		      "unknown key 'models.m.failover'", NULL);
+
+	/* listen, public_url, store */
+	check_refused("listen = 'nope'\n", "listen:", NULL);
+	check_refused("listen = '1.2.3.4:99999'\n", "listen:", NULL);
+	check_refused("listen = '[zz]:80'\n", "listen:", NULL);
+	check_refused("listen = ':80'\n", "listen:", NULL);
+	check_refused("listen = 8080\n", "listen: must be a string", NULL);
+	check_refused("public_url = 'ftp://x'\n", "public_url:", NULL);
+	check_refused("public_url = 'http://'\n", "public_url:", NULL);
+	check_refused("public_url = 'https://a b'\n", "public_url:", NULL);
+	check_refused("store = 'mysql://user:hunter2@db/x'\n", "store:", "hunter2");
+	check_refused("store = 'sqlite:'\n", "store:", NULL);
+	check_refused("scripts = {}\n", "scripts: must be a string", NULL);
+
+	/* numbers and ranges */
+	check_refused("workers = 0\n", "workers:", NULL);
+	check_refused("workers = 65\n", "workers:", NULL);
+	check_refused("workers = 1.5\n", "workers: must be an integer", NULL);
+	check_refused("workers = '2'\n", "workers: must be an integer", NULL);
+	check_refused("durability = 'sometimes'\n", "durability:", NULL);
+	check_refused("log_level = 'loud'\n", "log_level:", NULL);
+	check_refused("server_secret = 'short-secret'\n", "server_secret:", "short-secret");
+	check_refused("server_secret = 12345678901234567\n", "server_secret: must be a string", "12345678901234567");
+
+	/* customers */
+	check_refused("customers = { acme = { api_key = 42 } }\n",
+		      "customers.acme.api_key: must be a string", NULL);
+	check_refused("customers = { acme = {} }\n", "customers.acme.api_key: is required", NULL);
+	check_refused("customers = { acme = { api_key = '' } }\n", "customers.acme.api_key", NULL);
+	check_refused("customers = { acme = 'sk_live_abc' }\n", "customers.acme: must be a table",
+		      "sk_live_abc");
+	check_refused("customers = { a = { api_key = 'sk_same_secret' }, b = { api_key = 'sk_same_secret' } }\n",
+		      ".api_key: same as", "sk_same_secret");
+	check_refused("customers = { acme = { api_key = 'sk_k_1', hook = '../evil' } }\n",
+		      "customers.acme.hook", "sk_k_1");
+	check_refused("customers = { acme = { api_key = 'sk_k_2', webhook_secret = true } }\n",
+		      "customers.acme.webhook_secret: must be a string", "sk_k_2");
+	check_refused("customers = { acme = { api_key = 'sk_k_3', webhook_url = 'javascript:alert(1)' } }\n",
+		      "customers.acme.webhook_url", "sk_k_3");
+	check_refused("customers = { ['a b'] = { api_key = 'sk_k_4' } }\n", "customers.a b: name", "sk_k_4");
+	check_refused("customers = 'x'\n", "customers: must be a table", NULL);
+
+	/* models */
+	check_refused("models = { x = { 'nocolon' } }\n", "models.x[1]: must be \"provider:model\"", NULL);
+	check_refused("models = { x = { 'fal:ok', 'bad provider:m' } }\n", "models.x[2]", NULL);
+	check_refused("models = { x = {} }\n", "models.x: must be a non-empty list", NULL);
+	check_refused("models = { x = 5 }\n", "models.x: must be a list", NULL);
+	check_refused("models = { x = { targets = { 'a:b' }, failover_on_failure = 'yes' } }\n",
+		      "models.x.failover_on_failure: must be true or false", NULL);
+	check_refused("models = { x = { targets = { 'a:' } } }\n", "models.x.targets[1]", NULL);
+
+	/* webhooks, jobs, limits */
+	check_refused("webhooks = 5\n", "webhooks: must be a table", NULL);
+	check_refused("webhooks = { retry = {} }\n", "webhooks.retry:", NULL);
+	check_refused("webhooks = { retry = { 5, -1 } }\n", "webhooks.retry[2]", NULL);
+	check_refused("webhooks = { retry = { 5, 'x' } }\n", "webhooks.retry[2]", NULL);
+	check_refused("webhooks = { retry = 5 }\n", "webhooks.retry:", NULL);
+	check_refused("webhooks = { timeout_s = 0 }\n", "webhooks.timeout_s:", NULL);
+	check_refused("webhooks = { retry_jitter = 2 }\n", "webhooks.retry_jitter:", NULL);
+	check_refused("webhooks = { require_https = 'no' }\n", "webhooks.require_https: must be true or false", NULL);
+	check_refused("webhooks = { allow_private = 1 }\n", "webhooks.allow_private", NULL);
+	check_refused("webhooks = { response_bytes = 0 }\n", "webhooks.response_bytes", NULL);
+	check_refused("jobs = { poll_interval_s = -1 }\n", "jobs.poll_interval_s:", NULL);
+	check_refused("jobs = { submit_window_s = 0 }\n", "jobs.submit_window_s:", NULL);
+	check_refused("jobs = { job_deadline_s = 0/0 }\n", "jobs.job_deadline_s:", NULL);
+	check_refused("jobs = { poll_interval_s = 60, poll_max_s = 10 }\n", "jobs.poll_max_s", NULL);
+	check_refused("limits = { lua_memory_mb = 0 }\n", "limits.lua_memory_mb:", NULL);
+	check_refused("limits = { body_bytes = 'big' }\n", "limits.body_bytes: must be an integer", NULL);
+	check_refused("limits = { lua_instructions = 10 }\n", "limits.lua_instructions", NULL);
+	check_refused("limits = { max_connections = -5 }\n", "limits.max_connections", NULL);
+	check_refused("limits = { connection_timeout_s = 0 }\n", "limits.connection_timeout_s", NULL);
+
+	/* providers */
+	check_refused("providers = { fal = 'fal-key-123' }\n", "providers.fal: must be a table", "fal-key-123");
+	check_refused("providers = { ['bad-name'] = {} }\n", "providers:", NULL);
+	check_refused("providers = { fal = { f = function() end } }\n", "providers.fal.f: a function", NULL);
+	check_refused("providers = { fal = { 1, 2 } }\n", "providers.fal: must be a table of settings", NULL);
+	check_refused("providers = { fal = { x = 0/0 } }\n", "providers.fal.x: NaN", NULL);
+
+	/* Lua errors: syntax (a string literal near the error is not quoted), runtime, missing file */
+	check_refused("customers = { a = { api_key = \"sk_live_TOPSECRET\n", "genrelay.conf.lua:1:",
+		      "TOPSECRET");
+	check_refused("customers = { a = { api_key = 'sk_live_TOPSECRET' ", "genrelay.conf.lua:",
+		      "TOPSECRET");
+	check_refused("error('boom')\n", "boom", NULL);
+	check_refused("listen = 1 +\n", "genrelay.conf.lua:", NULL);
+	{
+		char err[256];
+		struct config *c = config_load("/nonexistent/genrelay.conf.lua", err, sizeof err);
+		CHECK(c == NULL);
+		CHECK(strstr(err, "/nonexistent/genrelay.conf.lua") != NULL);
+		config_free(c);
+	}
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_defaults();
+	test_full();
+	test_errors();
+	unlink(conf_path);
+	rmdir(tmpdir);
+	return check_done();
+}

@@ -5,7 +5,7 @@
 //
 //   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
-//        [--callback-workers N]   (threads posting callbacks; default CPUs-1, 1..4)
+//        [--callback-workers N]   (threads posting callbacks; default 1 with >= 4 CPUs, else 0)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -42,6 +42,10 @@ const FILES = {
   mp3: ['audio/mpeg', Buffer.from('fffb9000', 'hex')],
 };
 
+function cpuCount() {
+  return os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+}
+
 function parseArgs(argv) {
   const o = {
     listen: '127.0.0.1:0',
@@ -49,8 +53,10 @@ function parseArgs(argv) {
     abstraktTimestamp: false,
     abstraktSyncMs: 55000,
     maxJobs: 200000,
-    // Threads that post callbacks (0: the main thread does it).
-    callbackWorkers: Math.max(1, Math.min(4, (os.availableParallelism ? os.availableParallelism() : os.cpus().length) - 1)),
+    // Threads that post callbacks (0: the main thread does it). A thread
+    // pays off only when there are cores to spare; env PROVSIM_CALLBACK_WORKERS
+    // or --callback-workers override.
+    callbackWorkers: process.env.PROVSIM_CALLBACK_WORKERS !== undefined ? Number(process.env.PROVSIM_CALLBACK_WORKERS) : cpuCount() >= 4 ? 1 : 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

@@ -360,6 +360,9 @@ void api_flush(struct worker *w)
 	w->batch = NULL;
 	w->batch_tail = &w->batch;
 	int64_t now = loop_wall_ms();
+	/* New jobs run at once while the worker has room; past max_inflight
+	 * their submit rows stay unleased and the due timer claims them. */
+	long room = w->cfg->max_inflight - w->inflight_steps;
 	int ok = store_begin(w->store) == 0;
 	for (r = batch; ok && r; r = r->next) {
 		r->outcome = 0;
@@ -382,10 +385,13 @@ void api_flush(struct worker *w)
 				break;
 			}
 		}
+		int run_now = room-- > 0;
 		if (store_job_insert(w->store, &r->job) < 0 ||
-		    store_work_add(w->store, r->job.id, WORK_SUBMIT, NULL, now, w->owner,
-				   now + 120000, &r->work_id) < 0)
+		    store_work_add(w->store, r->job.id, WORK_SUBMIT, NULL, now,
+				   run_now ? w->owner : NULL, now + 120000, &r->work_id) < 0)
 			ok = 0;
+		if (!run_now)
+			r->work_id = -r->work_id - 1; /* marks "left for the due timer" */
 	}
 	if (ok && store_commit(w->store) < 0)
 		ok = 0;
@@ -419,6 +425,7 @@ void api_flush(struct worker *w)
 			continue;
 		}
 		metrics_inc(M_JOBS_ACCEPTED);
+		int run_now = r->work_id >= 0;
 		struct work wk = { .id = r->work_id, .kind = WORK_SUBMIT, .due_at = now };
 		snprintf(wk.job_id, sizeof wk.job_id, "%s", r->job.id);
 		snprintf(r->wait_job, sizeof r->wait_job, "%s", r->job.id);
@@ -428,7 +435,10 @@ void api_flush(struct worker *w)
 		} else {
 			respond_run_shape(r, 202, &r->job);
 		}
-		engine_dispatch(w, &wk);
+		if (run_now)
+			engine_dispatch(w, &wk);
+		else
+			engine_kick(w, now);
 	}
 }
 

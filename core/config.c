@@ -376,7 +376,8 @@ static int load_webhooks(struct ld *d, struct config *c, int env)
 static int load_jobs(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "submit_window_s", "job_deadline_s",
-		"poll_after_s", "poll_interval_s", "poll_max_s", "sync_wait_s", NULL };
+		"poll_after_s", "poll_interval_s", "poll_max_s", "sync_wait_s",
+		"failover_after", NULL };
 	int r = sub_table(d, env, "jobs", "jobs");
 	if (r <= 0)
 		return r;
@@ -390,6 +391,10 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 	    get_num(d, t, "poll_max_s", "jobs.poll_max_s", &c->poll_max_s, 0, 30 * day, 1) < 0 ||
 	    get_num(d, t, "sync_wait_s", "jobs.sync_wait_s", &c->sync_wait_s, 0, 3600, 1) < 0)
 		return -1;
+	long long fa = c->failover_after;
+	if (get_int(d, t, "failover_after", "jobs.failover_after", &fa, 1, 1000) < 0)
+		return -1;
+	c->failover_after = (int)fa;
 	if (c->poll_max_s < c->poll_interval_s)
 		return lerr(d, "jobs.poll_max_s: must be at least jobs.poll_interval_s");
 	lua_settop(d->L, t - 1);
@@ -399,7 +404,8 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 static int load_limits(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "body_bytes", "lua_instructions",
-		"lua_memory_mb", "max_connections", "connection_timeout_s", NULL };
+		"lua_memory_mb", "max_connections", "connection_timeout_s",
+		"max_inflight", "store_max_mb", NULL };
 	int r = sub_table(d, env, "limits", "limits");
 	if (r <= 0)
 		return r;
@@ -417,6 +423,12 @@ static int load_limits(struct ld *d, struct config *c, int env)
 	c->lua_instructions = (long)li;
 	c->lua_memory_mb = (size_t)mm;
 	c->max_connections = (int)mc;
+	long long mi = c->max_inflight, sm = c->store_max_mb;
+	if (get_int(d, t, "max_inflight", "limits.max_inflight", &mi, 1, 1000000) < 0 ||
+	    get_int(d, t, "store_max_mb", "limits.store_max_mb", &sm, 0, 1LL << 30) < 0)
+		return -1;
+	c->max_inflight = (int)mi;
+	c->store_max_mb = (long)sm;
 	lua_settop(d->L, t - 1);
 	return 0;
 }
@@ -683,6 +695,9 @@ static int set_defaults(struct config *c)
 	c->poll_interval_s = 5;
 	c->poll_max_s = 300;
 	c->sync_wait_s = 55;
+	c->failover_after = 3;
+	c->max_inflight = 1024;
+	c->store_max_mb = 0;
 	c->body_bytes = 1048576;
 	c->lua_instructions = 10000000;
 	c->lua_memory_mb = 32;

@@ -61,6 +61,7 @@ struct config {
 	double poll_interval_s;   /* later polls start at this, doubling up to poll_max_s */
 	double poll_max_s;
 	double sync_wait_s;       /* default wait for sync / Prefer: wait */
+	int failover_after;       /* retryable submit failures on a target before the next target */
 
 	/* limits = { ... } */
 	size_t body_bytes;
@@ -68,6 +69,8 @@ struct config {
 	size_t lua_memory_mb;
 	int max_connections;
 	double connection_timeout_s;
+	int max_inflight;         /* provider steps and deliveries running at once per worker */
+	long store_max_mb;        /* cap on the store file (0: none); past it the API answers 503 */
 };
 
 /*

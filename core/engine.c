@@ -76,11 +76,19 @@ static void due_fire(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
 	struct work items[CLAIM_MAX];
-	size_t n = 0;
+	size_t n = 0, room = CLAIM_MAX;
 	int64_t now = now_ms();
 	if (w->stopping)
 		return;
-	if (store_work_claim(w->store, w->owner, now, LEASE_MS, items, CLAIM_MAX, &n) < 0) {
+	/* Bounded concurrency: claim only what this worker may run now; the
+	 * rest waits in the store (due, unleased) for the next round. */
+	if (w->inflight_steps >= w->cfg->max_inflight) {
+		loop_timer_set(w->loop, &w->due_timer, loop_now_ms() + 20);
+		return;
+	}
+	if ((long)room > w->cfg->max_inflight - w->inflight_steps)
+		room = (size_t)(w->cfg->max_inflight - w->inflight_steps);
+	if (store_work_claim(w->store, w->owner, now, LEASE_MS, items, room, &n) < 0) {
 		metrics_inc(M_STORE_ERRORS);
 		log_warn("store: claiming work failed: %s", store_errmsg(w->store));
 		loop_timer_set(w->loop, &w->due_timer, loop_now_ms() + 1000);
@@ -88,8 +96,8 @@ static void due_fire(struct loop_timer *t)
 	}
 	for (size_t i = 0; i < n; i++)
 		engine_dispatch(w, &items[i]);
-	if (n == CLAIM_MAX) {
-		loop_timer_set(w->loop, &w->due_timer, loop_now_ms());
+	if (n == room) {
+		loop_timer_set(w->loop, &w->due_timer, loop_now_ms() + (n == CLAIM_MAX ? 0 : 20));
 		return;
 	}
 	int64_t next;
@@ -603,7 +611,11 @@ static void submit_retry(struct worker *w, struct job *j, const struct work *wk,
 	if (retry_after >= 0)
 		delay = retry_after;
 	metrics_inc(M_SUBMIT_RETRIES);
-	if (now + delay > j->submit_deadline) {
+	json_t *holder = NULL;
+	int has_next = next_target(j, &holder) != NULL;
+	json_decref(holder);
+	if (now + delay > j->submit_deadline ||
+	    (has_next && j->attempt >= w->cfg->failover_after)) {
 		submit_give_up(w, j, wk, "PROVIDER_UNAVAILABLE", reason, 1);
 		return;
 	}

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define VERSION "0.1.0"
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 
 /* Parses "host:port" or "[v6]:port" and binds a listening socket with
  * SO_REUSEPORT. Returns the fd or -1 with err. */
-static int listen_on(const char *spec, char *err, size_t errlen)
+static int listen_on(const char *spec, int probe, char *err, size_t errlen)
 {
 	char host[256];
 	const char *port;
@@ -64,8 +65,22 @@ static int listen_on(const char *spec, char *err, size_t errlen)
 		snprintf(err, errlen, "listen %s: %s", spec, gai_strerror(rc));
 		return -1;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
+	if (probe) {
+		/* Without SO_REUSEPORT a bind fails when anyone listens there
+		 * already, so a second genrelay cannot silently share the port. */
+		int pfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (pfd >= 0 && (setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+				 bind(pfd, ai->ai_addr, ai->ai_addrlen) < 0)) {
+			snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+			close(pfd);
+			freeaddrinfo(ai);
+			return -1;
+		}
+		if (pfd >= 0)
+			close(pfd);
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
@@ -138,6 +153,12 @@ static int serve(const char *path)
 	}
 	log_set_level(log_level_parse(cfg->log_level));
 	signal(SIGPIPE, SIG_IGN);
+	struct stat sst;
+	if (stat(cfg->scripts, &sst) < 0 || !S_ISDIR(sst.st_mode)) {
+		fprintf(stderr, "genrelay: scripts: '%s' is not a directory\n", cfg->scripts);
+		config_free(cfg);
+		return 2;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	struct store *s = store_open(cfg->store, strcmp(cfg->durability, "fsync") == 0, err, sizeof err);
@@ -187,7 +208,7 @@ static int serve(const char *path)
 		w->server_secret = secret;
 		snprintf(w->owner, sizeof w->owner, "%.60s:%d:%d:%02x%02x%02x%02x", host, getpid(), i,
 			 rnd[0], rnd[1], rnd[2], rnd[3]);
-		w->listen_fd = listen_on(cfg->listen, err, sizeof err);
+		w->listen_fd = listen_on(cfg->listen, i == 0, err, sizeof err);
 		if (w->listen_fd < 0 || worker_start(w, err, sizeof err) < 0) {
 			fprintf(stderr, "genrelay: %s\n", err);
 			rc = 2;

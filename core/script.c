@@ -416,6 +416,31 @@ static int sb_collectgarbage(lua_State *L)
 	return 1;
 }
 
+/*
+ * xpcall(f, msgh, ...) as pcall(f, ...) followed by msgh(err). Lua runs a
+ * message handler before unwinding, and when the error was raised from the
+ * count hook, hooks are still disabled at that point: a handler that loops
+ * would escape the budget. Without the debug library a handler cannot look
+ * at the failed stack anyway, so running it after the unwind loses nothing.
+ */
+static int sb_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushboolean(L, 1);
+	lua_pushvalue(L, 1);
+	for (int i = 3; i <= n; i++)
+		lua_pushvalue(L, i);
+	if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK)
+		return lua_gettop(L) - n;
+	lua_pushvalue(L, 2);
+	lua_insert(L, -2);
+	lua_pcall(L, 1, 1, 0); /* an error in the handler is returned as is */
+	lua_pushboolean(L, 0);
+	lua_insert(L, -2);
+	return 2;
+}
+
 /* setmetatable without __gc: finalizers run with hooks disabled, so an
  * endless __gc would escape the instruction budget. */
 static int sb_setmetatable(lua_State *L)
@@ -745,7 +770,7 @@ struct setup_args {
 static int vm_setup(lua_State *L)
 {
 	static const char *const base_names[] = { "assert", "error", "ipairs", "next",
-		"pairs", "pcall", "select", "tonumber", "tostring", "type", "xpcall",
+		"pairs", "pcall", "select", "tonumber", "tostring", "type",
 		"rawequal", "rawget", "rawset", "rawlen", "getmetatable", "_VERSION", NULL };
 	static const char *const no_dump[] = { "dump", NULL };
 	static const char *const no_seed[] = { "randomseed", NULL };
@@ -795,6 +820,8 @@ static int vm_setup(lua_State *L)
 	lua_setfield(L, S, "collectgarbage");
 	lua_pushcfunction(L, sb_setmetatable);
 	lua_setfield(L, S, "setmetatable");
+	lua_pushcfunction(L, sb_xpcall);
+	lua_setfield(L, S, "xpcall");
 	lua_pushcfunction(L, sb_require);
 	lua_setfield(L, S, "require");
 	lua_pushcfunction(L, sb_log);

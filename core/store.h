@@ -43,6 +43,8 @@ struct delivery {
 /* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. */
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
 void store_close(struct store *s);
+/* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */
+int store_set_max_size(struct store *s, long long max_bytes);
 const char *store_errmsg(struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);

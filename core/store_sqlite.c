@@ -238,7 +238,7 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 	sqlite3_busy_timeout(s->db, 5000);
 	char pragmas[256];
 	snprintf(pragmas, sizeof pragmas,
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
+		 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
 		 "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;",
 		 fsync ? "FULL" : "NORMAL");
 	if (exec_sql(s, pragmas) < 0 || migrate(s, err, errlen) < 0) {
@@ -248,6 +248,16 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 		return NULL;
 	}
 	return s;
+}
+
+int store_set_max_size(struct store *s, long long max_bytes)
+{
+	char pragma[96];
+	if (max_bytes <= 0)
+		return 0;
+	long long pages = max_bytes / 4096;
+	snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", pages < 16 ? 16 : pages);
+	return exec_sql(s, pragma);
 }
 
 void store_close(struct store *s)

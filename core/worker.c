@@ -151,6 +151,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	w->store = store_open(w->cfg->store, strcmp(w->cfg->durability, "fsync") == 0, err, errlen);
 	if (!w->store)
 		return -1;
+	store_set_max_size(w->store, (long long)w->cfg->store_max_mb * 1024 * 1024);
 	w->scripts = script_host_new(w->cfg);
 	char serr[512];
 	if (!w->scripts) {

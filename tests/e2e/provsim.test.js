@@ -321,6 +321,20 @@ describe('provsim', () => {
       assert.equal(as.headers['retry-after'], undefined);
     });
 
+    test('SIGTERM ends provsim promptly with exit 0, despite pending jobs and open connections', T, async () => {
+      for (const w of ['0', '1']) {
+        const s2 = await h.startProvsim({ args: ['--callback-workers', w] });
+        const agent = new http.Agent({ keepAlive: true });
+        await h.request(`${s2.url}/fal/a/b?fal_webhook=${encodeURIComponent(hook.url + '/never')}`, { method: 'POST', body: { sim: { delay_ms: 60000 } }, headers: falAuth });
+        await new Promise((resolve) => http.get(`${s2.url}/fal/.well-known/jwks.json`, { agent }, (res) => res.resume().on('end', resolve)));
+        const t0 = Date.now();
+        const r = await s2.stop();
+        agent.destroy();
+        assert.equal(r.code, 0, `workers=${w}: ${JSON.stringify(r)}`);
+        assert.ok(Date.now() - t0 < 1500, `workers=${w}: took ${Date.now() - t0} ms`);
+      }
+    });
+
     test('down/up, request log, reset', T, async () => {
       await sim.down('krea');
       const d = await call('GET', '/krea/jobs/x', undefined, { authorization: 'Bearer k' });

@@ -480,6 +480,12 @@ static void test_sandbox(void)
 	check_blocked("local ok = xpcall(function() while true do end end, function(e) while true do end end)"
 		      " return 'escaped'", "instruction budget exceeded");
 	check_blocked("local ok, e = pcall(function() while true do end end) return e", "instruction budget exceeded");
+	check_blocked("return xpcall(function() while true do end end, function(e) return 'handled' end)",
+		      "instruction budget exceeded");
+	check_eval("return { xpcall(function(a, b) return a + b, 'r' end, print, 1, 2) }", "[true,3,\"r\"]");
+	check_eval("return { xpcall(error, function(e) return 'handled ' .. e end, 'x', 0) }",
+		   "[false,\"handled x\"]");
+	check_eval("return { xpcall(error, function(e) error('again', 0) end, 'x', 0) }", "[false,\"again\"]");
 	check_blocked("return string.gsub(string.rep('a', 1e6), 'a', function() while true do end end)",
 		      "instruction budget exceeded");
 	{

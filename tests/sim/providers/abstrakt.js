@@ -16,7 +16,7 @@
 // HMAC over "{ts}.{body}" with X-Abstrakt-Timestamp.
 // Errors: {error:{code, message}} (abstrakt's error shape is not documented).
 
-const { parseSteer, phase, isoNow, isObject, bearer } = require('../lib/common');
+const { parseSteer, phase, isoNow, isObject, bearer, clearJobTimers } = require('../lib/common');
 
 module.exports = function createAbstrakt(sim, opts = {}) {
   const jobs = sim.jobTable();
@@ -127,8 +127,7 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     if (st !== 'pending' && st !== 'processing') return sendError(ctx, 409, `Job is ${st} and cannot be cancelled`, null, 'JOB_NOT_CANCELLABLE');
     job.canceled = true;
     job.canceledAt = Date.now();
-    for (const t of job.timers) clearTimeout(t);
-    job.timers.length = 0;
+    clearJobTimers(job);
     ctx.send(200, jobObject(job));
   }
 

@@ -14,7 +14,7 @@
 // signed with Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))".
 
 const crypto = require('node:crypto');
-const { parseSteer, phase, isObject } = require('../lib/common');
+const { parseSteer, phase, isObject, clearJobTimers } = require('../lib/common');
 
 const NAMESPACES = new Set(['workflows', 'comfy']);
 
@@ -165,8 +165,7 @@ module.exports = function createFal(sim) {
     if (job.canceled || phase(job) >= 1) return ctx.send(400, { status: 'ALREADY_COMPLETED' });
     job.canceled = true;
     job.canceledAt = Date.now();
-    for (const t of job.timers) clearTimeout(t); // no webhook for a canceled request
-    job.timers.length = 0;
+    clearJobTimers(job); // no webhook for a canceled request
     ctx.send(202, { status: 'CANCELLATION_REQUESTED' });
   }
 

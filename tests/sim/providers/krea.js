@@ -12,7 +12,7 @@
 // when the job reaches any terminal state (cancelled too). Errors: {error}.
 
 const crypto = require('node:crypto');
-const { parseSteer, phase, isoNow, isObject, bearer } = require('../lib/common');
+const { parseSteer, phase, isoNow, isObject, bearer, clearJobTimers } = require('../lib/common');
 
 module.exports = function createKrea(sim) {
   const jobs = sim.jobTable();
@@ -95,8 +95,7 @@ module.exports = function createKrea(sim) {
     if (st !== 'queued' && st !== 'processing') return sendError(ctx, 400, `Job cannot be cancelled in state ${st}`);
     job.canceled = true;
     job.canceledAt = Date.now();
-    for (const t of job.timers) clearTimeout(t);
-    job.timers.length = 0;
+    clearJobTimers(job);
     if (job.webhook) sendWebhook(job);
     ctx.send(200, null);
   }

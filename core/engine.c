@@ -1162,6 +1162,19 @@ json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh
 
 void engine_dispatch(struct worker *w, const struct work *wk)
 {
+	if (store_pending(w->store)) {
+		/* The row (or its lease) is not committed yet: start after the commit. */
+		if (w->nafter == w->capafter) {
+			size_t ncap = w->capafter ? w->capafter * 2 : 64;
+			struct work *na = realloc(w->after, ncap * sizeof *na);
+			if (!na)
+				return; /* the lease expires and the row runs later */
+			w->after = na;
+			w->capafter = ncap;
+		}
+		w->after[w->nafter++] = *wk;
+		return;
+	}
 	switch (wk->kind) {
 	case WORK_SUBMIT:
 		run_submit(w, wk);

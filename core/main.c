@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -153,6 +154,12 @@ static int serve(const char *path)
 	}
 	log_set_level(log_level_parse(cfg->log_level));
 	signal(SIGPIPE, SIG_IGN);
+	/* Many idle or slow connections must not run out of descriptors first. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	struct stat sst;
 	if (stat(cfg->scripts, &sst) < 0 || !S_ISDIR(sst.st_mode)) {
 		fprintf(stderr, "genrelay: scripts: '%s' is not a directory\n", cfg->scripts);

@@ -109,7 +109,21 @@ struct script_host {
 	struct entry *e;
 	size_t n, cap;
 	struct libset libs;
+	/* script_host_new_file: the directory scanned instead of cfg->scripts,
+	 * and the one script of it the host loads */
+	char *dir;
+	int one;
+	enum script_kind one_kind;
+	char one_name[SCRIPT_NAME_MAX + 1];
 };
+
+/* The scripts directory a host scans. */
+static const char *host_dir(const struct script_host *h)
+{
+	if (h->dir)
+		return h->dir;
+	return h->cfg->scripts ? h->cfg->scripts : "scripts";
+}
 
 /* ---------------------------------------------------------------- utilities */
 
@@ -320,7 +334,7 @@ static void vm_error(struct vm *vm, int rc, char *err, size_t errlen)
 		return;
 	}
 	msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-	if (rc == LUA_ERRMEM || (vm->mem_hit && msg && strcmp(msg, "not enough memory") == 0)) {
+	if (rc == LUA_ERRMEM || (vm->mem_hit && msg && strcasestr(msg, "memory"))) {
 		set_err(err, errlen, "%s: memory cap exceeded", vm->chunk);
 		return;
 	}
@@ -350,6 +364,10 @@ static int vm_pcall(struct vm *vm, lua_CFunction f, void *ud, int nres,
 	lua_pushcfunction(L, f);
 	lua_pushlightuserdata(L, ud);
 	rc = lua_pcall(L, 1, nres, 0);
+	if (rc == LUA_OK && vm->budget_hit) {
+		/* caught by the script's pcall and returned through a tail call */
+		rc = LUA_ERRRUN;
+	}
 	if (rc != LUA_OK) {
 		vm_error(vm, rc, err, errlen);
 		lua_settop(L, *base);
@@ -359,6 +377,60 @@ static int vm_pcall(struct vm *vm, lua_CFunction f, void *ud, int nres,
 }
 
 /* ------------------------------------------------------------ sandbox functions */
+
+/*
+ * Raises the budget error from C (as the hook would) and arms the hook to
+ * fire on every instruction.
+ */
+static int budget_raise(lua_State *L, struct vm *vm)
+{
+	if (!vm->budget_hit) {
+		lua_Debug ar;
+		vm->budget_hit = 1;
+		if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+			snprintf(vm->budget_where, sizeof vm->budget_where, "%s:%d",
+				 ar.short_src, ar.currentline);
+		else
+			snprintf(vm->budget_where, sizeof vm->budget_where, "%s", vm->chunk);
+		vm->hook_step = 1;
+		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+	}
+	lua_pushliteral(L, "instruction budget exceeded");
+	return lua_error(L);
+}
+
+/*
+ * A string, table or utf8 library function, charged one instruction per 64
+ * bytes of its string arguments and per 64 elements of its table arguments
+ * before it runs (string.rep: per 64 bytes of its result, after it ran; the
+ * memory cap bounds it). The count hook never runs inside C, so without this
+ * a loop of a few instructions around a scan of a large string could run for
+ * minutes within the budget. Upvalues: the function, is_rep.
+ */
+static int sb_charged(lua_State *L)
+{
+	struct vm *vm = vm_of(L);
+	int n = lua_gettop(L), is_rep = lua_toboolean(L, lua_upvalueindex(2));
+	size_t bytes = 0;
+
+	for (int i = 1; i <= n && !is_rep; i++) {
+		int t = lua_type(L, i);
+		if (t == LUA_TSTRING || t == LUA_TTABLE)
+			bytes += lua_rawlen(L, i);
+	}
+	vm->count += (long)(bytes / 64);
+	if (vm->count >= vm->budget || vm->budget_hit)
+		return budget_raise(L, vm);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, n, LUA_MULTRET);
+	if (is_rep && lua_gettop(L) >= 1 && lua_type(L, -1) == LUA_TSTRING) {
+		vm->count += (long)(lua_rawlen(L, -1) / 64);
+		if (vm->count >= vm->budget)
+			return budget_raise(L, vm);
+	}
+	return lua_gettop(L);
+}
 
 /* Joins the arguments with tabs into a log line tagged with the script. */
 static int sb_log(lua_State *L)
@@ -388,6 +460,7 @@ static int sb_load(lua_State *L)
 {
 	int has_env = !lua_isnone(L, 4);
 	luaL_checkany(L, 1);
+	lua_settop(L, 4);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, 1);
 	if (lua_isnoneornil(L, 2))
@@ -417,6 +490,40 @@ static int sb_collectgarbage(lua_State *L)
 }
 
 /*
+ * Raises again when a protected call failed because of a limit: the budget
+ * (also enforced by the hook), or the memory cap (a memory error, or any
+ * error while the allocator refused memory, such as cjson.safe's). Catching
+ * those would let a script spin on them: each memory error costs a full
+ * emergency collection but only a few instructions.
+ */
+static void rethrow_limit(lua_State *L, struct vm *vm, int status, int mem_before)
+{
+	if (status == LUA_ERRMEM || vm->mem_hit || vm->budget_hit)
+		lua_error(L);
+	vm->mem_hit = mem_before;
+}
+
+/* pcall(f, ...) that cannot catch limit errors. */
+static int sb_pcall(lua_State *L)
+{
+	struct vm *vm = vm_of(L);
+	int n = lua_gettop(L), mem_before = vm->mem_hit, st;
+	luaL_checkany(L, 1);
+	vm->mem_hit = 0;
+	lua_pushboolean(L, 1);
+	lua_insert(L, 1);
+	st = lua_pcall(L, n - 1, LUA_MULTRET, 0);
+	if (st == LUA_OK) {
+		vm->mem_hit |= mem_before;
+		return lua_gettop(L);
+	}
+	rethrow_limit(L, vm, st, mem_before);
+	lua_pushboolean(L, 0);
+	lua_insert(L, -2);
+	return 2;
+}
+
+/*
  * xpcall(f, msgh, ...) as pcall(f, ...) followed by msgh(err). Lua runs a
  * message handler before unwinding, and when the error was raised from the
  * count hook, hooks are still disabled at that point: a handler that loops
@@ -425,14 +532,20 @@ static int sb_collectgarbage(lua_State *L)
  */
 static int sb_xpcall(lua_State *L)
 {
-	int n = lua_gettop(L);
+	struct vm *vm = vm_of(L);
+	int n = lua_gettop(L), mem_before = vm->mem_hit, st;
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	vm->mem_hit = 0;
 	lua_pushboolean(L, 1);
 	lua_pushvalue(L, 1);
 	for (int i = 3; i <= n; i++)
 		lua_pushvalue(L, i);
-	if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK)
+	st = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+	if (st == LUA_OK) {
+		vm->mem_hit |= mem_before;
 		return lua_gettop(L) - n;
+	}
+	rethrow_limit(L, vm, st, mem_before);
 	lua_pushvalue(L, 2);
 	lua_insert(L, -2);
 	lua_pcall(L, 1, 1, 0); /* an error in the handler is returned as is */
@@ -718,8 +831,14 @@ static void copy_fields(lua_State *L, int src, const char *const *names)
 	}
 }
 
-/* Copies every field of the table at src except those listed (pushed). */
-static void copy_except(lua_State *L, int src, const char *const *skip)
+static int sb_charged(lua_State *L);
+
+/*
+ * Copies every field of the table at src except those listed (pushed).
+ * With charge, functions are wrapped by sb_charged so that the work they do
+ * in C counts against the instruction budget.
+ */
+static void copy_except(lua_State *L, int src, const char *const *skip, int charge)
 {
 	src = lua_absindex(L, src);
 	lua_newtable(L);
@@ -733,6 +852,12 @@ static void copy_except(lua_State *L, int src, const char *const *skip)
 		if (drop) {
 			lua_pop(L, 1);
 			continue;
+		}
+		if (charge && lua_type(L, -1) == LUA_TFUNCTION) {
+			int is_rep = lua_type(L, -2) == LUA_TSTRING &&
+				     strcmp(lua_tostring(L, -2), "rep") == 0;
+			lua_pushboolean(L, is_rep);
+			lua_pushcclosure(L, sb_charged, 2);
 		}
 		lua_pushvalue(L, -2);
 		lua_insert(L, -2);
@@ -770,7 +895,7 @@ struct setup_args {
 static int vm_setup(lua_State *L)
 {
 	static const char *const base_names[] = { "assert", "error", "ipairs", "next",
-		"pairs", "pcall", "select", "tonumber", "tostring", "type",
+		"pairs", "select", "tonumber", "tostring", "type",
 		"rawequal", "rawget", "rawset", "rawlen", "getmetatable", "_VERSION", NULL };
 	static const char *const no_dump[] = { "dump", NULL };
 	static const char *const no_seed[] = { "randomseed", NULL };
@@ -822,17 +947,19 @@ static int vm_setup(lua_State *L)
 	lua_setfield(L, S, "setmetatable");
 	lua_pushcfunction(L, sb_xpcall);
 	lua_setfield(L, S, "xpcall");
+	lua_pushcfunction(L, sb_pcall);
+	lua_setfield(L, S, "pcall");
 	lua_pushcfunction(L, sb_require);
 	lua_setfield(L, S, "require");
 	lua_pushcfunction(L, sb_log);
 	lua_setfield(L, S, "print");
-	copy_except(L, str, no_dump);
+	copy_except(L, str, no_dump, 1);
 	lua_setfield(L, S, "string");
-	copy_except(L, tbl, none);
+	copy_except(L, tbl, none, 1);
 	lua_setfield(L, S, "table");
-	copy_except(L, mth, no_seed);
+	copy_except(L, mth, no_seed, 0);
 	lua_setfield(L, S, "math");
-	copy_except(L, utf, none);
+	copy_except(L, utf, none, 1);
 	lua_setfield(L, S, "utf8");
 	copy_fields(L, os, os_names);
 	lua_setfield(L, S, "os");
@@ -1549,6 +1676,7 @@ void script_host_free(struct script_host *h)
 	}
 	free(h->e);
 	libset_free(&h->libs);
+	free(h->dir);
 	free(h);
 }
 
@@ -1617,7 +1745,7 @@ static int entry_try(struct script_host *h, struct entry *e, const char *src,
  */
 static int host_scan(struct script_host *h, char *first_err, size_t errlen, int *failures)
 {
-	const char *dir = h->cfg->scripts ? h->cfg->scripts : "scripts";
+	const char *dir = host_dir(h);
 	int libs_changed = libset_scan(&h->libs, dir);
 	int changes = 0;
 	char path[4096];
@@ -1639,6 +1767,8 @@ static int host_scan(struct script_host *h, char *first_err, size_t errlen, int 
 			unsigned char sha[32];
 
 			if (!lua_file_name(de->d_name, name))
+				continue;
+			if (h->one && (kind != (int)h->one_kind || strcmp(name, h->one_name) != 0))
 				continue;
 			snprintf(path, sizeof path, "%s/%s/%s", dir, kind_dir[kind], de->d_name);
 			if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
@@ -1717,7 +1847,7 @@ int script_host_load(struct script_host *h, char *err, size_t errlen)
 		err[0] = '\0';
 	if (!h)
 		return -1;
-	dir = h->cfg->scripts ? h->cfg->scripts : "scripts";
+	dir = host_dir(h);
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		set_err(err, errlen, "scripts directory '%s' not found", dir);
 		return -1;
@@ -1896,27 +2026,18 @@ json_t *script_provider_settings(struct script_host *h, const char *name)
 	return vm ? json_deep_copy(vm->settings) : NULL;
 }
 
-int script_check_file(const struct config *cfg, const char *path, char *err,
-		      size_t errlen)
+/*
+ * Splits DIR/KIND/NAME.lua (KIND providers or hooks) into dir (the scripts
+ * directory, "." or "/" when the path has no more), *kind and name
+ * (SCRIPT_NAME_MAX + 1 bytes). 0, or -1 with the reason in err.
+ */
+static int split_script_path(const char *path, char *dir, size_t dirlen,
+			     enum script_kind *kind, char *name, char *err, size_t errlen)
 {
-	char dir[4096], parent[64], name[SCRIPT_NAME_MAX + 1];
+	char parent[64];
 	const char *slash, *base;
-	enum script_kind kind;
-	struct libset libs = { NULL, 0, 0 };
-	unsigned char sha[32];
-	char *src = NULL;
-	size_t len, dl;
-	struct vm *vm;
-	char rerr[256];
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (!cfg || !path) {
-		set_err(err, errlen, "no file");
-		return -1;
-	}
-	/* DIR/KIND/NAME.lua */
-	snprintf(dir, sizeof dir, "%s", path);
+	snprintf(dir, dirlen, "%s", path);
 	slash = strrchr(dir, '/');
 	base = slash ? slash + 1 : dir;
 	if (!lua_file_name(base, name)) {
@@ -1939,9 +2060,9 @@ int script_check_file(const struct config *cfg, const char *path, char *err,
 		parent[pl] = '\0';
 	}
 	if (strcmp(parent, "providers") == 0)
-		kind = SCRIPT_PROVIDER;
+		*kind = SCRIPT_PROVIDER;
 	else if (strcmp(parent, "hooks") == 0)
-		kind = SCRIPT_HOOK;
+		*kind = SCRIPT_HOOK;
 	else {
 		set_err(err, errlen, "%s: must be under providers/ or hooks/", path);
 		return -1;
@@ -1949,11 +2070,32 @@ int script_check_file(const struct config *cfg, const char *path, char *err,
 	if (slash)
 		dir[slash - dir] = '\0';
 	else
-		snprintf(dir, sizeof dir, ".");
-	dl = strlen(dir);
-	if (dl == 0)
-		snprintf(dir, sizeof dir, "/");
+		snprintf(dir, dirlen, ".");
+	if (dir[0] == '\0')
+		snprintf(dir, dirlen, "/");
+	return 0;
+}
 
+int script_check_file(const struct config *cfg, const char *path, char *err,
+		      size_t errlen)
+{
+	char dir[4096], name[SCRIPT_NAME_MAX + 1];
+	enum script_kind kind;
+	struct libset libs = { NULL, 0, 0 };
+	unsigned char sha[32];
+	char *src = NULL;
+	size_t len;
+	struct vm *vm;
+	char rerr[256];
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!cfg || !path) {
+		set_err(err, errlen, "no file");
+		return -1;
+	}
+	if (split_script_path(path, dir, sizeof dir, &kind, name, err, errlen) < 0)
+		return -1;
 	if (read_file(path, &src, &len, rerr, sizeof rerr) < 0) {
 		set_err(err, errlen, "%s: %s", path, rerr);
 		return -1;
@@ -1967,4 +2109,54 @@ int script_check_file(const struct config *cfg, const char *path, char *err,
 		return -1;
 	vm_free(vm);
 	return 0;
+}
+
+struct script_host *script_host_new_file(const struct config *cfg, const char *path,
+					 enum script_kind *kind, char *name, size_t namelen,
+					 char *err, size_t errlen)
+{
+	char dir[4096], nm[SCRIPT_NAME_MAX + 1];
+	enum script_kind k;
+	struct script_host *h;
+	struct stat st;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!cfg || !path) {
+		set_err(err, errlen, "no file");
+		return NULL;
+	}
+	if (split_script_path(path, dir, sizeof dir, &k, nm, err, errlen) < 0)
+		return NULL;
+	if (stat(path, &st) < 0) {
+		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "%s: not a regular file", path);
+		return NULL;
+	}
+	h = script_host_new(cfg);
+	if (!h || !(h->dir = strdup(dir))) {
+		script_host_free(h);
+		set_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->one = 1;
+	h->one_kind = k;
+	snprintf(h->one_name, sizeof h->one_name, "%s", nm);
+	if (script_host_load(h, err, errlen) < 0) {
+		script_host_free(h);
+		return NULL;
+	}
+	if (!script_exists(h, k, nm)) {
+		set_err(err, errlen, "%s: not found in %s/%s", path, dir, kind_dir[k]);
+		script_host_free(h);
+		return NULL;
+	}
+	if (kind)
+		*kind = k;
+	if (name && namelen)
+		snprintf(name, namelen, "%s", nm);
+	return h;
 }

@@ -113,4 +113,18 @@ int script_json_subset(const json_t *expect, const json_t *actual, char *where,
 int script_check_file(const struct config *cfg, const char *path,
 		      char *err, size_t errlen);
 
+/*
+ * Creates a host over one file (for `genrelay scripts test`): path is
+ * DIR/providers/NAME.lua or DIR/hooks/NAME.lua; the host scans DIR instead of
+ * cfg->scripts and loads only that script (DIR/lib stays requirable), checked
+ * and with its examples run exactly as a reload would. Every other call works
+ * on it as on a full host (script_host_refresh rescans just that file).
+ * Returns the host (free with script_host_free) and sets *kind and name (the
+ * script's name, namelen >= 41 to hold any); NULL with the reason in err
+ * ("hooks/x.lua:3: ..."). cfg is borrowed for the host's lifetime.
+ */
+struct script_host *script_host_new_file(const struct config *cfg, const char *path,
+					 enum script_kind *kind, char *name, size_t namelen,
+					 char *err, size_t errlen);
+
 #endif

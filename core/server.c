@@ -7,6 +7,8 @@
  */
 #include "server.h"
 
+#include "store.h"
+
 #include "api.h"
 #include "config.h"
 #include "log.h"
@@ -29,6 +31,7 @@ struct server {
 	struct loop_timer timer;
 	int need_run;
 	int listen_fd;
+	struct request *held;   /* answered while the store had pending writes */
 };
 
 static void arm_timer(struct server *s)
@@ -277,6 +280,17 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	r->status = status;
 	r->answered = 1;
 	metrics_inc(M_HTTP_REQUESTS);
+	if (store_pending(r->w->store)) {
+		/* Hold it until the commit: what it says may not be durable yet. */
+		struct server *s = r->w->server;
+		if (!r->suspended) {
+			r->suspended = 1;
+			MHD_suspend_connection(r->conn);
+		}
+		r->dnext = s->held;
+		s->held = r;
+		return;
+	}
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
@@ -313,6 +327,29 @@ void server_respond_error(struct request *r, unsigned status, const char *code,
 	size_t len;
 	char *text = buf_steal(&b, &len);
 	server_respond_raw(r, status, text, len, "application/json");
+}
+
+void server_release(struct server *s, int committed)
+{
+	struct request *r = s->held, *n;
+	s->held = NULL;
+	for (; r; r = n) {
+		n = r->dnext;
+		r->dnext = NULL;
+		if (!committed && r->status < 400) {
+			MHD_destroy_response(r->response);
+			r->response = NULL;
+			r->answered = 0;
+			r->suspended = 0; /* answered below through the normal path */
+			MHD_resume_connection(r->conn);
+			s->need_run = 1;
+			server_respond_error(r, 503, "UNAVAILABLE", "the job store is unavailable; retry");
+			continue;
+		}
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+		s->need_run = 1;
+	}
 }
 
 int server_need_run(struct server *s)

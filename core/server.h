@@ -49,6 +49,7 @@ struct request {
 	int64_t wait_until;      /* wall ms */
 	char wait_job[48];
 	struct loop_timer timer;
+	struct request *dnext;   /* answered, waiting for the store commit */
 };
 
 struct server *server_new(struct worker *w, char *err, size_t errlen);
@@ -77,6 +78,13 @@ void server_respond_json(struct request *r, unsigned status, json_t *v);
 /* Sends {"error":{"code","message"}}. */
 void server_respond_error(struct request *r, unsigned status, const char *code,
 			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Sends the answers held back until the store's commit (every answer given
+ * while the store had uncommitted writes is held, so no 202 or callback
+ * acknowledgement leaves before its commit). committed 0: the commit failed,
+ * and they are answered 503 instead.
+ */
+void server_release(struct server *s, int committed);
 /* 1 when a resumed request waits for server_run(). */
 int server_need_run(struct server *s);
 

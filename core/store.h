@@ -49,6 +49,20 @@ const char *store_errmsg(struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);
 
+/*
+ * Batching (the server's mode): every write joins one transaction that stays
+ * open until store_flush() commits it, so all the work of one loop
+ * iteration is one commit; store_begin/commit/rollback become savepoints
+ * inside it. A caller must not promise durability (answer 202, acknowledge
+ * a callback) before store_flush() returned 0.
+ */
+void store_set_batching(struct store *s, int on);
+/* 1 when writes wait for store_flush(). */
+int store_pending(struct store *s);
+/* Commits the shared transaction. 0, or <0 when everything since the last
+ * flush was rolled back. */
+int store_flush(struct store *s);
+
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);

@@ -15,7 +15,7 @@
 #define SCHEMA_VERSION 1
 
 enum {
-	Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+	Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
 	Q_META_GET, Q_META_SET,
 	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_COUNT,
 	Q_IDEM_GET, Q_IDEM_PUT,
@@ -35,6 +35,9 @@ static const char *const sql[Q_COUNT] = {
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_SAVEPOINT] = "SAVEPOINT sp",
+	[Q_RELEASE] = "RELEASE sp",
+	[Q_ROLLBACK_TO] = "ROLLBACK TO sp",
 	[Q_META_GET] = "SELECT value FROM meta WHERE key=?1",
 	[Q_META_SET] = "INSERT INTO meta(key,value) VALUES(?1,?2) "
 		       "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -122,6 +125,9 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
 	int in_tx;
+	int batching; /* writes join one transaction, committed by store_flush */
+	int open;     /* that transaction is open */
+	int depth;    /* store_begin nesting (savepoints) inside it */
 	char err[256];
 };
 
@@ -169,6 +175,28 @@ static int exec_stmt(struct store *s, sqlite3_stmt *st)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return ret;
+}
+
+/* In batching mode, opens the shared write transaction on first use. */
+static int ensure_tx(struct store *s)
+{
+	if (!s->batching || s->open)
+		return 0;
+	int rc = exec_stmt(s, q(s, Q_BEGIN));
+	if (rc == 0)
+		s->open = 1;
+	return rc;
+}
+
+static int write_stmt(struct store *s, sqlite3_stmt *st)
+{
+	int rc = ensure_tx(s);
+	if (rc < 0) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return rc;
+	}
+	return exec_stmt(s, st);
 }
 
 static int exec_sql(struct store *s, const char *text)
@@ -239,7 +267,7 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 	char pragmas[256];
 	snprintf(pragmas, sizeof pragmas,
 		 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-		 "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;",
+		 "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=4000;",
 		 fsync ? "FULL" : "NORMAL");
 	if (exec_sql(s, pragmas) < 0 || migrate(s, err, errlen) < 0) {
 		if (!err[0] || strncmp(err, "store", 5) != 0)
@@ -272,6 +300,14 @@ void store_close(struct store *s)
 
 int store_begin(struct store *s)
 {
+	if (s->batching) {
+		int rc = ensure_tx(s);
+		if (rc == 0)
+			rc = exec_stmt(s, q(s, Q_SAVEPOINT));
+		if (rc == 0)
+			s->depth++;
+		return rc;
+	}
 	int rc = exec_stmt(s, q(s, Q_BEGIN));
 	if (rc == 0)
 		s->in_tx = 1;
@@ -280,6 +316,12 @@ int store_begin(struct store *s)
 
 int store_commit(struct store *s)
 {
+	if (s->batching) {
+		if (s->depth <= 0)
+			return 0;
+		s->depth--;
+		return exec_stmt(s, q(s, Q_RELEASE));
+	}
 	int rc = exec_stmt(s, q(s, Q_COMMIT));
 	if (rc < 0) {
 		store_rollback(s);
@@ -291,9 +333,39 @@ int store_commit(struct store *s)
 
 void store_rollback(struct store *s)
 {
+	if (s->batching) {
+		if (s->depth <= 0)
+			return;
+		s->depth--;
+		exec_stmt(s, q(s, Q_ROLLBACK_TO));
+		exec_stmt(s, q(s, Q_RELEASE));
+		return;
+	}
 	if (sqlite3_get_autocommit(s->db) == 0)
 		exec_stmt(s, q(s, Q_ROLLBACK));
 	s->in_tx = 0;
+}
+
+void store_set_batching(struct store *s, int on)
+{
+	s->batching = on;
+}
+
+int store_pending(struct store *s)
+{
+	return s->open;
+}
+
+int store_flush(struct store *s)
+{
+	if (!s->open)
+		return 0;
+	s->depth = 0;
+	int rc = exec_stmt(s, q(s, Q_COMMIT));
+	if (rc < 0 && sqlite3_get_autocommit(s->db) == 0)
+		exec_stmt(s, q(s, Q_ROLLBACK));
+	s->open = 0;
+	return rc;
 }
 
 int store_meta_get(struct store *s, const char *key, char *out, size_t outlen)
@@ -317,7 +389,7 @@ int store_meta_set(struct store *s, const char *key, const char *value)
 	sqlite3_stmt *st = q(s, Q_META_SET);
 	bind_text(st, 1, key);
 	bind_text(st, 2, value);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 static void bind_job(sqlite3_stmt *st, const struct job *j)
@@ -355,14 +427,14 @@ int store_job_insert(struct store *s, const struct job *j)
 {
 	sqlite3_stmt *st = q(s, Q_JOB_INSERT);
 	bind_job(st, j);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_job_update(struct store *s, const struct job *j)
 {
 	sqlite3_stmt *st = q(s, Q_JOB_UPDATE);
 	bind_job(st, j);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 static char *col_dup(sqlite3_stmt *st, int i)
@@ -517,7 +589,7 @@ int store_idem_put(struct store *s, const char *customer, const char *key,
 	bind_text(st, 3, hash);
 	bind_text(st, 4, job_id);
 	sqlite3_bind_int64(st, 5, now);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
@@ -531,7 +603,7 @@ int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
 	sqlite3_bind_int64(st, 4, due_at);
 	bind_text(st, 5, owner);
 	sqlite3_bind_int64(st, 6, owner ? lease_until : 0);
-	int rc = exec_stmt(s, st);
+	int rc = write_stmt(s, st);
 	if (rc == 0 && id)
 		*id = sqlite3_last_insert_rowid(s->db);
 	return rc;
@@ -540,6 +612,10 @@ int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
 int store_work_claim(struct store *s, const char *owner, int64_t now,
 		     int64_t lease_ms, struct work *out, size_t max, size_t *n)
 {
+	*n = 0;
+	int trc = ensure_tx(s);
+	if (trc < 0)
+		return trc;
 	sqlite3_stmt *st = q(s, Q_WORK_CLAIM);
 	bind_text(st, 1, owner);
 	sqlite3_bind_int64(st, 2, now + lease_ms);
@@ -568,7 +644,7 @@ int store_work_done(struct store *s, int64_t id)
 {
 	sqlite3_stmt *st = q(s, Q_WORK_DONE);
 	sqlite3_bind_int64(st, 1, id);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries)
@@ -577,7 +653,7 @@ int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, due_at);
 	sqlite3_bind_int(st, 3, tries);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
@@ -588,7 +664,7 @@ int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
 	bind_text(st, 1, job_id);
 	sqlite3_bind_int(st, 2, kind ? (int)kind : WORK_DELIVER);
 	sqlite3_bind_int64(st, 3, keep_id);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_work_next_due(struct store *s, int64_t now, int64_t *due)
@@ -610,14 +686,14 @@ int store_work_release(struct store *s, const char *owner)
 {
 	sqlite3_stmt *st = q(s, Q_WORK_RELEASE);
 	bind_text(st, 1, owner);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_work_release_prefix(struct store *s, const char *prefix)
 {
 	sqlite3_stmt *st = q(s, Q_WORK_RELEASE_P);
 	bind_text(st, 1, prefix);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 json_t *store_work_owners(struct store *s)
@@ -646,14 +722,14 @@ int store_delivery_insert(struct store *s, const struct delivery *d)
 {
 	sqlite3_stmt *st = q(s, Q_DLV_INSERT);
 	bind_delivery(st, d);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_delivery_update(struct store *s, const struct delivery *d)
 {
 	sqlite3_stmt *st = q(s, Q_DLV_UPDATE);
 	bind_delivery(st, d);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_delivery_get(struct store *s, const char *id, struct delivery *d)
@@ -696,7 +772,7 @@ int store_attempt_insert(struct store *s, const char *delivery_id,
 	sqlite3_bind_double(st, 5, latency_ms);
 	bind_text(st, 6, error);
 	bind_text(st, 7, script_version);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 static json_t *time_json(int64_t ms)
@@ -768,7 +844,7 @@ int store_callback_insert(struct store *s, const char *job_id, const char *provi
 		sqlite3_bind_text(st, 5, body, (int)bodylen, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 5);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 int store_event_add(struct store *s, const char *job_id, int64_t at,
@@ -779,7 +855,7 @@ int store_event_add(struct store *s, const char *job_id, int64_t at,
 	sqlite3_bind_int64(st, 2, at);
 	bind_text(st, 3, kind);
 	bind_text(st, 4, detail);
-	return exec_stmt(s, st);
+	return write_stmt(s, st);
 }
 
 json_t *store_job_events(struct store *s, const char *job_id)

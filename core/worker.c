@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #define DRAIN_MS 10000
+
+void worker_commit(struct worker *w);
 #define RELOAD_DEBOUNCE_MS 100
 
 static atomic_int stop_requested[64];
@@ -35,6 +37,8 @@ static void finish_drain(struct worker *w)
 	api_abort_all(w);
 	if (store_work_release(w->store, w->owner) < 0)
 		log_warn("store: releasing leases: %s", store_errmsg(w->store));
+	worker_commit(w);
+	server_run(w->server);
 	loop_stop(w->loop);
 }
 
@@ -66,15 +70,34 @@ static void begin_drain(struct worker *w)
 	loop_timer_set(w->loop, &drain_timer[w->index], loop_now_ms());
 }
 
+void worker_commit(struct worker *w)
+{
+	for (int round = 0; round < 1000 && (store_pending(w->store) || w->nafter); round++) {
+		int rc = store_flush(w->store);
+		if (rc < 0)
+			log_warn("store: commit failed: %s", store_errmsg(w->store));
+		server_release(w->server, rc == 0);
+		size_t n = w->nafter;
+		struct work *list = w->after;
+		w->after = NULL;
+		w->nafter = w->capafter = 0;
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			engine_dispatch(w, &list[i]);
+		free(list);
+	}
+}
+
 static void idle(void *arg)
 {
 	struct worker *w = arg;
 	if (atomic_load(&stop_requested[w->index]))
 		begin_drain(w);
 	api_flush(w);
-	while (server_need_run(w->server)) {
+	worker_commit(w);
+	for (int i = 0; i < 64 && server_need_run(w->server); i++) {
 		server_run(w->server);
 		api_flush(w);
+		worker_commit(w);
 	}
 }
 
@@ -152,6 +175,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	if (!w->store)
 		return -1;
 	store_set_max_size(w->store, (long long)w->cfg->store_max_mb * 1024 * 1024);
+	store_set_batching(w->store, 1);
 	w->scripts = script_host_new(w->cfg);
 	char serr[512];
 	if (!w->scripts) {
@@ -190,5 +214,6 @@ void worker_join(struct worker *w)
 	script_host_free(w->scripts);
 	store_close(w->store);
 	json_decref(w->jwks);
+	free(w->after);
 	loop_free(w->loop);
 }

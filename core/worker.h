@@ -19,6 +19,7 @@ struct store;
 struct script_host;
 struct server;
 struct request;
+struct work;
 
 struct worker {
 	int index;
@@ -47,10 +48,16 @@ struct worker {
 	int64_t reload_at;             /* debounce: refresh scripts at this time */
 	int stopping;
 	long inflight_steps;           /* provider steps and deliveries running */
+	struct work *after;            /* work to start once the store commits */
+	size_t nafter, capafter;
 
 	pthread_t thread;
 	int started;
 };
+
+/* Commits the store's pending writes, releases the answers held for them
+ * and starts the work that waited for them. */
+void worker_commit(struct worker *w);
 
 /* Creates and starts a worker thread; 0 or -1 with err. */
 int worker_start(struct worker *w, char *err, size_t errlen);

@@ -37,8 +37,9 @@ local function from_body(b, job, ctx, phase)
 		local wait = tonumber(U.val(b.retry_after))
 		if phase == "submit" and rate_limited(m) then return { state = "retry", retry_in = wait } end
 		if phase == "poll" and rate_limited(m) then return { state = "processing", poll_in = wait or 30 } end
-		-- An error in a submit answer is the provider refusing the request, as its 4xx answers do.
-		return U.failed(m, phase == "submit" and "PROVIDER_REJECTED" or "PROVIDER_FAILURE", id)
+		-- An error in a submit answer without an id is the provider refusing the request (as
+		-- its 4xx answers do); with an id, a generation ran and failed at once.
+		return U.failed(m, (phase == "submit" and not id) and "PROVIDER_REJECTED" or "PROVIDER_FAILURE", id)
 	end
 	if id or phase ~= "submit" then return { state = "processing", request_id = id } end
 	return U.failed("ModelsLab: unexpected status " .. tostring(st), "PROVIDER_FAILURE")

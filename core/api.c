@@ -59,18 +59,24 @@ static const struct config_customer *authenticate(struct request *r)
 	return c;
 }
 
+/* The run answer, {"job_id","status","model_id","request_id","message"};
+ * built as text since it is on the ingest path of every job. */
 static void respond_run_shape(struct request *r, unsigned status, const struct job *j)
 {
-	json_t *o = json_object();
-	json_object_set_new(o, "job_id", json_string(j->id));
-	json_object_set_new(o, "status", json_string(job_terminal(j->status)
-				? job_status_name(j->status) : "processing"));
-	json_object_set_new(o, "model_id", json_string(j->model_id));
-	json_object_set_new(o, "request_id", j->request_id ? json_string(j->request_id) : json_null());
-	char msg[160];
-	snprintf(msg, sizeof msg, "accepted; poll GET /v1/jobs/%s or wait for the webhook", j->id);
-	json_object_set_new(o, "message", json_string(msg));
-	server_respond_json(r, status, o);
+	struct buf b;
+	buf_init(&b, 4096);
+	buf_adds(&b, "{\"job_id\":");
+	buf_add_json_str(&b, j->id);
+	buf_adds(&b, ",\"status\":");
+	buf_add_json_str(&b, job_terminal(j->status) ? job_status_name(j->status) : "processing");
+	buf_adds(&b, ",\"model_id\":");
+	buf_add_json_str(&b, j->model_id);
+	buf_adds(&b, ",\"request_id\":");
+	buf_add_json_str(&b, j->request_id);
+	buf_printf(&b, ",\"message\":\"accepted; poll GET /v1/jobs/%s or wait for the webhook\"}", j->id);
+	size_t len;
+	char *text = buf_steal(&b, &len);
+	server_respond_raw(r, status, text, len, "application/json");
 }
 
 /* ---------- waiters (sync runs and long-polls) ---------- */
@@ -182,7 +188,8 @@ void api_abort_all(struct worker *w)
 
 /* ---------- POST /v1/models/{model}/run ---------- */
 
-/* Resolves a model id to its targets ("provider:model" list). NULL: unknown. */
+/* Resolves a model id to its targets: a "provider:model" string for one
+ * target, an array of them for an alias. NULL: unknown. Caller owns. */
 static json_t *resolve_model(struct worker *w, const char *model)
 {
 	const char *colon = strchr(model, ':');
@@ -195,7 +202,7 @@ static json_t *resolve_model(struct worker *w, const char *model)
 		prov[n] = '\0';
 		if (!script_exists(w->scripts, SCRIPT_PROVIDER, prov))
 			return NULL;
-		return json_pack("[s]", model);
+		return json_string(model);
 	}
 	const struct config_alias *a = config_alias(w->cfg, model);
 	if (a) {
@@ -207,7 +214,7 @@ static json_t *resolve_model(struct worker *w, const char *model)
 	char prov[64], target[MODEL_MAX + 80];
 	if (script_route(w->scripts, model, prov, sizeof prov) == 0) {
 		snprintf(target, sizeof target, "%s:%s", prov, model);
-		return json_pack("[s]", target);
+		return json_string(target);
 	}
 	return NULL;
 }
@@ -314,8 +321,19 @@ static void handle_run(struct request *r, const char *model)
 	sign_random_id("job_", j->id, sizeof j->id);
 	j->customer = strdup(c->name);
 	j->model_id = strdup(model);
-	j->targets = json_dumps(targets, JSON_COMPACT);
-	const char *first = json_string_value(json_array_get(targets, 0));
+	const char *first;
+	if (json_is_string(targets)) {
+		struct buf tb;
+		buf_init(&tb, MODEL_MAX + 128);
+		buf_add(&tb, "[", 1);
+		buf_add_json_str(&tb, json_string_value(targets));
+		buf_add(&tb, "]", 1);
+		j->targets = buf_steal(&tb, NULL);
+		first = json_string_value(targets);
+	} else {
+		j->targets = json_dumps(targets, JSON_COMPACT);
+		first = json_string_value(json_array_get(targets, 0));
+	}
 	const char *colon = strchr(first, ':');
 	j->provider = strndup(first, (size_t)(colon - first));
 	j->model = strdup(colon + 1);

@@ -383,8 +383,12 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 		j->completed_at = now;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
-	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?}", "status",
-		  job_status_name(j->status), "error", j->error_code, "provider", j->provider));
+	/* script_version: the provider script running when the job ended (the
+	 * one whose on_submitted, on_callback or on_polled gave the result). */
+	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?}", "status",
+		  job_status_name(j->status), "error", j->error_code, "provider", j->provider,
+		  "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,
+								 j->provider) : NULL));
 	if (!j->webhook_url)
 		return 0;
 	struct delivery d = {0};
@@ -968,6 +972,16 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	char *body = NULL;
 	size_t bodylen = 0;
 	struct curl_slist *hl = NULL;
+	int has_ct = 0;
+	if (!version && strcmp(hook, "default") != 0) {
+		/* The customer's shape is not loaded (removed, or broken since
+		 * start-up): retry on the schedule rather than send another shape. */
+		metrics_inc(M_SCRIPT_ERRORS);
+		char msg[ERR_MAX];
+		snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: not loaded", hook);
+		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL);
+		goto done;
+	}
 	if (script_exists(w->scripts, SCRIPT_HOOK, hook)) {
 		json_t *out = NULL;
 		struct script_ctx ctx = {0};
@@ -1008,6 +1022,8 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			if (!sv || !header_ok(k) || !header_ok(sv) ||
 			    strncasecmp(k, "webhook-", 8) == 0 || strcasecmp(k, "content-length") == 0)
 				continue;
+			if (strcasecmp(k, "content-type") == 0)
+				has_ct = 1;
 			char line[4096];
 			snprintf(line, sizeof line, "%s: %s", k, sv);
 			hl = curl_slist_append(hl, line);
@@ -1034,7 +1050,8 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		snprintf(line, sizeof line, "webhook-signature: %s", sig);
 		hl = curl_slist_append(hl, line);
 	}
-	hl = curl_slist_append(hl, "Content-Type: application/json");
+	if (!has_ct)
+		hl = curl_slist_append(hl, "Content-Type: application/json");
 	hl = curl_slist_append(hl, "Expect:");
 	struct deliver_step *ds = calloc(1, sizeof *ds);
 	ds->base.w = w;

@@ -4,8 +4,10 @@
  *   genrelay serve [--config FILE]
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
+ *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
  *   genrelay version
  */
+#include "cli_scripts.h"
 #include "config.h"
 #include "log.h"
 #include "script.h"
@@ -35,6 +37,7 @@ static void usage(FILE *f)
 		"usage: genrelay serve [--config FILE]\n"
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
+		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
 		"       genrelay version\n");
 }
 
@@ -337,6 +340,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
 		return scripts_check(argc - 3, argv + 3);
+	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
+		return cli_scripts_test(argc - 3, argv + 3);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -26,6 +26,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,36 +401,161 @@ static int budget_raise(lua_State *L, struct vm *vm)
 }
 
 /*
- * A string, table or utf8 library function, charged one instruction per 64
- * bytes of its string arguments and per 64 elements of its table arguments
- * before it runs (string.rep: per 64 bytes of its result, after it ran; the
- * memory cap bounds it). The count hook never runs inside C, so without this
- * a loop of a few instructions around a scan of a large string could run for
- * minutes within the budget. Upvalues: the function, is_rep.
+ * How a wrapped C function is charged against the instruction budget. The
+ * count hook never runs inside C functions, so without this a loop of a few
+ * instructions around a scan of a large string (or a C loop bounded only by
+ * an integer argument, like string.rep("", 2^62) or table.move) could run
+ * for minutes or forever within the budget. One instruction is charged per
+ * CHARGE_UNIT bytes or elements of work; the rules avoid charging common
+ * linear patterns quadratically (appends, anchored matches, s:sub(i, i)).
  */
+#define CHARGE_UNIT 8
+enum charge_kind {
+	CH_NONE = -1,
+	CH_OUT,    /* the strings and values it returns */
+	CH_SCAN,   /* its string arguments, plus CH_OUT */
+	CH_FIND,   /* string.find / match: what was scanned, plus CH_OUT */
+	CH_REP,    /* string.rep: the count, plus CH_OUT */
+	CH_SORT,   /* table.sort: n log n */
+	CH_SHIFT,  /* table.insert / remove: the length when it shifts or __len is set */
+	CH_MOVE,   /* table.move: the range */
+};
+
+static enum charge_kind charge_kind_of(const char *lib, const char *fn)
+{
+	if (strcmp(lib, "string") == 0) {
+		if (!strcmp(fn, "find") || !strcmp(fn, "match"))
+			return CH_FIND;
+		if (!strcmp(fn, "gsub") || !strcmp(fn, "gmatch"))
+			return CH_SCAN;
+		if (!strcmp(fn, "rep"))
+			return CH_REP;
+		return CH_OUT;
+	}
+	if (strcmp(lib, "table") == 0) {
+		if (!strcmp(fn, "sort"))
+			return CH_SORT;
+		if (!strcmp(fn, "insert") || !strcmp(fn, "remove"))
+			return CH_SHIFT;
+		if (!strcmp(fn, "move"))
+			return CH_MOVE;
+		return CH_OUT;
+	}
+	if (strcmp(lib, "utf8") == 0 || strcmp(lib, "cjson") == 0 || strcmp(lib, "ctx") == 0)
+		return CH_SCAN;
+	return CH_NONE;
+}
+
+/* Adds units of work to the count; raises the budget error when spent. */
+static void charge(lua_State *L, struct vm *vm, double units)
+{
+	if (units >= 1) {
+		double total = (double)vm->count + units / CHARGE_UNIT;
+		vm->count = total >= (double)vm->budget ? vm->budget : (long)total;
+	}
+	if (vm->count >= vm->budget || vm->budget_hit)
+		budget_raise(L, vm);
+}
+
+/* Length of the table at 1 as the table library sees it (__len counts). */
+static double table_len(lua_State *L)
+{
+	double n;
+	if (lua_type(L, 1) != LUA_TTABLE)
+		return 0;
+	if (luaL_getmetafield(L, 1, "__len") == LUA_TNIL)
+		return (double)lua_rawlen(L, 1);
+	lua_pop(L, 1);
+	lua_len(L, 1);
+	n = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : 0;
+	lua_pop(L, 1);
+	return n;
+}
+
+/* The wrapper: upvalue 1 the function, upvalue 2 its charge_kind. */
 static int sb_charged(lua_State *L)
 {
 	struct vm *vm = vm_of(L);
-	int n = lua_gettop(L), is_rep = lua_toboolean(L, lua_upvalueindex(2));
-	size_t bytes = 0;
+	int n = lua_gettop(L), kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+	double pre = 0, post = 0, slen = 0, init = 1;
+	int anchored = 0, nres;
 
-	for (int i = 1; i <= n && !is_rep; i++) {
-		int t = lua_type(L, i);
-		if (t == LUA_TSTRING || t == LUA_TTABLE)
-			bytes += lua_rawlen(L, i);
+	switch (kind) {
+	case CH_SCAN:
+		for (int i = 1; i <= n; i++)
+			if (lua_type(L, i) == LUA_TSTRING)
+				pre += (double)lua_rawlen(L, i);
+		break;
+	case CH_FIND:
+		if (lua_type(L, 1) == LUA_TSTRING) {
+			slen = (double)lua_rawlen(L, 1);
+			if (lua_type(L, 3) == LUA_TNUMBER) {
+				init = (double)lua_tonumber(L, 3);
+				if (init < 0)
+					init = slen + init + 1;
+				if (init < 1)
+					init = 1;
+			}
+			anchored = lua_type(L, 2) == LUA_TSTRING && lua_tostring(L, 2)[0] == '^' &&
+				   !lua_toboolean(L, 4);
+		}
+		break;
+	case CH_REP:
+		/* rep("", n) loops n times making nothing; otherwise its output
+		 * (charged below, capped by memory) bounds its work */
+		if (lua_type(L, 2) == LUA_TNUMBER && lua_tonumber(L, 2) > 0 &&
+		    lua_type(L, 1) == LUA_TSTRING && lua_rawlen(L, 1) == 0 &&
+		    (lua_type(L, 3) != LUA_TSTRING || lua_rawlen(L, 3) == 0))
+			pre = (double)lua_tonumber(L, 2);
+		break;
+	case CH_SORT: {
+		double m = table_len(L);
+		pre = m > 1 ? m * log2(m) * CHARGE_UNIT : 0;
+		break;
 	}
-	vm->count += (long)(bytes / 64);
-	if (vm->count >= vm->budget || vm->budget_hit)
-		return budget_raise(L, vm);
+	case CH_SHIFT: {
+		/* the elements shifted: from the position given to the end */
+		int pos_arg = n >= (lua_toboolean(L, lua_upvalueindex(3)) ? 2 : 3);
+		int has_len = 0;
+		if (lua_type(L, 1) == LUA_TTABLE && luaL_getmetafield(L, 1, "__len") != LUA_TNIL) {
+			lua_pop(L, 1);
+			has_len = 1;
+		}
+		if (has_len || pos_arg) {
+			double len = table_len(L);
+			double pos = pos_arg && lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : len;
+			pre = len - pos + 1 > 0 ? len - pos + 1 : 0;
+			if (has_len && !pos_arg)
+				pre = len > 0 ? 1 : 0;
+			if (has_len && pos < 1)
+				pre = len;
+		}
+		break;
+	}
+	case CH_MOVE:
+		if (lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER &&
+		    lua_tonumber(L, 3) >= lua_tonumber(L, 2))
+			pre = (double)lua_tonumber(L, 3) - (double)lua_tonumber(L, 2) + 1;
+		pre *= 4;
+		break;
+	}
+	charge(L, vm, pre);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, n, LUA_MULTRET);
-	if (is_rep && lua_gettop(L) >= 1 && lua_type(L, -1) == LUA_TSTRING) {
-		vm->count += (long)(lua_rawlen(L, -1) / 64);
-		if (vm->count >= vm->budget)
-			return budget_raise(L, vm);
+	nres = lua_gettop(L);
+	post = nres;
+	for (int i = 1; i <= nres; i++)
+		if (lua_type(L, i) == LUA_TSTRING)
+			post += (double)lua_rawlen(L, i);
+	if (kind == CH_FIND && !anchored && init <= slen) {
+		if (nres >= 1 && lua_isnil(L, 1))
+			post += slen - init + 1;
+		else if (nres >= 2 && lua_type(L, 2) == LUA_TNUMBER)
+			post += (double)lua_tonumber(L, 2) - init + 1;
 	}
-	return lua_gettop(L);
+	charge(L, vm, post);
+	return nres;
 }
 
 /* Joins the arguments with tabs into a log line tagged with the script. */
@@ -831,14 +957,12 @@ static void copy_fields(lua_State *L, int src, const char *const *names)
 	}
 }
 
-static int sb_charged(lua_State *L);
-
 /*
  * Copies every field of the table at src except those listed (pushed).
- * With charge, functions are wrapped by sb_charged so that the work they do
- * in C counts against the instruction budget.
+ * Functions are wrapped by sb_charged as charge_kind_of(lib, name) says, so
+ * that the work they do in C counts against the instruction budget.
  */
-static void copy_except(lua_State *L, int src, const char *const *skip, int charge)
+static void copy_except(lua_State *L, int src, const char *const *skip, const char *lib)
 {
 	src = lua_absindex(L, src);
 	lua_newtable(L);
@@ -853,11 +977,14 @@ static void copy_except(lua_State *L, int src, const char *const *skip, int char
 			lua_pop(L, 1);
 			continue;
 		}
-		if (charge && lua_type(L, -1) == LUA_TFUNCTION) {
-			int is_rep = lua_type(L, -2) == LUA_TSTRING &&
-				     strcmp(lua_tostring(L, -2), "rep") == 0;
-			lua_pushboolean(L, is_rep);
-			lua_pushcclosure(L, sb_charged, 2);
+		if (lua_type(L, -1) == LUA_TFUNCTION && lua_type(L, -2) == LUA_TSTRING) {
+			const char *fn = lua_tostring(L, -2);
+			enum charge_kind k = charge_kind_of(lib, fn);
+			if (k != CH_NONE) {
+				lua_pushinteger(L, k);
+				lua_pushboolean(L, strcmp(fn, "remove") == 0);
+				lua_pushcclosure(L, sb_charged, 3);
+			}
 		}
 		lua_pushvalue(L, -2);
 		lua_insert(L, -2);
@@ -881,6 +1008,14 @@ static void cjson_setup(lua_State *L)
 	lua_getfield(L, m, "decode");
 	lua_pushcclosure(L, sb_json_decode, 1);
 	lua_setfield(L, m, "decode");
+	for (int i = 0; i < 2; i++) {
+		const char *fn = i ? "decode" : "encode";
+		lua_getfield(L, m, fn);
+		lua_pushinteger(L, CH_SCAN);
+		lua_pushboolean(L, 0);
+		lua_pushcclosure(L, sb_charged, 3);
+		lua_setfield(L, m, fn);
+	}
 }
 
 struct setup_args {
@@ -953,13 +1088,13 @@ static int vm_setup(lua_State *L)
 	lua_setfield(L, S, "require");
 	lua_pushcfunction(L, sb_log);
 	lua_setfield(L, S, "print");
-	copy_except(L, str, no_dump, 1);
+	copy_except(L, str, no_dump, "string");
 	lua_setfield(L, S, "string");
-	copy_except(L, tbl, none, 1);
+	copy_except(L, tbl, none, "table");
 	lua_setfield(L, S, "table");
-	copy_except(L, mth, no_seed, 0);
+	copy_except(L, mth, no_seed, "math");
 	lua_setfield(L, S, "math");
-	copy_except(L, utf, none, 1);
+	copy_except(L, utf, none, "utf8");
 	lua_setfield(L, S, "utf8");
 	copy_fields(L, os, os_names);
 	lua_setfield(L, S, "os");
@@ -990,8 +1125,10 @@ static int vm_setup(lua_State *L)
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &K_LOADED);
 
 	/* ctx: built once, per-call fields set by the caller */
-	lua_createtable(L, 0, 24);
+	lua_createtable(L, 0, 16);
 	luaL_setfuncs(L, ctx_fns, 0);
+	copy_except(L, -1, none, "ctx");
+	lua_remove(L, -2);
 	lua_pushvalue(L, cj);
 	lua_setfield(L, -2, "json");
 	lua_pushlightuserdata(L, NULL);

@@ -177,7 +177,7 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 				MHD_OPTION_CONNECTION_LIMIT, limit,
 				MHD_OPTION_CONNECTION_TIMEOUT,
 				(unsigned)w->cfg->connection_timeout_s,
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				MHD_OPTION_END);
 	if (!s->d) {

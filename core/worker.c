@@ -26,11 +26,13 @@
 
 void worker_commit(struct worker *w);
 #define RELOAD_DEBOUNCE_MS 100
+#define RELOAD_MAX_DELAY_MS 400 /* a stream of events cannot hold a reload back longer */
 
 static atomic_int stop_requested[64];
 static struct loop_timer drain_timer[64];
 static struct loop_timer reload_timer[64];
 static int64_t drain_deadline[64];
+static int64_t reload_first_event[64];
 
 static void finish_drain(struct worker *w)
 {
@@ -123,7 +125,12 @@ static void inotify_cb(struct loop_io *io, uint32_t events)
 	(void)events;
 	while (read(io->fd, buf, sizeof buf) > 0)
 		;
-	loop_timer_set(w->loop, &reload_timer[w->index], loop_now_ms() + RELOAD_DEBOUNCE_MS);
+	int64_t now = loop_now_ms(), at = now + RELOAD_DEBOUNCE_MS;
+	if (!loop_timer_active(&reload_timer[w->index]))
+		reload_first_event[w->index] = now;
+	else if (at > reload_first_event[w->index] + RELOAD_MAX_DELAY_MS)
+		at = reload_first_event[w->index] + RELOAD_MAX_DELAY_MS;
+	loop_timer_set(w->loop, &reload_timer[w->index], at);
 }
 
 static void watch_scripts(struct worker *w)

@@ -469,6 +469,27 @@ static void test_sandbox(void)
 	check_blocked("local t = {} while true do local ok = pcall(function() t[#t + 1] = ('y'):rep(4096) .. #t end) end",
 		      "exceeded");
 	check_blocked("return ('x'):rep(2^40)", "too large");
+	check_blocked("return ('x'):rep(2^40, ',')", "too large");
+	check_blocked("return (''):rep(math.maxinteger)", "instruction budget exceeded");
+	check_blocked("return (''):rep(math.maxinteger, '')", "instruction budget exceeded");
+	check_blocked("return table.move({}, 1, math.maxinteger - 1, 2)", "instruction budget exceeded");
+	check_blocked("local t = setmetatable({}, { __len = function() return math.maxinteger end })"
+		      " table.insert(t, 1, 'x')", "instruction budget exceeded");
+	check_blocked("local t = setmetatable({}, { __len = function() return math.maxinteger end })"
+		      " return table.remove(t, 1)", "instruction budget exceeded");
+	check_blocked("local t = setmetatable({}, { __index = tostring }) return #table.concat(t, '', 1, 1e15)",
+		      "exceeded");
+	/* linear patterns stay linear: appends, pops, anchored and advancing scans, s:sub(i, i) */
+	check_eval("local t = {} for i = 1, 30000 do table.insert(t, i) end"
+		   " for i = 1, 29000 do table.remove(t) end return #t", "1000");
+	check_eval("local s = ('ab '):rep(20000) local n, pos = 0, 1"
+		   " while true do local a, b = s:find('%s', pos) if not a then break end n = n + 1 pos = b + 1 end"
+		   " return n", "20000");
+	check_eval("local s = ('ab '):rep(20000) local n, pos = 0, 1"
+		   " while pos <= #s do local w = s:match('^%S+', pos) if w then n = n + 1 pos = pos + #w"
+		   " else pos = pos + 1 end end return n", "20000");
+	check_eval("local s = ('abc'):rep(20000) local n = 0"
+		   " for i = 1, #s do if s:sub(i, i) == 'a' then n = n + 1 end end return n", "20000");
 	check_blocked("local t = {} while true do pcall(function() t[#t + 1] = ('y'):rep(4096) .. #t end) end",
 		      "memory cap exceeded");
 	check_blocked("local t = {} while true do xpcall(function() t[#t + 1] = ('y'):rep(4096) .. #t end, print) end",
@@ -836,7 +857,7 @@ static void bench(void)
 	struct script_ctx ctx = { "good", "http://127.0.0.1:8080/v1/callbacks/good/job_01HXYZ/tok", NULL };
 	struct timespec a, b;
 	char err[256];
-	int n = 2000, fails = 0;
+	int n = getenv("GENRELAY_BENCH_N") ? atoi(getenv("GENRELAY_BENCH_N")) : 2000, fails = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	for (int i = 0; i < n; i++) {
@@ -892,7 +913,7 @@ int main(void)
 	free(cfg->scripts);
 	cfg->scripts = strdup(root);
 	cfg->lua_instructions = 2000000;
-	cfg->lua_memory_mb = 16;
+	cfg->lua_memory_mb = 8;
 	json_decref(cfg->providers);
 	cfg->providers = J("{\"good\":{\"key\":\"good-secret\",\"base_url\":\"http://sim/good\",\"region\":\"eu\","
 			   "\"webhook_secret\":\"ws\",\"Auth_Token\":\"t\",\"password\":\"p\"},"

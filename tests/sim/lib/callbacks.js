@@ -98,7 +98,11 @@ class Sender {
       const attempt = (n) => {
         if (this.closed) return resolve();
         const headers = Object.assign({ 'content-type': 'application/json' }, this.sign(msg.sign, text));
-        const entry = { provider: msg.provider, url: msg.url, ref: msg.ref, kind, attempt: n, status: 0, error: null, at: 0 };
+        const entry = { provider: msg.provider, url: msg.url, ref: msg.ref, kind, attempt: n, status: 0, error: null, at: 0, sent_us: 0 };
+        // When the signed request is handed to the socket, on the monotonic
+        // clock (CLOCK_MONOTONIC, microseconds): what latency benchmarks
+        // compare with a receiver's arrival times.
+        entry.sent_us = Number(process.hrtime.bigint() / 1000n);
         this.post(msg.url, text, headers).then(
           (status) => {
             entry.status = status;

@@ -143,11 +143,12 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 		}
 		/* verify(req, ctx, job): ctx is appended by the host. */
 		args[1] = jarg;
+		err[0] = '\0';
 		rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "verify", args, 2, &ctx,
 				 &res, err, sizeof err);
 		if (rc < 0 || !json_is_true(res)) {
-			const char *why = rc < 0 ? err : json_is_string(res) ? json_string_value(res)
-				: "signature verification failed";
+			/* verify's `false, "reason"`: the reason comes back in err. */
+			const char *why = err[0] ? err : "signature verification failed";
 			metrics_inc(M_CALLBACKS_REJECTED);
 			record(w, j.id, provider, "rejected", r);
 			if (store_commit(w->store) < 0)

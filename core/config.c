@@ -7,6 +7,9 @@
  * type- and range-checked; unknown keys are errors so typos are caught.
  * Error messages name the key and never include a value that may be secret.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "config.h"
 #include "luajson.h"
 

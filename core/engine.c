@@ -963,7 +963,9 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		return;
 	}
 	const struct config_customer *cust = config_customer_by_name(w->cfg, j.customer);
-	const char *hook = j.hook ? j.hook : cust && cust->hook ? cust->hook : "default";
+	/* The customer's hook as configured now (not when the job was made), so
+	 * an operator's change applies to pending deliveries too. */
+	const char *hook = cust && cust->hook ? cust->hook : "default";
 	json_t *event = job_to_json(&j);
 	json_object_set_new(event, "type", json_string(d.event));
 	const char *version = script_version(w->scripts, SCRIPT_HOOK, hook);

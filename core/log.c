@@ -2,6 +2,9 @@
  * log.c: see log.h. Each line is formatted into a stack buffer and written
  * with a single fputs, so stdio's stream lock keeps lines from interleaving.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "log.h"
 
 #include <stdarg.h>

@@ -87,40 +87,64 @@ int luajson_push(lua_State *L, const json_t *v)
 	return push_value(L, v, 1);
 }
 
+/* One step of the path to the value being converted: an object key
+ * (borrowed from the Lua stack or the caller's frame) or an array index. */
+struct seg {
+	const char *key; /* NULL for an index */
+	size_t klen;
+	lua_Integer index;
+};
+
 /* Conversion state for luajson_to_json: the tables on the current path (for
- * cycle detection) and a printable path to the value being converted. */
+ * cycle detection) and the path itself, formatted only on failure. */
 struct conv {
 	const void *seen[LUAJSON_MAX_DEPTH + 1];
 	int depth;
-	char path[256];
+	struct seg segs[LUAJSON_MAX_DEPTH + 1];
+	int nsegs;
 	char *err;
 	size_t errlen;
 };
 
 static json_t *fail(struct conv *c, const char *what)
 {
+	char path[256];
+	size_t n = 0;
+
+	path[0] = '\0';
+	for (int i = 0; i < c->nsegs && n < sizeof path - 1; i++) {
+		const struct seg *g = &c->segs[i];
+		int r;
+		if (g->key)
+			r = snprintf(path + n, sizeof path - n, "%s%.*s", n ? "." : "",
+				     (int)(g->klen > 48 ? 48 : g->klen), g->key);
+		else
+			r = snprintf(path + n, sizeof path - n, "[%lld]", (long long)g->index);
+		if (r < 0)
+			break;
+		n += (size_t)r;
+		if (n >= sizeof path)
+			n = sizeof path - 1;
+	}
 	if (c->err && c->errlen)
-		snprintf(c->err, c->errlen, "%s%s%s", c->path,
-			 c->path[0] ? ": " : "", what);
+		snprintf(c->err, c->errlen, "%s%s%s", path, path[0] ? ": " : "", what);
 	return NULL;
 }
 
-/* Appends ".key" or "[i]" to c->path; returns the old length to restore. */
-static size_t path_push_key(struct conv *c, const char *key, size_t klen)
+static void path_push_key(struct conv *c, const char *key, size_t klen)
 {
-	size_t n = strlen(c->path);
-	if (klen > 48)
-		klen = 48;
-	snprintf(c->path + n, sizeof c->path - n, "%s%.*s", n ? "." : "",
-		 (int)klen, key);
-	return n;
+	struct seg *g = &c->segs[c->nsegs++];
+	g->key = key;
+	g->klen = klen;
+	g->index = 0;
 }
 
-static size_t path_push_index(struct conv *c, lua_Integer i)
+static void path_push_index(struct conv *c, lua_Integer i)
 {
-	size_t n = strlen(c->path);
-	snprintf(c->path + n, sizeof c->path - n, "[%lld]", (long long)i);
-	return n;
+	struct seg *g = &c->segs[c->nsegs++];
+	g->key = NULL;
+	g->klen = 0;
+	g->index = i;
 }
 
 /* Number conversion: integral floats within 2^53 become integers (cjson
@@ -172,12 +196,12 @@ static json_t *array_to_json(lua_State *L, int idx, lua_Integer n,
 	if (!a)
 		return fail(c, "out of memory");
 	for (lua_Integer i = 1; i <= n; i++) {
-		size_t old = path_push_index(c, i);
 		json_t *x;
+		path_push_index(c, i);
 		lua_rawgeti(L, idx, i);
 		x = to_json(L, lua_gettop(L), c);
 		lua_pop(L, 1);
-		c->path[old] = '\0';
+		c->nsegs--;
 		if (!x || json_array_append_new(a, x) < 0) {
 			json_decref(a);
 			return x ? fail(c, "out of memory") : NULL;
@@ -195,7 +219,7 @@ static json_t *object_to_json(lua_State *L, int idx, struct conv *c)
 	while (lua_next(L, idx)) {
 		char kbuf[64];
 		const char *k;
-		size_t klen, old;
+		size_t klen;
 		json_t *x;
 		int kt = lua_type(L, -2);
 
@@ -217,9 +241,9 @@ static json_t *object_to_json(lua_State *L, int idx, struct conv *c)
 			json_decref(o);
 			return fail(c, kbuf);
 		}
-		old = path_push_key(c, k, klen);
+		path_push_key(c, k, klen);
 		x = to_json(L, lua_gettop(L), c);
-		c->path[old] = '\0';
+		c->nsegs--;
 		lua_pop(L, 1);
 		if (!x) {
 			lua_pop(L, 1);
@@ -303,7 +327,7 @@ json_t *luajson_to_json(lua_State *L, int idx, char *err, size_t errlen)
 	struct conv c;
 
 	c.depth = 0;
-	c.path[0] = '\0';
+	c.nsegs = 0;
 	c.err = err;
 	c.errlen = errlen;
 	return to_json(L, lua_absindex(L, idx), &c);

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
@@ -68,6 +69,7 @@ struct vm {
 	/* per call: examples use placeholder secrets and script defaults */
 	int example_mode;
 	const json_t *example_secrets;
+	double now; /* ctx.now() for this call when > 0 */
 	/* registry refs */
 	int ref_table, ref_ctx, ref_config, ref_defaults, ref_find, ref_patterns;
 	size_t npatterns;
@@ -417,7 +419,7 @@ enum charge_kind {
 	CH_FIND,   /* string.find / match: what was scanned, plus CH_OUT */
 	CH_REP,    /* string.rep: the count, plus CH_OUT */
 	CH_SORT,   /* table.sort: n log n */
-	CH_SHIFT,  /* table.insert / remove: the length when it shifts or __len is set */
+	CH_SHIFT,  /* table.insert / remove with a position: the elements shifted */
 	CH_MOVE,   /* table.move: the range */
 };
 
@@ -472,7 +474,8 @@ static double table_len(lua_State *L)
 	return n;
 }
 
-/* The wrapper: upvalue 1 the function, upvalue 2 its charge_kind. */
+/* The wrapper: upvalue 1 the function, 2 its charge_kind, 3 true for
+ * table.remove (whose position is its second argument, not its third). */
 static int sb_charged(lua_State *L)
 {
 	struct vm *vm = vm_of(L);
@@ -513,25 +516,15 @@ static int sb_charged(lua_State *L)
 		pre = m > 1 ? m * log2(m) * CHARGE_UNIT : 0;
 		break;
 	}
-	case CH_SHIFT: {
-		/* the elements shifted: from the position given to the end */
-		int pos_arg = n >= (lua_toboolean(L, lua_upvalueindex(3)) ? 2 : 3);
-		int has_len = 0;
-		if (lua_type(L, 1) == LUA_TTABLE && luaL_getmetafield(L, 1, "__len") != LUA_TNIL) {
-			lua_pop(L, 1);
-			has_len = 1;
-		}
-		if (has_len || pos_arg) {
+	case CH_SHIFT:
+		/* with a position, the elements from there to the end (as __len
+		 * says) are shifted; appending and popping shift nothing */
+		if (n >= (lua_toboolean(L, lua_upvalueindex(3)) ? 2 : 3)) {
 			double len = table_len(L);
-			double pos = pos_arg && lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : len;
+			double pos = lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : 1;
 			pre = len - pos + 1 > 0 ? len - pos + 1 : 0;
-			if (has_len && !pos_arg)
-				pre = len > 0 ? 1 : 0;
-			if (has_len && pos < 1)
-				pre = len;
 		}
 		break;
-	}
 	case CH_MOVE:
 		if (lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER &&
 		    lua_tonumber(L, 3) >= lua_tonumber(L, 2))
@@ -586,6 +579,8 @@ static int sb_load(lua_State *L)
 {
 	int has_env = !lua_isnone(L, 4);
 	luaL_checkany(L, 1);
+	if (lua_type(L, 1) == LUA_TSTRING) /* parsing is work done in C */
+		charge(L, vm_of(L), (double)lua_rawlen(L, 1));
 	lua_settop(L, 4);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, 1);
@@ -674,7 +669,12 @@ static int sb_xpcall(lua_State *L)
 	rethrow_limit(L, vm, st, mem_before);
 	lua_pushvalue(L, 2);
 	lua_insert(L, -2);
-	lua_pcall(L, 1, 1, 0); /* an error in the handler is returned as is */
+	vm->mem_hit = 0;
+	st = lua_pcall(L, 1, 1, 0); /* an error in the handler is returned as is */
+	if (st != LUA_OK)
+		rethrow_limit(L, vm, st, mem_before);
+	else
+		vm->mem_hit |= mem_before;
 	lua_pushboolean(L, 0);
 	lua_insert(L, -2);
 	return 2;
@@ -939,7 +939,12 @@ static int ctx_url_encode(lua_State *L)
 
 static int ctx_now(lua_State *L)
 {
+	struct vm *vm = vm_of(L);
 	struct timespec ts;
+	if (vm->now > 0) {
+		lua_pushnumber(L, vm->now);
+		return 1;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
 	return 1;
@@ -1134,7 +1139,11 @@ static int vm_setup(lua_State *L)
 	lua_pushlightuserdata(L, NULL);
 	lua_setfield(L, -2, "null");
 	vm->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* hide the array marker: a __gc added to it would mark every array
+	 * made later for finalization, and finalizers run without hooks */
 	luajson_array_mt(L);
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 	return 0;
 }
@@ -1410,9 +1419,13 @@ static int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t na
 	*out = NULL;
 	vm->example_mode = example;
 	vm->example_secrets = ex_ctx ? json_object_get(ex_ctx, "secrets") : NULL;
+	vm->now = ctx ? ctx->now : 0;
+	if (ex_ctx && json_is_number(json_object_get(ex_ctx, "now")))
+		vm->now = json_number_value(json_object_get(ex_ctx, "now"));
 	rc = vm_pcall(vm, call_tramp, &c, 2, err, errlen, &base);
 	vm->example_mode = 0;
 	vm->example_secrets = NULL;
+	vm->now = 0;
 	if (rc < 0)
 		return -1;
 	if (c.missing) {
@@ -1786,7 +1799,8 @@ static int libset_scan(struct libset *ls, const char *dir)
 			i++;
 		}
 	}
-	qsort(ls->v, ls->n, sizeof *ls->v, cmp_lib);
+	if (ls->n > 1)
+		qsort(ls->v, ls->n, sizeof *ls->v, cmp_lib);
 	return changed;
 }
 
@@ -1856,11 +1870,10 @@ static int entry_try(struct script_host *h, struct entry *e, const char *src,
 			       sizeof err);
 	if (!vm) {
 		if (e->vm)
-			log_warn("scripts: %s/%s.lua: keeping version %s: %s",
-				 kind_dir[e->kind], e->name, e->vm->version, err);
+			log_warn("scripts: keeping version %s of %s/%s.lua: %s", e->vm->version,
+				 kind_dir[e->kind], e->name, err);
 		else
-			log_warn("scripts: %s/%s.lua: not loaded: %s", kind_dir[e->kind],
-				 e->name, err);
+			log_warn("scripts: not loaded: %s", err);
 		set_last_error(e, err);
 		if (first_err && errlen && !first_err[0])
 			snprintf(first_err, errlen, "%s", err);
@@ -1970,7 +1983,8 @@ static int host_scan(struct script_host *h, char *first_err, size_t errlen, int 
 		free(e->last_error);
 		h->e[i] = h->e[--h->n];
 	}
-	qsort(h->e, h->n, sizeof *h->e, cmp_entry);
+	if (h->n > 1)
+		qsort(h->e, h->n, sizeof *h->e, cmp_entry);
 	return changes;
 }
 

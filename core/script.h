@@ -32,6 +32,7 @@ struct script_ctx {
 	const char *provider;     /* ctx.secret() and ctx.config read this provider's settings; NULL for hooks */
 	const char *callback_url; /* ctx.callback_url, or NULL */
 	json_t *keys;             /* ctx.keys: the provider's cached JWKS "keys" array, or NULL */
+	double now;               /* ctx.now() returns this when > 0 (tests); else the wall clock */
 };
 
 /* Creates a host for cfg (borrowed for the host's lifetime). Loads nothing. */

@@ -8,20 +8,23 @@
  *   POST /fal/...   a fal queue submit: 200 {"request_id":"bench-N",...}
  *                   (used by the ingest runs, so genrelay's submit step has a
  *                   provider to talk to that costs next to nothing)
+ *   POST /raw/...   a provider callback posted straight here (the end-to-end
+ *                   ceiling: provsim without genrelay): counted and recorded
+ *                   (by the body's "request_id") without a signature check, 204
  *   POST (other)    a webhook delivery: the Standard Webhooks signature is
  *                   verified (HMAC-SHA256 of "id.timestamp.body" under the
  *                   --secret key, every "v1,<base64>" entry), the arrival is
  *                   recorded (job_id from the body, CLOCK_MONOTONIC ns taken
  *                   when the request's headers are parsed) and answered 204,
  *                   or 401 when the signature does not verify.
- *   GET  /_stats    {"webhooks","verified","bad","fal_submits","first_ns","last_ns","now_ns"}
+ *   GET  /_stats    {"webhooks","verified","bad","raw","fal_submits","first_ns","last_ns","now_ns","recorded"}
  *   GET  /_arrivals one line per recorded delivery: "JOB_ID NS V\n" (V: 1 verified)
  *   POST /_reset    forgets counters and arrivals
  *
  *   receiver --listen 127.0.0.1:0 --secret whsec_... [--count-file PATH]
  *   -> prints "receiver listening on http://127.0.0.1:PORT"; SIGTERM ends it.
  *
- * --count-file keeps the number of verified deliveries in the first 8 bytes
+ * --count-file keeps the number of verified deliveries plus raw posts in the first 8 bytes
  * of PATH (mmap'd, native int64), so a wrk script can throttle on it.
  */
 #include <arpa/inet.h>
@@ -64,7 +67,7 @@ static unsigned char key[256];
 static size_t key_len;
 static struct arrival *arrivals;
 static size_t narrivals, caparrivals;
-static long long n_webhooks, n_verified, n_bad, n_fal;
+static long long n_webhooks, n_verified, n_bad, n_raw, n_fal;
 static int64_t first_ns, last_ns;
 static volatile int64_t *count_map;
 
@@ -140,7 +143,8 @@ static int verify(struct MHD_Connection *conn, const char *body, size_t len)
 	return 0;
 }
 
-static void record(const char *body, int64_t t, int ok)
+/* Records one arrival; the id is the string value of "key" in the body. */
+static void record(const char *body, const char *key, int64_t t, int ok)
 {
 	if (narrivals >= RECORDS_MAX)
 		return;
@@ -156,9 +160,9 @@ static void record(const char *body, int64_t t, int ok)
 	a->ns = t;
 	a->verified = ok;
 	a->job_id[0] = '\0';
-	const char *p = body ? strstr(body, "\"job_id\":\"") : NULL;
+	const char *p = body ? strstr(body, key) : NULL;
 	if (p) {
-		p += 10;
+		p += strlen(key);
 		size_t i = 0;
 		while (p[i] && p[i] != '"' && i < sizeof a->job_id - 1) {
 			a->job_id[i] = p[i];
@@ -200,9 +204,9 @@ static enum MHD_Result stats(struct MHD_Connection *conn)
 	if (!t)
 		return MHD_NO;
 	int n = snprintf(t, 512,
-			 "{\"webhooks\":%lld,\"verified\":%lld,\"bad\":%lld,\"fal_submits\":%lld,"
+			 "{\"webhooks\":%lld,\"verified\":%lld,\"bad\":%lld,\"raw\":%lld,\"fal_submits\":%lld,"
 			 "\"first_ns\":%lld,\"last_ns\":%lld,\"now_ns\":%lld,\"recorded\":%zu}",
-			 n_webhooks, n_verified, n_bad, n_fal, (long long)first_ns,
+			 n_webhooks, n_verified, n_bad, n_raw, n_fal, (long long)first_ns,
 			 (long long)last_ns, (long long)mono_ns(), narrivals);
 	return send_buf(conn, 200, t, (size_t)n, "application/json");
 }
@@ -223,7 +227,7 @@ static enum MHD_Result dump(struct MHD_Connection *conn)
 static void reset(void)
 {
 	narrivals = 0;
-	n_webhooks = n_verified = n_bad = n_fal = 0;
+	n_webhooks = n_verified = n_bad = n_raw = n_fal = 0;
 	first_ns = last_ns = 0;
 	if (count_map)
 		*count_map = 0;
@@ -284,19 +288,29 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 				 "\"status\":\"IN_QUEUE\",\"queue_position\":0}", id, id);
 		return send_buf(conn, 200, t, (size_t)n, "application/json");
 	}
+	if (strncmp(url, "/raw/", 5) == 0) {
+		n_raw++;
+		if (count_map)
+			*count_map = n_verified + n_raw;
+		if (!first_ns)
+			first_ns = r->t_ns;
+		last_ns = r->t_ns;
+		record(r->body, "\"request_id\":\"", r->t_ns, 1);
+		return send_static(conn, 204);
+	}
 	int ok = !r->too_large && verify(conn, r->body ? r->body : "", r->len);
 	n_webhooks++;
 	if (ok) {
 		n_verified++;
 		if (count_map)
-			*count_map = n_verified;
+			*count_map = n_verified + n_raw;
 	} else {
 		n_bad++;
 	}
 	if (!first_ns)
 		first_ns = r->t_ns;
 	last_ns = r->t_ns;
-	record(r->body, r->t_ns, ok);
+	record(r->body, "\"job_id\":\"", r->t_ns, ok);
 	return send_static(conn, ok ? 204 : 401);
 }
 

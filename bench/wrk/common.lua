@@ -56,7 +56,7 @@ function M.report(summary, latency, extra)
   local d = summary.duration / 1e6
   local parts = {
     string.format('"requests":%d', summary.requests),
-    string.format('"duration_s":%.3f', d),
+    string.format('"duration_s":%.6f', d),
     string.format('"rps":%.1f', summary.requests / d),
     string.format('"bytes":%d', summary.bytes),
     string.format('"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}',

@@ -1,6 +1,6 @@
 -- POST one body at a paced rate, optionally throttled so that the jobs sent
 -- but not yet delivered (per the receiver's counter file) stay near a window.
---   wrk -t1 ... -s bench/wrk/paced.lua URL -- BODY_FILE RATE [WINDOW COUNTER_FILE [API_KEY]]
+--   wrk -t1 ... -s bench/wrk/paced.lua URL -- BODY_FILE RATE [WINDOW COUNTER_FILE [AUTHORIZATION]]
 -- RATE: requests/s for all connections together (the starting and maximum
 -- rate when throttled). With WINDOW > 0 the rate adapts every 100 ms: down
 -- 15 % while more than WINDOW jobs are outstanding, up 5 % while fewer than
@@ -24,7 +24,7 @@ function init(args)
   rate = max_rate
   window = tonumber(args[3] or "0") or 0
   if window > 0 then delivered = common.map_counter(args[4]) end
-  if args[5] and #args[5] > 0 then wrk.headers["Authorization"] = "Bearer " .. args[5] end
+  if args[5] and #args[5] > 0 then wrk.headers["Authorization"] = args[5] end
 end
 
 function delay()

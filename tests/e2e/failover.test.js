@@ -31,7 +31,10 @@ describe('failover between the targets of a model alias', () => {
       models: {
         'flux-dev': [KREA, FAL],
         'flux-dev-fof': { targets: [KREA, FAL], failover_on_failure: true },
+        'unreachable-first': ['artificialstudio:create-image', FAL],
       },
+      // Nothing listens on 127.0.0.1:9: every call to this provider is a network error.
+      providers: { artificialstudio: { base_url: 'http://127.0.0.1:9/artificialstudio' } },
       // A down provider is left after 2 retryable submit failures (failover_after),
       // or once the 2 s submit window has passed, whichever comes first.
       jobs: { submit_window_s: 2, failover_after: 2 },
@@ -172,6 +175,20 @@ describe('failover between the targets of a model alias', () => {
     }
   });
 
+  test('network errors: an unreachable first target fails over to the next', T, async () => {
+    const id = await submit('unreachable-first', { prompt: uniq('unreachable'), sim: { delay_ms: 150 } });
+    const j = await waitTerminal(id);
+    assert.equal(j.status, 'succeeded', JSON.stringify(j));
+    assert.equal(j.provider, 'fal');
+    const evs = await events(id);
+    const fo = evs.filter((e) => e.kind === 'failover');
+    assert.equal(fo.length, 1, JSON.stringify(evs));
+    assert.match(String(fo[0].detail.from), /^artificialstudio(:|$)/);
+    assert.equal(fo[0].detail.code, 'PROVIDER_UNAVAILABLE');
+    assert.ok(evs.some((e) => e.kind === 'submit_retry' && e.detail.provider === 'artificialstudio'), JSON.stringify(evs));
+    assert.equal((await delivery(id)).body.provider, 'fal');
+  });
+
   test('after /_control/krea/up, flux-dev runs on Krea again, without failover', T, async () => {
     const id = await submit('flux-dev', { prompt: uniq('up'), sim: { delay_ms: 150 } });
     const j = await waitTerminal(id);
@@ -234,4 +251,36 @@ describe('failover between the targets of a model alias', () => {
       assert.equal(d.body.status, 'failed');
     });
   }
+});
+
+// jobs.failover_after alone (a long submit window): a down target is left
+// after that many consecutive retryable failures, not at the window's end.
+describe('jobs.failover_after', () => {
+  const stack = h.useStack({
+    config: { models: { 'flux-dev': [KREA, FAL] }, jobs: { submit_window_s: 20, failover_after: 2 } },
+  });
+
+  test('Krea down: the job moves to fal after 2 failed submits, long before the 20 s window ends', T, async () => {
+    await stack.sim.down('krea');
+    try {
+      const t0 = Date.now();
+      const r = await stack.api('POST', '/v1/models/flux-dev/run', { input: { prompt: uniq('fa'), sim: { delay_ms: 100 } } });
+      assert.equal(r.status, 202, r.text);
+      const id = r.body.job_id;
+      const j = await h.waitFor(async () => {
+        const x = (await stack.api('GET', `/v1/jobs/${id}`)).body;
+        return TERMINAL.has(x.status) && x;
+      }, 15000, { what: 'job terminal', interval: 100 });
+      assert.equal(j.status, 'succeeded', JSON.stringify(j));
+      assert.equal(j.provider, 'fal');
+      assert.ok(Date.now() - t0 < 6000, `failed over after ${Date.now() - t0} ms`);
+      const krea = (await stack.sim.requests('krea')).filter((x) => x.method === 'POST' && (x.headers['x-webhook-url'] || '').includes(`/${id}/`));
+      assert.equal(krea.length, 2, 'two submits to Krea');
+      const evs = (await stack.api('GET', `/v1/jobs/${id}/events`)).body.data;
+      const k = evs.map((e) => e.kind);
+      assert.deepEqual(k, ['submit_retry', 'failover', 'submitted', 'ended']);
+    } finally {
+      await stack.sim.up('krea');
+    }
+  });
 });

@@ -267,7 +267,8 @@ static void test_calls(void)
 {
 	json_t *out = NULL;
 	char err[512];
-	struct script_ctx ctx = { "good", "http://127.0.0.1:8080/v1/callbacks/good/job_9/tok", NULL };
+	struct script_ctx ctx = { .provider = "good",
+				  .callback_url = "http://127.0.0.1:8080/v1/callbacks/good/job_9/tok" };
 
 	/* submit with the configured secret and settings */
 	int rc = call("good", "submit", "[{\"id\":\"job_9\",\"model\":\"good/x\",\"input\":{\"prompt\":\"cat\"}}]",
@@ -308,7 +309,7 @@ static void test_calls(void)
 	json_decref(out);
 
 	/* arguments and ctx */
-	struct script_ctx c2 = { "evil", "http://cb", NULL };
+	struct script_ctx c2 = { .provider = "evil", .callback_url = "http://cb" };
 	c2.keys = J("[{\"kty\":\"OKP\",\"x\":\"abc\"}]");
 	rc = call("evil", "echo", "[[], {\"k\":[1,2,{\"z\":null}]}]", &c2, &out, err, sizeof err);
 	CHECK_EQ_INT(rc, 0);
@@ -390,6 +391,19 @@ static void test_ctx_helpers(void)
 	check_eval("local ctx = ... return ctx.url_encode('a b/c~d-e_f.g&h=\\xc3\\xa9')",
 		   "\"a%20b%2Fc~d-e_f.g%26h%3D%C3%A9\"");
 	check_eval("local ctx = ... return { ctx.now() > 1.7e9, type(ctx.now()) }", "[true,\"number\"]");
+	{
+		/* a fixed clock for tests */
+		struct script_ctx fixed = { .now = 1767225605.5 };
+		json_t *out = NULL, *arg = json_string("local ctx = ... return ctx.now()");
+		char err[256];
+		CHECK_EQ_INT(script_call(host, SCRIPT_PROVIDER, "evil", "eval", &arg, 1, &fixed, &out, err, sizeof err), 0);
+		CHECK(json_is_real(out) && json_real_value(out) == 1767225605.5);
+		json_decref(out);
+		CHECK_EQ_INT(script_call(host, SCRIPT_PROVIDER, "evil", "eval", &arg, 1, NULL, &out, err, sizeof err), 0);
+		CHECK(json_number_value(out) > 1767225605.5 || json_number_value(out) < 1767225605.0);
+		json_decref(out);
+		json_decref(arg);
+	}
 	check_eval("local ctx = ... local p = ctx.hex_decode('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a')"
 		   " local s = ctx.hex_decode('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b')"
 		   " return { ctx.ed25519_verify(p, '', s), ctx.ed25519_verify(p, 'x', s), ctx.ed25519_verify('short', '', s) }",
@@ -403,7 +417,6 @@ static void test_ctx_helpers(void)
 	check_eval("local v, e = require('cjson.safe').decode('{') return { v == nil, e }",
 		   "[true,\"Expected object key string but found T_END at character 2\"]");
 	check_eval("local ctx = ... ctx.log('hello from a script') print('print', 'works', 1) return true", "true");
-	check_eval("local ctx = ... return getmetatable(ctx.array({})) ~= nil", "true");
 }
 
 static void test_sandbox(void)
@@ -461,6 +474,12 @@ static void test_sandbox(void)
 	check_eval("local mt = {} local t = setmetatable({}, mt) mt.__gc = function() while true do end end"
 		   " t = nil return 1", "1");
 	check_eval("return setmetatable({}, { __index = function(t, k) return k .. '!' end }).hi", "\"hi!\"");
+	check_eval("local ctx = ... return getmetatable(ctx.array({}))", "false");
+	check_blocked("local ctx = ... local a = ctx.array({}) return setmetatable(a, {})", "protected metatable");
+	check_blocked("local x <close> = setmetatable({}, { __close = function() while true do end end }) error('e')",
+		      "instruction budget exceeded");
+	check_blocked("do local x <close> = setmetatable({}, { __close = function() while true do end end }) end",
+		      "instruction budget exceeded");
 
 	/* memory cap */
 	check_blocked("return #string.rep('x', 1 << 30)", "providers/evil.lua: memory cap exceeded");
@@ -578,7 +597,7 @@ static void test_secrets(void)
 	CHECK(json_object_get(json_object_get(out, "config"), "key") == NULL);
 	json_decref(out);
 	/* ... even when the caller names another provider */
-	struct script_ctx other = { "good", NULL, NULL };
+	struct script_ctx other = { .provider = "good" };
 	CHECK_EQ_INT(script_call(host, SCRIPT_PROVIDER, "evil", "secret", &arg, 1, &other, &out, err, sizeof err), 0);
 	CHECK_STR_EQ(json_string_value(json_object_get(out, "v")), "evil-secret");
 	json_decref(out);
@@ -854,7 +873,8 @@ static void bench(void)
 			"\"data\":{},\"attempt\":1}");
 	json_t *req = J("{\"headers\":{\"content-type\":\"application/json\"},\"body\":\"{}\","
 			"\"json\":{\"status\":\"OK\",\"url\":\"https://cdn/x.png\"}}");
-	struct script_ctx ctx = { "good", "http://127.0.0.1:8080/v1/callbacks/good/job_01HXYZ/tok", NULL };
+	struct script_ctx ctx = { .provider = "good",
+				  .callback_url = "http://127.0.0.1:8080/v1/callbacks/good/job_01HXYZ/tok" };
 	struct timespec a, b;
 	char err[256];
 	int n = getenv("GENRELAY_BENCH_N") ? atoi(getenv("GENRELAY_BENCH_N")) : 2000, fails = 0;

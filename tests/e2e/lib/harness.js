@@ -296,9 +296,13 @@ function spawnAndWait(cmd, args, { re, timeoutMs = 10000, cwd, env, logFile } = 
     });
     child.stderr.on('data', (d) => keep(d.toString()));
     child.on('error', (e) => settle(reject, new Error(`${cmd}: ${e.message}`)));
+    // The log file ends on 'close' (all output read), not on 'exit': a
+    // sanitizer report written at exit may still be in the pipe then.
+    child.on('close', () => {
+      if (file) file.end();
+    });
     child.on('exit', (code, sig) => {
       children.delete(child);
-      if (file) file.end();
       settle(reject, new Error(`${path.basename(cmd)} ${args.join(' ')} exited (${code ?? sig}) before it was ready:\n${tail(log())}`));
     });
     const timer = setTimeout(() => {
@@ -307,6 +311,31 @@ function spawnAndWait(cmd, args, { re, timeoutMs = 10000, cwd, env, logFile } = 
     }, timeoutMs);
     if (!re) settle(resolve, { child, match: null, log });
   });
+}
+
+// Waits (bounded) until a child's stdout and stderr are fully read.
+function waitClosed(child, timeoutMs = 10000) {
+  if (child.exitCode === null && child.signalCode === null) return Promise.resolve(false);
+  if (child.stdout && child.stdout.readableEnded && child.stderr && child.stderr.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+// What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print
+// (make test-asan): any of it in genrelay's output fails the test.
+const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|ThreadSanitizer|MemorySanitizer/;
+
+// The sanitizer report in text (from the first matching line), or null.
+function sanitizerReport(text) {
+  const m = SANITIZER_RE.exec(text || '');
+  if (!m) return null;
+  const start = text.lastIndexOf('\n', m.index) + 1;
+  return text.slice(start, start + 4000);
 }
 
 function tail(s, lines = 40) {
@@ -404,9 +433,11 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
   const logFile = path.join(dir, 'genrelay.log');
 
   let proc = null;
+  const launches = []; // every process started, for the sanitizer check
   async function launch() {
     const p = await spawnAndWait(BIN, ['serve', '--config', configPath], { cwd: dir, env: Object.assign({}, process.env, env || {}), logFile });
     proc = p;
+    launches.push(p);
     const healthy = () =>
       request(url + '/healthz', { timeoutMs: 1000 }).then(
         (r) => r.status === 200,
@@ -460,6 +491,24 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
       if (gr.running()) return stopChild(proc.child, 'SIGTERM');
       return null;
     },
+    // Sanitizer reports (ASan, LSan, UBSan) in the output of every process
+    // this gr started, once their output is fully read: [text...].
+    sanitizerReports: async () => {
+      const found = [];
+      for (const p of launches) {
+        await waitClosed(p.child);
+        const rep = sanitizerReport(p.log());
+        if (rep) found.push(rep);
+      }
+      return found;
+    },
+    // Throws when any of them printed a sanitizer report (call after stop()).
+    assertNoSanitizerReport: async () => {
+      const found = await gr.sanitizerReports();
+      if (found.length) {
+        throw new Error(`genrelay printed a sanitizer report (files in ${dir}):\n${found.join('\n---\n')}`);
+      }
+    },
   };
   return gr;
 }
@@ -484,8 +533,11 @@ async function startStack({ config, provsimArgs, receiverSecret, genrelay = true
   stack.close = async () => {
     const keep = process.env.GENRELAY_E2E_KEEP;
     await Promise.all([stack.gr && stack.gr.stop(), stack.sim && stack.sim.stop(), stack.receiver && stack.receiver.stop()].filter(Boolean));
-    if (stack.gr && !keep) fs.rmSync(stack.gr.dir, { recursive: true, force: true });
+    // A sanitizer report in genrelay's output fails the suite (make test-asan).
+    const reports = stack.gr ? await stack.gr.sanitizerReports() : [];
+    if (stack.gr && !keep && !reports.length) fs.rmSync(stack.gr.dir, { recursive: true, force: true });
     else if (stack.gr) process.stderr.write(`genrelay e2e files kept in ${stack.gr.dir}\n`);
+    if (reports.length) throw new Error(`genrelay printed a sanitizer report:\n${reports.join('\n---\n')}`);
   };
   try {
     [stack.sim, stack.receiver] = await Promise.all([startProvsim({ args: provsimArgs }), startReceiver({ secret: receiverSecret })]);
@@ -534,4 +586,6 @@ module.exports = {
   startStack,
   useStack,
   stopChild,
+  waitClosed,
+  sanitizerReport,
 };

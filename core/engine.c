@@ -374,10 +374,67 @@ static void event_add(struct worker *w, const char *job_id, const char *kind, js
 	free(text);
 }
 
+/* Moves j (in memory) to its next target: queued again, nothing of the last
+ * provider kept. Returns the event detail (caller owns). */
+static json_t *to_next_target(struct worker *w, struct job *j, const char *next,
+			      const char *code, const char *reason)
+{
+	char from[400];
+	snprintf(from, sizeof from, "%s:%s", j->provider, j->model);
+	json_t *detail = json_pack("{s:s,s:s,s:s,s:s}", "from", from, "to", next,
+				   "code", code, "reason", reason);
+	j->target_idx++;
+	set_target(j, next);
+	j->attempt = 0;
+	j->polls = 0;
+	j->status = JOB_QUEUED;
+	j->completed_at = 0;
+	job_set(&j->request_id, NULL);
+	job_set(&j->data, NULL);
+	job_set(&j->error_code, NULL);
+	job_set(&j->error_message, NULL);
+	job_set(&j->output, NULL);
+	j->submit_deadline = now_ms() + (int64_t)(w->cfg->submit_window_s * 1000);
+	j->updated_at = now_ms();
+	metrics_inc(M_FAILOVERS);
+	return detail;
+}
+
+/* A failure the alias wants retried elsewhere (failover_on_failure). */
+static int fails_over(struct worker *w, const struct job *j)
+{
+	if (j->status != JOB_FAILED || !j->error_code ||
+	    (strcmp(j->error_code, "PROVIDER_FAILURE") && strcmp(j->error_code, "PROVIDER_REJECTED")))
+		return 0;
+	const struct config_alias *al = config_alias(w->cfg, j->model_id);
+	return al && al->failover_on_failure;
+}
+
 int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *nout)
 {
 	int64_t now = now_ms();
 	*nout = 0;
+	json_t *holder = NULL;
+	const char *next = fails_over(w, j) ? next_target(j, &holder) : NULL;
+	if (next) {
+		json_t *detail = to_next_target(w, j, next, j->error_code,
+						j->error_message ? j->error_message : "failed");
+		json_decref(holder);
+		int64_t id;
+		event_add(w, j->id, "failover", detail);
+		if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0 ||
+		    store_work_add(w->store, j->id, WORK_SUBMIT, NULL, now, w->owner,
+				   now + LEASE_MS, &id) < 0)
+			return -1;
+		memset(out, 0, sizeof *out);
+		out->id = id;
+		out->kind = WORK_SUBMIT;
+		out->due_at = now;
+		snprintf(out->job_id, sizeof out->job_id, "%s", j->id);
+		*nout = 1;
+		return 0;
+	}
+	json_decref(holder);
 	j->updated_at = now;
 	if (!j->completed_at)
 		j->completed_at = now;
@@ -416,6 +473,11 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 
 void engine_job_ended(struct worker *w, const struct job *j, const struct work *out, int nout)
 {
+	if (!job_terminal(j->status)) { /* failed over: it runs again */
+		for (int i = 0; i < nout; i++)
+			engine_dispatch(w, &out[i]);
+		return;
+	}
 	metrics_inc(j->status == JOB_SUCCEEDED ? M_JOBS_SUCCEEDED
 		    : j->status == JOB_CANCELED ? M_JOBS_CANCELED : M_JOBS_FAILED);
 	for (int i = 0; i < nout; i++)
@@ -566,20 +628,7 @@ static void submit_give_up(struct worker *w, struct job *j, const struct work *w
 	json_t *holder = NULL;
 	const char *next = allow_failover ? next_target(j, &holder) : NULL;
 	if (next) {
-		json_t *detail = json_pack("{s:s,s:s,s:s,s:s}", "from", j->provider, "to", next,
-					   "code", code, "reason", reason);
-		j->target_idx++;
-		set_target(j, next);
-		j->attempt = 0;
-		j->status = JOB_QUEUED;
-		job_set(&j->request_id, NULL);
-		job_set(&j->data, NULL);
-		job_set(&j->error_code, NULL);
-		job_set(&j->error_message, NULL);
-		j->output = (free(j->output), NULL);
-		j->submit_deadline = now_ms() + (int64_t)(w->cfg->submit_window_s * 1000);
-		j->updated_at = now_ms();
-		metrics_inc(M_FAILOVERS);
+		json_t *detail = to_next_target(w, j, next, code, reason);
 		if (store_begin(w->store) == 0) {
 			event_add(w, j->id, "failover", detail);
 			detail = NULL;
@@ -691,11 +740,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	json_t *poll_in = json_object_get(result, "poll_in");
 	int64_t now = now_ms();
 	if (term != 0) {
-		const struct config_alias *al = config_alias(w->cfg, j.model_id);
-		int fo = al && al->failover_on_failure && j.status == JOB_FAILED &&
-			 term == 1;
-		submit_give_up(w, &j, wk, j.error_code ? j.error_code : "PROVIDER_FAILURE",
-			       j.error_message ? j.error_message : "failed", fo);
+		end_job(w, &j, wk->id);
 		json_decref(result);
 		goto out_job;
 	}

@@ -2,6 +2,7 @@
 # (tools/install-deps) and build first.
 BUILD ?= build
 JOBS ?= 2
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build run test test-asan bench clean
 

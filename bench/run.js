@@ -66,7 +66,7 @@ const FULL = {
   reload: { rounds: 2, seconds: 8, rewrites: 10, warmup: true },
   delivery: { jobs: 60000, ceilingSeconds: 4, connections: 64, warmup: true },
   e2e: { seconds: 65, warmup: 5, maxRate: 8000, window: 3000, delayMs: 100, ceilingSeconds: 15, connections: 64 },
-  latency: { rate: 1000, seconds: 8, warmup: 1, delayMs: 50, settleMs: 1500 },
+  latency: { rate: 1000, seconds: 8, warmup: 1, delayMs: 50, settleMs: 1500, lowRate: 100, lowSeconds: 4 },
   script: { iterations: 20000, rounds: 5 },
   scale: { bigJobs: 1000000, bigWaiting: 100000, smallJobs: 1000, smallWaiting: 100, rounds: 3, seconds: 5, rate: 2000, warmup: 2, burst: 2 },
 };
@@ -177,7 +177,12 @@ function benchConfig(falBase, extra = {}) {
   );
 }
 
+// GENRELAY_BENCH_CONFIG: JSON merged into every genrelay config of the run
+// (to try a knob, e.g. '{"limits":{"max_inflight":256}}').
+const CONFIG_OVERRIDE = process.env.GENRELAY_BENCH_CONFIG ? JSON.parse(process.env.GENRELAY_BENCH_CONFIG) : null;
+
 async function startGenrelay(config, dir) {
+  if (CONFIG_OVERRIDE) config = h.deepMerge(config, CONFIG_OVERRIDE);
   const gr = await h.startGenrelay({ config, dir, readyMs: 60000 });
   cleanups.push(() => gr.stop());
   return gr;
@@ -233,10 +238,14 @@ async function benchIngest() {
     res.ceiling.push(await run(ceiling.url));
     for (const [k, gr] of [['normal', grNormal], ['fsync', grFsync]]) {
       const before = P.cpuSeconds(gr.child.pid);
+      const st0 = await recv.stats();
       const prof = r === 0 ? maybeProfile(gr, Math.max(1, c.seconds - 1), `ingest-${k}`) : null;
       const w = await run(gr.url);
       await prof;
       cpu[k].push(((P.cpuSeconds(gr.child.pid) - before) / Math.max(1, w.requests)) * 1e6);
+      const st1 = await recv.stats();
+      w.submits = st1.fal_submits - st0.fal_submits;
+      w.submit_connections = st1.connections - st0.connections;
       res[k].push(w);
     }
     progress(`ingest round ${r + 1}/${c.rounds}: ceiling ${fmt(res.ceiling[r].rps)} req/s, genrelay ${fmt(res.normal[r].rps)} jobs/s, fsync ${fmt(res.fsync[r].rps)} jobs/s`);
@@ -253,6 +262,8 @@ async function benchIngest() {
     p99_ms: round(median(res[k].map((w) => w.latency_us.p99)) / 1000),
     failed_requests: bad(k),
     cpu_us_per_job: cpu[k].length ? round(median(cpu[k]), 1) : undefined,
+    provider_submits: res[k].reduce((a, w) => a + w.submits, 0),
+    provider_connections_opened: res[k].reduce((a, w) => a + w.submit_connections, 0),
   });
   const ceilDetail = { rounds: res.ceiling.map((w) => round(good(w), 0)), p99_ms: round(median(res.ceiling.map((w) => w.latency_us.p99)) / 1000) };
   figure({
@@ -399,6 +410,7 @@ async function benchDelivery() {
   }
   await prof;
   const cpu = P.cpuSeconds(gr.child.pid) - cpu0;
+  const conns = st.connections; // TCP connections genrelay opened to deliver
   const span = Number(BigInt(st.last_ns) - BigInt(st.first_ns)) / 1e9;
   const rate = (st.verified - 1) / span;
   await recv.reset();
@@ -407,7 +419,7 @@ async function benchDelivery() {
   figure({
     key: 'delivery', name: 'delivery', value: rate, unit: 'webhooks/s', ceiling: ceil, ceiling_unit: 'req/s', ceiling_label: 'wrk -> same receiver',
     target: '>= 0.5 of ceiling', pass: st.verified === c.jobs && st.bad === 0 && rate / ceil >= 0.5,
-    detail: { jobs: c.jobs, verified: st.verified, bad_signatures: st.bad, seconds: round(span, 2), cpu_us_per_webhook: round((cpu / Math.max(1, st.verified)) * 1e6, 1), ceiling_rounds: [round(c1.rps, 0), round(c2.rps, 0)] },
+    detail: { jobs: c.jobs, verified: st.verified, bad_signatures: st.bad, connections_opened: conns, seconds: round(span, 2), cpu_us_per_webhook: round((cpu / Math.max(1, st.verified)) * 1e6, 1), ceiling_rounds: [round(c1.rps, 0), round(c2.rps, 0)] },
     command: 'bench/run --only delivery build',
   });
   await stopAll();
@@ -446,15 +458,17 @@ async function benchE2E() {
   await prof;
   const end = monoNs();
   const cpuRun = P.cpuSeconds(gr.child.pid) - cpu0;
-  // Drain: everything accepted must arrive, verified (bounded wait).
-  const m0 = await P.metrics(gr.url);
-  const accepted = m0.genrelay_jobs_accepted_total;
+  // Drain: everything accepted (genrelay's own count, which includes requests
+  // wrk gave up on at the end) must arrive, verified. Bounded: 20 s without
+  // progress.
+  let accepted = (await P.metrics(gr.url)).genrelay_jobs_accepted_total;
   let st = await recv.stats();
   let last = st.verified;
   let still = Date.now();
   while (st.verified < accepted && Date.now() - still < 20000) {
     await h.sleep(250);
     st = await recv.stats();
+    accepted = (await P.metrics(gr.url)).genrelay_jobs_accepted_total;
     if (st.verified !== last) {
       last = st.verified;
       still = Date.now();
@@ -462,6 +476,7 @@ async function benchE2E() {
   }
   const arrivals = await recv.arrivals();
   const m = await P.metrics(gr.url);
+  accepted = m.genrelay_jobs_accepted_total;
   const winStart = start + BigInt(Math.round(c.warmup * 1e9));
   const seen = new Set();
   let inWindow = 0;
@@ -514,7 +529,7 @@ async function benchE2E() {
       jobs_failed: m.genrelay_jobs_failed_total, callbacks_rejected: m.genrelay_callbacks_rejected_total,
       polls: m.genrelay_provider_polls_total, delivery_failures: m.genrelay_delivery_attempts_failed_total,
       rate_per_10s: full.map((x) => round(x, 0)), wrk_requests: w.requests, wrk_non2xx: w.errors.status,
-      final_offered_rate: round(w.final_rate, 0), cpu_us_per_job: round((cpuRun / Math.max(1, inWindow)) * 1e6, 1),
+      webhook_connections_opened: st.connections, final_offered_rate: round(w.final_rate, 0), cpu_us_per_job: round((cpuRun / Math.max(1, inWindow)) * 1e6, 1),
       provsim_callback_workers: Number(provsimArgs[1]),
     },
     command: 'bench/run --only e2e build',
@@ -532,30 +547,45 @@ async function benchLatency() {
   const gr = await startGenrelay(benchConfig(`${sim.url}/fal`, { jobs: { poll_after_s: 30 } }));
   await h.sleep(500);
   const body = tmpFile('latency-body.json', runBody(`${recv.url}/hook/acme`, { delay_ms: c.delayMs }));
-  await recv.reset();
-  await sim.reset();
-  const start = monoNs();
-  const w = await P.wrk({ url: gr.url + MODEL_PATH, script: 'paced.lua', args: [body, c.rate, 0, '', `Bearer ${ACME.api_key}`], connections: 16, seconds: c.seconds });
-  await h.sleep(c.delayMs + c.settleMs);
-  const [cbs, arrivals] = await Promise.all([sim.callbacks('fal'), recv.arrivals()]);
-  const sent = new Map();
-  for (const cb of cbs) {
-    const m = /\/v1\/callbacks\/fal\/([^/]+)\//.exec(cb.url);
-    if (m && cb.kind === 'normal' && cb.attempt === 1 && cb.sent_us) sent.set(m[1], cb.sent_us);
-  }
-  const from = Number(start / 1000n) + c.warmup * 1e6;
-  const lat = [];
-  for (const a of arrivals) {
-    const s = sent.get(a.job);
-    if (s === undefined || !a.verified || s < from) continue;
-    lat.push((Number(a.ns / 1000n) - s) / 1000);
-  }
-  lat.sort((a, b) => a - b);
+  // One paced run; resolves the sorted latencies (ms) of the jobs whose
+  // callback was sent after the warm-up, and what was seen.
+  const measure = async (rate, seconds) => {
+    await recv.reset();
+    await sim.reset();
+    const start = monoNs();
+    const w = await P.wrk({ url: gr.url + MODEL_PATH, script: 'paced.lua', args: [body, rate, 0, '', `Bearer ${ACME.api_key}`], connections: 16, seconds });
+    await h.sleep(c.delayMs + c.settleMs);
+    const [cbs, arrivals] = await Promise.all([sim.callbacks('fal'), recv.arrivals()]);
+    const sent = new Map();
+    for (const cb of cbs) {
+      const m = /\/v1\/callbacks\/fal\/([^/]+)\//.exec(cb.url);
+      if (m && cb.kind === 'normal' && cb.attempt === 1 && cb.sent_us) sent.set(m[1], cb.sent_us);
+    }
+    const from = Number(start / 1000n) + c.warmup * 1e6;
+    const lat = [];
+    for (const a of arrivals) {
+      const t = sent.get(a.job);
+      if (t === undefined || !a.verified || t < from) continue;
+      lat.push((Number(a.ns / 1000n) - t) / 1000);
+    }
+    lat.sort((a, b) => a - b);
+    if (!lat.length) throw new Error(`added latency: no callback could be matched with a webhook (${cbs.length} callbacks, ${arrivals.length} webhooks)`);
+    progress(`added latency at ${rate}/s: ${lat.length} jobs matched (${cbs.length} callbacks logged, ${arrivals.length} webhooks), p50 ${fmt(percentile(lat, 50), 3)} ms, p99 ${fmt(percentile(lat, 99), 3)} ms, max ${fmt(lat[lat.length - 1], 3)} ms`);
+    return { lat, w };
+  };
+  const main = await measure(c.rate, c.seconds);
+  const lat = main.lat;
   const p50 = percentile(lat, 50);
   const p99 = percentile(lat, 99);
-  progress(`added latency: ${lat.length} jobs matched (${cbs.length} callbacks logged, ${arrivals.length} webhooks), p50 ${fmt(p50, 3)} ms, p99 ${fmt(p99, 3)} ms, max ${fmt(lat[lat.length - 1], 3)} ms`);
-  const detail = { jobs: lat.length, offered_rate: c.rate, achieved_rate: round(w.rps, 0), p90_ms: round(percentile(lat, 90)), p999_ms: round(percentile(lat, 99.9)), max_ms: round(lat[lat.length - 1]), run_request_p99_ms: round(w.latency_us.p99 / 1000) };
-  if (!lat.length) throw new Error('added latency: no callback could be matched with a webhook');
+  const detail = {
+    jobs: lat.length, offered_rate: c.rate, achieved_rate: round(main.w.rps, 0), p90_ms: round(percentile(lat, 90)), p999_ms: round(percentile(lat, 99.9)),
+    max_ms: round(lat[lat.length - 1]), run_request_p99_ms: round(main.w.latency_us.p99 / 1000),
+  };
+  if (c.lowRate) {
+    // Diagnostic: the same at a rate far below capacity (no queueing).
+    const low = await measure(c.lowRate, c.lowSeconds);
+    detail[`at_${c.lowRate}_per_s`] = { jobs: low.lat.length, p50_ms: round(percentile(low.lat, 50)), p99_ms: round(percentile(low.lat, 99)), max_ms: round(low.lat[low.lat.length - 1]) };
+  }
   figure({ key: 'latency_p50', name: 'added latency p50', value: p50, unit: 'ms', ceiling: 1, ceiling_unit: 'ms', ceiling_label: 'target', target: 'p50 <= 1 ms', pass: p50 <= 1, digits: 3, detail, command: 'bench/run --only latency build' });
   figure({ key: 'latency_p99', name: 'added latency p99', value: p99, unit: 'ms', ceiling: 5, ceiling_unit: 'ms', ceiling_label: 'target', target: 'p99 <= 5 ms', pass: p99 <= 5, digits: 3, detail, command: 'bench/run --only latency build' });
   await stopAll();
@@ -617,9 +647,11 @@ async function benchScale() {
     await look(grSmall, small.ids, c.warmup);
   }
   const rs = { big: [], small: [] };
+  // Both at once, so that whatever else runs on the machine hits both alike.
   for (let r = 0; r < c.rounds; r++) {
-    rs.small.push(await look(grSmall, small.ids, c.seconds));
-    rs.big.push(await look(grBig, big.ids, c.seconds));
+    const [a, b] = await Promise.all([look(grSmall, small.ids, c.seconds), look(grBig, big.ids, c.seconds)]);
+    rs.small.push(a);
+    rs.big.push(b);
     progress(`lookup round ${r + 1}/${c.rounds}: p99 ${fmt(rs.small[r].latency_us.p99 / 1000, 3)} ms with ${fmt(c.smallJobs)} jobs, ${fmt(rs.big[r].latency_us.p99 / 1000, 3)} ms with ${fmt(c.bigJobs)}`);
   }
   const non2xx = [...rs.big, ...rs.small].reduce((a, w) => a + w.errors.status, 0);
@@ -678,7 +710,13 @@ function table() {
 async function main() {
   const groups = ORDER.filter((g) => !opts.only || opts.only.includes(g));
   const info = P.machine();
-  process.stdout.write(`genrelay bench (${opts.smoke ? 'smoke' : 'full'}) on ${info.nproc} CPU(s), ${info.cpu}, ${info.memory_gb} GB; load ${info.loadavg_at_start.join(' ')}\n`);
+  // Which core was measured (the lead changes it in parallel): a hash of
+  // core/*.[ch] and the binary's build time.
+  const hash = crypto.createHash('sha256');
+  for (const f of fs.readdirSync(path.join(SRC, 'core')).filter((f) => /\.[ch]$/.test(f)).sort()) hash.update(f).update(fs.readFileSync(path.join(SRC, 'core', f)));
+  info.core_sha256 = hash.digest('hex').slice(0, 16);
+  info.genrelay_built_at = fs.statSync(process.env.GENRELAY_BIN).mtime.toISOString();
+  process.stdout.write(`genrelay bench (${opts.smoke ? 'smoke' : 'full'}) on ${info.nproc} CPU(s), ${info.cpu}, ${info.memory_gb} GB; load ${info.loadavg_at_start.join(' ')}; core ${info.core_sha256}\n`);
   for (const g of groups) {
     try {
       await RUNNERS[g]();
@@ -690,7 +728,11 @@ async function main() {
   }
   info.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
   process.stdout.write('\n' + table() + '\n');
-  const out = opts.out || (opts.smoke ? path.join(opts.build, 'bench', 'smoke.json') : path.join(SRC, 'bench', 'results', 'latest.json'));
+  // A partial run (--only) never replaces the full run's latest.json.
+  const out =
+    opts.out ||
+    (opts.smoke ? path.join(opts.build, 'bench', opts.only ? `smoke-${opts.only.join('-')}.json` : 'smoke.json')
+      : path.join(SRC, 'bench', 'results', opts.only ? `only-${opts.only.join('-')}.json` : 'latest.json'));
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const result = { mode: opts.smoke ? 'smoke' : 'full', started_at: new Date(t0).toISOString(), seconds: Math.round((Date.now() - t0) / 1000), machine: info, groups, figures, failures };
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');

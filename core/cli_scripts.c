@@ -24,17 +24,19 @@
 static const char *const provider_fns[] = { "submit", "on_submitted", "on_callback",
 	"on_polled", "poll", "cancel", "verify", NULL };
 
-static void test_usage(void)
+static void test_usage(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE] [--ctx JSON]\n"
 		"  FILE     DIR/hooks/NAME.lua (runs transform) or DIR/providers/NAME.lua (needs --fn)\n"
 		"  --event  the payload: a JSON array is the argument list, anything else the\n"
-		"           single argument (ctx is appended); @PATH reads a file, - reads stdin\n"
+		"           single argument (ctx is added as in the server); @PATH a file, - stdin\n"
 		"  --fn     provider function: submit, on_submitted, on_callback, on_polled,\n"
 		"           poll, cancel or verify\n"
 		"  --config the configuration whose provider settings and limits apply\n"
-		"  --ctx    {\"callback_url\": \"...\", \"keys\": [JWKS keys]} for provider steps\n");
+		"  --ctx    {\"callback_url\": \"...\", \"keys\": [JWKS keys]} for provider steps\n"
+		"Prints the result as JSON. Exit status: 0 the call returned, 1 the script\n"
+		"failed to load or raised (the error on stderr), 2 a usage or input error.\n");
 }
 
 /* Reads all of f, at most EVENT_MAX bytes. Caller frees; NULL on failure. */
@@ -135,28 +137,32 @@ int cli_scripts_test(int argc, char **argv)
 				  : strcmp(argv[i], "--fn") == 0 ? &fn
 				  : strcmp(argv[i], "--config") == 0 ? &config_path
 				  : strcmp(argv[i], "--ctx") == 0 ? &ctx_s : NULL;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			test_usage(stdout);
+			return 0;
+		}
 		if (slot) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "genrelay: %s needs a value\n", argv[i]);
-				test_usage();
+				test_usage(stderr);
 				return 2;
 			}
 			*slot = argv[++i];
 		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
 			fprintf(stderr, "genrelay: unknown option %s\n", argv[i]);
-			test_usage();
+			test_usage(stderr);
 			return 2;
 		} else if (!file) {
 			file = argv[i];
 		} else {
 			fprintf(stderr, "genrelay: one FILE only (got %s and %s)\n", file, argv[i]);
-			test_usage();
+			test_usage(stderr);
 			return 2;
 		}
 	}
 	if (!file || !event_s) {
 		fprintf(stderr, "genrelay: scripts test needs FILE and --event\n");
-		test_usage();
+		test_usage(stderr);
 		return 2;
 	}
 	if (!(cfg = config_load(config_path, err, sizeof err))) {

@@ -440,8 +440,9 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 		j->completed_at = now;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
-	/* script_version: the provider script running when the job ended (the
-	 * one whose on_submitted, on_callback or on_polled gave the result). */
+	/* script_version: the provider script in effect when the job ended;
+	 * when a step gave the result (on_submitted, on_callback, on_polled, or
+	 * one that raised), the version that ran it. */
 	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?}", "status",
 		  job_status_name(j->status), "error", j->error_code, "provider", j->provider,
 		  "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,

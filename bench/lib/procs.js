@@ -134,10 +134,10 @@ function cpuSeconds(pid) {
   }
 }
 
-// perf record -g of pid for seconds into file (when perf is there and
+// perf record (DWARF call graphs) of pid for seconds into file (when perf is there and
 // allowed); resolves the file or null.
 async function perfRecord(pid, seconds, file) {
-  const r = await run('perf', ['record', '-F', '499', '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], {
+  const r = await run('perf', ['record', '-F', '999', '--call-graph', 'dwarf,32768', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], {
     timeoutMs: (seconds + 30) * 1000,
   }).catch(() => null);
   return r && r.code === 0 && fs.existsSync(file) ? file : null;

@@ -17,7 +17,8 @@
  *                   recorded (job_id from the body, CLOCK_MONOTONIC ns taken
  *                   when the request's headers are parsed) and answered 204,
  *                   or 401 when the signature does not verify.
- *   GET  /_stats    {"webhooks","verified","bad","raw","fal_submits","first_ns","last_ns","now_ns","recorded"}
+ *   GET  /_stats    {"webhooks","verified","bad","raw","fal_submits","connections" (TCP
+ *                   connections accepted),"first_ns","last_ns","now_ns","recorded"}
  *   GET  /_arrivals one line per recorded delivery: "JOB_ID NS V\n" (V: 1 verified)
  *   POST /_reset    forgets counters and arrivals
  *
@@ -67,7 +68,7 @@ static unsigned char key[256];
 static size_t key_len;
 static struct arrival *arrivals;
 static size_t narrivals, caparrivals;
-static long long n_webhooks, n_verified, n_bad, n_raw, n_fal;
+static long long n_webhooks, n_verified, n_bad, n_raw, n_fal, n_conns;
 static int64_t first_ns, last_ns;
 static volatile int64_t *count_map;
 
@@ -205,8 +206,8 @@ static enum MHD_Result stats(struct MHD_Connection *conn)
 		return MHD_NO;
 	int n = snprintf(t, 512,
 			 "{\"webhooks\":%lld,\"verified\":%lld,\"bad\":%lld,\"raw\":%lld,\"fal_submits\":%lld,"
-			 "\"first_ns\":%lld,\"last_ns\":%lld,\"now_ns\":%lld,\"recorded\":%zu}",
-			 n_webhooks, n_verified, n_bad, n_raw, n_fal, (long long)first_ns,
+			 "\"connections\":%lld,\"first_ns\":%lld,\"last_ns\":%lld,\"now_ns\":%lld,\"recorded\":%zu}",
+			 n_webhooks, n_verified, n_bad, n_raw, n_fal, n_conns, (long long)first_ns,
 			 (long long)last_ns, (long long)mono_ns(), narrivals);
 	return send_buf(conn, 200, t, (size_t)n, "application/json");
 }
@@ -227,7 +228,7 @@ static enum MHD_Result dump(struct MHD_Connection *conn)
 static void reset(void)
 {
 	narrivals = 0;
-	n_webhooks = n_verified = n_bad = n_raw = n_fal = 0;
+	n_webhooks = n_verified = n_bad = n_raw = n_fal = n_conns = 0;
 	first_ns = last_ns = 0;
 	if (count_map)
 		*count_map = 0;
@@ -314,6 +315,16 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 	return send_static(conn, ok ? 204 : 401);
 }
 
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		n_conns++;
+}
+
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
@@ -398,6 +409,7 @@ int main(int argc, char **argv)
 		MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL, NULL, access_cb, NULL,
 		MHD_OPTION_LISTEN_SOCKET, lfd,
 		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, connection_cb, NULL,
 		MHD_OPTION_CONNECTION_LIMIT, 20000u,
 		MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,

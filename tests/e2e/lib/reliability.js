@@ -169,8 +169,8 @@ function startCountingReceiver({ secret = h.ACME.webhook_secret, secrets = {}, h
   return r.start().then(() => r);
 }
 
-// A TCP port that accepts connections and never reads or answers (a receiver
-// that never answers at all). Returns {url, connections(), close()}.
+// A TCP port that accepts connections, reads what comes and never answers
+// (a receiver that never answers at all). Returns {url, connections(), close()}.
 function startBlackhole(host = '127.0.0.1') {
   const net = require('node:net');
   const socks = new Set();
@@ -180,7 +180,7 @@ function startBlackhole(host = '127.0.0.1') {
     socks.add(s);
     s.on('error', () => {});
     s.on('close', () => socks.delete(s));
-    s.pause();
+    s.on('data', () => {}); // read and drop the request, never answer
   });
   return new Promise((resolve) => {
     srv.listen(0, host, () => {

@@ -727,6 +727,11 @@ async function main() {
     }
   }
   info.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const builtAtEnd = fs.statSync(process.env.GENRELAY_BIN).mtime.toISOString();
+  if (builtAtEnd !== info.genrelay_built_at) {
+    info.genrelay_rebuilt_during_run = builtAtEnd;
+    process.stdout.write(`bench: warning: ${process.env.GENRELAY_BIN} was rebuilt during the run (${builtAtEnd}); figures may mix two builds\n`);
+  }
   process.stdout.write('\n' + table() + '\n');
   // A partial run (--only) never replaces the full run's latest.json.
   const out =

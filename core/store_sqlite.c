@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SCHEMA_VERSION 1
+/* How long a worker may wait on another writer's lock, and how long writes
+ * then fail fast before the next try. */
+#define STORE_BUSY_MS 50
+#define STORE_BACKOFF_MS 250
 
 enum {
 	Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
@@ -128,6 +133,9 @@ struct store {
 	int batching; /* writes join one transaction, committed by store_flush */
 	int open;     /* that transaction is open */
 	int depth;    /* store_begin nesting (savepoints) inside it */
+	int64_t unavailable_until; /* monotonic ms: writes fail fast until then */
+	int aborted;  /* SQLite rolled the shared transaction back (full, I/O): the
+		       * rest of this batch fails and store_flush reports it */
 	char err[256];
 };
 
@@ -178,13 +186,36 @@ static int exec_stmt(struct store *s, sqlite3_stmt *st)
 }
 
 /* In batching mode, opens the shared write transaction on first use. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * In batching mode, opens the shared write transaction on first use. When
+ * the store was locked or full a moment ago, fails at once for a short while
+ * instead of waiting on the lock again, so the loop never stalls behind
+ * another process's lock.
+ */
 static int ensure_tx(struct store *s)
 {
 	if (!s->batching || s->open)
 		return 0;
+	if (s->aborted)
+		return -2;
+	if (s->unavailable_until && mono_ms() < s->unavailable_until) {
+		snprintf(s->err, sizeof s->err, "store unavailable (locked or full); retrying shortly");
+		return -2;
+	}
 	int rc = exec_stmt(s, q(s, Q_BEGIN));
-	if (rc == 0)
+	if (rc == 0) {
 		s->open = 1;
+		s->unavailable_until = 0;
+	} else if (rc == -2) {
+		s->unavailable_until = mono_ms() + STORE_BACKOFF_MS;
+	}
 	return rc;
 }
 
@@ -196,7 +227,17 @@ static int write_stmt(struct store *s, sqlite3_stmt *st)
 		sqlite3_clear_bindings(st);
 		return rc;
 	}
-	return exec_stmt(s, st);
+	rc = exec_stmt(s, st);
+	if (rc < 0 && s->open && sqlite3_get_autocommit(s->db)) {
+		/* SQLite undid the whole transaction (disk full, I/O error): nothing
+		 * of this batch may be written piecemeal in autocommit mode now. */
+		s->open = 0;
+		s->depth = 0;
+		s->aborted = 1;
+		s->unavailable_until = mono_ms() + STORE_BACKOFF_MS;
+		rc = -2;
+	}
+	return rc;
 }
 
 static int exec_sql(struct store *s, const char *text)
@@ -263,7 +304,7 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 		store_close(s);
 		return NULL;
 	}
-	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	char pragmas[256];
 	snprintf(pragmas, sizeof pragmas,
 		 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
@@ -353,17 +394,24 @@ void store_set_batching(struct store *s, int on)
 
 int store_pending(struct store *s)
 {
-	return s->open;
+	return s->open || s->aborted;
 }
 
 int store_flush(struct store *s)
 {
+	if (s->aborted) {
+		s->aborted = 0;
+		snprintf(s->err, sizeof s->err, "the batch was rolled back (store full or I/O error)");
+		return -2;
+	}
 	if (!s->open)
 		return 0;
 	s->depth = 0;
 	int rc = exec_stmt(s, q(s, Q_COMMIT));
 	if (rc < 0 && sqlite3_get_autocommit(s->db) == 0)
 		exec_stmt(s, q(s, Q_ROLLBACK));
+	if (rc == -2)
+		s->unavailable_until = mono_ms() + STORE_BACKOFF_MS;
 	s->open = 0;
 	return rc;
 }

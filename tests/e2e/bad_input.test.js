@@ -164,7 +164,7 @@ describe('bad input', () => {
   test('deeply nested (100,000 levels), deep but valid, and huge JSON', T, async () => {
     for (const [open, close] of [['[', ']'], ['{"a":', '}']]) {
       for (const depth of [3000, 100000]) {
-        const body = `{"input":{"x":${open.repeat(depth)}1${close.repeat(depth)}}}`.replace(`{"a":1}`, '{"a":1}');
+        const body = `{"input":{"x":${open.repeat(depth)}1${close.repeat(depth)}}}`;
         await post('nested', body, 400, 'INVALID_REQUEST');
       }
     }
@@ -255,7 +255,6 @@ describe('bad input', () => {
         if (allowed[field].includes(name)) continue;
         if (field === 'webhook_url' && (name === 'string' || name === 'emptystring')) continue;
         const body = { input: { prompt: 'x' }, [field]: v };
-        if (field === 'input' && name === 'null') delete body.input;
         if (field === 'input') body.input = v;
         await post('wrong_type', body, 400, 'INVALID_REQUEST');
       }
@@ -346,7 +345,7 @@ describe('bad input', () => {
       if (r.status !== null && r.status >= 500) assert.ok([501, 505].includes(r.status), `${name}: ${r.status}`);
       // Refusals made by genrelay carry the JSON error shape.
       const body = r.text.split('\r\n\r\n').slice(1).join('\r\n\r\n');
-      if (r.status && /application\/json/i.test(r.text.split('\r\n\r\n')[0])) assert.match(body, /"error":\{"code":"[A-Z_]+"/, name);
+      if (r.status >= 400 && /application\/json/i.test(r.text.split('\r\n\r\n')[0])) assert.match(body, /"error":\{"code":"[A-Z_]+"/, name);
     }
     for (const name of ['one 70 KB header', '2,000 headers', '100 KB URL', '70 KB Authorization']) {
       assert.ok(seen[name] === null || [400, 413, 414, 431].includes(seen[name]), `${name}: ${seen[name]}`);
@@ -357,7 +356,7 @@ describe('bad input', () => {
   test('path traversal and junk in ids: the documented 404s, nothing outside the id space is touched', T, async () => {
     const ids = [
       '..', '.', '../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '%2e%2e', '%2e%2e%2f%2e%2e%2fetc', 'job_%00', 'job_..', "job_'OR'1'='1", 'job_"', 'job_%3Cscript%3E',
-      'job_%E2%80%AE', 'job_%FF', 'a'.repeat(65), 'a'.repeat(2000), 'job_ x', '%20', 'job_\\..\\x', '*', 'job_*', 'job_%25',
+      'job_%E2%80%AE', 'job_%FF', 'a'.repeat(65), 'a'.repeat(2000), 'job_%20x', '%20', 'job_\\..\\x', '*', 'job_*', 'job_%25',
     ];
     const expectFor = (seg, rs) => rs.status === 404 && rs.body && rs.body.error;
     for (const id of ids) {
@@ -392,17 +391,31 @@ describe('bad input', () => {
     const other = await gr.as(h.GLOBEX.api_key)('GET', `/v1/jobs/${live.body.job_id}`);
     count('traversal', other.status);
     expectError(other, 404, 'JOB_NOT_FOUND', 'another customer');
-    // Model ids that climb out of the provider's API path are refused, and
-    // provsim sees no request outside the provider surface.
+    // Model ids that climb out of the provider's API path (or add a query)
+    // are refused: no request carrying a provider's key reaches provsim
+    // outside that provider's surface.
     const before = (await sim.requests()).length;
-    for (const m of ['fal:../../_control/reset', 'fal:..%2F..%2F_control%2Freset', 'fal:fal-ai/../../../_control/fal/down', 'krea:../../_control/reset', 'modelslab:../../../../_control/reset', 'fal:x?fal_webhook=http://evil.example/', 'fal:x#frag', 'fal:%2e%2e/%2e%2e/_control/reset']) {
-      const r = await gr.api('POST', `/v1/models/${m}/run`, { input: { prompt: 'traverse' } });
+    const acceptedModels = [];
+    for (const m of [
+      'fal:../krea/generate/image/bfl/flux-1-dev', 'fal:fal-ai/../../krea/jobs', 'fal:./../krea/jobs', 'krea:../../fal/fal-ai/flux/dev',
+      'modelslab:../../../../fal/fal-ai/flux/dev', 'fal:x?fal_webhook=http://127.0.0.1:9/evil', 'fal:x#frag', 'fal:x\\..\\..\\krea', 'fal:%2e%2e/krea/jobs',
+    ]) {
+      // Percent-encoded, so no URL parser on the way normalises the dot
+      // segments; genrelay's HTTP server decodes the path.
+      const r = await gr.api('POST', `/v1/models/${encodeURIComponent(m)}/run`, { input: { prompt: 'traverse' } });
       count('traversal', r.status);
-      assert.ok(r.status === 404 || r.status === 400, `model ${m} accepted: ${r.status} ${r.text}`);
+      if (!(r.status === 404 || r.status === 400)) acceptedModels.push(`${m} -> ${r.status}`);
     }
-    await h.sleep(500);
-    const escaped = (await sim.requests()).slice(before).filter((x) => !['fal', 'krea', 'modelslab', 'artificialstudio', 'abstrakt'].includes(x.provider));
-    assert.deepEqual(escaped, []);
+    await h.sleep(1500);
+    const keyOf = { fal: 'Key fal-test-key', krea: 'Bearer krea-test-key' };
+    const reqs = (await sim.requests()).slice(before);
+    const escaped = reqs.filter((x) => Object.entries(keyOf).some(([p, k]) => x.headers.authorization === k && x.provider !== p));
+    const injected = reqs.filter((x) => x.query && typeof x.query.fal_webhook === 'string' && x.query.fal_webhook.includes('/evil'));
+    assert.deepEqual(
+      { accepted: acceptedModels, escaped: escaped.map((x) => `${x.method} ${x.path} (${x.headers.authorization})`), injected: injected.map((x) => `${x.method} ${x.path}?fal_webhook=${x.query.fal_webhook}`) },
+      { accepted: [], escaped: [], injected: [] },
+      'model ids are passed into provider URLs unchecked: dot segments leave the provider path (with its key), "?" adds query parameters',
+    );
     // Auth edge cases.
     for (const a of [null, '', 'Bearer', 'Bearer ', 'Bearer wrong', 'Basic YWNtZTphY21l', `Bearer ${'k'.repeat(8000)}`, `bearer ${h.ACME.api_key}x`, `Bearer  ${h.ACME.api_key}`]) {
       const r = await gr.api('GET', '/v1/jobs', undefined, { authorization: a });

@@ -56,6 +56,7 @@ struct vm {
 	/* memory cap (the allocator's ud is this struct) */
 	size_t mem_used, mem_cap;
 	int mem_hit;
+	char mem_where[96]; /* "providers/x.lua:LINE" of the first refused allocation */
 	/* instruction budget */
 	long budget, count;
 	int hook_step, budget_hit;
@@ -263,6 +264,19 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	if (nsize > old && nsize - old > vm->mem_cap - vm->mem_used) {
+		if (!vm->mem_hit && vm->L && vm->hook_step) {
+			/* Where the script was: lua_getstack/lua_getinfo("Sl") do not
+			 * allocate, so they are safe to call from here. */
+			lua_Debug ar;
+			vm->mem_where[0] = '\0';
+			for (int level = 0; level < 32 && lua_getstack(vm->L, level, &ar); level++) {
+				if (lua_getinfo(vm->L, "Sl", &ar) && ar.currentline > 0) {
+					snprintf(vm->mem_where, sizeof vm->mem_where, "%s:%d",
+						 ar.short_src, ar.currentline);
+					break;
+				}
+			}
+		}
 		vm->mem_hit = 1;
 		return NULL;
 	}
@@ -312,6 +326,7 @@ static void budget_reset(struct vm *vm)
 	vm->count = 0;
 	vm->budget_hit = 0;
 	vm->mem_hit = 0;
+	vm->mem_where[0] = '\0';
 	if (vm->hook_step != HOOK_STEP) {
 		vm->hook_step = HOOK_STEP;
 		lua_sethook(vm->L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
@@ -338,7 +353,10 @@ static void vm_error(struct vm *vm, int rc, char *err, size_t errlen)
 	}
 	msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 	if (rc == LUA_ERRMEM || (vm->mem_hit && msg && strcasestr(msg, "memory"))) {
-		set_err(err, errlen, "%s: memory cap exceeded", vm->chunk);
+		if (vm->mem_hit && vm->mem_where[0] && strncmp(vm->mem_where, vm->chunk, cl) == 0)
+			set_err(err, errlen, "%s: memory cap exceeded", vm->mem_where);
+		else
+			set_err(err, errlen, "%s: memory cap exceeded", vm->chunk);
 		return;
 	}
 	if (!msg) {

@@ -27,8 +27,7 @@ const PWNED = path.join(dir, 'pwned'); // must never exist
 const lq = (s) => JSON.stringify(s); // a JSON string is a valid Lua string literal here (ASCII)
 
 // One line per action, so an error's line says which action raised.
-// `line`: the core reports the line of the action; false where it reports
-// the script only (memory errors; see the todo test at the end).
+// `line`: the core reports the line of the action (memory errors included).
 const ACTIONS = {
   os_execute: { lua: `return os.execute(${lq(`touch ${PWNED}`)})`, re: /attempt to call a nil value \(field 'execute'\)/, line: true },
   io_open: { lua: `return io.open(${lq(PWNED)}, "w"):write("x")`, re: /attempt to index a nil value \(global 'io'\)/, line: true },
@@ -41,11 +40,11 @@ const ACTIONS = {
   binary_chunk_mode: { lua: 'return assert(load("\\27Lua", "x", "b"))()', re: /attempt to load a binary chunk/, line: true },
   debug: { lua: 'return debug.sethook(function() end, "", 0)', re: /attempt to index a nil value \(global 'debug'\)/, line: true },
   loadlib: { lua: 'return package.loadlib("libc.so.6", "system")("id")', re: /attempt to index a nil value \(global 'package'\)/, line: true },
-  string_rep: { lua: 'return #string.rep("x", 1 << 30)', re: /memory cap exceeded/, line: false },
-  string_rep_many: { lua: 'local t = {} for i = 1, 64 do t[i] = string.rep("y", 32 << 20) .. i end return #t', re: /memory cap exceeded/, line: false },
+  string_rep: { lua: 'return #string.rep("x", 1 << 30)', re: /memory cap exceeded/, line: true },
+  string_rep_many: { lua: 'local t = {} for i = 1, 64 do t[i] = string.rep("y", 32 << 20) .. i end return #t', re: /memory cap exceeded/, line: true },
   endless_loop: { lua: 'while true do end', re: /instruction budget exceeded/, line: true },
   endless_in_pcall: { lua: 'while true do pcall(function() while true do end end) end', re: /instruction budget exceeded/, line: true },
-  deep_recursion: { lua: 'local function f(n) return 1 + f(n + 1) end return f(1)', re: /stack overflow|memory cap exceeded/, line: false },
+  deep_recursion: { lua: 'local function f(n) return 1 + f(n + 1) end return f(1)', re: /stack overflow|memory cap exceeded/, line: true },
   collectgarbage: { lua: 'collectgarbage("stop") return collectgarbage("collect")', re: /collectgarbage: only "count" is allowed/, line: true },
   string_metatable: { lua: 'getmetatable("").__index = { upper = function() return "pwned" end }', re: /attempt to index a boolean value/, line: true },
   other_secret: {
@@ -244,10 +243,9 @@ describe('the sandbox in a running genrelay', () => {
     assert.equal(stack.gr.running(), true);
   });
 
-  // Issue 4 wants every SCRIPT_ERROR to name script and line; a memory error
-  // names the script only (Lua runs no message handler for it). Kept as a
-  // todo so the gap stays visible.
-  test('every sandbox SCRIPT_ERROR names the script line', { ...T, todo: 'core/script.c: memory cap errors carry no line' }, () => {
+  // Issue 4 wants every SCRIPT_ERROR to name script and line, memory errors
+  // included (the allocator records where the script was).
+  test('every sandbox SCRIPT_ERROR names the script line', T, () => {
     const missing = [];
     for (const [action, m] of Object.entries(errors)) {
       for (const [where, msg] of Object.entries(m)) {

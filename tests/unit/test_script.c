@@ -684,7 +684,7 @@ static void test_load_checks(void)
 	check_not_loaded("providers/spinner.lua", "spinner", "while true do end",
 			 "providers/spinner.lua:1: instruction budget exceeded");
 	check_not_loaded("providers/hog.lua", "hog", "local t = {} while true do t[#t+1] = ('x'):rep(65536) .. #t end",
-			 "providers/hog.lua: memory cap exceeded");
+			 "providers/hog.lua:1: memory cap exceeded");
 	check_not_loaded("providers/badpat.lua", "badpat",
 			 "local f = function() end\n"
 			 "return { name = 'badpat', models = { 'ok', '[a' }, submit = f, on_submitted = f, on_callback = f }",

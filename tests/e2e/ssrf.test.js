@@ -1,0 +1,269 @@
+'use strict';
+// SSRF (issue 6), end to end, loopback only: with allow_private = false no
+// webhook, however spelled, reaches a receiver listening on loopback.
+//
+// - Every literal spelling of a loopback or unspecified address (decimal,
+//   octal, hex, short forms, IPv4-mapped and -compatible IPv6, zone ids,
+//   userinfo tricks, trailing dots, percent-encoding) and every non-HTTP
+//   scheme is refused at submit: 400 INVALID_REQUEST.
+// - Names that resolve to loopback at delivery time pass the syntax check
+//   (genrelay resolves nothing at submit) and are refused when curl opens
+//   the socket: the attempt fails with "address not allowed". The names come
+//   from tests/e2e/shim/resolve_shim.c (LD_PRELOAD), which answers
+//   *.genrelay.test from a file the test rewrites; also /etc/hosts entries.
+// - DNS rebinding: a name that resolved to a public address when submitted
+//   and to loopback when delivered is refused at connect.
+// - A URL stored while allow_private was true and delivered after a restart
+//   with allow_private = false is refused at connect.
+// - Redirects are never followed: a receiver answering 302 to the trap (or to
+//   file://) is not followed.
+// The trap receiver listens on the loopback port every spelling names and
+// must receive nothing. Addresses outside loopback are covered by the unit
+// tests (tests/unit/test_urlguard.c, test_ssrf_matrix.c).
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('./lib/harness');
+const R = require('./lib/reliability');
+
+const FAL = 'fal-ai/flux/dev';
+const RUN = `/v1/models/${FAL}/run`;
+const T = { timeout: 120000 };
+
+function shimPath() {
+  const cands = [process.env.GENRELAY_RESOLVE_SHIM, path.join(path.dirname(h.BIN), 'libgenrelay_resolve_shim.so')].filter(Boolean);
+  return cands.find((p) => fs.existsSync(p)) || null;
+}
+
+function ipv6LoopbackWorks() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(0, '::1', () => s.close(() => resolve(true)));
+  });
+}
+
+describe('SSRF: nothing reaches loopback with allow_private = false', () => {
+  let sim;
+  let trap; // a receiver on 127.0.0.1 that must get nothing
+  let trap6; // the same on ::1, when IPv6 loopback exists
+  let gr;
+  let hostsFile;
+  const shim = shimPath();
+  const figures = { spellings_refused_at_submit: 0, refused_at_connect: 0, redirects_not_followed: 0, schemes: 0 };
+
+  before(async () => {
+    sim = await h.startProvsim();
+    trap = await R.startCountingReceiver();
+    if (await ipv6LoopbackWorks()) trap6 = await R.startCountingReceiver({ host: '::1', port: trap.port }).catch(() => R.startCountingReceiver({ host: '::1' }));
+    hostsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-ssrf-')), 'hosts');
+    fs.writeFileSync(hostsFile, '');
+    const env = {};
+    if (shim) {
+      env.LD_PRELOAD = shim;
+      env.GENRELAY_SHIM_HOSTS = hostsFile;
+      // An ASan build must tolerate a preloaded library ahead of its runtime.
+      env.ASAN_OPTIONS = [process.env.ASAN_OPTIONS, 'verify_asan_link_order=0'].filter(Boolean).join(':');
+    }
+    gr = await h.startGenrelay({
+      simUrl: sim.url,
+      env,
+      config: {
+        webhooks: { require_https: false, allow_private: false, retry: [0.2], timeout_s: 2 },
+        jobs: { poll_after_s: 1, poll_interval_s: 0.3 },
+      },
+    });
+  });
+
+  after(async () => {
+    if (gr) {
+      await gr.stop();
+      await gr.assertNoSanitizerReport();
+    }
+    for (const r of [trap, trap6]) if (r) await r.stop();
+    if (sim) await sim.stop();
+    if (hostsFile) fs.rmSync(path.dirname(hostsFile), { recursive: true, force: true });
+    R.report('ssrf_e2e', figures);
+  });
+
+  const P = () => trap.port;
+
+  async function refusedAtSubmit(url, what) {
+    const r = await gr.api('POST', RUN, { input: { prompt: 'ssrf' }, webhook_url: url });
+    assert.equal(r.status, 400, `${what} ${JSON.stringify(url)}: ${r.status} ${r.text}`);
+    assert.equal(r.body.error.code, 'INVALID_REQUEST');
+    assert.match(r.body.error.message, /webhook_url/);
+    assert.ok(!r.body.error.message.includes('hunter2'), 'userinfo never echoed');
+    figures.spellings_refused_at_submit++;
+  }
+
+  // Submits url (which passes the syntax check), lets the job finish and
+  // checks that every delivery attempt failed with "address not allowed".
+  async function refusedAtConnect(url, what, api = gr.api, g = gr) {
+    const r = await api('POST', RUN, { input: { prompt: 'ssrf', sim: { delay_ms: 50 } }, webhook_url: url });
+    assert.equal(r.status, 202, `${what} ${url} passes the syntax check: ${r.text}`);
+    const id = r.body.job_id;
+    const d = await h.waitFor(async () => {
+      const x = await g.api('GET', `/v1/jobs/${id}/deliveries`);
+      const dd = x.body.data && x.body.data[0];
+      return dd && dd.status === 'dead' && dd;
+    }, 30000, { what: `${what}: delivery dead` });
+    for (const a of d.attempts) assert.match(String(a.error), /address not allowed/, `${what}: ${JSON.stringify(a)}`);
+    figures.refused_at_connect++;
+    return id;
+  }
+
+  test('literal loopback and unspecified spellings are refused at submit', T, async () => {
+    const p = P();
+    const spellings = [
+      `http://127.0.0.1:${p}/`, `http://127.0.0.2:${p}/`, `http://127.255.255.254:${p}/`, `http://127.1:${p}/`, `http://127.0.1:${p}/`,
+      `http://2130706433:${p}/`, `http://0x7f000001:${p}/`, `http://0X7F000001:${p}/`, `http://017700000001:${p}/`, `http://0177.0.0.1:${p}/`,
+      `http://0177.1:${p}/`, `http://0x7f.1:${p}/`, `http://0x7f.0.0.1:${p}/`, `http://0x7f.0x0.0x0.0x1:${p}/`, `http://0177.0000.0000.0001:${p}/`,
+      `http://127.000.000.001:${p}/`, `http://127.0.0.1.:${p}/`, `http://0:${p}/`, `http://0.0.0.0:${p}/`, `http://0x0:${p}/`, `http://00:${p}/`,
+      `http://[::1]:${p}/`, `http://[0:0:0:0:0:0:0:1]:${p}/`, `http://[::0:1]:${p}/`, `http://[0000::1]:${p}/`, `http://[::]:${p}/`,
+      `http://[::ffff:127.0.0.1]:${p}/`, `http://[::ffff:7f00:1]:${p}/`, `http://[::FFFF:7F00:0001]:${p}/`, `http://[0:0:0:0:0:ffff:127.0.0.1]:${p}/`,
+      `http://[::127.0.0.1]:${p}/`, `http://[::7f00:1]:${p}/`, `http://[64:ff9b::127.0.0.1]:${p}/`, `http://[::ffff:0.0.0.0]:${p}/`,
+      `http://[::1%25lo]:${p}/`, `http://[::1%lo]:${p}/`, `http://[fe80::1%25lo]:${p}/`, `http://[::ffff:127.0.0.1%25lo]:${p}/`,
+      `http://good.example@127.0.0.1:${p}/`, `http://user:hunter2@127.0.0.1:${p}/`, `http://127.0.0.1:${p}@good.example/`, `http://good.example:${p}@127.0.0.1:${p}/`,
+      `http://good.example\\@127.0.0.1:${p}/`, `http://127.0.0.1%2f@good.example/`, `http://%31%32%37.0.0.1:${p}/`, `http://127%2e0%2e0%2e1:${p}/`,
+      `http://127\u30020\u30020\u30021:${p}/`, `http://\uff11\uff12\uff17.0.0.1:${p}/`, `http://127.0.0.1\t:${p}/`, ` http://127.0.0.1:${p}/`,
+      `http:/127.0.0.1:${p}/`, `http:127.0.0.1:${p}/`, `http:\\\\127.0.0.1:${p}/`, `//127.0.0.1:${p}/`, `127.0.0.1:${p}`,
+      `http://localhost:${p}/`, `http://LOCALHOST:${p}/`, `http://localhost.:${p}/`, `http://foo.localhost:${p}/`, `http://a.b.localhost.:${p}/`,
+      `http://LocalHost:${p}/x`, `http://metadata.google.internal:${p}/`, `http://metadata:${p}/`, `http://ip6-localhost:${p}/`,
+      `HTTP://127.0.0.1:${p}/`, `http://127.0.0.1:${p}/#@good.example`, `http://[::1]:${p}@good.example/`,
+    ];
+    // Dotless names of /etc/hosts (they resolve to a local address; search domains make any dotless name risky).
+    const hostsNames = [];
+    try {
+      for (const line of fs.readFileSync('/etc/hosts', 'utf8').split('\n')) {
+        const f = line.replace(/#.*/, '').trim().split(/\s+/);
+        if (f.length >= 2 && /^(127\.|::1$|0\.0\.0\.0$)/.test(f[0])) for (const n of f.slice(1)) hostsNames.push(n);
+      }
+    } catch (e) {
+      /* no /etc/hosts */
+    }
+    for (const n of hostsNames.filter((x) => !x.includes('.'))) spellings.push(`http://${n}:${p}/`);
+    for (const u of spellings) await refusedAtSubmit(u, 'spelling');
+    figures.etc_hosts_names = hostsNames.length;
+  });
+
+  test('non-HTTP schemes are refused at submit', T, async () => {
+    const p = P();
+    for (const u of [
+      'file:///etc/passwd', 'file://localhost/etc/passwd', `gopher://127.0.0.1:${p}/_POST%20/`, `dict://127.0.0.1:${p}/info`, `ftp://127.0.0.1:${p}/`,
+      `ldap://127.0.0.1:${p}/`, `telnet://127.0.0.1:${p}/`, `tftp://127.0.0.1:${p}/x`, `smtp://127.0.0.1:${p}/`, `ws://127.0.0.1:${p}/`, `wss://example.com/`,
+      `sftp://example.com/`, `scp://example.com/`, 'jar:http://example.com!/', 'data:text/plain,hi', 'javascript:alert(1)', `mailto:a@127.0.0.1`,
+      `https+unix://%2Ftmp%2Fsock/`, `unix:///tmp/sock`, `httpx://127.0.0.1:${p}/`, `h%74tp://127.0.0.1:${p}/`,
+    ]) {
+      await refusedAtSubmit(u, 'scheme');
+      figures.schemes++;
+    }
+  });
+
+  test('names resolving to loopback at delivery time: refused when the socket is opened', { ...T, skip: shim ? false : 'resolve shim not built' }, async () => {
+    const p = P();
+    fs.writeFileSync(
+      hostsFile,
+      ['loop4.genrelay.test 127.0.0.1', 'loop4b.genrelay.test 127.9.9.9', 'loop6.genrelay.test ::1', 'mapped.genrelay.test ::ffff:127.0.0.1', 'zero.genrelay.test 0.0.0.0', 'zero6.genrelay.test ::'].join('\n') + '\n',
+    );
+    for (const n of ['loop4', 'loop4b', 'loop6', 'mapped', 'zero', 'zero6']) {
+      await refusedAtConnect(`http://${n}.genrelay.test:${p}/${n}`, n);
+      await refusedAtConnect(`http://${n.toUpperCase()}.GENRELAY.TEST.:${p}/${n}-upper`, `${n} upper case, trailing dot`);
+    }
+    // Dotted /etc/hosts names pointing at loopback, when there are any.
+    const dotted = [];
+    try {
+      for (const line of fs.readFileSync('/etc/hosts', 'utf8').split('\n')) {
+        const f = line.replace(/#.*/, '').trim().split(/\s+/);
+        if (f.length >= 2 && /^(127\.|::1$)/.test(f[0])) dotted.push(...f.slice(1).filter((x) => x.includes('.') && !/localhost\.?$/i.test(x)));
+      }
+    } catch (e) {
+      /* none */
+    }
+    for (const n of dotted) await refusedAtConnect(`http://${n}:${p}/etc-hosts`, `/etc/hosts ${n}`);
+    figures.etc_hosts_dotted_names = dotted.length;
+  });
+
+  test('DNS rebinding: public when submitted, loopback when delivered: refused at connect', { ...T, skip: shim ? false : 'resolve shim not built' }, async () => {
+    const p = P();
+    fs.writeFileSync(hostsFile, 'rebind.genrelay.test 192.0.2.10\n');
+    const r = await gr.api('POST', RUN, { input: { prompt: 'rebind', sim: { delay_ms: 1500 } }, webhook_url: `http://rebind.genrelay.test:${p}/rebind` });
+    assert.equal(r.status, 202, r.text);
+    fs.writeFileSync(hostsFile, 'rebind.genrelay.test 127.0.0.1\n');
+    const d = await h.waitFor(async () => {
+      const x = await gr.api('GET', `/v1/jobs/${r.body.job_id}/deliveries`);
+      const dd = x.body.data && x.body.data[0];
+      return dd && dd.status === 'dead' && dd;
+    }, 30000, { what: 'rebound delivery dead' });
+    for (const a of d.attempts) assert.match(String(a.error), /address not allowed/, JSON.stringify(a));
+    figures.refused_at_connect++;
+    figures.rebinding = 1;
+  });
+
+  test('a loopback URL stored while allow_private was true is refused at connect after a restart with allow_private = false', T, async () => {
+    const lax = await h.startGenrelay({
+      simUrl: sim.url,
+      config: { webhooks: { require_https: false, allow_private: true, retry: [0.2], timeout_s: 2 }, jobs: { poll_after_s: 1, poll_interval_s: 0.3 } },
+    });
+    try {
+      const r = await lax.api('POST', RUN, { input: { prompt: 'stored', sim: { delay_ms: 2500 } }, webhook_url: `http://127.0.0.1:${P()}/stored` });
+      assert.equal(r.status, 202, r.text);
+      await lax.stop();
+      fs.writeFileSync(lax.configPath, h.renderConfig(h.deepMerge(lax.config, { webhooks: { allow_private: false } })));
+      await lax.restart();
+      const d = await h.waitFor(async () => {
+        const x = await lax.api('GET', `/v1/jobs/${r.body.job_id}/deliveries`);
+        const dd = x.body.data && x.body.data[0];
+        return dd && dd.status === 'dead' && dd;
+      }, 30000, { what: 'stored delivery dead' });
+      for (const a of d.attempts) assert.match(String(a.error), /address not allowed/, JSON.stringify(a));
+      figures.refused_at_connect++;
+      figures.stored_then_restarted = 1;
+    } finally {
+      await lax.stop();
+      await lax.assertNoSanitizerReport();
+      fs.rmSync(lax.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('redirects are never followed (to the trap, to file://, to another scheme)', T, async () => {
+    // allow_private = true here, or the redirector itself (on loopback) would be refused.
+    const lax = await h.startGenrelay({
+      simUrl: sim.url,
+      config: { webhooks: { require_https: false, allow_private: true, retry: [0.2], timeout_s: 2 }, jobs: { poll_after_s: 1, poll_interval_s: 0.3 } },
+    });
+    const redirector = await R.startCountingReceiver();
+    try {
+      for (const target of [`http://127.0.0.1:${P()}/redirected`, 'file:///etc/passwd', `gopher://127.0.0.1:${P()}/_x`, `http://[::1]:${P()}/redirected6`]) {
+        redirector.setMode('redirect', target);
+        const r = await lax.api('POST', RUN, { input: { prompt: 'redirect', sim: { delay_ms: 50 } }, webhook_url: `${redirector.url}/r` });
+        assert.equal(r.status, 202, r.text);
+        const d = await h.waitFor(async () => {
+          const x = await lax.api('GET', `/v1/jobs/${r.body.job_id}/deliveries`);
+          const dd = x.body.data && x.body.data[0];
+          return dd && dd.status === 'dead' && dd;
+        }, 30000, { what: 'redirected delivery dead' });
+        for (const a of d.attempts) assert.equal(a.status_code, 302, JSON.stringify(a));
+        assert.equal(redirector.byJob.get(r.body.job_id).length, d.attempts.length, 'each attempt reached the redirector');
+        figures.redirects_not_followed++;
+      }
+    } finally {
+      await redirector.stop();
+      await lax.stop();
+      await lax.assertNoSanitizerReport();
+      fs.rmSync(lax.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the trap on loopback received nothing', T, async () => {
+    await h.sleep(500);
+    assert.deepEqual(trap.records.map((x) => x.path), [], 'requests that reached 127.0.0.1');
+    if (trap6) assert.deepEqual(trap6.records.map((x) => x.path), [], 'requests that reached ::1');
+    figures.trap_requests = trap.records.length + (trap6 ? trap6.records.length : 0);
+    figures.total_spellings = figures.spellings_refused_at_submit + figures.refused_at_connect + figures.redirects_not_followed;
+  });
+});

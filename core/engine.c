@@ -762,8 +762,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 		  "model", j.model, "request_id", j.request_id, "http_status", (int)res->status,
 		  "script_version", st->version));
 	if (store_job_update(w->store, &j) < 0 ||
-	    store_work_add(w->store, j.id, WORK_POLL, NULL, due, NULL, 0, NULL) < 0 ||
-	    store_work_done(w->store, wk->id) < 0 || store_commit(w->store) < 0) {
+	    store_work_become(w->store, wk->id, WORK_POLL, due) < 0 || store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		goto store_fail;
 	}

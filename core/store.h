@@ -102,6 +102,9 @@ int store_work_claim(struct store *s, const char *owner, int64_t now,
 		     int64_t lease_ms, struct work *out, size_t max, size_t *n);
 int store_work_done(struct store *s, int64_t id);
 int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries);
+/* Turns a row into the next step of its job (a submit into a poll), due at
+ * due_at, lease dropped: one update instead of a delete and an insert. */
+int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t due_at);
 /* Deletes the job's work of one kind (0: every kind) except keep_id. */
 int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
 		    int64_t keep_id);

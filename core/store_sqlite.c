@@ -24,7 +24,7 @@ enum {
 	Q_META_GET, Q_META_SET,
 	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_COUNT,
 	Q_IDEM_GET, Q_IDEM_PUT,
-	Q_WORK_ADD, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED, Q_WORK_DROP_K,
+	Q_WORK_ADD, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED, Q_WORK_BECOME, Q_WORK_DROP_K,
 	Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE, Q_WORK_RELEASE_P,
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
@@ -66,6 +66,7 @@ static const char *const sql[Q_COUNT] = {
 			 "RETURNING id,job_id,kind,ref,due_at,tries",
 	[Q_WORK_DONE] = "DELETE FROM work WHERE id=?1",
 	[Q_WORK_RESCHED] = "UPDATE work SET due_at=?2, lease_owner=NULL, lease_until=0, tries=?3 WHERE id=?1",
+	[Q_WORK_BECOME] = "UPDATE work SET kind=?2, due_at=?3, lease_owner=NULL, lease_until=0, tries=0 WHERE id=?1",
 	[Q_WORK_DROP_K] = "DELETE FROM work WHERE job_id=?1 AND kind=?2 AND id<>?3",
 	[Q_WORK_DROP_ALL] = "DELETE FROM work WHERE job_id=?1 AND id<>?3 AND kind<>?2",
 	[Q_WORK_NEXT] = "SELECT due_at FROM work WHERE lease_until<=?1 ORDER BY due_at LIMIT 1",
@@ -701,6 +702,15 @@ int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, due_at);
 	sqlite3_bind_int(st, 3, tries);
+	return write_stmt(s, st);
+}
+
+int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t due_at)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_BECOME);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, (int)kind);
+	sqlite3_bind_int64(st, 3, due_at);
 	return write_stmt(s, st);
 }
 

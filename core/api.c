@@ -8,6 +8,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fetch.h"
+#include "jscan.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -26,6 +27,7 @@
 #define MODEL_MAX 256
 #define TRACK_MAX 256
 #define IDEM_MAX 255
+#define URL_MAX 2048
 
 static int id_ok(const char *s)
 {
@@ -43,6 +45,42 @@ static int printable(const char *s, size_t max)
 		if ((unsigned char)s[n] < 0x21 || s[n] == 0x7f)
 			return 0;
 	return n > 0 && n <= max;
+}
+
+/*
+ * A model id becomes part of a provider URL, so it is held to a safe shape:
+ * an optional "provider:" prefix, then path segments of letters, digits,
+ * '-', '_' and '.', never empty, "." or "..". No '?', '#', '%' or '\\'.
+ */
+static int model_ok(const char *m)
+{
+	const char *colon = strchr(m, ':'), *p = m;
+	if (colon) {
+		if (colon == m)
+			return 0;
+		for (; p < colon; p++)
+			if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+				return 0;
+		p = colon + 1;
+	}
+	if (!*p)
+		return 0;
+	while (*p) {
+		const char *seg = p;
+		while (*p && *p != '/') {
+			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+				return 0;
+			p++;
+		}
+		size_t n = (size_t)(p - seg);
+		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return 0;
+		if (*p == '/')
+			p++;
+		if (*p == '\0' && p[-1] == '/')
+			return 0;
+	}
+	return 1;
 }
 
 static const struct config_customer *authenticate(struct request *r)
@@ -225,85 +263,99 @@ static void handle_run(struct request *r, const char *model)
 	const struct config_customer *c = authenticate(r);
 	if (!c)
 		return;
-	if (!printable(model, MODEL_MAX)) {
-		server_respond_error(r, 404, "MODEL_NOT_FOUND", "invalid model id");
+	if (!printable(model, MODEL_MAX) || !model_ok(model)) {
+		server_respond_error(r, 404, "MODEL_NOT_FOUND",
+				     "invalid model id (path segments of letters, digits, '-', '_' and '.')");
 		return;
 	}
-	json_error_t jerr;
-	json_t *body = r->body.len ? json_loadb(r->body.p, r->body.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-	if (!body) {
-		if (r->body.len)
-			server_respond_error(r, 400, "INVALID_REQUEST", "body is not valid JSON: %s (at byte %d)",
-					     jerr.text, jerr.position);
-		else
-			server_respond_error(r, 400, "INVALID_REQUEST", "body must be a JSON object with \"input\"");
+	/* The body is validated in full but not built into a tree: `input` is
+	 * kept as the customer sent it (see jscan.h). */
+	struct jscan_member m[8];
+	size_t nm = 0, pos = 0;
+	char why_json[128];
+	if (jscan_object(r->body.p ? r->body.p : "", r->body.len, m, 8, &nm, why_json,
+			 sizeof why_json, &pos) < 0) {
+		server_respond_error(r, 400, "INVALID_REQUEST", "body is not a valid JSON object: %s (at byte %zu)",
+				     why_json, pos);
 		return;
 	}
-	const char *key;
-	json_t *v;
-	if (!json_is_object(body)) {
-		server_respond_error(r, 400, "INVALID_REQUEST", "body must be a JSON object");
-		goto out;
-	}
-	json_object_foreach(body, key, v) {
-		if (strcmp(key, "input") && strcmp(key, "webhook_url") && strcmp(key, "track_id") &&
-		    strcmp(key, "sync")) {
+	const struct jscan_member *input = NULL, *hook_url = NULL, *track = NULL, *sync = NULL;
+	for (size_t i = 0; i < nm; i++) {
+		const struct jscan_member *x = &m[i];
+		if (!x->key_too_long && strcmp(x->key, "input") == 0)
+			input = x;
+		else if (!x->key_too_long && strcmp(x->key, "webhook_url") == 0)
+			hook_url = x;
+		else if (!x->key_too_long && strcmp(x->key, "track_id") == 0)
+			track = x;
+		else if (!x->key_too_long && strcmp(x->key, "sync") == 0)
+			sync = x;
+		else {
 			server_respond_error(r, 400, "INVALID_REQUEST",
-					     "unknown field \"%.64s\" (allowed: input, webhook_url, track_id, sync)", key);
-			goto out;
+					     "unknown field \"%.64s\" (allowed: input, webhook_url, track_id, sync)",
+					     x->key);
+			return;
 		}
 	}
-	json_t *input = json_object_get(body, "input");
-	json_t *hook_url = json_object_get(body, "webhook_url");
-	json_t *track = json_object_get(body, "track_id");
-	json_t *sync = json_object_get(body, "sync");
 	if (!input) {
 		server_respond_error(r, 400, "INVALID_REQUEST", "\"input\" is required");
-		goto out;
+		return;
 	}
-	if (!json_is_object(input)) {
+	if (input->type != JSCAN_OBJECT) {
 		server_respond_error(r, 400, "INVALID_REQUEST", "\"input\" must be an object");
-		goto out;
+		return;
 	}
-	if (hook_url && !json_is_null(hook_url) && !json_is_string(hook_url)) {
-		server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" must be a string");
-		goto out;
+	char url_buf[URL_MAX + 1], track_buf[TRACK_MAX + 1];
+	const char *url = NULL, *track_id = NULL;
+	if (hook_url && hook_url->type != JSCAN_NULL) {
+		if (hook_url->type != JSCAN_STRING) {
+			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" must be a string");
+			return;
+		}
+		if (jscan_string(hook_url->val, hook_url->len, url_buf, sizeof url_buf) < 0) {
+			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: longer than %d bytes",
+					     URL_MAX);
+			return;
+		}
+		url = url_buf;
 	}
-	if (track && !json_is_null(track) &&
-	    (!json_is_string(track) || json_string_length(track) > TRACK_MAX ||
-	     json_string_length(track) == 0)) {
-		server_respond_error(r, 400, "INVALID_REQUEST", "\"track_id\" must be a string of 1 to %d bytes",
-				     TRACK_MAX);
-		goto out;
+	if (track && track->type != JSCAN_NULL) {
+		int tl = track->type == JSCAN_STRING
+			? jscan_string(track->val, track->len, track_buf, sizeof track_buf) : -1;
+		if (tl <= 0 || strlen(track_buf) != (size_t)tl) {
+			server_respond_error(r, 400, "INVALID_REQUEST",
+					     "\"track_id\" must be a string of 1 to %d bytes", TRACK_MAX);
+			return;
+		}
+		track_id = track_buf;
 	}
-	if (sync && !json_is_boolean(sync)) {
+	if (sync && sync->type != JSCAN_TRUE && sync->type != JSCAN_FALSE) {
 		server_respond_error(r, 400, "INVALID_REQUEST", "\"sync\" must be true or false");
-		goto out;
+		return;
 	}
-	const char *url = json_string_value(hook_url);
 	if (!url)
 		url = c->webhook_url;
 	if (url) {
 		char why[256];
 		if (urlguard_check_url(&w->guard, url, why, sizeof why) < 0) {
 			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
-			goto out;
+			return;
 		}
 	}
 	const char *idem = server_header(r, "Idempotency-Key");
 	if (idem && !printable(idem, IDEM_MAX)) {
 		server_respond_error(r, 400, "INVALID_REQUEST",
 				     "Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
-		goto out;
+		return;
 	}
 	json_t *targets = resolve_model(w, model);
 	if (!targets) {
 		server_respond_error(r, 404, "MODEL_NOT_FOUND", "no provider serves model '%.200s'", model);
-		goto out;
+		return;
 	}
 	const char *prefer = server_header(r, "Prefer");
 	double wait_s = 0;
-	if (json_is_true(sync))
+	if (sync && sync->type == JSCAN_TRUE)
 		wait_s = w->cfg->sync_wait_s;
 	if (prefer && strncmp(prefer, "wait", 4) == 0) {
 		wait_s = w->cfg->sync_wait_s;
@@ -339,8 +391,8 @@ static void handle_run(struct request *r, const char *model)
 	j->model = strdup(colon + 1);
 	json_decref(targets);
 	j->status = JOB_QUEUED;
-	j->track_id = json_is_string(track) ? strdup(json_string_value(track)) : NULL;
-	j->input = json_dumps(input, JSON_COMPACT);
+	j->track_id = track_id ? strdup(track_id) : NULL;
+	j->input = strndup(input->val, input->len);
 	j->webhook_url = url ? strdup(url) : NULL;
 	j->hook = c->hook ? strdup(c->hook) : NULL;
 	j->created_at = j->updated_at = now;
@@ -366,8 +418,6 @@ static void handle_run(struct request *r, const char *model)
 	*w->batch_tail = r;
 	w->batch_tail = &r->next;
 	server_suspend(r);
-out:
-	json_decref(body);
 }
 
 void api_flush(struct worker *w)

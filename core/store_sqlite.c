@@ -14,10 +14,12 @@
 #include <time.h>
 
 #define SCHEMA_VERSION 1
-/* How long a worker may wait on another writer's lock, and how long writes
- * then fail fast before the next try. */
-#define STORE_BUSY_MS 50
-#define STORE_BACKOFF_MS 250
+/* How long a worker may wait on another writer's lock (workers of one
+ * process hold it for one loop iteration, a few ms), and how long writes then
+ * fail fast before the next try, so a lock held elsewhere stalls the loop at
+ * most half the time while it lasts. */
+#define STORE_BUSY_MS 1000
+#define STORE_BACKOFF_MS 1000
 
 enum {
 	Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,

@@ -113,6 +113,9 @@ static void tick(struct loop_timer *t)
 static void reload_fire(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
+	/* Compiling and checking scripts takes a while: never hold the store's
+	 * write lock (and the other workers) through it. */
+	worker_commit(w);
 	int n = script_host_refresh(w->scripts);
 	if (n > 0)
 		log_info("worker %d: %d script(s) reloaded", w->index, n);

@@ -117,6 +117,15 @@ static void respond_run_shape(struct request *r, unsigned status, const struct j
 	server_respond_raw(r, status, text, len, "application/json");
 }
 
+/* Answers a failed lookup: 404 with code when absent (rc 1), else 503. */
+static void respond_lookup_error(struct request *r, int rc, const char *code, const char *what)
+{
+	if (rc == 1)
+		server_respond_error(r, 404, code, "no such %s", what);
+	else
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
+}
+
 /* ---------- waiters (sync runs and long-polls) ---------- */
 
 static void waiter_unlink(struct request *r)
@@ -140,8 +149,7 @@ static void waiter_answer(struct request *r)
 	r->wait = WAIT_NONE;
 	int rc = store_job_get(w->store, r->wait_job, NULL, &j);
 	if (rc != 0) {
-		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
-				     rc == 1 ? "no such job" : "the store is unavailable");
+		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
 	if (r->sync && !job_terminal(j.status))
@@ -510,6 +518,18 @@ void api_flush(struct worker *w)
 	}
 }
 
+/* Loads the customer's job id into *j, or answers and returns -1. */
+static int load_customer_job(struct request *r, const struct config_customer *c,
+			     const char *id, struct job *j)
+{
+	int rc = id_ok(id) ? store_job_get(r->w->store, id, c->name, j) : 1;
+	if (rc != 0) {
+		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---------- jobs ---------- */
 
 static void handle_get_job(struct request *r, const char *id)
@@ -518,12 +538,8 @@ static void handle_get_job(struct request *r, const char *id)
 	struct job j;
 	if (!c)
 		return;
-	int rc = id_ok(id) ? store_job_get(r->w->store, id, c->name, &j) : 1;
-	if (rc != 0) {
-		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
-				     rc == 1 ? "no such job" : "the store is unavailable");
+	if (load_customer_job(r, c, id, &j) < 0)
 		return;
-	}
 	const char *wq = server_query(r, "wait");
 	double wait = 0;
 	if (wq) {
@@ -600,8 +616,7 @@ static void handle_cancel(struct request *r, const char *id)
 	int rc = store_job_get(w->store, id, c->name, &j);
 	if (rc != 0) {
 		store_rollback(w->store);
-		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
-				     rc == 1 ? "no such job" : "the store is unavailable");
+		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
 	if (job_terminal(j.status)) {
@@ -644,12 +659,8 @@ static void handle_job_sub(struct request *r, const char *id, const char *what)
 	struct job j;
 	if (!c)
 		return;
-	int rc = id_ok(id) ? store_job_get(r->w->store, id, c->name, &j) : 1;
-	if (rc != 0) {
-		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
-				     rc == 1 ? "no such job" : "the store is unavailable");
+	if (load_customer_job(r, c, id, &j) < 0)
 		return;
-	}
 	json_t *o = json_object();
 	json_object_set_new(o, "job_id", json_string(j.id));
 	if (strcmp(what, "deliveries") == 0)
@@ -677,8 +688,7 @@ static void handle_retry_delivery(struct request *r, const char *id)
 			free(d.url);
 	}
 	if (rc != 0) {
-		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "DELIVERY_NOT_FOUND" : "UNAVAILABLE",
-				     rc == 1 ? "no such delivery" : "the store is unavailable");
+		respond_lookup_error(r, rc, "DELIVERY_NOT_FOUND", "delivery");
 		return;
 	}
 	int64_t now = loop_wall_ms();

@@ -66,7 +66,7 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-static json_t *time_or_null(int64_t ms)
+json_t *job_time_json(int64_t ms)
 {
 	char t[40];
 	if (!ms)
@@ -94,7 +94,7 @@ json_t *job_to_json(const struct job *j)
 	} else {
 		json_object_set_new(o, "error", json_null());
 	}
-	json_object_set_new(o, "created_at", time_or_null(j->created_at));
-	json_object_set_new(o, "completed_at", time_or_null(j->completed_at));
+	json_object_set_new(o, "created_at", job_time_json(j->created_at));
+	json_object_set_new(o, "completed_at", job_time_json(j->completed_at));
 	return o;
 }

@@ -52,6 +52,8 @@ int job_set(char **field, const char *v);
 
 /* The unified job object; caller owns the result. */
 json_t *job_to_json(const struct job *j);
+/* RFC 3339 UTC with milliseconds as a JSON string; null for 0. Caller owns. */
+json_t *job_time_json(int64_t ms);
 /* RFC 3339 UTC with milliseconds into out (>= 32 bytes). */
 void job_time(int64_t ms, char *out, size_t outlen);
 

@@ -835,15 +835,6 @@ int store_attempt_insert(struct store *s, const char *delivery_id,
 	return write_stmt(s, st);
 }
 
-static json_t *time_json(int64_t ms)
-{
-	char t[40];
-	if (!ms)
-		return json_null();
-	job_time(ms, t, sizeof t);
-	return json_string(t);
-}
-
 static json_t *col_json_str(sqlite3_stmt *st, int i)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
@@ -862,9 +853,9 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 		json_object_set_new(d, "url", col_json_str(st, 2));
 		json_object_set_new(d, "status", col_json_str(st, 3));
 		json_object_set_new(d, "attempt_count", json_integer(sqlite3_column_int(st, 4)));
-		json_object_set_new(d, "created_at", time_json(sqlite3_column_int64(st, 5)));
+		json_object_set_new(d, "created_at", job_time_json(sqlite3_column_int64(st, 5)));
 		int64_t next = sqlite3_column_int64(st, 6);
-		json_object_set_new(d, "next_attempt_at", next ? time_json(next) : json_null());
+		json_object_set_new(d, "next_attempt_at", next ? job_time_json(next) : json_null());
 		json_array_append_new(arr, d);
 	}
 	sqlite3_reset(st);
@@ -877,7 +868,7 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 		json_t *atts = json_array();
 		while (sqlite3_step(a) == SQLITE_ROW) {
 			json_t *o = json_object();
-			json_object_set_new(o, "at", time_json(sqlite3_column_int64(a, 0)));
+			json_object_set_new(o, "at", job_time_json(sqlite3_column_int64(a, 0)));
 			json_object_set_new(o, "status_code", sqlite3_column_type(a, 1) == SQLITE_NULL
 				? json_null() : json_integer(sqlite3_column_int(a, 1)));
 			json_object_set_new(o, "latency_ms", json_real(sqlite3_column_double(a, 2)));
@@ -925,7 +916,7 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	json_t *arr = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		json_t *o = json_object();
-		json_object_set_new(o, "at", time_json(sqlite3_column_int64(st, 0)));
+		json_object_set_new(o, "at", job_time_json(sqlite3_column_int64(st, 0)));
 		json_object_set_new(o, "kind", col_json_str(st, 1));
 		const char *detail = (const char *)sqlite3_column_text(st, 2);
 		json_t *dj = detail ? json_loads(detail, 0, NULL) : NULL;

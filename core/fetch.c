@@ -124,7 +124,7 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
-struct fetcher *fetcher_new(struct loop *l)
+struct fetcher *fetcher_new(struct loop *l, long max_connections)
 {
 	struct fetcher *f = calloc(1, sizeof *f);
 	if (!f)
@@ -140,7 +140,7 @@ struct fetcher *fetcher_new(struct loop *l)
 	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
-	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, 512L);
+	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, max_connections);
 	return f;
 }
 

@@ -41,7 +41,9 @@ struct fetch_response {
 
 typedef void (*fetch_done_cb)(void *arg, const struct fetch_response *res);
 
-struct fetcher *fetcher_new(struct loop *l);
+/* max_connections: idle connections kept for reuse; at least the number of
+ * requests that may run at once, or curl closes connections as they end. */
+struct fetcher *fetcher_new(struct loop *l, long max_connections);
 /* Aborts everything in flight; their callbacks are not called. */
 void fetcher_free(struct fetcher *f);
 

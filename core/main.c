@@ -8,6 +8,7 @@
  *   genrelay version
  */
 #include "cli_scripts.h"
+#include "checkpointer.h"
 #include "config.h"
 #include "log.h"
 #include "script.h"
@@ -206,6 +207,12 @@ static int serve(const char *path)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	struct checkpointer *ckpt = checkpointer_start(cfg, err, sizeof err);
+	if (!ckpt) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		config_free(cfg);
+		return 2;
+	}
 	int n = cfg->workers;
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
 	unsigned char rnd[4];
@@ -239,6 +246,7 @@ static int serve(const char *path)
 		if (ws[i].loop || ws[i].store)
 			worker_join(&ws[i]);
 	free(ws);
+	checkpointer_stop(ckpt);
 	config_free(cfg);
 	curl_global_cleanup();
 	log_info("stopped");

@@ -57,6 +57,14 @@ int store_schema_version(void);
  * a callback) before store_flush() returned 0.
  */
 void store_set_batching(struct store *s, int on);
+/*
+ * WAL checkpoints. A worker's connection turns automatic checkpoints off
+ * (they would run, with their fsyncs, on the event loop); a separate thread
+ * calls store_checkpoint() (PASSIVE: never waits for writers or readers).
+ */
+int store_set_autocheckpoint(struct store *s, int on);
+int store_checkpoint(struct store *s, int *wal_frames, int *copied);
+
 /* 1 when writes wait for store_flush(). */
 int store_pending(struct store *s);
 /* Commits the shared transaction. 0, or <0 when everything since the last

@@ -311,8 +311,8 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 	char pragmas[256];
 	snprintf(pragmas, sizeof pragmas,
 		 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-		 "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=4000;",
-		 fsync ? "FULL" : "NORMAL");
+		 "PRAGMA cache_size=-24576; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=%d;",
+		 fsync ? "FULL" : "NORMAL", 4000);
 	if (exec_sql(s, pragmas) < 0 || migrate(s, err, errlen) < 0) {
 		if (!err[0] || strncmp(err, "store", 5) != 0)
 			snprintf(err, errlen, "store: %s", s->err);
@@ -388,6 +388,22 @@ void store_rollback(struct store *s)
 	if (sqlite3_get_autocommit(s->db) == 0)
 		exec_stmt(s, q(s, Q_ROLLBACK));
 	s->in_tx = 0;
+}
+
+int store_set_autocheckpoint(struct store *s, int on)
+{
+	return exec_sql(s, on ? "PRAGMA wal_autocheckpoint=4000" : "PRAGMA wal_autocheckpoint=0");
+}
+
+int store_checkpoint(struct store *s, int *wal_frames, int *copied)
+{
+	int log = 0, ckpt = 0;
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+	if (wal_frames)
+		*wal_frames = log;
+	if (copied)
+		*copied = ckpt;
+	return rc == SQLITE_OK ? 0 : fail(s, rc);
 }
 
 void store_set_batching(struct store *s, int on)

@@ -34,9 +34,18 @@ static struct loop_timer reload_timer[64];
 static int64_t drain_deadline[64];
 static int64_t reload_first_event[64];
 
+static int finishing[64];
+
 static void finish_drain(struct worker *w)
 {
 	api_abort_all(w);
+	/* Commit what is pending without starting the work it queued: the loop
+	 * stops below, so a fetch started now would be abandoned (its step
+	 * leaked, its row leased by a process that is gone, and a webhook
+	 * possibly sent but never recorded). The rows stay due in the store,
+	 * and their leases are released after the commit. */
+	finishing[w->index] = 1;
+	worker_commit(w);
 	if (store_work_release(w->store, w->owner) < 0)
 		log_warn("store: releasing leases: %s", store_errmsg(w->store));
 	worker_commit(w);
@@ -83,7 +92,7 @@ void worker_commit(struct worker *w)
 		struct work *list = w->after;
 		w->after = NULL;
 		w->nafter = w->capafter = 0;
-		for (size_t i = 0; rc == 0 && i < n; i++)
+		for (size_t i = 0; rc == 0 && !finishing[w->index] && i < n; i++)
 			engine_dispatch(w, &list[i]);
 		free(list);
 	}
@@ -177,7 +186,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	w->jwks = json_object();
 	w->guard.require_https = w->cfg->require_https;
 	w->guard.allow_private = w->cfg->allow_private;
-	if (!(w->loop = loop_new()) || !(w->fetch = fetcher_new(w->loop))) {
+	if (!(w->loop = loop_new()) || !(w->fetch = fetcher_new(w->loop, (long)w->cfg->max_inflight + 64))) {
 		snprintf(err, errlen, "worker %d: cannot create its loop", w->index);
 		return -1;
 	}
@@ -186,6 +195,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 		return -1;
 	store_set_max_size(w->store, (long long)w->cfg->store_max_mb * 1024 * 1024);
 	store_set_batching(w->store, 1);
+	store_set_autocheckpoint(w->store, 0); /* the checkpointer thread does it */
 	w->scripts = script_host_new(w->cfg);
 	char serr[512];
 	if (!w->scripts) {

@@ -12,6 +12,8 @@
 
 const { spawnSync } = require('node:child_process');
 
+process.stdout.on('error', (e) => process.exit(e.code === 'EPIPE' ? 0 : 1)); // `| head`
+
 const args = process.argv.slice(2);
 if (!args.length || args[0].startsWith('-')) {
   process.stderr.write('usage: node bench/perf-summary.js FILE.perf.data [--children FRAME...] [--under FRAME] [--top N]\n');

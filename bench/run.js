@@ -7,14 +7,20 @@
 // Each figure is measured side by side with the ceiling it is compared
 // against, in the same run (alternating rounds where that helps), and
 // reported as an absolute number and a ratio. Prints a table and writes
-// bench/results/latest.json (--smoke: BUILD_DIR/bench/smoke.json).
+// bench/results/latest.json (--smoke: BUILD_DIR/bench/smoke.json; --only:
+// bench/results/only-GROUPS.json).
 //
 // --smoke  every figure at a tiny scale, no thresholds; exits 1 when a
 //          figure is missing or not a number (the bench_smoke ctest).
 // --only   comma-separated groups: ingest (ingest, ingest fsync), reload,
 //          delivery, e2e, latency, script, scale (memory, lookup at scale).
-// --profile DIR  also records `perf record -g` of genrelay during the
-//          ingest, delivery and end-to-end runs into DIR.
+// --profile DIR  also records `perf record --call-graph dwarf` of genrelay
+//          during the ingest, reload, delivery and end-to-end runs into DIR
+//          (summarise with bench/perf-summary.js).
+//
+// Environment: GENRELAY_BENCH_CONFIG (JSON merged into every genrelay
+// config), GENRELAY_BENCH_CALLBACK_WORKERS (provsim --callback-workers,
+// default 0), GENRELAY_BENCH_KEEP=1 (keep the temporary directory).
 //
 // Load only ever targets 127.0.0.1; every load generator is bounded in
 // count and time. See bench/README.md for the method of every figure.
@@ -48,22 +54,32 @@ for (let i = 2; i < process.argv.length; i++) {
 if (!opts.build) usage('BUILD_DIR is required');
 for (const g of opts.only || []) if (!GROUPS.includes(g)) usage(`unknown group ${g}`);
 
-// harness.js reads these when it loads.
-process.env.GENRELAY_BIN = process.env.GENRELAY_BIN || path.join(opts.build, 'genrelay');
-process.env.GENRELAY_SRC = process.env.GENRELAY_SRC || SRC;
-const h = require('../tests/e2e/lib/harness');
-const P = require('./lib/procs');
-
 for (const bin of ['genrelay', 'bench/bench_ceiling', 'bench/bench_receiver', 'bench/bench_storegen', 'bench/bench_scriptcost']) {
   if (!fs.existsSync(path.join(opts.build, bin))) usage(`${path.join(opts.build, bin)} is missing: build first (cmake --build ${opts.build})`);
 }
+
+// The run uses a snapshot of the genrelay binary, so that a rebuild during
+// the run neither mixes two builds nor leaves perf without symbols (with
+// --profile the snapshot stays beside the perf data).
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-bench-'));
+const BUILT_BIN = process.env.GENRELAY_BIN || path.join(opts.build, 'genrelay');
+if (opts.profile) fs.mkdirSync(opts.profile, { recursive: true });
+const RUN_BIN = path.join(opts.profile || tmpRoot, 'genrelay');
+fs.copyFileSync(BUILT_BIN, RUN_BIN);
+fs.chmodSync(RUN_BIN, 0o755);
+
+// harness.js reads these when it loads.
+process.env.GENRELAY_BIN = RUN_BIN;
+process.env.GENRELAY_SRC = process.env.GENRELAY_SRC || SRC;
+const h = require('../tests/e2e/lib/harness');
+const P = require('./lib/procs');
 
 // ---------------------------------------------------------------------------
 // Scale of each measurement: full and smoke.
 
 const FULL = {
-  ingest: { rounds: 3, seconds: 5, connections: 32, warmup: true },
-  reload: { rounds: 2, seconds: 8, rewrites: 10, warmup: true },
+  ingest: { rounds: 3, seconds: 5, connections: 32, warmup: true, diagnostic: true },
+  reload: { rounds: 3, seconds: 8, rewrites: 10, warmup: true },
   delivery: { jobs: 60000, ceilingSeconds: 4, connections: 64, warmup: true },
   e2e: { seconds: 65, warmup: 5, maxRate: 8000, window: 3000, delayMs: 100, ceilingSeconds: 15, connections: 64 },
   latency: { rate: 1000, seconds: 8, warmup: 1, delayMs: 50, settleMs: 1500, lowRate: 100, lowSeconds: 4 },
@@ -71,7 +87,7 @@ const FULL = {
   scale: { bigJobs: 1000000, bigWaiting: 100000, smallJobs: 1000, smallWaiting: 100, rounds: 3, seconds: 5, rate: 2000, warmup: 2, burst: 2 },
 };
 const SMOKE = {
-  ingest: { rounds: 1, seconds: 1, connections: 16, warmup: false },
+  ingest: { rounds: 1, seconds: 1, connections: 16, warmup: false, diagnostic: false },
   reload: { rounds: 1, seconds: 2, rewrites: 10, warmup: false },
   delivery: { jobs: 1500, ceilingSeconds: 1, connections: 16, warmup: false },
   e2e: { seconds: 3, warmup: 0.5, maxRate: 2000, window: 1000, delayMs: 20, ceilingSeconds: 1, connections: 16 },
@@ -142,7 +158,6 @@ function figure(f) {
 // ---------------------------------------------------------------------------
 // Shared pieces
 
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-bench-'));
 const cleanups = [];
 async function cleanup() {
   for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
@@ -200,6 +215,24 @@ async function startProvsim(args = []) {
   return s;
 }
 
+// A provider that accepts connections and never reads or answers.
+async function blackhole() {
+  const net = require('node:net');
+  const socks = new Set();
+  const srv = net.createServer((sock) => {
+    sock.pause();
+    socks.add(sock);
+    sock.on('close', () => socks.delete(sock));
+    sock.on('error', () => {});
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    for (const x of socks) x.destroy();
+    return new Promise((resolve) => srv.close(() => resolve()));
+  });
+  return { url: `http://127.0.0.1:${srv.address().port}` };
+}
+
 async function stopAll() {
   for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
   cleanups.length = 0;
@@ -251,6 +284,22 @@ async function benchIngest() {
     progress(`ingest round ${r + 1}/${c.rounds}: ceiling ${fmt(res.ceiling[r].rps)} req/s, genrelay ${fmt(res.normal[r].rps)} jobs/s, fsync ${fmt(res.fsync[r].rps)} jobs/s`);
   }
   const good = (w) => (w.requests - w.errors.status) / w.duration_s;
+  // Diagnostic: the same ingest with a provider that accepts connections and
+  // never answers. Once max_inflight submits hang, new jobs are committed and
+  // answered without a submit: what the API path costs on its own.
+  let alone = null;
+  if (c.diagnostic) {
+    const hole = await blackhole();
+    const grAlone = await startGenrelay(benchConfig(`${hole.url}/fal`));
+    await run(grAlone.url, 2);
+    const before = P.cpuSeconds(grAlone.child.pid);
+    const prof = maybeProfile(grAlone, Math.max(1, c.seconds - 1), 'ingest-alone');
+    const w = await run(grAlone.url);
+    await prof;
+    alone = { jobs_per_s: round(good(w), 0), cpu_us_per_job: round(((P.cpuSeconds(grAlone.child.pid) - before) / Math.max(1, w.requests)) * 1e6, 1) };
+    progress(`ingest without provider round trips (diagnostic): ${fmt(alone.jobs_per_s)} jobs/s, ${alone.cpu_us_per_job} us CPU per job`);
+    await grAlone.kill('SIGKILL'); // its hanging submits would hold a SIGTERM drain for 10 s
+  }
   const ceil = median(res.ceiling.map(good));
   const normal = median(res.normal.map(good));
   const fsyncV = median(res.fsync.map(good));
@@ -269,7 +318,7 @@ async function benchIngest() {
   figure({
     key: 'ingest', name: 'ingest', value: normal, unit: 'jobs/s', ceiling: ceil, ceiling_unit: 'req/s', ceiling_label: 'bare MHD server',
     target: '>= 0.5 of ceiling and >= 20,000 jobs/s', pass: normal / ceil >= 0.5 && normal >= 20000,
-    detail: { genrelay: detail('normal'), ceiling: ceilDetail, jobs_accepted_total: m.genrelay_jobs_accepted_total, jobs_stored: m.genrelay_jobs_stored },
+    detail: { genrelay: detail('normal'), ceiling: ceilDetail, jobs_accepted_total: m.genrelay_jobs_accepted_total, jobs_stored: m.genrelay_jobs_stored, without_provider_round_trips: alone || undefined },
     command: 'bench/run --only ingest build',
   });
   figure({
@@ -304,7 +353,10 @@ async function benchReload() {
   let n = 0;
   const countReloads = () => (gr.log().match(/script\(s\) reloaded/g) || []).length;
   for (let r = 0; r < c.rounds; r++) {
+    // (With --profile both runs of the first round are profiled alike.)
+    const profBase = r === 0 ? maybeProfile(gr, c.seconds - 1, 'reload-without') : null;
     base.push(await run(c.seconds));
+    await profBase;
     // Rewrites spread over the run: same semantics, a new comment (so a new
     // hash, a real compile + examples + swap each time).
     const before = countReloads();
@@ -318,8 +370,10 @@ async function benchReload() {
         await h.sleep(interval);
       }
     })();
+    const prof = r === 0 ? maybeProfile(gr, c.seconds - 1, 'reload-with') : null;
     withReload.push(await run(c.seconds));
     await writer;
+    await prof;
     await h.sleep(400);
     reloadsSeen.push(countReloads() - before);
     const want = crypto.createHash('sha256').update(last).digest('hex').slice(0, 12);
@@ -339,13 +393,17 @@ async function benchReload() {
   const buckets = (w) => String(w.buckets_2xx || '').split(',').map(Number).slice(1, -1).filter((x) => Number.isFinite(x));
   const baseBucket = median(base.flatMap(buckets));
   const worstBucket = Math.min(...withReload.flatMap(buckets));
+  const worstBaseBucket = Math.min(...base.flatMap(buckets));
   figure({
     key: 'reload', name: 'reload under load', value: wv, unit: 'jobs/s', ceiling: b, ceiling_unit: 'jobs/s', ceiling_label: 'same run, no rewrites',
     target: '0 failed requests, dip <= 10% (ratio >= 0.9)', pass: nFailed === 0 && wv / b >= 0.9 && versionOk,
     detail: {
       failed_requests: nFailed, dip_pct: round((1 - wv / b) * 100, 1), rewrites_per_run: c.rewrites, reloads_logged: reloadsSeen,
       final_version_matches: versionOk, worst_250ms_bucket_vs_median: round(worstBucket / baseBucket),
+      worst_250ms_bucket_without_rewrites_vs_median: round(worstBaseBucket / baseBucket),
       rounds_without: base.map((w) => round(good(w), 0)), rounds_with: withReload.map((w) => round(good(w), 0)),
+      max_latency_ms_without: base.map((w) => round(w.latency_us.max / 1000, 1)), max_latency_ms_with: withReload.map((w) => round(w.latency_us.max / 1000, 1)),
+      p99_ms_without: base.map((w) => round(w.latency_us.p99 / 1000, 1)), p99_ms_with: withReload.map((w) => round(w.latency_us.p99 / 1000, 1)),
     },
     command: 'bench/run --only reload build',
   });
@@ -356,7 +414,9 @@ async function benchReload() {
 // delivery: a backlog of finished jobs drained to the fast receiver, against
 // wrk posting the same signed bodies to that receiver
 
-function signedBodies(n, recvUrl) {
+// n webhook bodies shaped like genrelay's default hook output, each signed
+// (Standard Webhooks, the acme secret, timestamp now) as a TSV line for hooks.lua.
+function signedBodies(n) {
   const key = Buffer.from(ACME.webhook_secret.slice(6), 'base64');
   const ts = String(Math.floor(Date.now() / 1000));
   const lines = [];
@@ -371,7 +431,6 @@ function signedBodies(n, recvUrl) {
     const sig = crypto.createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest('base64');
     lines.push(`${id}\t${ts}\tv1,${sig}\t${body}`);
   }
-  void recvUrl;
   return lines.join('\n') + '\n';
 }
 
@@ -715,7 +774,8 @@ async function main() {
   const hash = crypto.createHash('sha256');
   for (const f of fs.readdirSync(path.join(SRC, 'core')).filter((f) => /\.[ch]$/.test(f)).sort()) hash.update(f).update(fs.readFileSync(path.join(SRC, 'core', f)));
   info.core_sha256 = hash.digest('hex').slice(0, 16);
-  info.genrelay_built_at = fs.statSync(process.env.GENRELAY_BIN).mtime.toISOString();
+  info.genrelay_sha256 = crypto.createHash('sha256').update(fs.readFileSync(RUN_BIN)).digest('hex').slice(0, 16);
+  info.genrelay_built_at = fs.statSync(BUILT_BIN).mtime.toISOString();
   process.stdout.write(`genrelay bench (${opts.smoke ? 'smoke' : 'full'}) on ${info.nproc} CPU(s), ${info.cpu}, ${info.memory_gb} GB; load ${info.loadavg_at_start.join(' ')}; core ${info.core_sha256}\n`);
   for (const g of groups) {
     try {
@@ -727,10 +787,10 @@ async function main() {
     }
   }
   info.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  const builtAtEnd = fs.statSync(process.env.GENRELAY_BIN).mtime.toISOString();
+  const builtAtEnd = fs.statSync(BUILT_BIN).mtime.toISOString();
   if (builtAtEnd !== info.genrelay_built_at) {
     info.genrelay_rebuilt_during_run = builtAtEnd;
-    process.stdout.write(`bench: warning: ${process.env.GENRELAY_BIN} was rebuilt during the run (${builtAtEnd}); figures may mix two builds\n`);
+    process.stdout.write(`bench: note: ${BUILT_BIN} was rebuilt during the run (${builtAtEnd}); the figures are of the binary as it was at the start\n`);
   }
   process.stdout.write('\n' + table() + '\n');
   // A partial run (--only) never replaces the full run's latest.json.
@@ -757,9 +817,11 @@ async function main() {
   process.exit(missing.length || failures.length ? 1 : 0);
 }
 
-process.on('SIGINT', () => {
-  cleanup().finally(() => process.exit(130));
-});
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+  process.on(sig, () => {
+    cleanup().finally(() => process.exit(code));
+  });
+}
 main().catch(async (e) => {
   process.stderr.write(`bench: ${e.stack || e}\n`);
   await cleanup();

@@ -157,14 +157,18 @@ async function metrics(url) {
 function machine() {
   const os = require('node:os');
   let cpu = 'unknown';
+  let mhz = null;
   try {
-    cpu = (/^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8')) || [])[1] || cpu;
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    cpu = (/^model name\s*:\s*(.*)$/m.exec(info) || [])[1] || cpu;
+    mhz = Number((/^cpu MHz\s*:\s*(.*)$/m.exec(info) || [])[1]) || null;
   } catch (e) {
     /* not Linux */
   }
   return {
     nproc: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
     cpu,
+    cpu_mhz: mhz,
     memory_gb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     kernel: os.release(),
     node: process.version,

@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -399,6 +400,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	/* A bench helper never outlives the run that started it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	int port = 0;
 	int lfd = listen_on(listen_spec, &port);
 	if (lfd < 0) {

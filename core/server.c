@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct server {
@@ -32,15 +33,43 @@ struct server {
 	int need_run;
 	int listen_fd;
 	struct request *held;   /* answered while the store had pending writes */
+	struct conn *conns;     /* every open connection, for the slow-client sweep */
+	struct loop_timer sweep;
 };
+
+/*
+ * Per-connection state for the slow-client sweep. libmicrohttpd's own
+ * timeout only counts idle time, so a client dribbling a header byte at a
+ * time (slow-loris) or a body byte at a time would hold its slot forever.
+ * Each connection must deliver its headers, and then its body, within
+ * limits.connection_timeout_s; the sweep shuts down the socket of any that
+ * does not. A request being processed (suspended, answering) is never cut.
+ */
+enum conn_phase { CONN_HEADERS, CONN_BODY, CONN_BUSY };
+
+struct conn {
+	struct conn *next, **prevp;
+	int fd;
+	enum conn_phase phase;
+	int64_t since_ms;
+};
+
+/*
+ * MHD takes its listening socket out of its epoll set while it is at
+ * limits.max_connections and puts it back only at the start of a later
+ * MHD_run(); if the connections that made room were its last events (idle
+ * timeouts), nothing would call it again and connections waiting in the
+ * backlog, and every new one, would never be accepted. So MHD runs at least
+ * once a second.
+ */
+#define SERVER_RUN_MAX_MS 1000
 
 static void arm_timer(struct server *s)
 {
 	MHD_UNSIGNED_LONG_LONG to;
-	if (MHD_get_timeout(s->d, &to) == MHD_YES)
-		loop_timer_set(s->w->loop, &s->timer, loop_now_ms() + (int64_t)to);
-	else
-		loop_timer_stop(s->w->loop, &s->timer);
+	if (MHD_get_timeout(s->d, &to) != MHD_YES || to > SERVER_RUN_MAX_MS)
+		to = SERVER_RUN_MAX_MS;
+	loop_timer_set(s->w->loop, &s->timer, loop_now_ms() + (int64_t)to);
 }
 
 void server_run(struct server *s)
@@ -72,6 +101,62 @@ static void queue_pending(struct request *r)
 	}
 }
 
+static struct conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void conn_phase(struct MHD_Connection *c, enum conn_phase phase)
+{
+	struct conn *k = conn_of(c);
+	if (k) {
+		k->phase = phase;
+		k->since_ms = loop_now_ms();
+	}
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *c, void **ctx,
+			enum MHD_ConnectionNotificationCode code)
+{
+	struct server *s = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct conn *k = calloc(1, sizeof *k);
+		if (!k)
+			return;
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		k->fd = ci ? ci->connect_fd : -1;
+		k->phase = CONN_HEADERS;
+		k->since_ms = loop_now_ms();
+		k->next = s->conns;
+		if (s->conns)
+			s->conns->prevp = &k->next;
+		k->prevp = &s->conns;
+		s->conns = k;
+		*ctx = k;
+	} else if (*ctx) {
+		struct conn *k = *ctx;
+		*k->prevp = k->next;
+		if (k->next)
+			k->next->prevp = k->prevp;
+		free(k);
+		*ctx = NULL;
+	}
+}
+
+static void sweep_cb(struct loop_timer *t)
+{
+	struct server *s = t->arg;
+	int64_t now = loop_now_ms();
+	int64_t limit = (int64_t)(s->w->cfg->connection_timeout_s * 1000);
+	for (struct conn *k = s->conns; k; k = k->next)
+		if (limit > 0 && k->phase != CONN_BUSY && k->fd >= 0 && now - k->since_ms > limit)
+			shutdown(k->fd, SHUT_RDWR); /* MHD sees the close and cleans up */
+	loop_timer_set(s->w->loop, &s->sweep, now + 1000);
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 				 const char *url, const char *method,
 				 const char *version, const char *upload_data,
@@ -92,6 +177,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		buf_init(&r->body, s->w->cfg->body_bytes);
 		loop_timer_init(&r->timer, NULL, r);
 		*con_cls = r;
+		conn_phase(conn, CONN_BODY);
 		if (!r->url)
 			return MHD_NO;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -114,6 +200,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		queue_pending(r);
 		return MHD_YES;
 	}
+	conn_phase(conn, CONN_BUSY);
 	if (r->answered || r->suspended)
 		return MHD_YES;
 	if (r->too_large) {
@@ -132,10 +219,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct request *r = *con_cls;
 	(void)cls;
-	(void)conn;
 	(void)toe;
 	if (!r)
 		return;
+	conn_phase(conn, CONN_HEADERS);
 	api_request_gone(r);
 	if (r->response)
 		MHD_destroy_response(r->response);
@@ -174,6 +261,7 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
 				MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
 				MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+				MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
 				MHD_OPTION_CONNECTION_LIMIT, limit,
 				MHD_OPTION_CONNECTION_TIMEOUT,
 				(unsigned)w->cfg->connection_timeout_s,
@@ -193,6 +281,8 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 		return NULL;
 	}
 	arm_timer(s);
+	loop_timer_init(&s->sweep, sweep_cb, s);
+	loop_timer_set(w->loop, &s->sweep, loop_now_ms() + 1000);
 	return s;
 }
 
@@ -211,6 +301,7 @@ void server_free(struct server *s)
 		return;
 	loop_io_del(s->w->loop, &s->io);
 	loop_timer_stop(s->w->loop, &s->timer);
+	loop_timer_stop(s->w->loop, &s->sweep);
 	MHD_stop_daemon(s->d);
 	free(s);
 }

@@ -97,13 +97,8 @@ describe('bad input', () => {
   });
 
   after(async () => {
-    if (gr) {
-      await gr.stop();
-      await gr.assertNoSanitizerReport();
-    }
-    if (jwks) await new Promise((r) => jwks.close(r));
-    if (sim) await sim.stop();
-    R.report('bad_input', { inputs_tried: counts.inputs, by_area: counts.by_area, statuses, crashes: 0, http_500: statuses['500'] || 0 });
+    R.report('bad_input', { inputs_tried: counts.inputs, by_area: counts.by_area, statuses, crashes: gr && !gr.running() ? 1 : 0, http_500: statuses['500'] || 0 });
+    await R.shutdown(gr, () => jwks && new Promise((r) => jwks.close(r)), sim);
   });
 
   function count(area, status) {

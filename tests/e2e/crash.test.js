@@ -34,6 +34,7 @@ describe('crashes', () => {
     rcv = await R.startCountingReceiver();
     gr = await h.startGenrelay({
       simUrl: sim.url,
+      readyMs: 30000, // restarts under load (and ASan) may take a while
       config: {
         // Long windows: a job must survive restarts, not run out of time.
         jobs: { poll_after_s: 1, poll_interval_s: 0.3, poll_max_s: 2, submit_window_s: 120, job_deadline_s: 600 },
@@ -42,14 +43,7 @@ describe('crashes', () => {
     });
   });
 
-  after(async () => {
-    if (gr) {
-      await gr.stop();
-      await gr.assertNoSanitizerReport();
-    }
-    if (rcv) await rcv.stop();
-    if (sim) await sim.stop();
-  });
+  after(() => R.shutdown(gr, rcv, sim));
 
   // One run: n logical jobs submitted by `concurrency` clients while a
   // killer sends `sig` at random moments, at least `kills` times (at least
@@ -67,7 +61,9 @@ describe('crashes', () => {
     let submitting = true;
     const t0 = Date.now();
 
+    let killerError = null;
     const submitter = R.pool(n, P.concurrency, async (i) => {
+      if (killerError) return; // genrelay could not be restarted: stop here
       const model = R.MODELS[i % R.MODELS.length];
       const fail = i % 20 === 7;
       const cb = ['normal', 'normal', 'none', 'duplicate', 'late'][i % 5];
@@ -82,6 +78,13 @@ describe('crashes', () => {
     });
 
     const killer = (async () => {
+      try {
+        await killLoop();
+      } catch (e) {
+        killerError = e;
+      }
+    })();
+    async function killLoop() {
       const killedAfterSubmits = () => killsDone >= kills && !submitting;
       let afterLast = 0;
       while (!killedAfterSubmits() || afterLast < 1) {
@@ -96,11 +99,12 @@ describe('crashes', () => {
         if (!submitting) afterLast++;
         if (Date.now() - t0 > P.waitMs) break;
       }
-    })();
+    }
 
     await submitter;
     submitting = false;
     await killer;
+    if (killerError) throw new Error(`restarting genrelay after ${sig} failed: ${killerError.message}`);
 
     // Everything accepted ends terminal and is delivered (bounded wait).
     const ids = [...accepted.keys()];

@@ -50,14 +50,7 @@ describe('outages', () => {
     });
   });
 
-  after(async () => {
-    if (gr) {
-      await gr.stop();
-      await gr.assertNoSanitizerReport();
-    }
-    if (rcv) await rcv.stop();
-    if (sim) await sim.stop();
-  });
+  after(() => R.shutdown(gr, rcv, sim));
 
   async function submit(model, input, hook) {
     const r = await gr.api('POST', `/v1/models/${model}/run`, { input, webhook_url: rcv.url + hook });

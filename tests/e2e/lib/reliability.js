@@ -365,6 +365,17 @@ function vmRssKb(pid) {
   }
 }
 
+// 1 when the process runs under AddressSanitizer (make test-asan): its
+// allocator quarantine keeps freed memory resident, so memory bounds are
+// looser there.
+function sanitized(pid) {
+  try {
+    return /libasan|libclang_rt\.asan/.test(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+  } catch (e) {
+    return false;
+  }
+}
+
 function openFds(pid) {
   try {
     return fs.readdirSync(`/proc/${pid}/fd`).length;
@@ -388,7 +399,33 @@ async function fetchJobs(api, ids, concurrency = 16) {
   return out;
 }
 
+// Stops genrelay (SIGTERM) and everything else given (objects with stop()),
+// always all of them, then throws if genrelay printed a sanitizer report.
+// For after() hooks: a throw there must not leave servers running, or the
+// test process never exits.
+async function shutdown(gr, ...others) {
+  let reports = [];
+  if (gr) {
+    try {
+      await gr.stop();
+      reports = await gr.sanitizerReports();
+    } catch (e) {
+      reports = [`stopping genrelay: ${e.message}`];
+    }
+  }
+  for (const o of others) {
+    if (!o) continue;
+    try {
+      await (typeof o === 'function' ? o() : o.stop());
+    } catch (e) {
+      /* best effort */
+    }
+  }
+  if (reports.length) throw new Error(`genrelay printed a sanitizer report (files kept in ${gr.dir}):\n${reports.join('\n---\n')}`);
+}
+
 module.exports = {
+  shutdown,
   SOAK,
   TERMINAL,
   MODELS,
@@ -406,5 +443,6 @@ module.exports = {
   havePython,
   vmRssKb,
   openFds,
+  sanitized,
   fetchJobs,
 };

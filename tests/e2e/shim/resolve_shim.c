@@ -8,7 +8,9 @@
  *
  *     LD_PRELOAD=libgenrelay_resolve_shim.so GENRELAY_SHIM_HOSTS=/tmp/hosts genrelay serve ...
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <netdb.h>
 #include <stdio.h>

@@ -6,7 +6,9 @@
  * nothing is factored out of it for this harness. So the target fuzzes the
  * same building blocks in the same order, linked from genrelay_core:
  *
- *   1. json_loadb(body, JSON_REJECT_DUPLICATES) as handle_run parses it;
+ *   0. jscan_object(), which handle_run uses to validate the body, checked
+ *      against jansson (what jscan accepts, jansson must accept);
+ *   1. json_loadb(body, JSON_REJECT_DUPLICATES) for the field rules below;
  *   2. the documented field rules (object with only input / webhook_url /
  *      track_id / sync; input an object; webhook_url null or a string;
  *      track_id null or 1..256 bytes; sync a boolean);
@@ -20,6 +22,7 @@
  */
 #include "engine.h"
 #include "job.h"
+#include "jscan.h"
 #include "urlguard.h"
 
 #include <jansson.h>
@@ -104,8 +107,36 @@ static void round_trip(const char *text, const json_t *want)
 	json_decref(back);
 }
 
+/*
+ * The ingest path validates with jscan (core/jscan.c), stricter than
+ * jansson: whatever jscan accepts, jansson must accept too (the engine
+ * parses the stored input with it later), and so must each member span.
+ */
+static void check_jscan(const uint8_t *data, size_t size)
+{
+	struct jscan_member m[8];
+	size_t n = 0, pos = 0;
+	char err[128];
+	if (jscan_object((const char *)data, size, m, 8, &n, err, sizeof err, &pos) < 0) {
+		if (pos > size)
+			abort();
+		return;
+	}
+	json_t *doc = json_loadb((const char *)data, size, 0, NULL);
+	if (!json_is_object(doc))
+		abort();
+	json_decref(doc);
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_loadb(m[i].val, m[i].len, JSON_DECODE_ANY, NULL);
+		if (!v)
+			abort();
+		json_decref(v);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	check_jscan(data, size);
 	json_error_t jerr;
 	json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
 	if (!body) {

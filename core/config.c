@@ -235,6 +235,18 @@ static int get_num(struct ld *d, int tidx, const char *field, const char *key,
 }
 
 /* An integer in [min, max]; nil keeps *out. */
+/* Number of entries of the table at index t (any keys). */
+static size_t table_count(lua_State *L, int t)
+{
+	size_t n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		lua_pop(L, 1);
+		n++;
+	}
+	return n;
+}
+
 static int get_int(struct ld *d, int tidx, const char *field, const char *key,
 		   long long *out, long long min, long long max)
 {
@@ -487,12 +499,7 @@ static int load_customers(struct ld *d, struct config *c, int env)
 	if (r <= 0)
 		return r;
 	int t = lua_gettop(L);
-	size_t n = 0;
-	lua_pushnil(L);
-	while (lua_next(L, t)) {
-		lua_pop(L, 1);
-		n++;
-	}
+	size_t n = table_count(L, t);
 	if (n == 0) {
 		lua_settop(L, t - 1);
 		return 0;
@@ -621,12 +628,7 @@ static int load_models(struct ld *d, struct config *c, int env)
 	if (r <= 0)
 		return r;
 	int t = lua_gettop(L);
-	size_t n = 0;
-	lua_pushnil(L);
-	while (lua_next(L, t)) {
-		lua_pop(L, 1);
-		n++;
-	}
+	size_t n = table_count(L, t);
 	if (n == 0) {
 		lua_settop(L, t - 1);
 		return 0;

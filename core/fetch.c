@@ -215,6 +215,19 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+/* Frees what one request owned and puts its easy handle on the free list. */
+static void recycle(struct fetcher *f, struct transfer *t)
+{
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	free(t->body);
+	t->body = NULL;
+	buf_free(&t->resp);
+	buf_free(&t->head);
+	t->next = f->free;
+	f->free = t;
+}
+
 int fetch_start(struct fetcher *f, const struct fetch_request *req,
 		fetch_done_cb cb, void *arg)
 {
@@ -287,14 +300,7 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	f->inflight++;
 	return 0;
 fail:
-	curl_slist_free_all(t->headers);
-	t->headers = NULL;
-	free(t->body);
-	t->body = NULL;
-	buf_free(&t->resp);
-	buf_free(&t->head);
-	t->next = f->free;
-	f->free = t;
+	recycle(f, t);
 	return -1;
 }
 
@@ -331,15 +337,7 @@ static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
 	curl_multi_remove_handle(f->multi, t->easy);
 
 	t->cb(t->arg, &res);
-
-	curl_slist_free_all(t->headers);
-	t->headers = NULL;
-	free(t->body);
-	t->body = NULL;
-	buf_free(&t->resp);
-	buf_free(&t->head);
-	t->next = f->free;
-	f->free = t;
+	recycle(f, t);
 }
 
 static void check_done(struct fetcher *f)

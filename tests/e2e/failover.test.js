@@ -14,7 +14,7 @@ const h = require('./lib/harness');
 
 const KREA = 'krea:image/bfl/flux-1-dev';
 const FAL = 'fal:fal-ai/flux/dev';
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+const { TERMINAL } = h;
 const T = { timeout: 60000 };
 
 const uniq = (name) => `${name}-${crypto.randomBytes(5).toString('hex')}`;
@@ -40,6 +40,7 @@ describe('failover between the targets of a model alias', () => {
       jobs: { submit_window_s: 2, failover_after: 2 },
     },
   });
+  const { getJob, waitTerminal } = h.jobHelpers(stack);
 
   // --- helpers ------------------------------------------------------------
 
@@ -51,19 +52,6 @@ describe('failover between the targets of a model alias', () => {
     assert.equal(r.status, 202, r.text);
     assert.equal(r.body.model_id, model);
     return r.body.job_id;
-  }
-
-  async function getJob(id) {
-    const r = await stack.api('GET', `/v1/jobs/${id}`);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  }
-
-  function waitTerminal(id, ms = 20000) {
-    return h.waitFor(async () => {
-      const j = await getJob(id);
-      return TERMINAL.has(j.status) && j;
-    }, ms, { what: `job ${id} terminal`, interval: 100 });
   }
 
   // The one verified delivery of a job (and no second one).

@@ -15,12 +15,13 @@ const h = require('./lib/harness');
 
 const MODEL = 'fal-ai/flux/dev';
 const RUN = `/v1/models/${MODEL}/run`;
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+const { TERMINAL } = h;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const T = { timeout: 90000 };
 
 describe('genrelay with the fal adapter', () => {
   const stack = h.useStack();
+  const { getJob, waitTerminal, waitDelivered } = h.jobHelpers(stack);
 
   // --- helpers ------------------------------------------------------------
 
@@ -48,27 +49,6 @@ describe('genrelay with the fal adapter', () => {
 
   async function submit(input, extra = {}, headers = {}) {
     return assertAccepted(await stack.api('POST', RUN, { input, ...extra }, headers));
-  }
-
-  async function getJob(id, api = stack.api) {
-    const r = await api('GET', `/v1/jobs/${id}`);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  }
-
-  function waitTerminal(id, ms = 20000) {
-    return h.waitFor(async () => {
-      const j = await getJob(id);
-      return TERMINAL.has(j.status) && j;
-    }, ms, { what: `job ${id} terminal`, interval: 100 });
-  }
-
-  // Waits until the receiver answered 200 to n deliveries of the job.
-  function waitDelivered(id, n = 1, ms = 20000) {
-    return h.waitFor(async () => {
-      const all = await stack.receiver.forJob(id);
-      return all.filter((d) => d.answered === 200).length >= n && all;
-    }, ms, { what: `${n} delivery(ies) of ${id}`, interval: 100 });
   }
 
   // The fal submit provsim recorded for this genrelay job (found through the

@@ -15,7 +15,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const h = require('./lib/harness');
 
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+const { TERMINAL } = h;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const JOB_KEYS = ['job_id', 'status', 'model_id', 'provider', 'request_id', 'track_id', 'output', 'error', 'created_at', 'completed_at'];
 const T = { timeout: 60000 };
@@ -112,6 +112,7 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
     }
   });
   stack = h.useStack();
+  const { getJob, waitTerminal, waitDelivered } = h.jobHelpers(stack);
 
   // --- helpers ------------------------------------------------------------
 
@@ -125,26 +126,6 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
     assert.equal(r.body.status, 'processing');
     assert.equal(r.body.model_id, model);
     return r.body.job_id;
-  }
-
-  async function getJob(id) {
-    const r = await stack.api('GET', `/v1/jobs/${id}`);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  }
-
-  function waitTerminal(id, ms = 20000) {
-    return h.waitFor(async () => {
-      const j = await getJob(id);
-      return TERMINAL.has(j.status) && j;
-    }, ms, { what: `job ${id} terminal`, interval: 100 });
-  }
-
-  function waitDelivered(id, n = 1, ms = 20000) {
-    return h.waitFor(async () => {
-      const all = await stack.receiver.forJob(id);
-      return all.filter((d) => d.answered === 200).length >= n && all;
-    }, ms, { what: `${n} delivery(ies) of ${id}`, interval: 100 });
   }
 
   // Every request provsim recorded for this job: the submits (found by the

@@ -565,6 +565,35 @@ function useStack(opts = {}) {
   return holder;
 }
 
+// ---------------------------------------------------------------------------
+// Job helpers shared by the e2e files: bound to a stack (from useStack or
+// startStack), resolved lazily so they work before the stack has started.
+
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+
+function jobHelpers(stack) {
+  const assert = require('node:assert/strict');
+  async function getJob(id, api = stack.api) {
+    const r = await api('GET', `/v1/jobs/${id}`);
+    assert.equal(r.status, 200, r.text);
+    return r.body;
+  }
+  function waitTerminal(id, ms = 20000) {
+    return waitFor(async () => {
+      const j = await getJob(id);
+      return TERMINAL.has(j.status) && j;
+    }, ms, { what: `job ${id} terminal`, interval: 100 });
+  }
+  // Waits until the receiver answered 200 to n deliveries of the job.
+  function waitDelivered(id, n = 1, ms = 20000) {
+    return waitFor(async () => {
+      const all = await stack.receiver.forJob(id);
+      return all.filter((d) => d.answered === 200).length >= n && all;
+    }, ms, { what: `${n} delivery(ies) of ${id}`, interval: 100 });
+  }
+  return { getJob, waitTerminal, waitDelivered };
+}
+
 module.exports = {
   REPO,
   SRC,
@@ -588,4 +617,6 @@ module.exports = {
   stopChild,
   waitClosed,
   sanitizerReport,
+  TERMINAL,
+  jobHelpers,
 };

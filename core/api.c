@@ -97,6 +97,27 @@ static const struct config_customer *authenticate(struct request *r)
 	return c;
 }
 
+/*
+ * Admin surfaces: Authorization: Bearer <admin_key>. Answers 401 (and
+ * returns 0) when the key is missing or wrong, or no admin_key is set.
+ */
+__attribute__((unused)) static int authenticate_admin(struct request *r)
+{
+	const char *h = server_header(r, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+		server_respond_error(r, 401, "UNAUTHORIZED",
+				     "missing Authorization: Bearer <admin key>");
+		return 0;
+	}
+	if (!config_is_admin_key(r->w->cfg, h + 7)) {
+		server_respond_error(r, 401, "UNAUTHORIZED",
+				     r->w->cfg->admin_key ? "not the admin key"
+							  : "no admin_key is configured");
+		return 0;
+	}
+	return 1;
+}
+
 /* The run answer, {"job_id","status","model_id","request_id","message"};
  * built as text since it is on the ingest path of every job. */
 static void respond_run_shape(struct request *r, unsigned status, const struct job *j)

@@ -723,7 +723,7 @@ static void redact_near_string(char *msg)
 }
 
 static const char *const top_keys[] = { "listen", "public_url", "store",
-	"scripts", "workers", "server_secret", "durability", "log_level",
+	"scripts", "workers", "server_secret", "admin_key", "durability", "log_level",
 	"providers", "customers", "models", "webhooks", "jobs", "limits", NULL };
 
 /* Runs the file and reads its keys into c. 0 or -1 with d->err set. */
@@ -796,6 +796,16 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	if (c->server_secret && strlen(c->server_secret) < 16)
 		return lerr(d, "server_secret: must be at least 16 bytes");
 
+	if (get_str(d, env, "admin_key", "admin_key", &c->admin_key, 1) < 0)
+		return -1;
+	if (c->admin_key) {
+		if (strlen(c->admin_key) < 16)
+			return lerr(d, "admin_key: must be at least 16 bytes");
+		if (!EVP_Digest(c->admin_key, strlen(c->admin_key), c->admin_key_sha256, NULL,
+				EVP_sha256(), NULL))
+			return lerr(d, "admin_key: cannot hash");
+	}
+
 	if (get_str(d, env, "durability", "durability", &c->durability, 1) < 0)
 		return -1;
 	if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "fsync") != 0)
@@ -864,6 +874,7 @@ void config_free(struct config *c)
 	if (c->server_secret)
 		OPENSSL_cleanse(c->server_secret, strlen(c->server_secret));
 	free(c->server_secret);
+	free(c->admin_key);
 	free(c->durability);
 	free(c->log_level);
 	json_decref(c->providers);
@@ -911,6 +922,17 @@ const struct config_customer *config_customer_by_key(const struct config *c,
 			found = &c->customers[i];
 	}
 	return found;
+}
+
+int config_is_admin_key(const struct config *c, const char *key)
+{
+	unsigned char h[32];
+
+	if (!c || !c->admin_key || !key || !*key)
+		return 0;
+	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
+		return 0;
+	return CRYPTO_memcmp(h, c->admin_key_sha256, sizeof h) == 0;
 }
 
 const struct config_customer *config_customer_by_name(const struct config *c,

@@ -35,6 +35,8 @@ struct config {
 	char *scripts;        /* scripts directory */
 	int workers;
 	char *server_secret;  /* callback-token key; NULL: generated and kept in the store */
+	char *admin_key;      /* key of admin surfaces (/v1/scripts, /ui, /metrics); NULL: none */
+	unsigned char admin_key_sha256[32];
 	char *durability;     /* "normal" (survives a crash) or "fsync" (survives power loss) */
 	char *log_level;      /* "debug", "info", "warn", "error" */
 
@@ -83,6 +85,8 @@ void config_free(struct config *c);
 /* Customer whose api_key equals key (constant time per customer), or NULL. */
 const struct config_customer *config_customer_by_key(const struct config *c,
 						     const char *key);
+/* 1 when key is the configured admin key (constant time), else 0. */
+int config_is_admin_key(const struct config *c, const char *key);
 const struct config_customer *config_customer_by_name(const struct config *c,
 						      const char *name);
 const struct config_alias *config_alias(const struct config *c, const char *name);

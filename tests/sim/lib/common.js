@@ -101,9 +101,14 @@ function parseSteer(sim) {
 
 // A job's timeline is fixed at submit: it is terminal at created + delayMs.
 // phase() gives the fraction of that time elapsed (>= 1 means terminal).
+// How far along a job is (>= 1: done). A timer that ran for the job counts
+// as that much time elapsed: setTimeout runs on the monotonic clock and
+// Date.now() on the wall clock, so the callback timer at delayMs may fire a
+// millisecond before Date.now() says delayMs have passed, and the job it
+// reports on must already be done then.
 function phase(job, now = Date.now()) {
   if (job.delayMs <= 0) return 1;
-  return (now - job.created) / job.delayMs;
+  return Math.max(now - job.created, job.timerElapsed || 0) / job.delayMs;
 }
 
 function isoNow(ms = Date.now()) {
@@ -179,6 +184,9 @@ class Sim {
       if (job && job.timers) {
         const i = job.timers.indexOf(t);
         if (i >= 0) job.timers.splice(i, 1);
+      }
+      if (job && job.created !== undefined) {
+        job.timerElapsed = Math.max(job.timerElapsed || 0, Date.now() - job.created, ms);
       }
       this.pending.delete(t);
       if (!this.closed) fn();

@@ -38,6 +38,7 @@ struct step {
 	enum step_kind kind;
 	struct work wk;
 	int hops;
+	int target_idx;   /* the job's target when the step started */
 	char provider[64];
 	char version[32];
 	int64_t started_ms;
@@ -570,6 +571,18 @@ static int load_live_job(struct worker *w, const struct work *wk, struct job *j)
 	return 0;
 }
 
+/*
+ * A provider step's answer is stale when the job moved on while the request
+ * ran: a callback that overtook it ended the job or moved it to another
+ * target (its work row was dropped then). A stale answer is dropped: the
+ * job's current step owns it now.
+ */
+static int step_stale(const struct step *st, const struct job *j)
+{
+	return j->target_idx != st->target_idx || !j->provider ||
+	       strcmp(j->provider, st->provider) != 0;
+}
+
 static int call_provider(struct worker *w, struct job *j, const char *fn,
 			 json_t *first, json_t **out, char *err, size_t errlen)
 {
@@ -611,6 +624,7 @@ static void run_submit(struct worker *w, const struct work *wk)
 	}
 	struct step *st = step_new(w, STEP_SUBMIT, wk);
 	snprintf(st->provider, sizeof st->provider, "%s", j.provider);
+	st->target_idx = j.target_idx;
 	const char *v = script_version(w->scripts, SCRIPT_PROVIDER, j.provider);
 	snprintf(st->version, sizeof st->version, "%s", v ? v : "");
 	metrics_inc(M_SUBMITS);
@@ -715,6 +729,8 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	const struct work *wk = &st->wk;
 	if (load_live_job(w, wk, &j))
 		goto out;
+	if (step_stale(st, &j))
+		goto out_job;
 	describe(res, why, sizeof why);
 	if (res->error || retry_status_retryable(res->status)) {
 		submit_retry(w, &j, wk, header_retry_after(res), why);
@@ -835,6 +851,7 @@ static void run_poll(struct worker *w, const struct work *wk)
 	}
 	struct step *st = step_new(w, STEP_POLL, wk);
 	snprintf(st->provider, sizeof st->provider, "%s", j.provider);
+	st->target_idx = j.target_idx;
 	metrics_inc(M_POLLS);
 	if (start_request(st, req, poll_done, err, sizeof err) < 0) {
 		step_free(st);
@@ -853,6 +870,8 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	const struct work *wk = &st->wk;
 	if (load_live_job(w, wk, &j))
 		goto out;
+	if (step_stale(st, &j))
+		goto out_job;
 	/* A `next` request's 5xx is the provider's final word (fal's result call
 	 * returns the model's own status), so the script sees it. */
 	if (res->error || (retry_status_retryable(res->status) &&

@@ -133,6 +133,14 @@ function createProvsim(opts) {
     res.end(req.method === 'HEAD' ? undefined : f[1]);
   }
 
+  // sim.per_provider.NAME overrides the steering for that provider only (an
+  // alias sends the same input to each of its targets).
+  function applyPerProvider(json, provider) {
+    const steer = json && typeof json === 'object' && (json.sim || (json.input && json.input.sim));
+    const own = steer && steer.per_provider && steer.per_provider[provider];
+    if (own && typeof own === 'object') Object.assign(steer, own);
+  }
+
   function route(req, res, raw) {
     const url = req.url;
     const q = url.indexOf('?');
@@ -153,6 +161,7 @@ function createProvsim(opts) {
     if (!prov) return sendJson(res, 404, { error: `no provider surface at /${first}` });
 
     const ctx = makeContext(req, res, { path: rest, query, raw });
+    applyPerProvider(ctx.json, first);
     sim.requests.push({
       provider: first,
       method: req.method,

@@ -100,7 +100,6 @@ function parseSteer(sim) {
 }
 
 // A job's timeline is fixed at submit: it is terminal at created + delayMs.
-// phase() gives the fraction of that time elapsed (>= 1 means terminal).
 // How far along a job is (>= 1: done). A timer that ran for the job counts
 // as that much time elapsed: setTimeout runs on the monotonic clock and
 // Date.now() on the wall clock, so the callback timer at delayMs may fire a
@@ -247,8 +246,17 @@ function makeContext(req, res, { path, query, raw }) {
       const h = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
       if (obj === undefined || obj === null) delete h['content-type'];
       if (extra) Object.assign(h, extra);
-      res.writeHead(status, h);
-      res.end(body);
+      const write = () => {
+        res.writeHead(status, h);
+        res.end(body);
+      };
+      // sim.answer_delay_ms holds the HTTP answer back (the job's own timers,
+      // its callback among them, run as usual): a callback then overtakes
+      // the submit answer, as it can with a real provider.
+      const steer = json && typeof json === 'object' && (json.sim || (json.input && json.input.sim));
+      const hold = steer && Number(steer.answer_delay_ms);
+      if (hold > 0) setTimeout(write, Math.min(hold, 10000));
+      else write();
     },
   };
   return ctx;

@@ -72,7 +72,7 @@ return {
 		return { state = "processing", request_id = id, data = data }
 	end,
 
-	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (section 1.7).
+	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (docs/provider-facts.md, "fal").
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
 		local h = req.headers or {}

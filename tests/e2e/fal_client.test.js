@@ -190,7 +190,7 @@ describe('provsim with @fal-ai/client', { skip: falLib ? false : '@fal-ai/client
     assert.equal(submits.length, 2, 'one 503, then one accepted');
   });
 
-  test('status of an unknown request is 404, and status under the full model path is refused (providers.md: owner/app only)', async () => {
+  test('status of an unknown request is 404, and status under the full model path is refused (docs/provider-facts.md: owner/app only)', async () => {
     await assert.rejects(fal.queue.status(MODEL, { requestId: crypto.randomUUID() }), (err) => err.status === 404 && typeof err.body.detail === 'string');
     const { request_id: rid } = await fal.queue.submit(MODEL, { input: { prompt: 'p' } });
     const r = await h.request(`${sim.url}/fal/fal-ai/flux/dev/requests/${rid}/status`, { headers: { authorization: 'Key k' } });

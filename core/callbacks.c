@@ -88,6 +88,13 @@ static void ack(struct request *r, const char *status)
 	server_respond_json(r, 200, json_pack("{s:b,s:s}", "ok", 1, "status", status));
 }
 
+/* 1 when a callback result asks for the next poll at a time (`poll_in`). */
+static int wants_poll(json_t *res)
+{
+	json_t *pi = json_object_get(res, "poll_in");
+	return json_is_number(pi) && json_number_value(pi) >= 0;
+}
+
 /*
  * A `processing` callback result with `poll_in` (seconds, >= 0) moves the
  * job's poll to now + poll_in (capped at the deadline): the callback says
@@ -98,7 +105,7 @@ static void ack(struct request *r, const char *status)
 static int64_t poll_soon(struct worker *w, const struct job *j, json_t *res)
 {
 	json_t *pi = json_object_get(res, "poll_in");
-	if (!json_is_number(pi) || json_number_value(pi) < 0 || !j->request_id)
+	if (!wants_poll(res) || !j->request_id)
 		return 0;
 	int64_t due = loop_wall_ms() + (int64_t)(json_number_value(pi) * 1000);
 	if (due > j->deadline)
@@ -198,6 +205,14 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 		   (json_is_string(json_object_get(res, "state")) &&
 		    strcmp(json_string_value(json_object_get(res, "state")), "processing") == 0)) {
 		/* Not a result (progress or unreadable): keep waiting and polling. */
+		if (wants_poll(res) && !j.request_id) {
+			/* It came before the submit answer was stored: nothing to poll
+			 * with yet, so the provider is asked to send it again. */
+			store_rollback(w->store);
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "the job's submit answer is not stored yet; retry");
+			goto out;
+		}
 		int64_t due = poll_soon(w, &j, res);
 		record(w, j.id, provider, "ignored", r);
 		if (store_commit(w->store) < 0)

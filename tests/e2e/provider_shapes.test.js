@@ -71,8 +71,10 @@ describe('provider shapes end to end', { concurrency: true }, () => {
       const calls = (await stack.sim.requests('fal')).filter((r) => r.path.includes(`/requests/${rid}`));
       const paths = calls.map((r) => `${r.method} ${r.path}`);
       assert.deepEqual(paths, [`GET /fal/${prefix}/requests/${rid}/status`, `GET /fal/${prefix}/requests/${rid}`], 'status, then result, under the request prefix');
+      // (A webhook that overtakes the stored submit answer is answered 503
+      // and comes again on fal's retry schedule.)
       const cbs = (await stack.sim.callbacks('fal')).filter((c) => c.ref === rid);
-      assert.ok(cbs.length >= 1 && cbs[0].status === 200, 'the payload_error webhook was acknowledged');
+      assert.ok(cbs.some((c) => c.status === 200), `the payload_error webhook was acknowledged: ${JSON.stringify(cbs)}`);
       const [d] = await waitDelivered(id);
       assert.deepEqual(d.body.output, job.output, 'the customer gets the fetched output');
     });
@@ -195,7 +197,10 @@ describe('provider shapes end to end', { concurrency: true }, () => {
       const l = (await stack.sim.callbacks('modelslab')).filter((c) => c.ref === job.request_id);
       return l.length >= 2 && l;
     }, 10000, { what: 'both ModelsLab webhooks in the log' });
-    assert.ok(cbs.every((c) => c.status === 200), JSON.stringify(cbs));
+    // The processing webhook is acknowledged (or, had it overtaken the stored
+    // submit answer, answered 503); the final one ends the job.
+    assert.ok([200, 503].includes(cbs[0].status), JSON.stringify(cbs));
+    assert.equal(cbs[cbs.length - 1].status, 200, JSON.stringify(cbs));
     const all = await waitDelivered(id);
     assert.equal(all.length, 1, 'one delivery');
   });

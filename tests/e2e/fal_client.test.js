@@ -197,6 +197,18 @@ describe('provsim with @fal-ai/client', { skip: falLib ? false : '@fal-ai/client
     assert.equal(r.status, 404);
   });
 
+  test('a namespaced app id (workflows/owner/app/path): the client polls and fetches under the namespace, and provsim answers there', async () => {
+    const NS = 'workflows/acme/pipe/v2';
+    const prompt = `ns ${crypto.randomUUID()}`;
+    const result = await fal.subscribe(NS, { input: { prompt, sim: { delay_ms: 300 } }, pollInterval: 100 });
+    assert.equal(result.data.images.length, 1);
+    const reqs = (await sim.requests('fal')).filter((r) => r.path.includes(result.requestId));
+    assert.ok(reqs.some((r) => r.method === 'GET' && r.path === `/fal/workflows/acme/pipe/requests/${result.requestId}/status`), 'status under the namespace');
+    assert.ok(reqs.some((r) => r.method === 'GET' && r.path === `/fal/workflows/acme/pipe/requests/${result.requestId}`), 'result under the namespace');
+    const r = await h.request(`${sim.url}/fal/acme/pipe/requests/${result.requestId}/status`, { headers: { authorization: 'Key k' } });
+    assert.equal(r.status, 404, 'without the namespace the request is unknown');
+  });
+
   test('the client only called provsim (no other host)', () => {
     assert.ok(seen.length > 0);
     for (const s of seen) assert.ok(s.split(' ')[1].startsWith(`${sim.url}/fal/`), s);

@@ -88,6 +88,37 @@ static void ack(struct request *r, const char *status)
 	server_respond_json(r, 200, json_pack("{s:b,s:s}", "ok", 1, "status", status));
 }
 
+/* 1 when a callback result asks for the next poll at a time (`poll_in`). */
+static int wants_poll(json_t *res)
+{
+	json_t *pi = json_object_get(res, "poll_in");
+	return json_is_number(pi) && json_number_value(pi) >= 0;
+}
+
+/*
+ * A `processing` callback result with `poll_in` (seconds, >= 0) moves the
+ * job's poll to now + poll_in (capped at the deadline): the callback says
+ * the result is ready to fetch (fal's payload_error) or when it will be.
+ * Only for a submitted job (a request id is known), inside the caller's
+ * transaction. Returns the new due time, or 0 when nothing moved.
+ */
+static int64_t poll_soon(struct worker *w, const struct job *j, json_t *res)
+{
+	json_t *pi = json_object_get(res, "poll_in");
+	if (!wants_poll(res) || !j->request_id)
+		return 0;
+	int64_t due = loop_wall_ms() + (int64_t)(json_number_value(pi) * 1000);
+	if (due > j->deadline)
+		due = j->deadline;
+	int64_t id;
+	if (store_work_drop(w->store, j->id, WORK_POLL, 0) < 0 ||
+	    store_work_add(w->store, j->id, WORK_POLL, NULL, due, NULL, 0, &id) < 0) {
+		metrics_inc(M_STORE_ERRORS);
+		return 0;
+	}
+	return due;
+}
+
 void callbacks_handle(struct request *r, const char *provider, const char *job_id,
 		      const char *token)
 {
@@ -174,9 +205,20 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 		   (json_is_string(json_object_get(res, "state")) &&
 		    strcmp(json_string_value(json_object_get(res, "state")), "processing") == 0)) {
 		/* Not a result (progress or unreadable): keep waiting and polling. */
+		if (wants_poll(res) && !j.request_id) {
+			/* It came before the submit answer was stored: nothing to poll
+			 * with yet, so the provider is asked to send it again. */
+			store_rollback(w->store);
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "the job's submit answer is not stored yet; retry");
+			goto out;
+		}
+		int64_t due = poll_soon(w, &j, res);
 		record(w, j.id, provider, "ignored", r);
 		if (store_commit(w->store) < 0)
 			store_rollback(w->store);
+		else if (due)
+			engine_kick(w, due);
 		ack(r, "ignored");
 		goto out;
 	} else {

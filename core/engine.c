@@ -622,6 +622,20 @@ static void run_submit(struct worker *w, const struct work *wk)
 		job_clear(&j);
 		return;
 	}
+	/* A submit request's `data` (e.g. a per-job secret the provider will sign
+	 * its callback with) is stored before the request goes out. */
+	json_t *rdata = json_object_get(req, "data");
+	if (json_is_object(rdata) && json_object_size(rdata) > 0) {
+		merge_data(&j, rdata);
+		j.updated_at = now_ms();
+		if (store_job_update(w->store, &j) < 0) {
+			metrics_inc(M_STORE_ERRORS);
+			json_decref(req);
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+			job_clear(&j);
+			return;
+		}
+	}
 	struct step *st = step_new(w, STEP_SUBMIT, wk);
 	snprintf(st->provider, sizeof st->provider, "%s", j.provider);
 	st->target_idx = j.target_idx;

@@ -955,6 +955,22 @@ static int ctx_url_encode(lua_State *L)
 	return 1;
 }
 
+/* ctx.random_hex(nbytes): nbytes (1..64) cryptographically random bytes as
+ * lower-case hex, e.g. a per-job secret. Raises on a bad count or when the
+ * random source fails. */
+static int ctx_random_hex(lua_State *L)
+{
+	lua_Integer n = luaL_checkinteger(L, 1);
+	unsigned char raw[64];
+	char out[2 * sizeof raw + 1];
+	luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof raw, 1, "must be 1..64");
+	if (sign_random(raw, (size_t)n) < 0 ||
+	    sign_hex_encode((const char *)raw, (size_t)n, out, sizeof out) < 0)
+		return luaL_error(L, "random_hex: no random bytes");
+	lua_pushlstring(L, out, 2 * (size_t)n);
+	return 1;
+}
+
 static int ctx_now(lua_State *L)
 {
 	struct vm *vm = vm_of(L);
@@ -1066,6 +1082,7 @@ static int vm_setup(lua_State *L)
 		{ "base64_decode", ctx_base64_decode }, { "hex", ctx_hex },
 		{ "hex_decode", ctx_hex_decode }, { "equal", ctx_equal },
 		{ "url_encode", ctx_url_encode }, { "now", ctx_now }, { "log", sb_log },
+		{ "random_hex", ctx_random_hex },
 		{ NULL, NULL } };
 	struct setup_args *a = lua_touserdata(L, 1);
 	struct vm *vm = a->vm;

@@ -1,4 +1,4 @@
--- Artificial Studio API (providers.md section 4). model = tool slug, e.g. "create-image".
+-- Artificial Studio API (docs/provider-facts.md, "Artificial Studio"). model = tool slug, e.g. "create-image".
 local U = require("lib.util")
 
 local function auth(ctx)
@@ -48,13 +48,14 @@ return {
 		return r
 	end,
 
-	-- No signature; X-Media-Id and the body's id must name this job's generation.
+	-- No signature; X-Media-Id and the body's id must name this job's
+	-- generation (every documented webhook carries both; one is required).
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
 		local media = (req.headers or {})["x-media-id"]
 		local body_id = type(req.json) == "table" and U.str(req.json.id) or nil
 		if media and body_id and media ~= body_id then return false, "X-Media-Id differs from the body's id" end
-		return U.same_id(job, media or body_id, "X-Media-Id")
+		return U.require_id(job, media or body_id, "X-Media-Id or id")
 	end,
 
 	on_callback = function(req, job, ctx) return from_generation(req.json, ctx, "callback") end,

@@ -1,4 +1,4 @@
--- ModelsLab API v6 (providers.md section 3). model = endpoint, e.g. "images/text2img".
+-- ModelsLab API v6 (docs/provider-facts.md, "ModelsLab"). model = endpoint, e.g. "images/text2img".
 local U = require("lib.util")
 
 local TYPE = { images = "image", realtime = "image", video = "video", voice = "audio", ["3d"] = "object" }
@@ -65,10 +65,11 @@ return {
 		return from_body(res.json, job, ctx, "submit")
 	end,
 
-	-- ModelsLab does not sign webhooks; check that the id is this job's.
+	-- ModelsLab does not sign webhooks; its generation webhooks always carry
+	-- the request's id, which must be this job's.
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
-		return U.same_id(job, type(req.json) == "table" and req.json.id, "id")
+		return U.require_id(job, type(req.json) == "table" and req.json.id, "id")
 	end,
 
 	on_callback = function(req, job, ctx) return from_body(req.json, job, ctx, "callback") end,

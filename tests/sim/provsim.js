@@ -6,6 +6,7 @@
 //   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
 //        [--callback-workers N]   (threads posting callbacks; default 1 with >= 4 CPUs, else 0)
+//        [--time-scale F]         (multiplies the providers' callback retry delays; default 1)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -53,6 +54,7 @@ function parseArgs(argv) {
     abstraktTimestamp: false,
     abstraktSyncMs: 55000,
     maxJobs: 200000,
+    timeScale: 1,
     // Threads that post callbacks (0: the main thread does it). A thread
     // pays off only when there are cores to spare; env PROVSIM_CALLBACK_WORKERS
     // or --callback-workers override.
@@ -70,8 +72,12 @@ function parseArgs(argv) {
     else if (a === '--abstrakt-sync-ms') o.abstraktSyncMs = Number(val());
     else if (a === '--max-jobs') o.maxJobs = Number(val());
     else if (a === '--callback-workers') o.callbackWorkers = Number(val());
+    else if (a === '--time-scale') {
+      o.timeScale = Number(val());
+      if (!(o.timeScale >= 0)) throw new Error('--time-scale wants a number >= 0');
+    }
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N]\n');
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N] [--time-scale F]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -88,6 +94,7 @@ function createProvsim(opts) {
     callbackWorkers: opts.callbackWorkers,
     abstraktSecret: opts.abstraktSecret,
     abstraktTimestamp: opts.abstraktTimestamp,
+    timeScale: opts.timeScale,
   });
   const providers = {
     fal: require('./providers/fal')(sim),

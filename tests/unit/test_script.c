@@ -391,6 +391,10 @@ static void test_ctx_helpers(void)
 	check_eval("local ctx = ... return ctx.url_encode('a b/c~d-e_f.g&h=\\xc3\\xa9')",
 		   "\"a%20b%2Fc~d-e_f.g%26h%3D%C3%A9\"");
 	check_eval("local ctx = ... return { ctx.now() > 1.7e9, type(ctx.now()) }", "[true,\"number\"]");
+	check_eval("local ctx = ... local a, b = ctx.random_hex(32), ctx.random_hex(32)"
+		   " return { #a, a:match('^[0-9a-f]+$') ~= nil, a ~= b, #ctx.random_hex(1),"
+		   " pcall(ctx.random_hex, 0), (pcall(ctx.random_hex, 65)) }",
+		   "[64,true,true,2,false,false]");
 	{
 		/* a fixed clock for tests */
 		struct script_ctx fixed = { .now = 1767225605.5 };

@@ -96,8 +96,17 @@ function parseSteer(sim) {
     httpStatus,
     httpTimes: httpStatus ? (Number.isInteger(times) && times >= 0 ? times : 1) : 0,
     message: typeof s.message === 'string' && s.message ? s.message : 'simulated failure',
+    // Documented shapes a test may ask for (tests/sim/README.md, "Steering"):
+    payloadError: s.payload_error === true, // fal: webhook OK with payload null + payload_error
+    urls: s.urls !== false, // fal: submit answer carries status_url/response_url/cancel_url
+    form: FORMS.has(s.form) ? s.form : 'api', // abstrakt callback form
+    signWith: s.sign_with === 'account' ? 'account' : 'request', // abstrakt: secret that signs
+    states: s.states === 'full' ? 'full' : 'short', // Krea: the full documented state list
+    progress: s.progress === true, // ModelsLab / abstrakt envelope: progress webhooks too
   };
 }
+
+const FORMS = new Set(['api', 'tutorial', 'envelope']);
 
 // A job's timeline is fixed at submit: it is terminal at created + delayMs.
 // How far along a job is (>= 1: done). A timer that ran for the job counts
@@ -122,7 +131,7 @@ function sha256hex(data) {
 // The Sim: one per provsim process; shared state and helpers for providers.
 
 class Sim {
-  // opts: {jobCap, logCap, callbackWorkers, abstraktSecret, abstraktTimestamp}
+  // opts: {jobCap, logCap, callbackWorkers, abstraktSecret, abstraktTimestamp, timeScale}
   constructor(opts = {}) {
     this.baseUrl = ''; // set once listening: http://127.0.0.1:PORT
     this.opts = opts;
@@ -142,6 +151,7 @@ class Sim {
         falPrivateKeyPem: this.falKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }),
         abstraktSecret: opts.abstraktSecret || 'abstrakt-sim-secret',
         abstraktTimestamp: !!opts.abstraktTimestamp,
+        timeScale: opts.timeScale === undefined ? 1 : opts.timeScale,
       },
       opts.callbackWorkers === undefined ? 0 : opts.callbackWorkers,
       (entry) => this.callbacksLog.push(entry),

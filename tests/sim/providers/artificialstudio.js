@@ -1,5 +1,5 @@
 'use strict';
-// Artificial Studio API (providers.md section 4), served under /artificialstudio.
+// Artificial Studio API (docs/provider-facts.md, "Artificial Studio"), served under /artificialstudio.
 //
 //   POST /api/run                {tool, input?, webhook?}; strict: any other top-level
 //                                field is a 400. Answers 202 {id, status:"processing", tool, createdAt}

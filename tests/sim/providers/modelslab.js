@@ -1,5 +1,5 @@
 'use strict';
-// ModelsLab API v6 (providers.md section 3), served under /modelslab, so the
+// ModelsLab API v6 (docs/provider-facts.md, "ModelsLab"), served under /modelslab, so the
 // adapter's base_url is http://127.0.0.1:PORT/modelslab/api/v6.
 //
 //   POST /api/v6/{family}/{endpoint}   submit (images/text2img, video/text2video, ...);
@@ -13,7 +13,10 @@
 // http_status and the down switch answer that HTTP status with the error shape.
 // A job with delay_ms 0 answers its final result straight from the submit.
 // Webhook: success {status:"success",id,output,generationTime,track_id,meta},
-// failure {status:"failed",id,message,track_id}; unsigned.
+// failure {status:"failed",id,message,track_id}; unsigned; best effort (a
+// failed delivery is not retried). With sim.progress a `processing` webhook
+// (the submit answer's shape: eta, future_links, fetch_result) goes out at
+// 30 % of delay_ms too.
 
 const { parseSteer, phase, isObject } = require('../lib/common');
 
@@ -83,6 +86,11 @@ module.exports = function createModelsLab(sim) {
     sim.callback({ provider: 'modelslab', url: job.webhook, mode: job.callback, body: JSON.stringify(body), ref: String(job.id) });
   }
 
+  function sendProgress(job) {
+    const body = Object.assign(answer(job), { track_id: job.input.track_id === undefined ? null : job.input.track_id });
+    sim.callback({ provider: 'modelslab', url: job.webhook, mode: 'normal', body: JSON.stringify(body), ref: String(job.id) });
+  }
+
   function submit(ctx, family, endpoint) {
     const input = ctx.json;
     const steer = parseSteer(input.sim);
@@ -108,7 +116,10 @@ module.exports = function createModelsLab(sim) {
       timers: [],
     };
     jobs.add(id, job);
-    if (job.webhook) sim.after(job, job.delayMs, () => sendWebhook(job));
+    if (job.webhook) {
+      if (steer.progress && job.delayMs > 0 && job.callback !== 'none') sim.after(job, job.delayMs * 0.3, () => sendProgress(job));
+      sim.after(job, job.delayMs, () => sendWebhook(job));
+    }
     ctx.send(200, answer(job));
   }
 

@@ -380,6 +380,75 @@ describe('SSRF: connection reuse and proxies', { skip: shimPath() ? false : 'res
     }
   });
 
+  // A TCP forwarder to provsim that records the request lines each client
+  // connection carried, so a test can see which requests shared a connection.
+  function startForwarder(targetPort) {
+    const conns = [];
+    const srv = net.createServer((c) => {
+      const rec = { lines: [] };
+      conns.push(rec);
+      let pending = '';
+      const up = net.connect(targetPort, '127.0.0.1');
+      c.on('data', (chunk) => {
+        pending += chunk.toString('latin1');
+        // A request line may follow a body directly: no anchor.
+        const re = /(GET|POST|PUT|DELETE|PATCH|HEAD) (\/\S*) HTTP\/1\.[01]\r\n/g;
+        let m;
+        let last = 0;
+        while ((m = re.exec(pending))) {
+          rec.lines.push(`${m[1]} ${m[2]}`);
+          last = re.lastIndex;
+        }
+        pending = pending.slice(Math.max(last, pending.length - 4096));
+      });
+      c.pipe(up);
+      up.pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
+      port: srv.address().port,
+      conns,
+      stop: () => new Promise((r) => srv.close(() => r())),
+    })));
+  }
+
+  test('deliveries and provider traffic to the same name:port never share a connection, in either direction (allow_private = true)', T, async () => {
+    const fwd = await startForwarder(Number(new URL(sim.url).port));
+    const named = `http://shared.genrelay.test:${fwd.port}`;
+    const gr = await h.startGenrelay({
+      simUrl: named,
+      env: shimEnv(['shared.genrelay.test 127.0.0.1']),
+      config: {
+        webhooks: { require_https: false, allow_private: true, retry: [0.2], timeout_s: 2 },
+        jobs: { poll_after_s: 1, poll_interval_s: 0.3 },
+      },
+    });
+    try {
+      // One job at a time, so each delivery finds the provider's connection
+      // idle in the cache, and the next submit finds the delivery's.
+      for (let i = 0; i < 4; i++) {
+        const r = await gr.api('POST', RUN, { input: { prompt: `shared ${i}`, sim: { delay_ms: 50 } }, webhook_url: `${named}/fal/shared-trap-${i}` });
+        assert.equal(r.status, 202, r.text);
+        await h.waitFor(async () => {
+          const x = await gr.api('GET', `/v1/jobs/${r.body.job_id}/deliveries`);
+          const dd = x.body.data && x.body.data[0];
+          return dd && dd.attempts.length >= 1 && dd;
+        }, 30000, { what: `delivery ${i} attempted` });
+      }
+      const kinds = fwd.conns.filter((c) => c.lines.length).map((c) => new Set(c.lines.map((l) => (/shared-trap/.test(l) ? 'delivery' : 'provider'))));
+      assert.ok(kinds.some((k) => k.has('delivery')), `deliveries went through the forwarder: ${JSON.stringify(fwd.conns)}`);
+      assert.ok(kinds.some((k) => k.has('provider')), 'provider traffic went through the forwarder');
+      const mixed = fwd.conns.filter((c) => c.lines.some((l) => /shared-trap/.test(l)) && c.lines.some((l) => !/shared-trap/.test(l)));
+      assert.deepEqual(mixed, [], 'a connection carried both a delivery and provider traffic');
+      figures.shared_name_connections = fwd.conns.length;
+      figures.shared_name_requests = fwd.conns.reduce((a, c) => a + c.lines.length, 0);
+    } finally {
+      await R.shutdown(gr, fwd);
+      fs.rmSync(gr.dir, { recursive: true, force: true });
+    }
+  });
+
   test('proxy variables in the environment are not used for deliveries; the guard still refuses', T, async () => {
     const proxy = await startProxy();
     const vars = { http_proxy: proxy.url, HTTP_PROXY: proxy.url, https_proxy: proxy.url, HTTPS_PROXY: proxy.url, ALL_PROXY: proxy.url, all_proxy: proxy.url };

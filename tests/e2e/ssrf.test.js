@@ -278,6 +278,9 @@ describe('SSRF: nothing reaches loopback with allow_private = false', () => {
 //   webhook to the same name:port must not ride it (guarded transfers have
 //   a pool of their own and the peer of every guarded transfer is checked,
 //   reused connections included). The provider traffic itself still works.
+//   With allow_private = true, a TCP forwarder in front of provsim shows that
+//   no connection carries both a delivery and provider traffic (in either
+//   order), and that deliveries still reuse their own connections.
 // - Proxy variables in genrelay's environment (http_proxy, HTTPS_PROXY,
 //   ALL_PROXY ...) are never used for deliveries: a loopback proxy that would
 //   have answered 200 receives nothing, and the guard still refuses the
@@ -441,6 +444,9 @@ describe('SSRF: connection reuse and proxies', { skip: shimPath() ? false : 'res
       assert.ok(kinds.some((k) => k.has('provider')), 'provider traffic went through the forwarder');
       const mixed = fwd.conns.filter((c) => c.lines.some((l) => /shared-trap/.test(l)) && c.lines.some((l) => !/shared-trap/.test(l)));
       assert.deepEqual(mixed, [], 'a connection carried both a delivery and provider traffic');
+      // Deliveries still reuse their own connections.
+      const deliveryConns = fwd.conns.filter((c) => c.lines.some((l) => /shared-trap/.test(l))).length;
+      assert.ok(deliveryConns < 4, `4 sequential deliveries over ${deliveryConns} connections: reused`);
       figures.shared_name_connections = fwd.conns.length;
       figures.shared_name_requests = fwd.conns.reduce((a, c) => a + c.lines.length, 0);
     } finally {

@@ -316,16 +316,44 @@ describe('customer webhook shapes', () => {
     assert.deepEqual(raw.forPath(p), [], 'no refused delivery reached the receiver');
   });
 
-  test('a delivery is never sent unsigned: a customer without a webhook_secret gets failed attempts, nothing at the receiver', T, async () => {
-    const p = `/raw/${uniq('unsigned')}`;
-    const id = await submit('c_nosecret', { prompt: uniq('u') }, { webhook_url: raw.url + p });
-    const dl = await waitDelivery('c_nosecret', id, (d) => d.attempts.length >= 2, 20000, 'two attempts');
-    for (const a of dl.attempts) {
-      assert.equal(a.status_code, null);
-      assert.match(a.error, /^not signed, not sent/);
+  test('a delivery is never sent unsigned: a webhook_url is refused for a customer without a secret; a job whose customer lost its secret gets failed attempts, nothing at the receiver', T, async () => {
+    const r = await as('c_nosecret')('POST', RUN, { input: { prompt: uniq('u') }, webhook_url: raw.url + '/raw/never' });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.error.code, 'INVALID_REQUEST');
+    assert.match(r.body.error.message, /webhook_url.*no webhook_secret/);
+
+    // A job accepted while the customer had a secret, delivered after a
+    // restart without it.
+    const lax = await h.startGenrelay({
+      simUrl: stack.sim.url,
+      config: { scripts: dir, webhooks: { require_https: false, allow_private: true, retry: [0.2, 0.2], timeout_s: 2 }, jobs: { poll_after_s: 1, poll_interval_s: 0.3 } },
+    });
+    try {
+      const p = `/raw/${uniq('unsigned')}`;
+      const s = await lax.api('POST', RUN, { input: { prompt: uniq('u'), sim: { delay_ms: 2500 } }, webhook_url: raw.url + p });
+      assert.equal(s.status, 202, s.text);
+      await lax.stop();
+      fs.writeFileSync(lax.configPath, h.renderConfig(h.deepMerge(lax.config, { customers: { acme: { webhook_secret: null } } })));
+      await lax.restart();
+      const dl = await h.waitFor(async () => {
+        const x = await lax.api('GET', `/v1/jobs/${s.body.job_id}/deliveries`);
+        const dd = x.body.data && x.body.data[0];
+        return dd && dd.status === 'dead' && dd;
+      }, 30000, { what: 'unsigned delivery dead' }).catch(async (e) => {
+        const state = { deliveries: (await lax.api('GET', `/v1/jobs/${s.body.job_id}/deliveries`)).body, job: (await lax.api('GET', `/v1/jobs/${s.body.job_id}`)).body };
+        throw new Error(`${e.message}; state: ${JSON.stringify(state)}`);
+      });
+      assert.equal(dl.attempts.length, 3);
+      for (const a of dl.attempts) {
+        assert.equal(a.status_code, null);
+        assert.equal(a.error, 'not signed, not sent: the customer has no webhook_secret');
+      }
+      assert.deepEqual(raw.forPath(p), [], 'nothing reached the receiver');
+      figures.unsigned_not_sent += dl.attempts.length;
+    } finally {
+      await R.shutdown(lax);
+      fs.rmSync(lax.dir, { recursive: true, force: true });
     }
-    assert.deepEqual(raw.forPath(p), [], 'nothing reached the receiver');
-    figures.unsigned_not_sent += dl.attempts.length;
   });
 
   test('a malformed whsec_ secret: genrelay check and serve refuse the config, naming the key and never the secret', T, () => {

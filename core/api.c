@@ -370,6 +370,11 @@ static void handle_run(struct request *r, const char *model)
 			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
 			return;
 		}
+		if (!c->webhook_secret) { /* deliveries are always signed */
+			server_respond_error(r, 400, "INVALID_REQUEST",
+					     "\"webhook_url\" refused: the customer has no webhook_secret to sign deliveries with");
+			return;
+		}
 	}
 	const char *idem = server_header(r, "Idempotency-Key");
 	if (idem && !printable(idem, IDEM_MAX)) {

@@ -12,6 +12,7 @@
 #endif
 #include "config.h"
 #include "luajson.h"
+#include "sign.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -130,6 +131,38 @@ static int valid_http_url(const char *s, int allow_query)
 		if (ch <= 0x20 || ch == 0x7f)
 			return 0;
 		if (!allow_query && (ch == '?' || ch == '#'))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A proxy URL for curl: http, https, socks4, socks4a, socks5 or socks5h, a
+ * host, no whitespace or control characters. It may carry credentials, so
+ * errors about it never quote it.
+ */
+static int valid_proxy_url(const char *s)
+{
+	static const char *const schemes[] = { "http://", "https://", "socks4://",
+		"socks4a://", "socks5://", "socks5h://", NULL };
+	const char *h = NULL;
+	for (int i = 0; schemes[i]; i++)
+		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0)
+			h = s + strlen(schemes[i]);
+	if (!h)
+		return 0;
+	size_t alen = strcspn(h, "/?#");
+	const char *at = NULL;
+	for (size_t i = 0; i < alen; i++)
+		if (h[i] == '@')
+			at = h + i;
+	if (at)
+		h = at + 1;
+	if (h == s + strlen(s) || strchr("/?#:", *h))
+		return 0;
+	for (const char *p = s; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch <= 0x20 || ch == 0x7f)
 			return 0;
 	}
 	return 1;
@@ -336,7 +369,7 @@ static int sub_table(struct ld *d, int tidx, const char *field, const char *key)
 static int load_webhooks(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "retry", "timeout_s", "retry_jitter",
-		"require_https", "allow_private", "response_bytes", NULL };
+		"require_https", "allow_private", "response_bytes", "proxy", NULL };
 	lua_State *L = d->L;
 	int r = sub_table(d, env, "webhooks", "webhooks");
 	if (r <= 0)
@@ -348,9 +381,12 @@ static int load_webhooks(struct ld *d, struct config *c, int env)
 	    get_num(d, t, "retry_jitter", "webhooks.retry_jitter", &c->retry_jitter, 0, 1, 0) < 0 ||
 	    get_bool(d, t, "require_https", "webhooks.require_https", &c->require_https) < 0 ||
 	    get_bool(d, t, "allow_private", "webhooks.allow_private", &c->allow_private) < 0 ||
-	    get_int(d, t, "response_bytes", "webhooks.response_bytes", &rb, 1, 1LL << 30) < 0)
+	    get_int(d, t, "response_bytes", "webhooks.response_bytes", &rb, 1, 1LL << 30) < 0 ||
+	    get_str(d, t, "proxy", "webhooks.proxy", &c->webhook_proxy, 1) < 0)
 		return -1;
 	c->webhook_response_bytes = (size_t)rb;
+	if (c->webhook_proxy && !valid_proxy_url(c->webhook_proxy))
+		return lerr(d, "webhooks.proxy: must be a proxy URL (http, https, socks4, socks4a, socks5 or socks5h)");
 
 	int rt = rawfield(L, t, "retry");
 	if (rt != LUA_TNIL) {
@@ -470,6 +506,11 @@ static int load_providers(struct ld *d, struct config *c, int env)
 			json_decref(o);
 			return lerr(d, "providers.%s: must be a table of settings", name);
 		}
+		json_t *proxy = json_object_get(o, "proxy");
+		if (proxy && (!json_is_string(proxy) || !valid_proxy_url(json_string_value(proxy)))) {
+			json_decref(o);
+			return lerr(d, "providers.%s.proxy: must be a proxy URL (http, https, socks4, socks4a, socks5 or socks5h)", name);
+		}
 		json_object_set_new(c->providers, name, o);
 		lua_pop(L, 1);
 	}
@@ -531,6 +572,10 @@ static int load_customers(struct ld *d, struct config *c, int env)
 		snprintf(key, sizeof key, "%s.webhook_secret", prefix);
 		if (get_str(d, ct, "webhook_secret", key, &cu->webhook_secret, 1) < 0)
 			return -1;
+		char why[96];
+		if (cu->webhook_secret &&
+		    sign_webhook_secret_check(cu->webhook_secret, why, sizeof why) < 0)
+			return lerr(d, "%s: %s", key, why);
 		snprintf(key, sizeof key, "%s.hook", prefix);
 		if (get_str(d, ct, "hook", key, &cu->hook, 1) < 0)
 			return -1;
@@ -541,6 +586,8 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (cu->webhook_url && !valid_http_url(cu->webhook_url, 1))
 			return lerr(d, "%s: must be an http(s) URL", key);
+		if (cu->webhook_url && !cu->webhook_secret)
+			return lerr(d, "%s.webhook_secret: is required with a webhook_url (deliveries are always signed)", prefix);
 		EVP_Digest(cu->api_key, strlen(cu->api_key), cu->api_key_sha256,
 			   NULL, EVP_sha256(), NULL);
 		lua_pop(L, 1);
@@ -877,6 +924,9 @@ void config_free(struct config *c)
 	free(c->admin_key);
 	free(c->durability);
 	free(c->log_level);
+	if (c->webhook_proxy)
+		OPENSSL_cleanse(c->webhook_proxy, strlen(c->webhook_proxy));
+	free(c->webhook_proxy);
 	json_decref(c->providers);
 	for (size_t i = 0; i < c->ncustomers; i++) {
 		struct config_customer *cu = &c->customers[i];

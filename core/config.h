@@ -14,7 +14,7 @@
 struct config_customer {
 	char *name;
 	char *api_key;        /* secret */
-	char *webhook_secret; /* secret; "whsec_..." or raw */
+	char *webhook_secret; /* secret; "whsec_<base64 of 24+ bytes>" or raw, checked at load */
 	char *hook;           /* hook script name, default "default" */
 	char *webhook_url;    /* default webhook for jobs that give none, or NULL */
 	unsigned char api_key_sha256[32]; /* for the constant-time key lookup */
@@ -55,6 +55,8 @@ struct config {
 	int require_https;
 	int allow_private;
 	size_t webhook_response_bytes; /* cap on a receiver's response body */
+	char *webhook_proxy;  /* explicit proxy for deliveries, or NULL: direct (the
+			       * environment's http_proxy ... is never used) */
 
 	/* jobs = { ... } */
 	double submit_window_s;   /* retry submits this long, then PROVIDER_UNAVAILABLE */

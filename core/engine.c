@@ -261,6 +261,7 @@ static int start_request(struct step *st, json_t *req, fetch_done_cb cb,
 		.body = text, .body_len = len,
 		.timeout_ms = PROVIDER_TIMEOUT_MS,
 		.max_response = PROVIDER_RESPONSE_MAX,
+		.proxy = json_string_value(json_object_get(config_provider(w->cfg, st->provider), "proxy")),
 	};
 	int rc = fetch_start(w->fetch, &fr, cb, st);
 	free(text);
@@ -1095,20 +1096,35 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			body = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
 			bodylen = body ? strlen(body) : 0;
 		}
+		/* A header the hook may not send fails the attempt, naming it, like
+		 * any other hook error: dropping it quietly would hide the mistake. */
 		const char *k;
 		json_t *v;
+		char herr[400] = "";
 		json_object_foreach(json_object_get(out, "headers"), k, v) {
 			const char *sv = json_string_value(v);
-			if (!sv || !header_ok(k) || !header_ok(sv) ||
-			    strncasecmp(k, "webhook-", 8) == 0 || strcasecmp(k, "content-length") == 0)
-				continue;
-			if (strcasecmp(k, "content-type") == 0)
+			if (fetch_header_field_check(k, sv, sv ? json_string_length(v) : 0,
+						     herr, sizeof herr) < 0)
+				break;
+			if (fetch_header_name_matches(k, "webhook-*")) {
+				snprintf(herr, sizeof herr, "header '%s' is set by the core (Standard Webhooks), not by a hook", k);
+				break;
+			}
+			if (fetch_header_name_matches(k, "content-type"))
 				has_ct = 1;
 			char line[4096];
 			snprintf(line, sizeof line, "%s: %s", k, sv);
 			hl = curl_slist_append(hl, line);
 		}
 		json_decref(out);
+		if (herr[0]) {
+			curl_slist_free_all(hl);
+			metrics_inc(M_SCRIPT_ERRORS);
+			char msg[ERR_MAX];
+			snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: %s", hook, herr);
+			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver);
+			goto done;
+		}
 		if (!body) {
 			curl_slist_free_all(hl);
 			delivery_failed(w, &d, wk, 0, 0, "SCRIPT_ERROR: transform returned no body",
@@ -1125,11 +1141,17 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	hl = curl_slist_append(hl, line);
 	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
 	hl = curl_slist_append(hl, line);
-	if (cust && cust->webhook_secret &&
-	    sign_webhook(cust->webhook_secret, d.id, ts, body, bodylen, sig, sizeof sig) > 0) {
-		snprintf(line, sizeof line, "webhook-signature: %s", sig);
-		hl = curl_slist_append(hl, line);
+	/* Never sent unsigned: no signature, no request (the attempt is recorded). */
+	if (!cust || !cust->webhook_secret ||
+	    sign_webhook(cust->webhook_secret, d.id, ts, body, bodylen, sig, sizeof sig) <= 0) {
+		curl_slist_free_all(hl);
+		delivery_failed(w, &d, wk, 0, 0, !cust || !cust->webhook_secret
+				? "not signed, not sent: the customer has no webhook_secret"
+				: "not signed, not sent: signing failed", -1, ver);
+		goto done;
 	}
+	snprintf(line, sizeof line, "webhook-signature: %s", sig);
+	hl = curl_slist_append(hl, line);
 	if (!has_ct)
 		hl = curl_slist_append(hl, "Content-Type: application/json");
 	hl = curl_slist_append(hl, "Expect:");
@@ -1146,6 +1168,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		.method = "POST", .url = ds->d.url, .headers = hl, .body = body,
 		.body_len = bodylen, .timeout_ms = (long)(w->cfg->webhook_timeout_s * 1000),
 		.max_response = w->cfg->webhook_response_bytes, .guard = &w->guard,
+		.proxy = w->cfg->webhook_proxy,
 	};
 	metrics_inc(M_DELIVERY_ATTEMPTS);
 	if (fetch_start(w->fetch, &fr, deliver_done, ds) < 0) {
@@ -1245,6 +1268,7 @@ json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh
 			.method = "GET", .url = url,
 			.headers = curl_slist_append(NULL, "Accept: application/json"),
 			.timeout_ms = 10000, .max_response = 256 * 1024,
+			.proxy = json_string_value(json_object_get(config_provider(w->cfg, provider), "proxy")),
 		};
 		if (fetch_start(w->fetch, &fr, jwks_done, js) == 0)
 			json_object_set_new(entry, "pending", json_true());

@@ -30,11 +30,15 @@ providers = {
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
                key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
+  -- Any provider may go through a proxy of its own (else curl's environment
+  -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }
 
 customers = {
   demo = {
     api_key = os.getenv("GENRELAY_DEMO_KEY") or "demo-key",
+    -- "whsec_" and base64 of 24 to 512 bytes (or a raw string); deliveries
+    -- are always signed, a malformed secret is refused at load.
     webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     hook = "default",
   },
@@ -50,4 +54,7 @@ webhooks = {
   -- the demo receiver runs on loopback over plain HTTP
   require_https = sim == nil,
   allow_private = sim ~= nil,
+  -- Deliveries ignore http_proxy / HTTPS_PROXY / ALL_PROXY; name a proxy here
+  -- to send them through one (it must refuse private targets itself):
+  -- proxy = "http://egress-proxy.internal:3128",
 }

@@ -140,6 +140,37 @@ static const char full_conf[] =
 	"limits = { body_bytes = 2048, lua_instructions = 5000, lua_memory_mb = 8,\n"
 	"           max_connections = 100, connection_timeout_s = 5 }\n";
 
+/* Secrets and proxies that are accepted. */
+static void test_secrets_and_proxies(void)
+{
+	static const char text[] =
+		"customers = {\n"
+		"  a = { api_key = 'k_a', webhook_secret = 'whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi' },\n" /* 24 bytes */
+		"  b = { api_key = 'k_b', webhook_secret = 'whsec_-vv8_f7_Y2NjY2NjY2NjY2NjY2NjY2NjY2M' },\n" /* URL-safe, unpadded */
+		"  c = { api_key = 'k_c', webhook_secret = 'whsec_' .. string.rep('eHh4', 170) },\n" /* 510 bytes */
+		"  d = { api_key = 'k_d', webhook_secret = 'a raw secret' },\n"
+		"}\n"
+		"webhooks = { proxy = 'http://user:pw@proxy.example:3128' }\n"
+		"providers = { fal = { base_url = 'https://queue.fal.run', proxy = 'socks5h://127.0.0.1:1080' } }\n";
+	char err[512];
+	struct config *c = config_load(write_conf(text), err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    err: %s\n", err);
+		return;
+	}
+	CHECK_STR_EQ(c->webhook_proxy, "http://user:pw@proxy.example:3128");
+	CHECK_STR_EQ(json_string_value(json_object_get(config_provider(c, "fal"), "proxy")),
+		     "socks5h://127.0.0.1:1080");
+	CHECK_EQ_INT(c->ncustomers, 4);
+	config_free(c);
+	c = config_load(write_conf("webhooks = { allow_private = false }\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c)
+		CHECK(c->webhook_proxy == NULL);
+	config_free(c);
+}
+
 static void test_full(void)
 {
 	char err[512];
@@ -300,6 +331,40 @@ static void test_errors(void)
 	check_refused("customers = { acme = { api_key = 'sk_k_3', webhook_url = 'javascript:alert(1)' } }\n",
 		      "customers.acme.webhook_url", "sk_k_3");
 	check_refused("customers = { ['a b'] = { api_key = 'sk_k_4' } }\n", "customers.a b: name", "sk_k_4");
+	/* whsec_ secrets: base64 of at least 24 bytes, or the config is refused
+	 * (a secret that cannot sign would mean unsigned deliveries). */
+	check_refused("customers = { acme = { api_key = 'sk_k_5', webhook_secret = 'whsec_not base64!' } }\n",
+		      "customers.acme.webhook_secret: not valid base64 after whsec_", "not base64");
+	check_refused("customers = { acme = { api_key = 'sk_k_6', webhook_secret = 'whsec_MfKQ9r8G*YqrTwjUPD8ILPZIo2LaLaSw' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "MfKQ9r8G");
+	check_refused("customers = { acme = { api_key = 'sk_k_7', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwA' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "MfKQ9r8G"); /* 4n+1 characters */
+	check_refused("customers = { acme = { api_key = 'sk_k_7b', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", "MfKQ9r8G"); /* one character short */
+	check_refused("customers = { acme = { api_key = 'sk_k_8', webhook_secret = 'whsec_YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", "YWFhYWFh"); /* 23 bytes */
+	check_refused("customers = { acme = { api_key = 'sk_k_9', webhook_secret = 'whsec_' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", NULL);
+	check_refused("customers = { acme = { api_key = 'sk_k_10', webhook_secret = 'whsec_c2hvcnQ=' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter", "c2hvcnQ");
+	check_refused("customers = { acme = { api_key = 'sk_k_11', webhook_secret = 'whsec_ YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "YmJiYmJi");
+	check_refused("customers = { acme = { api_key = 'sk_k_12', webhook_secret = 'whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\\n' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "YmJiYmJi");
+	check_refused("customers = { acme = { api_key = 'sk_k_13', webhook_secret = 'whsec_' .. string.rep('eHh4', 172) } }\n",
+		      "customers.acme.webhook_secret: whsec_ key longer than 512 bytes", "eHh4eHh4");
+	check_refused("customers = { acme = { api_key = 'sk_k_14', webhook_secret = '' } }\n",
+		      "customers.acme.webhook_secret: must not be empty", NULL);
+	check_refused("customers = { acme = { api_key = 'sk_k_15', webhook_url = 'https://h.example/x' } }\n",
+		      "customers.acme.webhook_secret: is required with a webhook_url", "sk_k_15");
+	/* proxies */
+	check_refused("webhooks = { proxy = 'ftp://proxy.example:21' }\n", "webhooks.proxy: must be a proxy URL", NULL);
+	check_refused("webhooks = { proxy = 'http://user:pw-secret@' }\n", "webhooks.proxy: must be a proxy URL", "pw-secret");
+	check_refused("webhooks = { proxy = 'http://proxy.example :3128' }\n", "webhooks.proxy: must be a proxy URL", NULL);
+	check_refused("webhooks = { proxy = '' }\n", "webhooks.proxy: must not be empty", NULL);
+	check_refused("webhooks = { proxy = 3128 }\n", "webhooks.proxy: must be a string", NULL);
+	check_refused("providers = { fal = { proxy = 'proxy.example:3128' } }\n", "providers.fal.proxy: must be a proxy URL", NULL);
+	check_refused("providers = { fal = { proxy = 3128 } }\n", "providers.fal.proxy: must be a proxy URL", NULL);
 	check_refused("customers = 'x'\n", "customers: must be a table", NULL);
 
 	/* models */
@@ -363,6 +428,7 @@ int main(void)
 	}
 	test_defaults();
 	test_full();
+	test_secrets_and_proxies();
 	test_errors();
 	unlink(conf_path);
 	rmdir(tmpdir);

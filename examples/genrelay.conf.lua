@@ -23,10 +23,19 @@ providers = {
     jwks_url = base("https://rest.alpha.fal.ai/.well-known/jwks.json", "/fal/.well-known/jwks.json"),
   },
   krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-key") },
+  -- queue_limit: your plan's queue (5, 10 or 15); genrelay keeps at most that
+  -- many ModelsLab jobs in flight (max_inflight = N sets any provider's cap).
+  -- ModelsLab and Artificial Studio call back only to an https public_url
+  -- (Artificial Studio: not a private address either): without one, set
+  -- callbacks = false to poll only, or jobs are refused with PROVIDER_UNAVAILABLE.
+  -- provsim takes http callbacks, so the simulator setup lifts that need.
   modelslab = { base_url = base("https://modelslab.com/api/v6", "/modelslab/api/v6"),
-                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key") },
+                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key"),
+                queue_limit = 5,
+                callback_requires = sim and false or nil },
   artificialstudio = { base_url = base("https://api.artificialstudio.ai", "/artificialstudio"),
-                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key") },
+                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key"),
+                       callback_requires = sim and false or nil },
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
                key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },

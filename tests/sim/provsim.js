@@ -6,6 +6,9 @@
 //   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
 //        [--callback-workers N]   (threads posting callbacks; default 1 with >= 4 CPUs, else 0)
+//        [--modelslab-queue-limit N]  (ModelsLab answers 429 {status:"error",message,retry_after:30}
+//                                      while N of its requests are queued; GET /_control/modelslab/queue)
+//        [--strict-callbacks]     (Artificial Studio refuses http and private webhook URLs, ModelsLab http)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -70,8 +73,10 @@ function parseArgs(argv) {
     else if (a === '--abstrakt-sync-ms') o.abstraktSyncMs = Number(val());
     else if (a === '--max-jobs') o.maxJobs = Number(val());
     else if (a === '--callback-workers') o.callbackWorkers = Number(val());
+    else if (a === '--modelslab-queue-limit') o.modelslabQueueLimit = Number(val());
+    else if (a === '--strict-callbacks') o.strictCallbacks = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N]\n');
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N] [--modelslab-queue-limit N] [--strict-callbacks]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -92,8 +97,8 @@ function createProvsim(opts) {
   const providers = {
     fal: require('./providers/fal')(sim),
     krea: require('./providers/krea')(sim),
-    modelslab: require('./providers/modelslab')(sim),
-    artificialstudio: require('./providers/artificialstudio')(sim),
+    modelslab: require('./providers/modelslab')(sim, { queueLimit: opts.modelslabQueueLimit || 0, strictCallbacks: !!opts.strictCallbacks }),
+    artificialstudio: require('./providers/artificialstudio')(sim, { strictCallbacks: !!opts.strictCallbacks }),
     abstrakt: require('./providers/abstrakt')(sim, { syncMs: opts.abstraktSyncMs }),
   };
 
@@ -112,6 +117,9 @@ function createProvsim(opts) {
     if (m === 'GET' && segs[0] === 'callbacks' && segs.length === 1) {
       const p = query.provider;
       return sendJson(res, 200, sim.callbacksLog.list(p ? (r) => r.provider === p : null));
+    }
+    if (m === 'GET' && segs[0] === 'modelslab' && segs[1] === 'queue' && segs.length === 2) {
+      return sendJson(res, 200, providers.modelslab.queueStats());
     }
     if (m === 'POST' && segs[0] === 'reset' && segs.length === 1) {
       sim.reset();

@@ -639,8 +639,8 @@ int engine_callbacks_refused(const char *public_url, const char *provider,
 
 /*
  * A provider with max_inflight: takes one of its slots for this submit (1),
- * or holds the row, due as it was, for CAP_RECHECK_MS (0; the job keeps its
- * place: rows due earlier go first). <0 on a store error (the row runs again
+ * or holds the row, due as it was, for CAP_RECHECK_MS or longer the further
+ * back it is (0; the job keeps its place: rows due earlier go first). <0 on a store error (the row runs again
  * when its lease ends).
  */
 static int take_slot(struct worker *w, const struct work *wk, const char *provider, long cap)
@@ -650,7 +650,7 @@ static int take_slot(struct worker *w, const struct work *wk, const char *provid
 	if (store_begin(w->store) < 0)
 		goto fail;
 	rc = store_work_take_slot(w->store, wk->id, provider, wk->due_at, now, cap,
-				  now + CAP_RECHECK_MS);
+				  CAP_RECHECK_MS);
 	if (rc < 0 || store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		goto fail;

@@ -120,11 +120,12 @@ int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t 
  * transaction: when in-flight plus the provider's waiting submits due
  * before row id (by due_at, then id) is below cap, marks row id as holding
  * a slot (its lease stays) and returns 1; otherwise leases the row, due as
- * it was, until hold_until and returns 0 (it keeps its place in the queue).
- * -1 on error.
+ * it was, for hold_ms times its place in the queue in caps (1 + queued
+ * ahead / cap, at most 20), and returns 0: it keeps its place, and rows
+ * far back look again less often. -1 on error.
  */
 int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
-			 int64_t now, long cap, int64_t hold_until);
+			 int64_t now, long cap, int64_t hold_ms);
 /* Deletes the job's work of one kind (0: every kind) except keep_id. */
 int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
 		    int64_t keep_id);

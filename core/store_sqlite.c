@@ -961,7 +961,7 @@ json_t *store_job_events(struct store *s, const char *job_id)
 }
 
 int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
-			 int64_t now, long cap, int64_t hold_until)
+			 int64_t now, long cap, int64_t hold_ms)
 {
 	int rc = ensure_tx(s);
 	if (rc < 0)
@@ -985,8 +985,10 @@ int store_work_take_slot(struct store *s, int64_t id, const char *provider, int6
 	int admit = inflight + ahead < (int64_t)cap;
 	st = q(s, admit ? Q_SLOT_TAKE : Q_SLOT_HOLD);
 	sqlite3_bind_int64(st, 1, id);
-	if (!admit)
-		sqlite3_bind_int64(st, 2, hold_until);
+	if (!admit) {
+		int64_t place = 1 + ahead / (cap > 0 ? cap : 1);
+		sqlite3_bind_int64(st, 2, now + hold_ms * (place > 20 ? 20 : place));
+	}
 	ret = write_stmt(s, st);
 	return ret < 0 ? ret : admit;
 }

@@ -685,9 +685,14 @@ static void run_submit(struct worker *w, const struct work *wk)
 		job_clear(&j);
 		return;
 	}
-	if (info.max_inflight > 0 && take_slot(w, wk, j.provider, info.max_inflight) != 1) {
-		job_clear(&j);
-		return;
+	if (info.max_inflight > 0) {
+		int slot = take_slot(w, wk, j.provider, info.max_inflight);
+		if (slot < 0) /* the store failed: look again in a second */
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+		if (slot != 1) {
+			job_clear(&j);
+			return;
+		}
 	}
 	json_t *req = NULL;
 	if (call_provider(w, &j, "submit", NULL, &req, err, sizeof err) < 0) {

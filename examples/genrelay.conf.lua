@@ -31,15 +31,18 @@ providers = {
   -- provsim takes http callbacks, so the simulator setup lifts that need.
   modelslab = { base_url = base("https://modelslab.com/api/v6", "/modelslab/api/v6"),
                 key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key"),
-                queue_limit = 5,
-                callback_requires = sim and false or nil },
+                queue_limit = 5 },
   artificialstudio = { base_url = base("https://api.artificialstudio.ai", "/artificialstudio"),
-                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key"),
-                       callback_requires = sim and false or nil },
+                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key") },
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
                key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
 }
+
+if sim then
+  providers.modelslab.callback_requires = false
+  providers.artificialstudio.callback_requires = false
+end
 
 customers = {
   demo = {

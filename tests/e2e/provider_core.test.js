@@ -78,6 +78,13 @@ describe('core features for providers', () => {
     provsimArgs: ['--strict-callbacks', '--modelslab-queue-limit', '1'],
     config: (base) => {
       const sim = base.providers.modelslab.base_url.replace(/\/modelslab\/api\/v6$/, '');
+      // The fal adapter again, not configured, with its JWKS at provsim (so
+      // a fetch it should not make would stay on loopback and be seen).
+      const falSrc = fs.readFileSync(path.join(h.SRC, 'scripts', 'providers', 'fal.lua'), 'utf8');
+      const copy = falSrc.replace('name = "fal"', 'name = "falcopy"')
+        .replace(/jwks_url = "[^"]*"/, `jwks_url = "${sim}/fal/.well-known/jwks.json?who=falcopy"`);
+      assert.ok(copy.includes('who=falcopy') && copy.includes('name = "falcopy"'), 'the fal adapter has a jwks_url default');
+      sd.write(dir, 'providers/falcopy.lua', copy);
       const cfg = h.deepMerge(base, {
         scripts: dir,
         server_secret: SERVER_SECRET,
@@ -131,13 +138,25 @@ describe('core features for providers', () => {
     const listed = models.body.providers.map((p) => p.provider);
     assert.ok(listed.includes('fal') && listed.includes('modelslab'), models.text);
     assert.ok(!listed.includes('krea'), `krea is not configured: ${models.text}`);
+    assert.ok(!listed.includes('falcopy'), models.text);
+    // Loaded and checked all the same.
+    const scripts = await stack.api('GET', '/v1/scripts');
+    const names = (scripts.body.data || []).map((x) => x.name);
+    assert.ok(names.includes('falcopy') && names.includes('krea'), scripts.text);
+    // Not started: the configured fal fetched its keys, the unconfigured copy did not.
+    await h.waitFor(async () => (await simRequests('fal', (q) => q.path.endsWith('/.well-known/jwks.json') && !q.query.who)).length > 0,
+      10000, { what: "fal's JWKS fetch" });
+    assert.equal((await simRequests('fal', (q) => q.query.who === 'falcopy')).length, 0, 'no JWKS fetch for an unconfigured adapter');
+    let r0 = await stack.api('POST', '/v1/models/falcopy:fal-ai/flux/dev/run', { input: { prompt: 'x' } });
+    assert.equal(r0.status, 404, r0.text);
+    assert.match(r0.body.error.message, /falcopy.*not configured/);
 
     const run = (m) => stack.api('POST', `/v1/models/${m}/run`, { input: { prompt: 'x' } });
     let r = await run('krea:image/bfl/flux-1-dev');
     assert.equal(r.status, 404, r.text);
     assert.equal(r.body.error.code, 'MODEL_NOT_FOUND');
     assert.match(r.body.error.message, /krea.*not configured/);
-    // krea's own patterns would match this id: not routed either.
+    // An unprefixed id goes only to configured providers' patterns.
     r = await run('image/bfl/flux-1-dev');
     assert.equal(r.status, 404, r.text);
     assert.match(r.body.error.message, /no configured provider/);

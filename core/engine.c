@@ -640,8 +640,8 @@ int engine_callbacks_refused(const char *public_url, const char *provider,
 /*
  * A provider with max_inflight: takes one of its slots for this submit (1),
  * or holds the row, due as it was, for CAP_RECHECK_MS or longer the further
- * back it is (0; the job keeps its place: rows due earlier go first). <0 on a store error (the row runs again
- * when its lease ends).
+ * back it is (0; the job keeps its place: rows due earlier go first).
+ * <0 on a store error.
  */
 static int take_slot(struct worker *w, const struct work *wk, const char *provider, long cap)
 {

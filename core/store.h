@@ -26,7 +26,7 @@ struct work {
 	enum work_kind kind;
 	char ref[48];     /* delivery id for WORK_DELIVER */
 	int64_t due_at;
-	int tries;
+	int tries;        /* retries so far; poll rows: consecutive 404 answers */
 };
 
 struct delivery {

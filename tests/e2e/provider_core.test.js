@@ -67,6 +67,38 @@ const dir = sd.copyScripts({
   'providers/modelslab_nocap.lua': modelslabSrc.replace('name = "modelslab"', 'name = "modelslab_nocap"'),
 });
 
+// The configuration of this file's genrelay (and of the second instance
+// sharing its store).
+function coreConfig(base) {
+  const sim = base.providers.modelslab.base_url.replace(/\/modelslab\/api\/v6$/, '');
+  // The fal adapter again, not configured, with its JWKS at provsim (so
+  // a fetch it should not make would stay on loopback and be seen).
+  const falSrc = fs.readFileSync(path.join(h.SRC, 'scripts', 'providers', 'fal.lua'), 'utf8');
+  const copy = falSrc.replace('name = "fal"', 'name = "falcopy"')
+    .replace(/jwks_url = "[^"]*"/, `jwks_url = "${sim}/fal/.well-known/jwks.json?who=falcopy"`);
+  assert.ok(copy.includes('who=falcopy') && copy.includes('name = "falcopy"'), 'the fal adapter has a jwks_url default');
+  const copyPath = path.join(dir, 'providers', 'falcopy.lua');
+  if (!fs.existsSync(copyPath) || fs.readFileSync(copyPath, 'utf8') !== copy) sd.write(dir, 'providers/falcopy.lua', copy);
+  const cfg = h.deepMerge(base, {
+    scripts: dir,
+    server_secret: SERVER_SECRET,
+    providers: {
+      krea: null, // not configured: loaded and checked, never routed
+      // The adapter's own callback_requires (https, public) applies.
+      artificialstudio: { callback_requires: null },
+      // https required, but poll only: no callback URL is sent.
+      modelslab: { callback_requires: null, callbacks: false, max_inflight: 1 },
+      modelslab_nocap: { base_url: `${sim}/modelslab/api/v6`, key: 'k', callbacks: false, max_inflight: 0 },
+      polltest: { base_url: `${sim}/artificialstudio` },
+    },
+    models: { 'as-then-fal': ['artificialstudio:create-image', 'fal:fal-ai/flux/dev'] },
+    // A submit window longer than ModelsLab's retry_after (30 s), which the
+    // core honours only within the window.
+    jobs: { poll_after_s: 0.5, poll_interval_s: 0.3, poll_max_s: 1, submit_window_s: 120 },
+  });
+  return cfg;
+}
+
 describe('core features for providers', () => {
   let stack = null;
   after(async () => {
@@ -76,34 +108,7 @@ describe('core features for providers', () => {
   });
   stack = h.useStack({
     provsimArgs: ['--strict-callbacks', '--modelslab-queue-limit', '1'],
-    config: (base) => {
-      const sim = base.providers.modelslab.base_url.replace(/\/modelslab\/api\/v6$/, '');
-      // The fal adapter again, not configured, with its JWKS at provsim (so
-      // a fetch it should not make would stay on loopback and be seen).
-      const falSrc = fs.readFileSync(path.join(h.SRC, 'scripts', 'providers', 'fal.lua'), 'utf8');
-      const copy = falSrc.replace('name = "fal"', 'name = "falcopy"')
-        .replace(/jwks_url = "[^"]*"/, `jwks_url = "${sim}/fal/.well-known/jwks.json?who=falcopy"`);
-      assert.ok(copy.includes('who=falcopy') && copy.includes('name = "falcopy"'), 'the fal adapter has a jwks_url default');
-      sd.write(dir, 'providers/falcopy.lua', copy);
-      const cfg = h.deepMerge(base, {
-        scripts: dir,
-        server_secret: SERVER_SECRET,
-        providers: {
-          krea: null, // not configured: loaded and checked, never routed
-          // The adapter's own callback_requires (https, public) applies.
-          artificialstudio: { callback_requires: null },
-          // https required, but poll only: no callback URL is sent.
-          modelslab: { callback_requires: null, callbacks: false, max_inflight: 1 },
-          modelslab_nocap: { base_url: `${sim}/modelslab/api/v6`, key: 'k', callbacks: false, max_inflight: 0 },
-          polltest: { base_url: `${sim}/artificialstudio` },
-        },
-        models: { 'as-then-fal': ['artificialstudio:create-image', 'fal:fal-ai/flux/dev'] },
-        // A submit window longer than ModelsLab's retry_after (30 s), which the
-        // core honours only within the window.
-        jobs: { poll_after_s: 0.5, poll_interval_s: 0.3, poll_max_s: 1, submit_window_s: 120 },
-      });
-      return cfg;
-    },
+    config: coreConfig,
   });
   const { getJob, waitTerminal } = h.jobHelpers(stack);
 
@@ -243,6 +248,28 @@ describe('core features for providers', () => {
     const order = (await simRequests('modelslab', (q) => q.body && ids.includes(q.body.track_id) && /text2img$/.test(q.path)))
       .map((q) => q.body.track_id);
     assert.deepEqual(order, ids);
+  });
+
+  test('max_inflight holds across two instances sharing one store', T, async () => {
+    await h.waitFor(async () => (await mlQueue()).queued === 0, 10000, { what: 'an empty ModelsLab queue' });
+    const before = await mlQueue();
+    const other = await h.startGenrelay({ simUrl: stack.sim.url, config: (base) => Object.assign(coreConfig(base), { store: stack.gr.config.store }) });
+    try {
+      const apis = [stack.api, other.api];
+      const ids = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await apis[i % 2]('POST', '/v1/models/modelslab:images/text2img/run', { input: { prompt: `two instances ${i}`, sim: { delay_ms: 300 } } });
+        assert.equal(r.status, 202, r.text);
+        ids.push(r.body.job_id);
+      }
+      for (const id of ids) assert.equal((await waitTerminal(id, 30000)).status, 'succeeded');
+      const afterQ = await mlQueue();
+      assert.equal(afterQ.refused, before.refused, 'no 429 from the provider: one cap for both instances');
+      assert.equal(afterQ.max_queued, 1);
+    } finally {
+      await other.stop();
+    }
+    await other.assertNoSanitizerReport();
   });
 
   test('a 429 with the wait in the body: the adapter returns retry_in, the core waits that long', T, async () => {

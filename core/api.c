@@ -11,6 +11,7 @@
 #include "jscan.h"
 #include "log.h"
 #include "metrics.h"
+#include "modelid.h"
 #include "script.h"
 #include "server.h"
 #include "sign.h"
@@ -47,41 +48,6 @@ static int printable(const char *s, size_t max)
 	return n > 0 && n <= max;
 }
 
-/*
- * A model id becomes part of a provider URL, so it is held to a safe shape:
- * an optional "provider:" prefix, then path segments of letters, digits,
- * '-', '_' and '.', never empty, "." or "..". No '?', '#', '%' or '\\'.
- */
-static int model_ok(const char *m)
-{
-	const char *colon = strchr(m, ':'), *p = m;
-	if (colon) {
-		if (colon == m)
-			return 0;
-		for (; p < colon; p++)
-			if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
-				return 0;
-		p = colon + 1;
-	}
-	if (!*p)
-		return 0;
-	while (*p) {
-		const char *seg = p;
-		while (*p && *p != '/') {
-			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
-				return 0;
-			p++;
-		}
-		size_t n = (size_t)(p - seg);
-		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-			return 0;
-		if (*p == '/')
-			p++;
-		if (*p == '\0' && p[-1] == '/')
-			return 0;
-	}
-	return 1;
-}
 
 static const struct config_customer *authenticate(struct request *r)
 {
@@ -257,18 +223,20 @@ void api_abort_all(struct worker *w)
 
 /* Resolves a model id to its targets: a "provider:model" string for one
  * target, an array of them for an alias. NULL: unknown. Caller owns. */
-static json_t *resolve_model(struct worker *w, const char *model)
+static json_t *resolve_model(struct worker *w, const struct modelid *mid, const char *model,
+			     char *why, size_t whylen)
 {
-	const char *colon = strchr(model, ':');
-	if (colon) {
-		char prov[64];
-		size_t n = (size_t)(colon - model);
-		if (n == 0 || n >= sizeof prov || !colon[1])
+	struct script_provider_info info;
+	if (mid->provider[0]) {
+		if (script_provider_info(w->scripts, mid->provider, &info) < 0) {
+			snprintf(why, whylen, "no provider '%s'", mid->provider);
 			return NULL;
-		memcpy(prov, model, n);
-		prov[n] = '\0';
-		if (!script_exists(w->scripts, SCRIPT_PROVIDER, prov))
+		}
+		if (!info.configured) {
+			snprintf(why, whylen, "provider '%s' is not configured (no providers.%s in the config)",
+				 mid->provider, mid->provider);
 			return NULL;
+		}
 		return json_string(model);
 	}
 	const struct config_alias *a = config_alias(w->cfg, model);
@@ -283,6 +251,7 @@ static json_t *resolve_model(struct worker *w, const char *model)
 		snprintf(target, sizeof target, "%s:%s", prov, model);
 		return json_string(target);
 	}
+	snprintf(why, whylen, "no configured provider serves model '%.200s'", model);
 	return NULL;
 }
 
@@ -292,9 +261,13 @@ static void handle_run(struct request *r, const char *model)
 	const struct config_customer *c = authenticate(r);
 	if (!c)
 		return;
-	if (!printable(model, MODEL_MAX) || !model_ok(model)) {
+	struct modelid mid;
+	char why_model[300];
+	if (!printable(model, MODEL_MAX) || modelid_parse(model, &mid, why_model, sizeof why_model) < 0) {
 		server_respond_error(r, 404, "MODEL_NOT_FOUND",
-				     "invalid model id (path segments of letters, digits, '-', '_' and '.')");
+				     "invalid model id: %s (segments of letters, digits, '-', '_' and '.' "
+				     "joined by '/', an optional ':version', an optional 'provider:' prefix)",
+				     printable(model, MODEL_MAX) ? why_model : "unprintable or too long");
 		return;
 	}
 	/* The body is validated in full but not built into a tree: `input` is
@@ -382,9 +355,9 @@ static void handle_run(struct request *r, const char *model)
 				     "Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
 		return;
 	}
-	json_t *targets = resolve_model(w, model);
+	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
 	if (!targets) {
-		server_respond_error(r, 404, "MODEL_NOT_FOUND", "no provider serves model '%.200s'", model);
+		server_respond_error(r, 404, "MODEL_NOT_FOUND", "%s", why_model);
 		return;
 	}
 	const char *prefer = server_header(r, "Prefer");

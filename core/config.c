@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
+#include "modelid.h"
 #include "luajson.h"
 #include "sign.h"
 
@@ -484,6 +485,38 @@ static int load_limits(struct ld *d, struct config *c, int env)
 	return 0;
 }
 
+/*
+ * The provider keys the core reads (the rest belong to the adapter):
+ * max_inflight / queue_limit (integers >= 0: jobs submitted and not yet
+ * terminal, 0 no cap), callbacks (false: poll only), callback_requires (a
+ * table { https = bool, public = bool } or false: overrides the adapter's).
+ */
+static int check_provider_keys(struct ld *d, const char *name, json_t *o)
+{
+	static const char *const caps[] = { "max_inflight", "queue_limit", NULL };
+	for (const char *const *k = caps; *k; k++) {
+		json_t *v = json_object_get(o, *k);
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			  json_integer_value(v) > 1000000))
+			return lerr(d, "providers.%s.%s: must be an integer from 0 to 1000000", name, *k);
+	}
+	json_t *cb = json_object_get(o, "callbacks");
+	if (cb && !json_is_boolean(cb))
+		return lerr(d, "providers.%s.callbacks: must be true or false", name);
+	json_t *cr = json_object_get(o, "callback_requires");
+	if (cr && !json_is_false(cr)) {
+		const char *k;
+		json_t *v;
+		if (!json_is_object(cr))
+			return lerr(d, "providers.%s.callback_requires: must be { https = bool, public = bool } or false", name);
+		json_object_foreach(cr, k, v) {
+			if ((strcmp(k, "https") && strcmp(k, "public")) || !json_is_boolean(v))
+				return lerr(d, "providers.%s.callback_requires: must be { https = bool, public = bool } or false", name);
+		}
+	}
+	return 0;
+}
+
 static int load_providers(struct ld *d, struct config *c, int env)
 {
 	lua_State *L = d->L;
@@ -510,6 +543,10 @@ static int load_providers(struct ld *d, struct config *c, int env)
 		if (proxy && (!json_is_string(proxy) || !valid_proxy_url(json_string_value(proxy)))) {
 			json_decref(o);
 			return lerr(d, "providers.%s.proxy: must be a proxy URL (http, https, socks4, socks4a, socks5 or socks5h)", name);
+		}
+		if (check_provider_keys(d, name, o) < 0) {
+			json_decref(o);
+			return -1;
 		}
 		json_object_set_new(c->providers, name, o);
 		lua_pop(L, 1);
@@ -602,25 +639,11 @@ static int load_customers(struct ld *d, struct config *c, int env)
 	return 0;
 }
 
-/* "provider:model": provider an identifier, model non-empty, no spaces. */
+/* "provider:model" in the model id grammar (modelid.h), with a provider prefix. */
 static int valid_target(const char *s)
 {
-	const char *colon = strchr(s, ':');
-	char prov[NAME_MAX_LEN + 1];
-	size_t n;
-	if (!colon || colon == s || !colon[1])
-		return 0;
-	n = (size_t)(colon - s);
-	if (n > NAME_MAX_LEN)
-		return 0;
-	memcpy(prov, s, n);
-	prov[n] = '\0';
-	if (!is_ident(prov))
-		return 0;
-	for (const char *p = colon + 1; *p; p++)
-		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-			return 0;
-	return 1;
+	struct modelid mid;
+	return modelid_parse(s, &mid, NULL, 0) == 0 && mid.provider[0] != '\0';
 }
 
 /* Reads the target list at the top of the stack into a (pops nothing). */

@@ -14,6 +14,7 @@
 #include "retry.h"
 #include "script.h"
 #include "sign.h"
+#include "urlguard.h"
 #include "worker.h"
 
 #include <curl/curl.h>
@@ -29,6 +30,8 @@
 #define PROVIDER_RESPONSE_MAX (4 << 20)
 #define MAX_NEXT_HOPS 5
 #define ERR_MAX 512
+#define RETRY_IN_MAX_MS 300000  /* cap on an adapter's retry_in (and Retry-After) */
+#define CAP_RECHECK_MS 500      /* a job held by a provider's max_inflight looks again after this */
 
 enum step_kind { STEP_SUBMIT, STEP_POLL, STEP_DELIVER, STEP_CANCEL, STEP_JWKS };
 
@@ -414,6 +417,12 @@ static int fails_over(struct worker *w, const struct job *j)
 
 int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *nout)
 {
+	return engine_end_job_via_tx(w, j, NULL, out, nout);
+}
+
+int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
+			  struct work *out, int *nout)
+{
 	int64_t now = now_ms();
 	*nout = 0;
 	json_t *holder = NULL;
@@ -445,10 +454,10 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 	/* script_version: the provider script in effect when the job ended;
 	 * when a step gave the result (on_submitted, on_callback, on_polled, or
 	 * one that raised), the version that ran it. */
-	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?}", "status",
+	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?,s:s?}", "status",
 		  job_status_name(j->status), "error", j->error_code, "provider", j->provider,
 		  "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,
-								 j->provider) : NULL));
+								 j->provider) : NULL, "via", via));
 	if (!j->webhook_url)
 		return 0;
 	struct delivery d = {0};
@@ -492,13 +501,13 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
  * Ends job j (already set terminal in memory) and finishes the work row
  * that led here, in one transaction. Returns 0 or a store error.
  */
-static int end_job(struct worker *w, struct job *j, int64_t work_id)
+static int end_job(struct worker *w, struct job *j, int64_t work_id, const char *via)
 {
 	struct work out;
 	int nout = 0;
 	if (store_begin(w->store) < 0)
 		goto fail;
-	if (engine_end_job_tx(w, j, &out, &nout) < 0 ||
+	if (engine_end_job_via_tx(w, j, via, &out, &nout) < 0 ||
 	    (work_id && store_work_done(w->store, work_id) < 0)) {
 		store_rollback(w->store);
 		goto fail;
@@ -514,13 +523,19 @@ fail:
 	return -1;
 }
 
-static void fail_loaded(struct worker *w, struct job *j, int64_t work_id,
-			const char *code, const char *message)
+static void fail_via(struct worker *w, struct job *j, int64_t work_id,
+		     const char *code, const char *message, const char *via)
 {
 	j->status = JOB_FAILED;
 	job_set(&j->error_code, code);
 	job_set(&j->error_message, message);
-	end_job(w, j, work_id);
+	end_job(w, j, work_id, via);
+}
+
+static void fail_loaded(struct worker *w, struct job *j, int64_t work_id,
+			const char *code, const char *message)
+{
+	fail_via(w, j, work_id, code, message, NULL);
 }
 
 void engine_fail_job(struct worker *w, const char *job_id, const char *code,
@@ -595,7 +610,11 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 		args[nargs++] = first;
 	args[nargs++] = jarg;
 	engine_callback_url(w, j, cb_url, sizeof cb_url);
-	struct script_ctx ctx = { .provider = j->provider, .callback_url = cb_url, .keys = NULL };
+	struct script_provider_info info;
+	script_provider_info(w->scripts, j->provider, &info);
+	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
+	struct script_ctx ctx = { .provider = j->provider,
+				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL };
 	int rc = script_call(w->scripts, SCRIPT_PROVIDER, j->provider, fn, args, nargs,
 			     &ctx, out, err, errlen);
 	json_decref(jarg);
@@ -610,6 +629,53 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 /* ---------- submit ---------- */
 
 static void submit_done(void *arg, const struct fetch_response *res);
+static void submit_give_up(struct worker *w, struct job *j, const struct work *wk,
+			   const char *code, const char *reason, int allow_failover);
+
+int engine_callbacks_refused(const char *public_url, const char *provider,
+			     const struct script_provider_info *info, char *why, size_t whylen)
+{
+	if (!info->callbacks || (!info->callback_https && !info->callback_public))
+		return 0;
+	struct urlguard_policy pol = { .require_https = info->callback_https,
+				       .allow_private = !info->callback_public };
+	char reason[256];
+	if (urlguard_check_url(&pol, public_url ? public_url : "", reason, sizeof reason) == 0)
+		return 0;
+	snprintf(why, whylen, "%s needs callbacks at %s%s%s address, and public_url (%.200s) is not one "
+		 "(%s); set public_url, or providers.%s.callbacks = false to poll only",
+		 provider, info->callback_https ? "an https" : "a",
+		 info->callback_https && info->callback_public ? ", public" : "",
+		 info->callback_public ? (info->callback_https ? "" : " public") : "",
+		 public_url ? public_url : "", reason, provider);
+	return 1;
+}
+
+/*
+ * A provider with max_inflight: takes one of its slots for this submit (1),
+ * or holds the row, due as it was, for CAP_RECHECK_MS or longer the further
+ * back it is (0; the job keeps its place: rows due earlier go first).
+ * <0 on a store error.
+ */
+static int take_slot(struct worker *w, const struct work *wk, const char *provider, long cap)
+{
+	int64_t now = now_ms();
+	int rc = -1;
+	if (store_begin(w->store) < 0)
+		goto fail;
+	rc = store_work_take_slot(w->store, wk->id, provider, wk->due_at, now, cap,
+				  CAP_RECHECK_MS);
+	if (rc < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		goto fail;
+	}
+	if (rc == 0)
+		engine_kick(w, now + CAP_RECHECK_MS);
+	return rc;
+fail:
+	metrics_inc(M_STORE_ERRORS);
+	return -1;
+}
 
 static void run_submit(struct worker *w, const struct work *wk)
 {
@@ -617,6 +683,31 @@ static void run_submit(struct worker *w, const struct work *wk)
 	char err[ERR_MAX];
 	if (load_live_job(w, wk, &j))
 		return;
+	struct script_provider_info info;
+	char why[ERR_MAX];
+	if (script_provider_info(w->scripts, j.provider, &info) == 0 && !info.configured) {
+		snprintf(why, sizeof why, "provider %s is not configured (no providers.%s in the config)",
+			 j.provider, j.provider);
+		submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+		job_clear(&j);
+		return;
+	}
+	/* Refused at submit, without calling the provider: it would refuse the
+	 * callback URL (or never reach it). An alias moves to its next target. */
+	if (engine_callbacks_refused(w->cfg->public_url, j.provider, &info, why, sizeof why)) {
+		submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+		job_clear(&j);
+		return;
+	}
+	if (info.max_inflight > 0) {
+		int slot = take_slot(w, wk, j.provider, info.max_inflight);
+		if (slot < 0) /* the store failed: look again in a second */
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+		if (slot != 1) {
+			job_clear(&j);
+			return;
+		}
+	}
 	json_t *req = NULL;
 	if (call_provider(w, &j, "submit", NULL, &req, err, sizeof err) < 0) {
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
@@ -680,7 +771,7 @@ static void submit_give_up(struct worker *w, struct job *j, const struct work *w
 		snprintf(msg, sizeof msg, "provider %s unavailable: %s", j->provider, reason);
 		fail_loaded(w, j, wk->id, code, msg);
 	} else {
-		end_job(w, j, wk->id);
+		end_job(w, j, wk->id, "submit");
 	}
 }
 
@@ -735,6 +826,22 @@ static void describe(const struct fetch_response *res, char *out, size_t outlen)
 		snprintf(out, outlen, "HTTP %ld", res->status);
 }
 
+static int is_retry(json_t *result)
+{
+	const char *state = json_string_value(json_object_get(result, "state"));
+	return state && strcmp(state, "retry") == 0;
+}
+
+/* An adapter's retry_in (seconds) as ms, capped at RETRY_IN_MAX_MS; -1 none. */
+static int64_t retry_in_ms(json_t *result)
+{
+	json_t *ri = json_object_get(result, "retry_in");
+	if (!json_is_number(ri) || !(json_number_value(ri) >= 0))
+		return -1;
+	double ms = json_number_value(ri) * 1000;
+	return ms > RETRY_IN_MAX_MS ? RETRY_IN_MAX_MS : (int64_t)ms;
+}
+
 static void submit_done(void *arg, const struct fetch_response *res)
 {
 	struct step *st = arg;
@@ -748,7 +855,26 @@ static void submit_done(void *arg, const struct fetch_response *res)
 		goto out_job;
 	describe(res, why, sizeof why);
 	if (res->error || retry_status_retryable(res->status)) {
-		submit_retry(w, &j, wk, header_retry_after(res), why);
+		int64_t after = header_retry_after(res);
+		if (!res->error && res->status == 429) {
+			/* The adapter sees a 429 and may read the wait from the body
+			 * ({state = "retry", retry_in = s}); any other answer, or a
+			 * script error, leaves the core's retry (Retry-After or backoff). */
+			json_t *rarg = response_arg(res), *result = NULL;
+			if (call_provider(w, &j, "on_submitted", rarg, &result, err, sizeof err) == 0 &&
+			    is_retry(result)) {
+				int64_t ri = retry_in_ms(result);
+				const char *m = json_string_value(json_object_get(
+					json_object_get(result, "error"), "message"));
+				if (ri >= 0)
+					after = ri;
+				if (m)
+					snprintf(why, sizeof why, "HTTP 429: %.200s", m);
+			}
+			json_decref(rarg);
+			json_decref(result);
+		}
+		submit_retry(w, &j, wk, after, why);
 		goto out_job;
 	}
 	json_t *rarg = response_arg(res), *result = NULL;
@@ -758,10 +884,8 @@ static void submit_done(void *arg, const struct fetch_response *res)
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
 		goto out_job;
 	}
-	const char *state = json_string_value(json_object_get(result, "state"));
-	if (state && strcmp(state, "retry") == 0) {
-		json_t *ri = json_object_get(result, "retry_in");
-		int64_t after = json_is_number(ri) ? (int64_t)(json_number_value(ri) * 1000) : -1;
+	if (is_retry(result)) {
+		int64_t after = retry_in_ms(result);
 		json_t *e = json_object_get(result, "error");
 		const char *m = json_string_value(json_object_get(e, "message"));
 		submit_retry(w, &j, wk, after, m ? m : "provider asked to retry");
@@ -772,7 +896,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	json_t *poll_in = json_object_get(result, "poll_in");
 	int64_t now = now_ms();
 	if (term != 0) {
-		end_job(w, &j, wk->id);
+		end_job(w, &j, wk->id, "submit");
 		json_decref(result);
 		goto out_job;
 	}
@@ -780,7 +904,10 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	 * settings may carry its own poll_after_s. */
 	json_t *settings = script_provider_settings(w->scripts, j.provider);
 	json_t *pa = json_object_get(settings, "poll_after_s");
+	struct script_provider_info info;
+	script_provider_info(w->scripts, j.provider, &info);
 	double first = json_is_number(poll_in) ? json_number_value(poll_in)
+		     : !info.callbacks ? w->cfg->poll_interval_s /* no callback will come */
 		     : json_is_number(pa) ? json_number_value(pa) : w->cfg->poll_after_s;
 	json_decref(settings);
 	int64_t due = now + (int64_t)(first * 1000);
@@ -823,7 +950,10 @@ static int64_t poll_delay(struct worker *w, const struct job *j, json_t *poll_in
 	return (int64_t)(d * 1000);
 }
 
-static void poll_later(struct worker *w, struct job *j, const struct work *wk, json_t *poll_in)
+/* Polls again later. n404: the consecutive 404 answers so far, kept in the
+ * poll row's tries (a poll row has no other use for it). */
+static void poll_later(struct worker *w, struct job *j, const struct work *wk, json_t *poll_in,
+		       int n404)
 {
 	int64_t due = now_ms() + poll_delay(w, j, poll_in);
 	if (due > j->deadline)
@@ -831,7 +961,7 @@ static void poll_later(struct worker *w, struct job *j, const struct work *wk, j
 	j->polls++;
 	j->updated_at = now_ms();
 	if (store_begin(w->store) < 0 || store_job_update(w->store, j) < 0 ||
-	    store_work_reschedule(w->store, wk->id, due, wk->tries + 1) < 0 ||
+	    store_work_reschedule(w->store, wk->id, due, n404) < 0 ||
 	    store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		metrics_inc(M_STORE_ERRORS);
@@ -847,8 +977,8 @@ static void run_poll(struct worker *w, const struct work *wk)
 	if (load_live_job(w, wk, &j))
 		return;
 	if (now_ms() >= j.deadline) {
-		fail_loaded(w, &j, wk->id, "PROVIDER_TIMEOUT",
-			    "no result from the provider before the job's deadline");
+		fail_via(w, &j, wk->id, "PROVIDER_TIMEOUT",
+			 "no result from the provider before the job's deadline", "deadline");
 		job_clear(&j);
 		return;
 	}
@@ -887,12 +1017,24 @@ static void poll_done(void *arg, const struct fetch_response *res)
 		goto out;
 	if (step_stale(st, &j))
 		goto out_job;
-	/* A `next` request's 5xx is the provider's final word (fal's result call
-	 * returns the model's own status), so the script sees it. */
+	/* A network error, 429 or 5xx on a poll never ends a job: it polls again
+	 * on the schedule. The one exception is a `next` request's HTTP 500: fal's
+	 * result call relays the model's own status, so the script sees it (502,
+	 * 503 and 504 there are the gateway's, and retried). A 404 ends nothing
+	 * until the adapter's poll_404_limit consecutive ones (default 3): a
+	 * provider that has not indexed a new request yet answers 404 too. */
 	if (res->error || (retry_status_retryable(res->status) &&
-			   !(st->hops > 0 && res->status >= 500))) {
-		poll_later(w, &j, wk, NULL);
+			   !(st->hops > 0 && res->status == 500))) {
+		poll_later(w, &j, wk, NULL, wk->tries);
 		goto out_job;
+	}
+	if (res->status == 404) {
+		struct script_provider_info info;
+		script_provider_info(w->scripts, j.provider, &info);
+		if (wk->tries + 1 < info.poll_404_limit) {
+			poll_later(w, &j, wk, NULL, wk->tries + 1);
+			goto out_job;
+		}
 	}
 	json_t *rarg = response_arg(res), *result = NULL;
 	int rc = call_provider(w, &j, "on_polled", rarg, &result, err, sizeof err);
@@ -920,9 +1062,9 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	}
 	int term = engine_apply_result(w, &j, result, res->status, st->provider);
 	if (term != 0)
-		end_job(w, &j, wk->id);
+		end_job(w, &j, wk->id, "poll");
 	else
-		poll_later(w, &j, wk, json_object_get(result, "poll_in"));
+		poll_later(w, &j, wk, json_object_get(result, "poll_in"), 0);
 	json_decref(result);
 out_job:
 	job_clear(&j);

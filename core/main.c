@@ -10,6 +10,7 @@
 #include "cli_scripts.h"
 #include "checkpointer.h"
 #include "config.h"
+#include "engine.h"
 #include "log.h"
 #include "script.h"
 #include "sign.h"
@@ -148,6 +149,53 @@ static void release_dead_leases(struct store *s, const char *host)
 	json_decref(owners);
 }
 
+/*
+ * Warnings about configured providers (genrelay check prints them, serve
+ * logs them; neither fails): callbacks the provider would refuse at
+ * public_url (its jobs are refused at submit), alias targets whose provider
+ * is not configured. Returns the number of warnings.
+ */
+static int warn_providers(const struct config *cfg, struct script_host *h, int to_log)
+{
+	int n = 0;
+	char why[768];
+	const char *name;
+	json_t *v;
+	json_object_foreach(cfg->providers, name, v) {
+		struct script_provider_info info;
+		if (script_provider_info(h, name, &info) < 0)
+			continue;
+		if (engine_callbacks_refused(cfg->public_url, name, &info, why, sizeof why)) {
+			if (to_log)
+				log_warn("providers.%s: its jobs will be refused (PROVIDER_UNAVAILABLE): %s", name, why);
+			else
+				fprintf(stderr, "genrelay: warning: providers.%s: its jobs will be refused "
+					"(PROVIDER_UNAVAILABLE): %s\n", name, why);
+			n++;
+		}
+	}
+	for (size_t i = 0; i < cfg->naliases; i++) {
+		for (size_t k = 0; k < cfg->aliases[i].ntargets; k++) {
+			const char *t = cfg->aliases[i].targets[k];
+			const char *c = strchr(t, ':');
+			char prov[65];
+			if (!c || (size_t)(c - t) >= sizeof prov)
+				continue;
+			memcpy(prov, t, (size_t)(c - t));
+			prov[c - t] = '\0';
+			if (script_exists(h, SCRIPT_PROVIDER, prov) && !config_provider(cfg, prov)) {
+				if (to_log)
+					log_warn("models.%s: target '%s': provider %s is not configured", cfg->aliases[i].name, t, prov);
+				else
+					fprintf(stderr, "genrelay: warning: models.%s: target '%s': provider %s is not configured\n",
+						cfg->aliases[i].name, t, prov);
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
 static int serve(const char *path)
 {
 	char err[1024];
@@ -171,6 +219,15 @@ static int serve(const char *path)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	{
+		struct script_host *sh = script_host_new(cfg);
+		char lerr[512];
+		if (sh) {
+			script_host_load(sh, lerr, sizeof lerr); /* the workers report failures */
+			warn_providers(cfg, sh, 1);
+		}
+		script_host_free(sh);
+	}
 
 	struct store *s = store_open(cfg->store, strcmp(cfg->durability, "fsync") == 0, err, sizeof err);
 	if (!s) {
@@ -290,6 +347,8 @@ static int check(const char *path)
 			}
 		}
 	}
+	if (rc == 0)
+		warn_providers(cfg, h, 0);
 	script_host_free(h);
 	config_free(cfg);
 	if (rc == 0)

@@ -43,6 +43,7 @@ int luaopen_cjson_safe(lua_State *L);
 #define HOOK_STEP 1000                /* instructions between budget checks */
 #define LOG_MSG_MAX 1000              /* bytes of a script's log line */
 #define MODELS_MAX 256                /* patterns per provider */
+#define POLL_404_LIMIT 3              /* default consecutive poll 404s that end a job */
 
 /* Registry keys (addresses of these bytes). */
 static const char K_ENV = 0, K_LOADED = 0, K_LIBSRC = 0, K_LOADING = 0;
@@ -77,6 +78,10 @@ struct vm {
 	json_t *models;   /* provider: the `models` patterns as given */
 	json_t *settings; /* defaults overlaid by config, secrets removed */
 	json_t *defaults; /* defaults alone, secrets removed */
+	/* provider: what script_provider_info reports */
+	int configured;         /* providers.NAME is in the config */
+	int cb_https, cb_public; /* callback_requires, after the config's override */
+	int poll_404_limit;     /* consecutive poll 404s before on_polled sees one */
 };
 
 /* A file under scripts/lib, kept in memory so every state gets the version
@@ -1228,6 +1233,72 @@ static int load_fail(lua_State *L, const char *fmt, ...)
 	return lua_error(L);
 }
 
+
+/*
+ * Reads a provider table's optional `callback_requires = { https = bool,
+ * public = bool }` and `poll_404_limit = N` (default POLL_404_LIMIT), and
+ * whether the config has settings for it. The config may override
+ * callback_requires (providers.NAME.callback_requires, e.g. for a simulator
+ * or a compatible self-hosted service). On a malformed field pushes the
+ * message and returns -1 (the caller raises).
+ */
+static int read_requires(lua_State *L, int idx, int *https, int *pub, const char *what)
+{
+	if (lua_isnil(L, idx))
+		return 0;
+	if (!lua_istable(L, idx)) {
+		lua_pushfstring(L, "%s must be a table { https = bool, public = bool }", what);
+		return -1;
+	}
+	lua_getfield(L, idx, "https");
+	lua_getfield(L, idx, "public");
+	if ((!lua_isnil(L, -2) && !lua_isboolean(L, -2)) || (!lua_isnil(L, -1) && !lua_isboolean(L, -1))) {
+		lua_pop(L, 2);
+		lua_pushfstring(L, "%s.https and .public must be booleans", what);
+		return -1;
+	}
+	*https = lua_toboolean(L, -2);
+	*pub = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	return 0;
+}
+
+static int load_provider_info(lua_State *L, int T, struct vm *vm)
+{
+	json_t *conf = config_provider(vm->cfg, vm->name);
+	vm->configured = conf != NULL;
+	vm->cb_https = vm->cb_public = 0;
+	lua_getfield(L, T, "callback_requires");
+	int rc = read_requires(L, lua_gettop(L), &vm->cb_https, &vm->cb_public, "callback_requires");
+	if (rc < 0) {
+		return -1;
+	}
+	lua_pop(L, 1);
+	json_t *ov = json_object_get(conf, "callback_requires");
+	if (ov) {
+		if (json_is_false(ov)) {
+			vm->cb_https = vm->cb_public = 0;
+		} else if (json_is_object(ov)) {
+			json_t *hs = json_object_get(ov, "https"), *pb = json_object_get(ov, "public");
+			if (hs)
+				vm->cb_https = json_is_true(hs);
+			if (pb)
+				vm->cb_public = json_is_true(pb);
+		}
+	}
+	vm->poll_404_limit = POLL_404_LIMIT;
+	int t = lua_getfield(L, T, "poll_404_limit");
+	if (t != LUA_TNIL) {
+		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 1000) {
+			lua_pushliteral(L, "poll_404_limit must be an integer from 1 to 1000");
+			return -1;
+		}
+		vm->poll_404_limit = (int)lua_tointeger(L, -1);
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
 /*
  * Protected: compiles and runs the chunk, checks the returned table for its
  * kind, prepares models patterns and settings, and keeps the table.
@@ -1352,6 +1423,9 @@ static int vm_load_body(lua_State *L)
 			return load_fail(L, "defaults nested too deeply");
 		vm->ref_defaults = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
+
+	if (vm->kind == SCRIPT_PROVIDER && load_provider_info(L, T, vm) < 0)
+		return lua_error(L);
 
 	lua_pushvalue(L, T);
 	vm->ref_table = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -2147,7 +2221,7 @@ int script_route(struct script_host *h, const char *model, char *out, size_t out
 		struct route_args a = { e->vm, model, 0 };
 		char err[256];
 		int base;
-		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->npatterns)
+		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->npatterns || !e->vm->configured)
 			continue;
 		if (vm_pcall(e->vm, route_tramp, &a, 0, err, sizeof err, &base) < 0) {
 			log_warn("scripts: routing: %s", err);
@@ -2169,7 +2243,7 @@ json_t *script_host_models(struct script_host *h)
 		return r;
 	for (size_t i = 0; i < h->n; i++) {
 		struct entry *e = &h->e[i];
-		if (e->kind != SCRIPT_PROVIDER || !e->vm)
+		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->configured)
 			continue;
 		json_array_append_new(r, json_pack("{s:s, s:O}", "provider", e->name,
 						   "models", e->vm->models));
@@ -2204,6 +2278,27 @@ json_t *script_host_list(struct script_host *h)
 		json_array_append_new(r, o);
 	}
 	return r;
+}
+
+int script_provider_info(struct script_host *h, const char *name,
+			 struct script_provider_info *out)
+{
+	struct vm *vm = find_vm(h, SCRIPT_PROVIDER, name);
+	memset(out, 0, sizeof *out);
+	if (!vm)
+		return -1;
+	out->configured = vm->configured;
+	out->callback_https = vm->cb_https;
+	out->callback_public = vm->cb_public;
+	out->poll_404_limit = vm->poll_404_limit;
+	json_t *conf = config_provider(vm->cfg, name);
+	out->callbacks = !json_is_false(json_object_get(conf, "callbacks"));
+	json_t *mi = json_object_get(vm->settings, "max_inflight");
+	if (!mi)
+		mi = json_object_get(vm->settings, "queue_limit");
+	out->max_inflight = json_is_integer(mi) && json_integer_value(mi) > 0
+		? (long)json_integer_value(mi) : 0;
+	return 0;
 }
 
 json_t *script_provider_settings(struct script_host *h, const char *name)

@@ -26,7 +26,7 @@ struct work {
 	enum work_kind kind;
 	char ref[48];     /* delivery id for WORK_DELIVER */
 	int64_t due_at;
-	int tries;
+	int tries;        /* retries so far; poll rows: consecutive 404 answers */
 };
 
 struct delivery {
@@ -113,6 +113,19 @@ int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries
 /* Turns a row into the next step of its job (a submit into a poll), due at
  * due_at, lease dropped: one update instead of a delete and an insert. */
 int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t due_at);
+/*
+ * Provider concurrency caps, counted across workers and instances in the
+ * store: a provider's in-flight jobs are its poll rows (jobs submitted and
+ * not yet terminal) plus its submit rows running with a slot. Inside a
+ * transaction: when in-flight plus the provider's waiting submits due
+ * before row id (by due_at, then id) is below cap, marks row id as holding
+ * a slot (its lease stays) and returns 1; otherwise leases the row, due as
+ * it was, for hold_ms times its place in the queue in caps (1 + queued
+ * ahead / cap, at most 20), and returns 0: it keeps its place, and rows
+ * far back look again less often. -1 on error.
+ */
+int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
+			 int64_t now, long cap, int64_t hold_ms);
 /* Deletes the job's work of one kind (0: every kind) except keep_id. */
 int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
 		    int64_t keep_id);
@@ -142,6 +155,8 @@ int store_callback_insert(struct store *s, const char *job_id, const char *provi
 /* Job history: a step of the job (submit, failover, callback ...). */
 int store_event_add(struct store *s, const char *job_id, int64_t at,
 		    const char *kind, const char *detail);
+/* Number of the job's events of one kind (>= 0), or -1 on error. */
+int64_t store_event_count(struct store *s, const char *job_id, const char *kind);
 json_t *store_job_events(struct store *s, const char *job_id);
 
 #endif

@@ -31,6 +31,7 @@ enum {
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT,
 	Q_COUNT
 };
 
@@ -72,7 +73,8 @@ static const char *const sql[Q_COUNT] = {
 	[Q_WORK_DROP_K] = "DELETE FROM work WHERE job_id=?1 AND kind=?2 AND id<>?3",
 	[Q_WORK_DROP_ALL] = "DELETE FROM work WHERE job_id=?1 AND id<>?3 AND kind<>?2",
 	[Q_WORK_NEXT] = "SELECT due_at FROM work WHERE lease_until<=?1 ORDER BY due_at LIMIT 1",
-	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 WHERE lease_owner=?1",
+	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
+			   "WHERE lease_owner=?1 OR lease_owner=?1||'#slot'",
 	[Q_WORK_RELEASE_P] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
 			     "WHERE substr(lease_owner,1,length(?1))=?1",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
@@ -91,6 +93,20 @@ static const char *const sql[Q_COUNT] = {
 	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
 	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
 	[Q_EV_LIST] = "SELECT at,kind,detail FROM events WHERE job_id=?1 ORDER BY id",
+	/* A provider's load: ?1 provider, ?2 now, ?3 row id, ?4 its due_at.
+	 * Column 0: in flight (poll rows, and submit rows running with a slot);
+	 * column 1: submits waiting ahead of row ?3 (due, not running). */
+	[Q_SLOT_COUNT] = "SELECT "
+		"coalesce(sum(w.kind=2 OR (w.id<>?3 AND coalesce(w.lease_owner,'') LIKE '%#slot' "
+		"AND w.lease_until>?2)),0), "
+		"coalesce(sum(w.kind=1 AND w.id<>?3 AND w.due_at<=?2 "
+		"AND NOT (coalesce(w.lease_owner,'') LIKE '%#slot' AND w.lease_until>?2) "
+		"AND (w.due_at<?4 OR (w.due_at=?4 AND w.id<?3))),0) "
+		"FROM work w JOIN jobs j ON j.id=w.job_id WHERE w.kind IN (1,2) AND j.provider=?1",
+	[Q_SLOT_TAKE] = "UPDATE work SET lease_owner=coalesce(lease_owner,'')||'#slot' "
+			"WHERE id=?1 AND coalesce(lease_owner,'') NOT LIKE '%#slot'",
+	[Q_SLOT_HOLD] = "UPDATE work SET lease_owner='cap-wait', lease_until=?2 WHERE id=?1",
+	[Q_EV_COUNT] = "SELECT count(*) FROM events WHERE job_id=?1 AND kind=?2",
 };
 
 static const char schema_v1[] =
@@ -942,4 +958,48 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return arr;
+}
+
+int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
+			 int64_t now, long cap, int64_t hold_ms)
+{
+	int rc = ensure_tx(s);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = q(s, Q_SLOT_COUNT);
+	bind_text(st, 1, provider);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, id);
+	sqlite3_bind_int64(st, 4, due_at);
+	rc = sqlite3_step(st);
+	int64_t inflight = 0, ahead = 0;
+	if (rc == SQLITE_ROW) {
+		inflight = sqlite3_column_int64(st, 0);
+		ahead = sqlite3_column_int64(st, 1);
+	}
+	int ret = rc == SQLITE_ROW ? 0 : fail(s, rc);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (ret < 0)
+		return ret;
+	int admit = inflight + ahead < (int64_t)cap;
+	st = q(s, admit ? Q_SLOT_TAKE : Q_SLOT_HOLD);
+	sqlite3_bind_int64(st, 1, id);
+	if (!admit) {
+		int64_t place = 1 + ahead / (cap > 0 ? cap : 1);
+		sqlite3_bind_int64(st, 2, now + hold_ms * (place > 20 ? 20 : place));
+	}
+	ret = write_stmt(s, st);
+	return ret < 0 ? ret : admit;
+}
+
+int64_t store_event_count(struct store *s, const char *job_id, const char *kind)
+{
+	sqlite3_stmt *st = q(s, Q_EV_COUNT);
+	bind_text(st, 1, job_id);
+	bind_text(st, 2, kind);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
 }

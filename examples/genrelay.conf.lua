@@ -23,8 +23,15 @@ providers = {
     jwks_url = base("https://rest.alpha.fal.ai/.well-known/jwks.json", "/fal/.well-known/jwks.json"),
   },
   krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-key") },
+  -- queue_limit: your plan's queue (5, 10 or 15); genrelay keeps at most that
+  -- many ModelsLab jobs in flight (max_inflight = N sets any provider's cap).
+  -- ModelsLab and Artificial Studio call back only to an https public_url
+  -- (Artificial Studio: not a private address either): without one, set
+  -- callbacks = false to poll only, or jobs are refused with PROVIDER_UNAVAILABLE.
+  -- provsim takes http callbacks, so the simulator setup lifts that need.
   modelslab = { base_url = base("https://modelslab.com/api/v6", "/modelslab/api/v6"),
-                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key") },
+                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key"),
+                queue_limit = 5 },
   artificialstudio = { base_url = base("https://api.artificialstudio.ai", "/artificialstudio"),
                        key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key") },
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
@@ -33,6 +40,11 @@ providers = {
   -- Any provider may go through a proxy of its own (else curl's environment
   -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }
+
+if sim then
+  providers.modelslab.callback_requires = false
+  providers.artificialstudio.callback_requires = false
+end
 
 customers = {
   demo = {

@@ -31,6 +31,8 @@ return {
 	name = "artificialstudio",
 	models = {},
 	callback = true, -- sent on success only; failures are learnt by polling
+	-- Artificial Studio refuses non-HTTPS and private webhook URLs (docs/provider-facts.md).
+	callback_requires = { https = true, public = true },
 	defaults = { base_url = "https://api.artificialstudio.ai" },
 
 	-- Unknown top-level fields get a 400, so the body is exactly {tool, input, webhook?}.

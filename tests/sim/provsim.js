@@ -7,6 +7,9 @@
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
 //        [--callback-workers N]   (threads posting callbacks; default 1 with >= 4 CPUs, else 0)
 //        [--time-scale F]         (multiplies the providers' callback retry delays; default 1)
+//        [--modelslab-queue-limit N]  (ModelsLab answers 429 {status:"error",message,retry_after:30}
+//                                      while N of its requests are queued; GET /_control/modelslab/queue)
+//        [--strict-callbacks]     (Artificial Studio refuses http and private webhook URLs, ModelsLab http)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -76,8 +79,10 @@ function parseArgs(argv) {
       o.timeScale = Number(val());
       if (!(o.timeScale >= 0)) throw new Error('--time-scale wants a number >= 0');
     }
+    else if (a === '--modelslab-queue-limit') o.modelslabQueueLimit = Number(val());
+    else if (a === '--strict-callbacks') o.strictCallbacks = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N] [--time-scale F]\n');
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N] [--time-scale F] [--modelslab-queue-limit N] [--strict-callbacks]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -99,8 +104,8 @@ function createProvsim(opts) {
   const providers = {
     fal: require('./providers/fal')(sim),
     krea: require('./providers/krea')(sim),
-    modelslab: require('./providers/modelslab')(sim),
-    artificialstudio: require('./providers/artificialstudio')(sim),
+    modelslab: require('./providers/modelslab')(sim, { queueLimit: opts.modelslabQueueLimit || 0, strictCallbacks: !!opts.strictCallbacks }),
+    artificialstudio: require('./providers/artificialstudio')(sim, { strictCallbacks: !!opts.strictCallbacks }),
     abstrakt: require('./providers/abstrakt')(sim, { syncMs: opts.abstraktSyncMs }),
   };
 
@@ -119,6 +124,9 @@ function createProvsim(opts) {
     if (m === 'GET' && segs[0] === 'callbacks' && segs.length === 1) {
       const p = query.provider;
       return sendJson(res, 200, sim.callbacksLog.list(p ? (r) => r.provider === p : null));
+    }
+    if (m === 'GET' && segs[0] === 'modelslab' && segs[1] === 'queue' && segs.length === 2) {
+      return sendJson(res, 200, providers.modelslab.queueStats());
     }
     if (m === 'POST' && segs[0] === 'reset' && segs.length === 1) {
       sim.reset();

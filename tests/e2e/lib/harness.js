@@ -235,8 +235,10 @@ function defaultConfig({ port, dir, simUrl }) {
     providers: {
       fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
       krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
-      modelslab: { base_url: `${simUrl}/modelslab/api/v6`, key: 'modelslab-test-key' },
-      artificialstudio: { base_url: `${simUrl}/artificialstudio`, key: 'artificialstudio-test-key' },
+      // provsim takes http loopback callbacks (unless --strict-callbacks), so the
+      // adapters' callback_requires is lifted; no ModelsLab queue cap in tests.
+      modelslab: { base_url: `${simUrl}/modelslab/api/v6`, key: 'modelslab-test-key', callback_requires: false, max_inflight: 0 },
+      artificialstudio: { base_url: `${simUrl}/artificialstudio`, key: 'artificialstudio-test-key', callback_requires: false },
       abstrakt: { base_url: `${simUrl}/abstrakt`, key: 'abstrakt-test-key', webhook_secret: 'abstrakt-sim-secret' },
     },
     customers: {

@@ -19,9 +19,17 @@
 // 30 % of delay_ms too.
 
 const { parseSteer, phase, isObject } = require('../lib/common');
+const { callbackRefusal } = require('../lib/strict');
 
-module.exports = function createModelsLab(sim) {
+module.exports = function createModelsLab(sim, { queueLimit = 0, strictCallbacks = false } = {}) {
   const jobs = sim.jobTable();
+  // --modelslab-queue-limit: a plan's queue of N requests (queued = not finished yet).
+  const queue = { limit: queueLimit, refused: 0, maxQueued: 0 };
+  function queued() {
+    let n = 0;
+    for (const j of jobs.values()) if (phase(j) < 1) n++;
+    return n;
+  }
   let nextId = 100000;
 
   function error(status, message) {
@@ -97,6 +105,19 @@ module.exports = function createModelsLab(sim) {
     const forced = sim.steerHttp('modelslab', ctx.raw, steer);
     if (forced) return sendError(ctx, forced, `simulated HTTP ${forced}`, forced === 429 || forced === 503 ? { 'retry-after': '1' } : null);
     if (typeof input.prompt !== 'string' && /^text2/.test(endpoint)) return sendError(ctx, 400, 'The prompt field is required.');
+    if (strictCallbacks && typeof input.webhook === 'string' && input.webhook) {
+      const why = callbackRefusal(input.webhook, { https: true });
+      if (why) return sendError(ctx, 400, `The webhook field is invalid: ${why}.`);
+    }
+    if (queue.limit > 0) {
+      const n = queued();
+      if (n >= queue.limit) {
+        queue.refused++;
+        // The wait is in the body, not a header (docs/provider-facts.md).
+        return ctx.send(429, { status: 'error', message: `Rate limit exceeded. Maximum ${queue.limit} queued requests allowed.`, retry_after: 30 });
+      }
+      queue.maxQueued = Math.max(queue.maxQueued, n + 1);
+    }
 
     const video = family === 'video';
     const n = video ? 1 : Math.max(1, Math.min(4, parseInt(input.samples, 10) || 1));
@@ -145,5 +166,9 @@ module.exports = function createModelsLab(sim) {
     submit(ctx, family, seg[3]);
   }
 
-  return { name: 'modelslab', handle, error, jobs };
+  function queueStats() {
+    return { limit: queue.limit, queued: queued(), max_queued: queue.maxQueued, refused: queue.refused };
+  }
+
+  return { name: 'modelslab', handle, error, jobs, queueStats };
 };

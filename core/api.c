@@ -15,6 +15,7 @@
 #include "server.h"
 #include "sign.h"
 #include "store.h"
+#include "ui.h"
 #include "urlguard.h"
 #include "worker.h"
 
@@ -712,23 +713,13 @@ static void handle_retry_delivery(struct request *r, const char *id)
 		respond_lookup_error(r, rc, "DELIVERY_NOT_FOUND", "delivery");
 		return;
 	}
-	int64_t now = loop_wall_ms();
-	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
-	snprintf(wk.job_id, sizeof wk.job_id, "%s", d.job_id);
-	snprintf(wk.ref, sizeof wk.ref, "%s", d.id);
-	snprintf(d.status, sizeof d.status, "pending");
-	d.next_at = now;
-	if (store_begin(w->store) < 0 || store_delivery_update(w->store, &d) < 0 ||
-	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + 120000,
-			   &wk.id) < 0 || store_commit(w->store) < 0) {
-		store_rollback(w->store);
+	if (engine_redeliver(w, &d) < 0) {
 		free(d.url);
 		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
 		return;
 	}
 	free(d.url);
 	server_respond_json(r, 202, json_pack("{s:s,s:s}", "delivery_id", d.id, "status", "pending"));
-	engine_dispatch(w, &wk);
 }
 
 static void handle_models(struct request *r)
@@ -794,6 +785,10 @@ void api_dispatch(struct request *r)
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		handle_metrics(r);
+		return;
+	}
+	if (ui_owns(url)) {
+		ui_dispatch(r);
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

@@ -1275,3 +1275,28 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 		work_done(w, wk);
 	}
 }
+
+/*
+ * Sends delivery d again now (also a dead one): pending, due now, a work
+ * row leased to this worker, committed, then started. d stays the caller's.
+ * Returns 0, or -1 when the store failed (nothing changed).
+ */
+int engine_redeliver(struct worker *w, struct delivery *d)
+{
+	int64_t now = now_ms();
+	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
+	snprintf(wk.job_id, sizeof wk.job_id, "%s", d->job_id);
+	snprintf(wk.ref, sizeof wk.ref, "%s", d->id);
+	snprintf(d->status, sizeof d->status, "pending");
+	d->next_at = now;
+	if (store_begin(w->store) < 0)
+		return -1;
+	if (store_delivery_update(w->store, d) < 0 ||
+	    store_work_add(w->store, d->job_id, WORK_DELIVER, d->id, now, w->owner,
+			   now + LEASE_MS, &wk.id) < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		return -1;
+	}
+	engine_dispatch(w, &wk);
+	return 0;
+}

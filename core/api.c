@@ -622,56 +622,16 @@ static void handle_list_jobs(struct request *r)
 
 static void handle_cancel(struct request *r, const char *id)
 {
-	struct worker *w = r->w;
 	const struct config_customer *c = authenticate(r);
 	struct job j;
 	if (!c)
 		return;
-	if (!id_ok(id)) {
-		server_respond_error(r, 404, "JOB_NOT_FOUND", "no such job");
-		return;
-	}
-	if (store_begin(w->store) < 0) {
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		return;
-	}
-	int rc = store_job_get(w->store, id, c->name, &j);
+	int rc = id_ok(id) ? engine_cancel_job(r->w, id, c->name, &j) : 1;
 	if (rc != 0) {
-		store_rollback(w->store);
 		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
-	if (job_terminal(j.status)) {
-		store_rollback(w->store);
-		server_respond_json(r, 200, job_to_json(&j));
-		job_clear(&j);
-		return;
-	}
-	struct work out[2];
-	int nout = 0;
-	j.status = JOB_CANCELED;
-	job_set(&j.error_code, "CANCELED");
-	job_set(&j.error_message, "canceled by the customer");
-	int64_t now = loop_wall_ms();
-	int ok = engine_end_job_tx(w, &j, out, &nout) == 0;
-	if (ok && j.request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j.provider, "cancel")) {
-		struct work *ck = &out[nout];
-		memset(ck, 0, sizeof *ck);
-		ck->kind = WORK_CANCEL;
-		ck->due_at = now;
-		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
-		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
-				    now + 120000, &ck->id) == 0;
-		nout++;
-	}
-	if (!ok || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		job_clear(&j);
-		return;
-	}
 	server_respond_json(r, 200, job_to_json(&j));
-	engine_job_ended(w, &j, out, nout);
 	job_clear(&j);
 }
 

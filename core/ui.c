@@ -248,6 +248,28 @@ static void view_deliveries(struct request *r)
 	send_json(r, l ? json_pack("{s:o}", "data", l) : NULL);
 }
 
+/* POST /ui/api/jobs/{id}/cancel: seg is "{id}/cancel". */
+static void action_cancel(struct request *r, const char *seg)
+{
+	char id[64];
+	const char *slash = strchr(seg, '/');
+	struct job j;
+	if (!slash || strcmp(slash, "/cancel") != 0 || (size_t)(slash - seg) >= sizeof id) {
+		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+		return;
+	}
+	memcpy(id, seg, (size_t)(slash - seg));
+	id[slash - seg] = '\0';
+	int rc = engine_cancel_job(r->w, id, NULL, &j);
+	if (rc != 0) {
+		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				     rc == 1 ? "no such job" : "the store is unavailable");
+		return;
+	}
+	send_json(r, job_to_json(&j));
+	job_clear(&j);
+}
+
 /* Retries delivery id; 0, 1 when absent, -1 on a store error. */
 static int retry_one(struct worker *w, const char *id)
 {
@@ -334,6 +356,8 @@ static void api(struct request *r, const char *seg, const char *session,
 		view_jobs(r);
 	} else if (get && strncmp(seg, "jobs/", 5) == 0 && !strchr(seg + 5, '/')) {
 		view_job(r, seg + 5);
+	} else if (post && strncmp(seg, "jobs/", 5) == 0) {
+		action_cancel(r, seg + 5);
 	} else if (get && strcmp(seg, "deliveries") == 0) {
 		view_deliveries(r);
 	} else if (post && strcmp(seg, "deliveries/retry") == 0) {

@@ -16,6 +16,7 @@
 #include "server.h"
 #include "sign.h"
 #include "store.h"
+#include "ui.h"
 #include "urlguard.h"
 #include "worker.h"
 
@@ -599,56 +600,16 @@ static void handle_list_jobs(struct request *r)
 
 static void handle_cancel(struct request *r, const char *id)
 {
-	struct worker *w = r->w;
 	const struct config_customer *c = authenticate(r);
 	struct job j;
 	if (!c)
 		return;
-	if (!id_ok(id)) {
-		server_respond_error(r, 404, "JOB_NOT_FOUND", "no such job");
-		return;
-	}
-	if (store_begin(w->store) < 0) {
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		return;
-	}
-	int rc = store_job_get(w->store, id, c->name, &j);
+	int rc = id_ok(id) ? engine_cancel_job(r->w, id, c->name, &j) : 1;
 	if (rc != 0) {
-		store_rollback(w->store);
 		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
-	if (job_terminal(j.status)) {
-		store_rollback(w->store);
-		server_respond_json(r, 200, job_to_json(&j));
-		job_clear(&j);
-		return;
-	}
-	struct work out[2];
-	int nout = 0;
-	j.status = JOB_CANCELED;
-	job_set(&j.error_code, "CANCELED");
-	job_set(&j.error_message, "canceled by the customer");
-	int64_t now = loop_wall_ms();
-	int ok = engine_end_job_tx(w, &j, out, &nout) == 0;
-	if (ok && j.request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j.provider, "cancel")) {
-		struct work *ck = &out[nout];
-		memset(ck, 0, sizeof *ck);
-		ck->kind = WORK_CANCEL;
-		ck->due_at = now;
-		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
-		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
-				    now + 120000, &ck->id) == 0;
-		nout++;
-	}
-	if (!ok || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		job_clear(&j);
-		return;
-	}
 	server_respond_json(r, 200, job_to_json(&j));
-	engine_job_ended(w, &j, out, nout);
 	job_clear(&j);
 }
 
@@ -690,23 +651,13 @@ static void handle_retry_delivery(struct request *r, const char *id)
 		respond_lookup_error(r, rc, "DELIVERY_NOT_FOUND", "delivery");
 		return;
 	}
-	int64_t now = loop_wall_ms();
-	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
-	snprintf(wk.job_id, sizeof wk.job_id, "%s", d.job_id);
-	snprintf(wk.ref, sizeof wk.ref, "%s", d.id);
-	snprintf(d.status, sizeof d.status, "pending");
-	d.next_at = now;
-	if (store_begin(w->store) < 0 || store_delivery_update(w->store, &d) < 0 ||
-	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + 120000,
-			   &wk.id) < 0 || store_commit(w->store) < 0) {
-		store_rollback(w->store);
+	if (engine_redeliver(w, &d) < 0) {
 		free(d.url);
 		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
 		return;
 	}
 	free(d.url);
 	server_respond_json(r, 202, json_pack("{s:s,s:s}", "delivery_id", d.id, "status", "pending"));
-	engine_dispatch(w, &wk);
 }
 
 static void handle_models(struct request *r)
@@ -772,6 +723,10 @@ void api_dispatch(struct request *r)
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		handle_metrics(r);
+		return;
+	}
+	if (ui_owns(url)) {
+		ui_dispatch(r);
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

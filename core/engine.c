@@ -1455,3 +1455,74 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 		work_done(w, wk);
 	}
 }
+
+/*
+ * Sends delivery d again now (also a dead one): pending, due now, a work
+ * row leased to this worker, committed, then started. d stays the caller's.
+ * Returns 0, or -1 when the store failed (nothing changed).
+ */
+int engine_redeliver(struct worker *w, struct delivery *d)
+{
+	int64_t now = now_ms();
+	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
+	snprintf(wk.job_id, sizeof wk.job_id, "%s", d->job_id);
+	snprintf(wk.ref, sizeof wk.ref, "%s", d->id);
+	snprintf(d->status, sizeof d->status, "pending");
+	d->next_at = now;
+	if (store_begin(w->store) < 0)
+		return -1;
+	if (store_delivery_update(w->store, d) < 0 ||
+	    store_work_add(w->store, d->job_id, WORK_DELIVER, d->id, now, w->owner,
+			   now + LEASE_MS, &wk.id) < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		return -1;
+	}
+	engine_dispatch(w, &wk);
+	return 0;
+}
+
+/*
+ * Cancels job id (of customer, or of anyone when customer is NULL): ends it
+ * canceled and queues the provider's cancel where its script has one, in
+ * one transaction, then starts what follows. A job already ended is left as
+ * it is. *j gets the job (caller clears) on 0; 1 when there is no such job,
+ * <0 on a store error.
+ */
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j)
+{
+	if (store_begin(w->store) < 0)
+		return -1;
+	int rc = store_job_get(w->store, id, customer, j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		return rc;
+	}
+	if (job_terminal(j->status)) {
+		store_rollback(w->store);
+		return 0;
+	}
+	struct work out[2];
+	int nout = 0;
+	j->status = JOB_CANCELED;
+	job_set(&j->error_code, "CANCELED");
+	job_set(&j->error_message, customer ? "canceled by the customer" : "canceled by an operator");
+	int64_t now = now_ms();
+	int ok = engine_end_job_tx(w, j, out, &nout) == 0;
+	if (ok && j->request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j->provider, "cancel")) {
+		struct work *ck = &out[nout];
+		memset(ck, 0, sizeof *ck);
+		ck->kind = WORK_CANCEL;
+		ck->due_at = now;
+		snprintf(ck->job_id, sizeof ck->job_id, "%s", j->id);
+		ok = store_work_add(w->store, j->id, WORK_CANCEL, NULL, now, w->owner,
+				    now + LEASE_MS, &ck->id) == 0;
+		nout++;
+	}
+	if (!ok || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		job_clear(j);
+		return -1;
+	}
+	engine_job_ended(w, j, out, nout);
+	return 0;
+}

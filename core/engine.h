@@ -65,6 +65,14 @@ void engine_callback_url(struct worker *w, const struct job *j, char *out, size_
 /* Cached JWKS keys of a provider (borrowed) or NULL; starts a fetch when
  * missing or stale. */
 json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh);
+/* Sends delivery d again now (also a dead one); 0, or -1 on a store error. */
+int engine_redeliver(struct worker *w, struct delivery *d);
+/*
+ * Cancels job id (customer's, or anyone's when customer is NULL) in its own
+ * transaction; an ended job is left as it is. 0 with *j filled (caller
+ * clears), 1 when absent, <0 on a store error.
+ */
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
 /* Ends a job as failed with code/message in its own transaction. */
 void engine_fail_job(struct worker *w, const char *job_id, const char *code,
 		     const char *message);

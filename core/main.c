@@ -5,8 +5,11 @@
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
+ *   genrelay jobs list|show|cancel ...      (cli_admin.h)
+ *   genrelay deliveries list|retry ...
  *   genrelay version
  */
+#include "cli_admin.h"
 #include "cli_scripts.h"
 #include "checkpointer.h"
 #include "config.h"
@@ -40,6 +43,8 @@ static void usage(FILE *f)
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
+		"       genrelay jobs list|show|cancel ...        (genrelay jobs --help)\n"
+		"       genrelay deliveries list|retry ...        (genrelay deliveries --help)\n"
 		"       genrelay version\n");
 }
 
@@ -409,6 +414,8 @@ int main(int argc, char **argv)
 		return scripts_check(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
 		return cli_scripts_test(argc - 3, argv + 3);
+	if (strcmp(cmd, "jobs") == 0 || strcmp(cmd, "deliveries") == 0)
+		return cli_admin(cmd, argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -447,3 +447,9 @@ int server_need_run(struct server *s)
 {
 	return s && s->need_run;
 }
+
+void server_response_header(struct request *r, const char *name, const char *value)
+{
+	if (r->response)
+		MHD_add_response_header(r->response, name, value);
+}

@@ -73,6 +73,8 @@ void server_suspend(struct request *r);
 /* Sends body (ownership taken, malloc'd) with a status and content type. */
 void server_respond_raw(struct request *r, unsigned status, char *body, size_t len,
 			const char *content_type);
+/* Adds a header to the answer just given with server_respond*(). */
+void server_response_header(struct request *r, const char *name, const char *value);
 /* Sends v as JSON (reference stolen). */
 void server_respond_json(struct request *r, unsigned status, json_t *v);
 /* Sends {"error":{"code","message"}}. */

@@ -159,4 +159,26 @@ int store_event_add(struct store *s, const char *job_id, int64_t at,
 int64_t store_event_count(struct store *s, const char *job_id, const char *kind);
 json_t *store_job_events(struct store *s, const char *job_id);
 
+/*
+ * Admin views (the dashboard): across customers. Each returns a new JSON
+ * value (caller owns) or NULL on a store error.
+ */
+struct job_filter {
+	const char *customer, *provider, *status; /* NULL: any */
+	const char *q;        /* a job id or a track id, exact */
+	int64_t since, until; /* created_at window, wall ms; 0: open */
+	const char *cursor;   /* job id (exclusive) */
+	int limit;
+};
+/* {"data":[jobs with "customer"],"next_cursor"}, newest first. */
+json_t *store_job_search(struct store *s, const struct job_filter *f);
+/* state "failing" (pending after a failed attempt) or "dead"; customer NULL:
+ * all. Newest first, with the last attempt's status code and error. */
+json_t *store_delivery_list(struct store *s, const char *state, const char *customer, int limit);
+/* {provider: {succeeded, failed, canceled, avg_duration_ms, max_duration_ms}}
+ * of the jobs that ended since `since` (wall ms). */
+json_t *store_provider_stats(struct store *s, int64_t since);
+/* [{"at","provider","outcome","body_bytes"}] of the callbacks a job got. */
+json_t *store_job_callbacks(struct store *s, const char *job_id);
+
 #endif

@@ -1003,3 +1003,163 @@ int64_t store_event_count(struct store *s, const char *job_id, const char *kind)
 	sqlite3_clear_bindings(st);
 	return n;
 }
+
+/* ---------- admin views (dashboard) ---------- */
+
+/* Runs a one-off statement built from trusted text; NULL on error. */
+static sqlite3_stmt *prepare_once(struct store *s, const char *text)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, text, -1, &st, NULL) != SQLITE_OK) {
+		fail(s, SQLITE_ERROR);
+		return NULL;
+	}
+	return st;
+}
+
+json_t *store_job_search(struct store *s, const struct job_filter *f)
+{
+	char text[1024];
+	snprintf(text, sizeof text, "SELECT " JOB_COLS " FROM jobs WHERE 1%s%s%s%s%s%s%s "
+		 "ORDER BY id DESC LIMIT ?8",
+		 f->customer ? " AND customer=?1" : "", f->provider ? " AND provider=?2" : "",
+		 f->status ? " AND status=?3" : "", f->q ? " AND (id=?4 OR track_id=?4)" : "",
+		 f->since ? " AND created_at>=?5" : "", f->until ? " AND created_at<?6" : "",
+		 f->cursor ? " AND id<?7" : "");
+	sqlite3_stmt *st = prepare_once(s, text);
+	if (!st)
+		return NULL;
+	enum job_status js = JOB_QUEUED;
+	bind_text(st, 1, f->customer);
+	bind_text(st, 2, f->provider);
+	sqlite3_bind_int(st, 3, f->status && job_status_parse(f->status, &js) == 0 ? (int)js : -1);
+	bind_text(st, 4, f->q);
+	sqlite3_bind_int64(st, 5, f->since);
+	sqlite3_bind_int64(st, 6, f->until);
+	bind_text(st, 7, f->cursor);
+	sqlite3_bind_int(st, 8, f->limit + 1);
+	json_t *arr = json_array(), *next = json_null();
+	int n = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job j;
+		read_job(st, &j);
+		if (n++ == f->limit) {
+			json_decref(next);
+			next = json_string(json_string_value(json_object_get(
+				json_array_get(arr, json_array_size(arr) - 1), "job_id")));
+			job_clear(&j);
+			break;
+		}
+		json_t *o = job_to_json(&j);
+		json_object_set_new(o, "customer", json_string(j.customer));
+		json_array_append_new(arr, o);
+		job_clear(&j);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		json_decref(next);
+		return NULL;
+	}
+	return json_pack("{s:o,s:o}", "data", arr, "next_cursor", next);
+}
+
+json_t *store_delivery_list(struct store *s, const char *state, const char *customer, int limit)
+{
+	char text[1024];
+	int dead = strcmp(state, "dead") == 0;
+	snprintf(text, sizeof text,
+		 "SELECT d.id, d.job_id, j.customer, d.event, d.url, d.status, d.attempts, d.next_at,"
+		 " (SELECT a.status_code FROM attempts a WHERE a.delivery_id=d.id ORDER BY a.id DESC LIMIT 1),"
+		 " (SELECT a.error FROM attempts a WHERE a.delivery_id=d.id ORDER BY a.id DESC LIMIT 1)"
+		 " FROM deliveries d JOIN jobs j ON j.id=d.job_id"
+		 " WHERE %s%s ORDER BY d.created_at DESC LIMIT ?2",
+		 dead ? "d.status='dead'" : "d.status='pending' AND d.attempts>0",
+		 customer ? " AND j.customer=?1" : "");
+	sqlite3_stmt *st = prepare_once(s, text);
+	if (!st)
+		return NULL;
+	bind_text(st, 1, customer);
+	sqlite3_bind_int(st, 2, limit);
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *d = json_object();
+		json_object_set_new(d, "delivery_id", col_json_str(st, 0));
+		json_object_set_new(d, "job_id", col_json_str(st, 1));
+		json_object_set_new(d, "customer", col_json_str(st, 2));
+		json_object_set_new(d, "event", col_json_str(st, 3));
+		json_object_set_new(d, "url", col_json_str(st, 4));
+		json_object_set_new(d, "status", col_json_str(st, 5));
+		json_object_set_new(d, "attempt_count", json_integer(sqlite3_column_int(st, 6)));
+		int64_t next = sqlite3_column_int64(st, 7);
+		json_object_set_new(d, "next_attempt_at", next ? job_time_json(next) : json_null());
+		json_object_set_new(d, "last_status_code", sqlite3_column_type(st, 8) == SQLITE_NULL
+				    ? json_null() : json_integer(sqlite3_column_int(st, 8)));
+		json_object_set_new(d, "last_error", col_json_str(st, 9));
+		json_array_append_new(arr, d);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+json_t *store_provider_stats(struct store *s, int64_t since)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"SELECT provider, status, count(*), avg(completed_at-created_at),"
+		" max(completed_at-created_at) FROM jobs"
+		" WHERE completed_at>=?1 AND provider IS NOT NULL GROUP BY provider, status");
+	if (!st)
+		return NULL;
+	sqlite3_bind_int64(st, 1, since);
+	json_t *o = json_object();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *prov = (const char *)sqlite3_column_text(st, 0);
+		enum job_status js = (enum job_status)sqlite3_column_int(st, 1);
+		json_t *p = json_object_get(o, prov);
+		if (!p) {
+			p = json_pack("{s:i,s:i,s:i,s:n,s:n}", "succeeded", 0, "failed", 0,
+				      "canceled", 0, "avg_duration_ms", "max_duration_ms");
+			json_object_set_new(o, prov, p);
+		}
+		json_object_set_new(p, job_status_name(js), json_integer(sqlite3_column_int64(st, 2)));
+		if (js == JOB_SUCCEEDED) {
+			json_object_set_new(p, "avg_duration_ms", json_real(sqlite3_column_double(st, 3)));
+			json_object_set_new(p, "max_duration_ms", json_integer(sqlite3_column_int64(st, 4)));
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_t *store_job_callbacks(struct store *s, const char *job_id)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"SELECT at, provider, outcome, length(body) FROM callbacks WHERE job_id=?1 ORDER BY id");
+	if (!st)
+		return NULL;
+	bind_text(st, 1, job_id);
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *o = json_object();
+		json_object_set_new(o, "at", job_time_json(sqlite3_column_int64(st, 0)));
+		json_object_set_new(o, "provider", col_json_str(st, 1));
+		json_object_set_new(o, "outcome", col_json_str(st, 2));
+		json_object_set_new(o, "body_bytes", json_integer(sqlite3_column_int64(st, 3)));
+		json_array_append_new(arr, o);
+	}
+	sqlite3_finalize(st);
+	return arr;
+}

@@ -1128,7 +1128,8 @@ static void deliver_done(void *arg, const struct fetch_response *res);
 /* Records one failed or refused attempt and schedules the next try. */
 static void delivery_failed(struct worker *w, struct delivery *d, const struct work *wk,
 			    long status, double latency, const char *error,
-			    int64_t retry_after, const char *version)
+			    int64_t retry_after, const char *version,
+			    const char *sent, size_t sent_len)
 {
 	int64_t now = now_ms();
 	d->attempts++;
@@ -1146,7 +1147,8 @@ static void delivery_failed(struct worker *w, struct delivery *d, const struct w
 	}
 	if (store_begin(w->store) < 0)
 		goto fail;
-	if (store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, error, version) < 0 ||
+	if (store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, error, version,
+				 sent, sent_len) < 0 ||
 	    store_delivery_update(w->store, d) < 0 ||
 	    (delay < 0 ? store_work_done(w->store, wk->id)
 		       : store_work_reschedule(w->store, wk->id, d->next_at, wk->tries + 1)) < 0 ||
@@ -1161,9 +1163,15 @@ fail:
 	metrics_inc(M_STORE_ERRORS);
 }
 
+/* The body an attempt sent is kept with the attempt, up to this many bytes
+ * (the dashboard shows it; the receiver got all of it). */
+#define ATTEMPT_BODY_KEEP (16 * 1024)
+
 struct deliver_step {
 	struct step base;
 	struct delivery d;
+	size_t sent_len;  /* bytes of sent[] kept (the body, truncated) */
+	char sent[];      /* ATTEMPT_BODY_KEEP at most */
 };
 
 static void run_deliver(struct worker *w, const struct work *wk)
@@ -1202,7 +1210,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		metrics_inc(M_SCRIPT_ERRORS);
 		char msg[ERR_MAX];
 		snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: not loaded", hook);
-		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL);
+		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL, NULL, 0);
 		goto done;
 	}
 	if (script_exists(w->scripts, SCRIPT_HOOK, hook)) {
@@ -1213,14 +1221,14 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			metrics_inc(M_SCRIPT_ERRORS);
 			char msg[ERR_MAX + 16];
 			snprintf(msg, sizeof msg, "SCRIPT_ERROR: %s", err);
-			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver);
+			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver, NULL, 0);
 			goto done;
 		}
 		if (json_is_null(out)) {
 			snprintf(d.status, sizeof d.status, "skipped");
 			if (store_begin(w->store) == 0) {
 				store_attempt_insert(w->store, d.id, d.job_id, now_ms(), 0, 0,
-						     "skipped by hook", ver);
+						     "skipped by hook", ver, NULL, 0);
 				store_delivery_update(w->store, &d);
 				store_work_done(w->store, wk->id);
 				if (store_commit(w->store) < 0)
@@ -1264,13 +1272,13 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			metrics_inc(M_SCRIPT_ERRORS);
 			char msg[ERR_MAX];
 			snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: %s", hook, herr);
-			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver);
+			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver, NULL, 0);
 			goto done;
 		}
 		if (!body) {
 			curl_slist_free_all(hl);
 			delivery_failed(w, &d, wk, 0, 0, "SCRIPT_ERROR: transform returned no body",
-					-1, ver);
+					-1, ver, NULL, 0);
 			goto done;
 		}
 	} else {
@@ -1289,7 +1297,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		curl_slist_free_all(hl);
 		delivery_failed(w, &d, wk, 0, 0, !cust || !cust->webhook_secret
 				? "not signed, not sent: the customer has no webhook_secret"
-				: "not signed, not sent: signing failed", -1, ver);
+				: "not signed, not sent: signing failed", -1, ver, NULL, 0);
 		goto done;
 	}
 	snprintf(line, sizeof line, "webhook-signature: %s", sig);
@@ -1297,7 +1305,17 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	if (!has_ct)
 		hl = curl_slist_append(hl, "Content-Type: application/json");
 	hl = curl_slist_append(hl, "Expect:");
-	struct deliver_step *ds = calloc(1, sizeof *ds);
+	size_t keep = bodylen < ATTEMPT_BODY_KEEP ? bodylen : ATTEMPT_BODY_KEEP;
+	while (keep < bodylen && keep > 0 && ((unsigned char)body[keep] & 0xC0) == 0x80)
+		keep--; /* cut at a character boundary */
+	struct deliver_step *ds = calloc(1, sizeof *ds + keep + 1);
+	if (!ds) {
+		curl_slist_free_all(hl);
+		delivery_failed(w, &d, wk, 0, 0, "out of memory", -1, ver, NULL, 0);
+		goto done;
+	}
+	memcpy(ds->sent, body, keep);
+	ds->sent_len = keep;
 	ds->base.w = w;
 	ds->base.kind = STEP_DELIVER;
 	ds->base.wk = *wk;
@@ -1314,7 +1332,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	};
 	metrics_inc(M_DELIVERY_ATTEMPTS);
 	if (fetch_start(w->fetch, &fr, deliver_done, ds) < 0) {
-		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver);
+		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver, NULL, 0);
 		free(ds->d.url);
 		w->inflight_steps--;
 		free(ds);
@@ -1339,7 +1357,7 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 		metrics_inc(M_DELIVERIES_OK);
 		if (store_begin(w->store) < 0 ||
 		    store_attempt_insert(w->store, d->id, d->job_id, now_ms(), res->status,
-					 res->total_ms, NULL, ds->base.version) < 0 ||
+					 res->total_ms, NULL, ds->base.version, ds->sent, ds->sent_len) < 0 ||
 		    store_delivery_update(w->store, d) < 0 ||
 		    store_work_done(w->store, wk->id) < 0 || store_commit(w->store) < 0) {
 			store_rollback(w->store);
@@ -1349,7 +1367,8 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 		char why[256];
 		describe(res, why, sizeof why);
 		delivery_failed(w, d, wk, res->status, res->total_ms,
-				res->error ? why : NULL, header_retry_after(res), ds->base.version);
+				res->error ? why : NULL, header_retry_after(res), ds->base.version,
+				ds->sent, ds->sent_len);
 	}
 	free(d->url);
 	w->inflight_steps--;

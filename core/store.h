@@ -143,10 +143,11 @@ int store_delivery_insert(struct store *s, const struct delivery *d);
 /* 1 when absent; d->url owned by caller afterwards (free). */
 int store_delivery_get(struct store *s, const char *id, struct delivery *d);
 int store_delivery_update(struct store *s, const struct delivery *d);
+/* body (borrowed, may be NULL) is what the attempt sent, kept as given. */
 int store_attempt_insert(struct store *s, const char *delivery_id,
 			 const char *job_id, int64_t at, long status,
 			 double latency_ms, const char *error,
-			 const char *script_version);
+			 const char *script_version, const char *body, size_t body_len);
 /* [{"delivery_id","event","url","status","attempts":[...]}]; caller owns. */
 json_t *store_job_deliveries(struct store *s, const char *job_id);
 

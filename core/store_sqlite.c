@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -84,11 +84,11 @@ static const char *const sql[Q_COUNT] = {
 	[Q_DLV_GET] = "SELECT id,job_id,event,url,status,attempts,created_at,next_at "
 		      "FROM deliveries WHERE id=?1",
 	[Q_DLV_UPDATE] = "UPDATE deliveries SET status=?5,attempts=?6,next_at=?8 WHERE id=?1",
-	[Q_ATT_INSERT] = "INSERT INTO attempts(delivery_id,job_id,at,status_code,latency_ms,error,script_version) "
-			 "VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[Q_ATT_INSERT] = "INSERT INTO attempts(delivery_id,job_id,at,status_code,latency_ms,error,script_version,body) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[Q_DLV_OF_JOB] = "SELECT id,event,url,status,attempts,created_at,next_at FROM deliveries "
 			 "WHERE job_id=?1 ORDER BY created_at, id",
-	[Q_ATT_OF_DLV] = "SELECT at,status_code,latency_ms,error,script_version FROM attempts "
+	[Q_ATT_OF_DLV] = "SELECT at,status_code,latency_ms,error,script_version,body FROM attempts "
 			 "WHERE delivery_id=?1 ORDER BY id",
 	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
 	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
@@ -143,7 +143,10 @@ static const char schema_v1[] =
 	"CREATE INDEX events_job ON events(job_id);";
 
 /* Migrations: migrations[v] brings a store at version v to v+1. */
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+/* v2: the body each delivery attempt sent. */
+static const char schema_v2[] = "ALTER TABLE attempts ADD COLUMN body TEXT;";
+
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 struct store {
 	sqlite3 *db;
@@ -851,7 +854,7 @@ int store_delivery_get(struct store *s, const char *id, struct delivery *d)
 int store_attempt_insert(struct store *s, const char *delivery_id,
 			 const char *job_id, int64_t at, long status,
 			 double latency_ms, const char *error,
-			 const char *script_version)
+			 const char *script_version, const char *body, size_t body_len)
 {
 	sqlite3_stmt *st = q(s, Q_ATT_INSERT);
 	bind_text(st, 1, delivery_id);
@@ -864,6 +867,10 @@ int store_attempt_insert(struct store *s, const char *delivery_id,
 	sqlite3_bind_double(st, 5, latency_ms);
 	bind_text(st, 6, error);
 	bind_text(st, 7, script_version);
+	if (body)
+		sqlite3_bind_text(st, 8, body, (int)body_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 8);
 	return write_stmt(s, st);
 }
 
@@ -906,6 +913,12 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 			json_object_set_new(o, "latency_ms", json_real(sqlite3_column_double(a, 2)));
 			json_object_set_new(o, "error", col_json_str(a, 3));
 			json_object_set_new(o, "script_version", col_json_str(a, 4));
+			if (sqlite3_column_type(a, 5) != SQLITE_NULL) {
+				/* A hook may send any bytes; JSON carries UTF-8 only. */
+				json_t *b = json_stringn((const char *)sqlite3_column_text(a, 5),
+							 (size_t)sqlite3_column_bytes(a, 5));
+				json_object_set_new(o, "body", b ? b : json_string("(not UTF-8 text)"));
+			}
 			json_array_append_new(atts, o);
 		}
 		sqlite3_reset(a);

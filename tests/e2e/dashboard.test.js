@@ -112,6 +112,8 @@ describe('dashboard', () => {
     assert.equal(byKey.body.job.job_id, id);
     assert.ok(byKey.body.events.some((e) => e.kind === 'submitted'));
     assert.equal(byKey.body.deliveries[0].attempts.length, 4);
+    // Each attempt keeps the body it sent: the signed job object, as the receiver got it.
+    for (const a of byKey.body.deliveries[0].attempts) assert.equal(JSON.parse(a.body).job_id, id);
     const retried = await raw('POST', `/ui/api/deliveries/${d.delivery_id}/retry`, { authorization: `Bearer ${ADMIN}` });
     assert.equal(retried.status, 200, retried.text);
     await h.waitFor(async () => (await stack.api('GET', `/v1/jobs/${id}/deliveries`)).body.data[0].status === 'delivered',
@@ -156,6 +158,9 @@ describe('dashboard', () => {
       const items = await page.$$eval('#timeline li b', (bs) => bs.map((b) => b.textContent));
       for (const k of ['run', 'submitted', 'callback', 'ended']) assert.ok(items.includes(k), `${k} in ${items}`);
       assert.equal(items.filter((k) => k === 'delivery').length, 4, String(items));
+      const sent = await page.$$eval('#timeline details pre', (ps) => ps.map((p) => p.textContent));
+      assert.equal(sent.length, 4);
+      assert.equal(JSON.parse(sent[0]).job_id, id);
       await page.screenshot({ path: path.join(shots, 'job.png'), fullPage: true });
 
       // Dead deliveries: retry this one from the list and see it delivered.

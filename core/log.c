@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "log.h"
+#include "scrub.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -14,6 +15,12 @@
 #include <time.h>
 
 static atomic_int log_level = LOG_LEVEL_INFO;
+static _Atomic(const struct scrub *) log_scrub;
+
+void log_set_scrub(const struct scrub *s)
+{
+	atomic_store(&log_scrub, s);
+}
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -73,6 +80,11 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 		return;
 	{
 		size_t m = (size_t)r > LOG_LINE_MAX ? LOG_LINE_MAX : (size_t)r;
+		const struct scrub *sc = atomic_load(&log_scrub);
+		if (sc && scrub_found(sc, line + n, m)) {
+			scrub_buf(sc, line + n, LOG_LINE_MAX + 1);
+			m = strlen(line + n);
+		}
 		for (size_t i = n; i < n + m; i++)
 			if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
 				line[i] = ' ';

@@ -180,7 +180,7 @@ describe('customer webhook shapes', () => {
     }, ms, { what: `receiver got ${id}`, interval: 100 });
   }
   async function hookVersion(name) {
-    const s = (await sd.scripts(stack.api))[`hooks/${name}`];
+    const s = (await sd.scripts(stack.gr.admin))[`hooks/${name}`];
     assert.ok(s && s.version, `hooks/${name} loaded: ${JSON.stringify(s)}`);
     return s.version;
   }

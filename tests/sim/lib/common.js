@@ -96,6 +96,7 @@ function parseSteer(sim) {
     httpStatus,
     httpTimes: httpStatus ? (Number.isInteger(times) && times >= 0 ? times : 1) : 0,
     message: typeof s.message === 'string' && s.message ? s.message : 'simulated failure',
+    echoAuth: s.echo_auth === true,
   };
 }
 

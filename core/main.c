@@ -328,6 +328,7 @@ static int serve(const char *path)
 			worker_join(&ws[i]);
 	free(ws);
 	checkpointer_stop(ckpt);
+	log_set_scrub(NULL);
 	config_free(cfg);
 	curl_global_cleanup();
 	log_info("stopped");
@@ -342,6 +343,7 @@ static int check(const char *path)
 		fprintf(stderr, "genrelay: %s\n", err);
 		return 1;
 	}
+	log_set_scrub(cfg->scrub);
 	struct script_host *h = script_host_new(cfg);
 	int rc = script_host_load(h, err, sizeof err);
 	if (rc < 0)
@@ -372,6 +374,7 @@ static int check(const char *path)
 		}
 	}
 	script_host_free(h);
+	log_set_scrub(NULL);
 	config_free(cfg);
 	if (rc == 0)
 		printf("configuration and scripts OK\n");

@@ -463,6 +463,20 @@ static int is_literal(const char *literals, const char *s, size_t n)
 	return 0;
 }
 
+/* 1 when msg[i] opens the quote of Lua's variable info: "(field '...')",
+ * "(global '...')", "(method '...')" and the like. */
+static int varinfo_quote(const char *msg, size_t i)
+{
+	static const char *const kinds[] = { "(field ", "(global ", "(method ", "(local ",
+		"(upvalue " };
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		size_t n = strlen(kinds[k]);
+		if (i >= n && strncmp(msg + i - n, kinds[k], n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Appends s[0..n) to out (cap bytes; one kept for the NUL). */
 static void put(char *out, size_t cap, size_t *o, const char *s, size_t n)
 {
@@ -508,7 +522,7 @@ void scrub_lua_message(char *msg, size_t cap, const char *literals)
 			const char *close = strchr(msg + i + 1, '\'');
 			if (close) {
 				size_t n = (size_t)(close - (msg + i + 1));
-				if (is_literal(literals, msg + i + 1, n)) {
+				if (varinfo_quote(msg, i) && is_literal(literals, msg + i + 1, n)) {
 					put(out, cap, &o, "'" SCRUB_REPLACEMENT "'",
 					    sizeof SCRUB_REPLACEMENT + 1);
 				} else {

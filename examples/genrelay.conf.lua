@@ -16,6 +16,20 @@ store      = os.getenv("GENRELAY_STORE") or "sqlite:genrelay.db"
 scripts    = os.getenv("GENRELAY_SCRIPTS") or "scripts"
 workers    = 1
 
+-- Callback URLs carry an HMAC of the job id under the server secret. Unset,
+-- genrelay generates one and keeps it in the store; set here or in
+-- GENRELAY_SERVER_SECRET (this file wins), it stays out of the store. To
+-- rotate: set the new one, and keep the old one as server_secret_previous
+-- (or GENRELAY_SERVER_SECRET_PREVIOUS) for at least jobs.job_deadline_s, so
+-- the callbacks of jobs in flight still verify. Each at least 16 bytes.
+-- server_secret          = os.getenv("GENRELAY_SERVER_SECRET")
+-- server_secret_previous = os.getenv("GENRELAY_SERVER_SECRET_PREVIOUS")
+-- The store's files are created 0600; genrelay refuses to start on a store
+-- that group or others may read or write, unless this is true.
+-- store_insecure_permissions = false
+-- The key of the admin surfaces (GET /v1/scripts), at least 16 bytes.
+-- admin_key = os.getenv("GENRELAY_ADMIN_KEY")
+
 providers = {
   fal = {
     base_url = base("https://queue.fal.run", "/fal"),

@@ -21,6 +21,10 @@ const KREA = 'krea:image/bfl/flux-1-dev';
 const canSql = R.havePython() || R.haveSqliteCli();
 const uniq = (name) => `${name}-${process.hrtime.bigint().toString(36)}`;
 
+// Figures for tools/reliability-report (README "Reliability").
+const figures = { store_files: 0, refused_stores: 0, previous_accepted: 0, dropped_refused: 0, texts: 0, secrets: 0, leaks: 0, literal_errors: 0 };
+after(() => R.report('secrets', figures));
+
 // What a service usually runs with: without the fix the store would be 0644.
 process.umask(0o022);
 
@@ -97,6 +101,7 @@ describe('store permissions', () => {
       for (const f of [db, `${db}-wal`, `${db}-shm`]) {
         assert.ok(fs.existsSync(f), `${f} exists while genrelay runs`);
         assert.equal(mode(f).toString(8), '600', `${f} is the owner's only`);
+        figures.store_files++;
       }
     } finally {
       await stack.close();
@@ -119,6 +124,7 @@ describe('store permissions', () => {
       assert.match(r.stderr, /chmod 600/);
       assert.match(r.stderr, /store_insecure_permissions = true/);
       assert.equal(mode(db).toString(8), '644', 'a refused store is left as it was');
+      figures.refused_stores++;
 
       const gr = await h.startGenrelay({ dir, config: { store_insecure_permissions: true } });
       try {
@@ -144,7 +150,10 @@ describe('store permissions', () => {
         fs.chmodSync(f, 0o644);
       }
       await gr.restart();
-      for (const f of [db, `${db}-wal`, `${db}-shm`]) assert.equal(mode(f).toString(8), '600', f);
+      for (const f of [db, `${db}-wal`, `${db}-shm`]) {
+        assert.equal(mode(f).toString(8), '600', f);
+        figures.store_files++;
+      }
       await gr.stop();
       await gr.assertNoSanitizerReport();
     } finally {
@@ -185,6 +194,7 @@ describe('server secret rotation', () => {
     r = await post(j1.url, kreaBody(j1.rid, 'processing', stack.sim));
     assert.equal(r.status, 200, `A as previous: ${r.text}`);
     assert.equal(r.body.status, 'ignored');
+    figures.previous_accepted++;
     const j2 = await acceptedKreaJob(stack, stack.api); // token under B
     assert.notEqual(j2.url.slice(-32), j1.url.slice(-32));
     assert.equal((await post(badToken, kreaBody(j1.rid, 'processing', stack.sim))).status, 401);
@@ -193,6 +203,7 @@ describe('server secret rotation', () => {
     await restartWith(gr, { server_secret_previous: null });
     r = await post(j1.url, kreaBody(j1.rid, 'completed', stack.sim));
     assert.equal(r.status, 401, `A dropped: ${r.text}`);
+    figures.dropped_refused++;
     assert.equal((await getJob(stack.api, j1.id)).status, 'processing', 'a refused callback changes nothing');
     r = await post(j2.url, kreaBody(j2.rid, 'completed', stack.sim));
     assert.equal(r.status, 200, r.text);
@@ -218,6 +229,7 @@ describe('server secret rotation', () => {
       await restartWith(gr, { server_secret: B });
       let r = await post(j.url, kreaBody(j.rid, 'processing', stack.sim));
       assert.equal(r.status, 200, `the stored secret as previous: ${r.text}`);
+      figures.previous_accepted++;
       assert.match(gr.log(), /the store's is still accepted for callbacks/);
 
       // The longest job lifetime passes (1 s here): the stored secret is
@@ -228,6 +240,7 @@ describe('server secret rotation', () => {
       await gr.restart();
       r = await post(j.url, kreaBody(j.rid, 'processing', stack.sim));
       assert.equal(r.status, 401);
+      figures.dropped_refused++;
       if (canSql) {
         assert.equal(R.sqlRows(gr.dbPath, "SELECT value FROM meta WHERE key='server_secret'")[0].value, '', 'deleted from the store');
         assert.ok(!gr.log().includes(stored), 'the stored secret is not logged');
@@ -279,6 +292,9 @@ describe('secrets scrubbed from what leaves genrelay', () => {
     h.GLOBEX.api_key, h.ADMIN_KEY, 'abstrakt-sim-secret',
   ];
   const assertClean = (what, text) => {
+    figures.texts++;
+    figures.secrets = SECRETS().length;
+    for (const s of SECRETS()) if (text.includes(s)) figures.leaks++;
     for (const s of SECRETS()) assert.ok(!text.includes(s), `${what} contains the secret ${s.slice(0, 4)}...: ${text.slice(0, 400)}`);
   };
 
@@ -325,6 +341,7 @@ describe('secrets scrubbed from what leaves genrelay', () => {
       assert.ok(e, `${name} has a load error`);
       assert.ok(!e.includes('LITERAL'), `${name}: ${e}`);
       assert.match(e, new RegExp(`^${name}\\.lua:\\d+: `));
+      figures.literal_errors++;
     }
     assert.match(list['providers/broken_constant'].last_error, /\(constant \[redacted\]\)/);
     assert.match(list['providers/broken_syntax'].last_error, /near a string literal/);

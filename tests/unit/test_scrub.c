@@ -185,6 +185,10 @@ static void test_lua_message(void)
 	snprintf(m, sizeof m, "x.lua:1: attempt to index a nil value (field 'images')");
 	scrub_lua_message(m, sizeof m, lits);
 	CHECK_STR_EQ(m, "x.lua:1: attempt to index a nil value (field 'images')");
+	/* Only Lua's variable info: other quotes stay, even of a literal. */
+	snprintf(m, sizeof m, "x.lua:1: require: module 'Bearer sk-live-abcdef' not allowed");
+	scrub_lua_message(m, sizeof m, lits);
+	CHECK_STR_EQ(m, "x.lua:1: require: module 'Bearer sk-live-abcdef' not allowed");
 	free(lits);
 	/* Growth is cut at the buffer. */
 	char small[24] = "a.lua:1: near '\"\"'";

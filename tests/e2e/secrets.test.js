@@ -285,6 +285,8 @@ describe('secrets scrubbed from what leaves genrelay', () => {
     config: (base) => h.deepMerge(base, {
       scripts: dir,
       providers: { leaky: { base_url: base.providers.fal.base_url, key: LEAKY_KEY } },
+      // A failure that fails over: its reason goes into the job's events.
+      models: { echo_then_fal: { targets: [KREA, 'fal:fal-ai/flux/dev'], failover_on_failure: true } },
     }),
   });
   const SECRETS = () => [
@@ -320,6 +322,20 @@ describe('secrets scrubbed from what leaves genrelay', () => {
     assert.equal(dl[0].verified, true, 'the signature covers the scrubbed body');
     assertClean('webhook body', JSON.stringify(dl[0].body));
     assertClean('log', stack.gr.log());
+  });
+
+  test('an echoed key in a failure that fails over: not in the failover event', T, async () => {
+    const id = await submit(stack.api, { prompt: uniq('echo-fo'), sim: { outcome: 'fail', delay_ms: 100, echo_auth: true } },
+      {}, 'echo_then_fal');
+    const j = await waitTerminal(stack.api, id);
+    assert.equal(j.status, 'failed');
+    assert.equal(j.provider, 'fal', 'failed over to fal');
+    const ev = await stack.api('GET', `/v1/jobs/${id}/events`);
+    assert.equal(ev.status, 200);
+    const fo = ev.body.data.find((e) => e.kind === 'failover' || e.type === 'failover');
+    assert.ok(fo, `a failover event: ${ev.text}`);
+    assert.match(JSON.stringify(fo), /Authorization: Bearer \[redacted\]/);
+    assertClean('events', ev.text);
   });
 
   test('a script logging, failing with and raising its key: redacted in the job, the log and script errors', T, async () => {

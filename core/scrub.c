@@ -453,26 +453,30 @@ char *scrub_lua_literals(const char *src, size_t len)
 	return b.p;
 }
 
-static int is_literal(const char *literals, const char *s, size_t n)
+/* 1 when s[0..n) is one of literals of SCRUB_SHORT bytes or more, or (prefix)
+ * the head of one, as in a message cut short. */
+static int is_literal(const char *literals, const char *s, size_t n, int prefix)
 {
-	if (!literals || n < SCRUB_SHORT)
+	if (!literals || (!prefix && n < SCRUB_SHORT))
 		return 0;
-	for (const char *l = literals; *l; l += strlen(l) + 1)
-		if (strlen(l) == n && memcmp(l, s, n) == 0)
+	for (const char *l = literals; *l; l += strlen(l) + 1) {
+		size_t ll = strlen(l);
+		if (ll >= SCRUB_SHORT && (prefix ? n <= ll : n == ll) && memcmp(l, s, n) == 0)
 			return 1;
+	}
 	return 0;
 }
 
-/* 1 when msg[i] opens the quote of Lua's variable info: "(field '...')",
- * "(global '...')", "(method '...')" and the like. */
-static int varinfo_quote(const char *msg, size_t i)
+/* Length of the variable-info opening at msg ("(field '", "(global '", ...),
+ * or 0. */
+static size_t varinfo_open(const char *msg)
 {
-	static const char *const kinds[] = { "(field ", "(global ", "(method ", "(local ",
-		"(upvalue " };
+	static const char *const kinds[] = { "(field '", "(global '", "(method '", "(local '",
+		"(upvalue '" };
 	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
 		size_t n = strlen(kinds[k]);
-		if (i >= n && strncmp(msg + i - n, kinds[k], n) == 0)
-			return 1;
+		if (strncmp(msg, kinds[k], n) == 0)
+			return n;
 	}
 	return 0;
 }
@@ -511,26 +515,21 @@ void scrub_lua_message(char *msg, size_t cap, const char *literals)
 			char *end = NULL;
 			for (char *p = msg + i + 11; (p = strstr(p, "')")); p++)
 				end = p;
-			if (end) {
-				put(out, cap, &o, "(constant " SCRUB_REPLACEMENT ")",
-				    sizeof "(constant " SCRUB_REPLACEMENT ")" - 1);
-				i = (size_t)(end - msg) + 2;
-				continue;
-			}
+			/* No end: the message was cut inside it; drop the rest. */
+			put(out, cap, &o, "(constant " SCRUB_REPLACEMENT ")",
+			    sizeof "(constant " SCRUB_REPLACEMENT ")" - 1);
+			i = end ? (size_t)(end - msg) + 2 : len;
+			continue;
 		}
-		if (msg[i] == '\'') {
-			const char *close = strchr(msg + i + 1, '\'');
-			if (close) {
-				size_t n = (size_t)(close - (msg + i + 1));
-				if (varinfo_quote(msg, i) && is_literal(literals, msg + i + 1, n)) {
-					put(out, cap, &o, "'" SCRUB_REPLACEMENT "'",
-					    sizeof SCRUB_REPLACEMENT + 1);
-				} else {
-					put(out, cap, &o, msg + i, n + 2);
-				}
-				i += n + 2;
-				continue;
-			}
+		size_t vo = varinfo_open(msg + i);
+		const char *close = vo ? strstr(msg + i + vo, "')") : NULL;
+		const char *name = msg + i + vo;
+		if (vo && (close ? is_literal(literals, name, (size_t)(close - name), 0)
+			   : is_literal(literals, name, strlen(name), 1))) {
+			put(out, cap, &o, msg + i, vo);
+			put(out, cap, &o, SCRUB_REPLACEMENT "')", sizeof SCRUB_REPLACEMENT + 1);
+			i = close ? (size_t)(close - msg) + 2 : len;
+			continue;
 		}
 		put(out, cap, &o, msg + i, 1);
 		i++;

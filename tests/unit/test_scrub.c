@@ -185,6 +185,13 @@ static void test_lua_message(void)
 	snprintf(m, sizeof m, "x.lua:1: attempt to index a nil value (field 'images')");
 	scrub_lua_message(m, sizeof m, lits);
 	CHECK_STR_EQ(m, "x.lua:1: attempt to index a nil value (field 'images')");
+	/* A message cut inside the quote: the head of the literal goes too. */
+	snprintf(m, sizeof m, "x.lua:1: attempt to index a nil value (field 'Bearer sk-li");
+	scrub_lua_message(m, sizeof m, lits);
+	CHECK_STR_EQ(m, "x.lua:1: attempt to index a nil value (field '[redacted]')");
+	snprintf(m, sizeof m, "x.lua:2: attempt to call a string value (constant 'sk-li");
+	scrub_lua_message(m, sizeof m, lits);
+	CHECK_STR_EQ(m, "x.lua:2: attempt to call a string value (constant [redacted])");
 	/* Only Lua's variable info: other quotes stay, even of a literal. */
 	snprintf(m, sizeof m, "x.lua:1: require: module 'Bearer sk-live-abcdef' not allowed");
 	scrub_lua_message(m, sizeof m, lits);
@@ -241,6 +248,41 @@ static void test_real_lua_messages(void)
 	CHECK_EQ_INT(leaked_raw, 6);
 }
 
+/* Random messages built from the pieces the redaction looks for, in
+ * buffers of every small size: it never writes past cap, always leaves a
+ * NUL-terminated string, and never leaves a literal in variable info. */
+static void test_lua_message_random(void)
+{
+	static const char *const pieces[] = { " near '", "(constant '", "(field '", "')", "'",
+		"\"", "[[", "[=", "sk-live-abcdef", "x", " ", "near", "(constant ", ")" };
+	const char *src = "local a = 'sk-live-abcdef'";
+	char *lits = scrub_lua_literals(src, strlen(src));
+	unsigned seed = 12345;
+	int ok = 1;
+	for (int round = 0; round < 20000; round++) {
+		char msg[160] = "";
+		int n = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 12;
+		for (int i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			strncat(msg, pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])],
+				sizeof msg - strlen(msg) - 1);
+		}
+		size_t cap = 1 + (size_t)(round % 64);
+		char *buf = malloc(cap);
+		size_t ml = strlen(msg) < cap - 1 ? strlen(msg) : cap - 1;
+		memcpy(buf, msg, ml);
+		buf[ml] = '\0';
+		scrub_lua_message(buf, cap, lits);
+		if (strlen(buf) >= cap)
+			ok = 0;
+		if (strstr(buf, "(field 'sk-live-abcdef')"))
+			ok = 0;
+		free(buf);
+	}
+	free(lits);
+	CHECK(ok);
+}
+
 int main(void)
 {
 	test_empty();
@@ -254,5 +296,6 @@ int main(void)
 	test_lua_literals();
 	test_lua_message();
 	test_real_lua_messages();
+	test_lua_message_random();
 	return check_done();
 }

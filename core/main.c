@@ -150,6 +150,16 @@ static void release_dead_leases(struct store *s, const char *host)
 	json_decref(owners);
 }
 
+/* Short secrets are scrubbed too, so text equal to one is redacted: say so. */
+static void warn_short_secrets(const struct config *cfg)
+{
+	size_t n = scrub_short_count(cfg->scrub);
+	if (n)
+		log_warn("%zu configured secret(s) shorter than %d bytes: they are scrubbed "
+			 "from every outgoing text, so ordinary text equal to one is redacted too; "
+			 "use longer secrets", n, SCRUB_SHORT);
+}
+
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -234,6 +244,7 @@ static int serve(const char *path)
 	}
 	log_set_level(log_level_parse(cfg->log_level));
 	log_set_scrub(cfg->scrub);
+	warn_short_secrets(cfg);
 	signal(SIGPIPE, SIG_IGN);
 	/* Many idle or slow connections must not run out of descriptors first. */
 	struct rlimit rl;
@@ -344,6 +355,7 @@ static int check(const char *path)
 		return 1;
 	}
 	log_set_scrub(cfg->scrub);
+	warn_short_secrets(cfg);
 	struct script_host *h = script_host_new(cfg);
 	int rc = script_host_load(h, err, sizeof err);
 	if (rc < 0)

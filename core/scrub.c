@@ -25,6 +25,7 @@ struct needle {
 struct scrub {
 	struct needle *v;     /* longest first */
 	size_t n, cap;
+	size_t nshort;            /* secrets added shorter than SCRUB_SHORT */
 	unsigned char first[256]; /* 1 when a needle starts with that byte */
 };
 
@@ -50,7 +51,13 @@ size_t scrub_count(const struct scrub *s)
 	return s ? s->n : 0;
 }
 
-/* Adds p[0..n) once, keeping the list sorted longest first. */
+size_t scrub_short_count(const struct scrub *s)
+{
+	return s ? s->nshort : 0;
+}
+
+/* Adds p[0..n) once, keeping the list sorted longest first. 1 added, 0
+ * already there, -1 out of memory. */
 static int add_needle(struct scrub *s, const char *p, size_t n)
 {
 	size_t at = 0;
@@ -77,7 +84,7 @@ static int add_needle(struct scrub *s, const char *p, size_t n)
 	s->v[at].n = n;
 	s->n++;
 	s->first[(unsigned char)p[0]] = 1;
-	return 0;
+	return 1;
 }
 
 /* The secret as jansson writes it inside a JSON string, when that differs
@@ -127,9 +134,11 @@ int scrub_add(struct scrub *s, const char *secret)
 	if (!s || !secret || !*secret)
 		return 0;
 	size_t n = strlen(secret);
-	int err = 0;
-	if (add_needle(s, secret, n) < 0)
+	int err = 0, added = add_needle(s, secret, n);
+	if (added < 0)
 		return -1;
+	if (added && n < SCRUB_SHORT)
+		s->nshort++;
 	char *esc = json_escaped(secret, n, &err);
 	if (err)
 		return -1;

@@ -39,6 +39,8 @@ void scrub_free(struct scrub *s);
 int scrub_add(struct scrub *s, const char *secret);
 /* Number of needles (escaped forms included). */
 size_t scrub_count(const struct scrub *s);
+/* Number of distinct secrets added that are shorter than SCRUB_SHORT. */
+size_t scrub_short_count(const struct scrub *s);
 
 /* 1 when text[0..len) holds a needle. s may be NULL (nothing to find). */
 int scrub_found(const struct scrub *s, const char *text, size_t len);

@@ -33,16 +33,16 @@ workers    = 1
 providers = {
   fal = {
     base_url = base("https://queue.fal.run", "/fal"),
-    key = os.getenv("FAL_KEY") or (sim and "sim-key"),
+    key = os.getenv("FAL_KEY") or (sim and "sim-provider-key"),
     jwks_url = base("https://rest.alpha.fal.ai/.well-known/jwks.json", "/fal/.well-known/jwks.json"),
   },
-  krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-key") },
+  krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-provider-key") },
   modelslab = { base_url = base("https://modelslab.com/api/v6", "/modelslab/api/v6"),
-                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key") },
+                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-provider-key") },
   artificialstudio = { base_url = base("https://api.artificialstudio.ai", "/artificialstudio"),
-                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key") },
+                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-provider-key") },
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
-               key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-key"),
+               key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-provider-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
 }
 

@@ -64,6 +64,9 @@ static void test_short_secret(void)
 	struct scrub *s = scrub_new();
 	/* Short secrets are still scrubbed; scrub_add says they are short. */
 	CHECK_EQ_INT(scrub_add(s, "k3y"), 1);
+	CHECK_EQ_INT(scrub_add(s, "k3y"), 1);
+	CHECK_EQ_INT(scrub_add(s, "long-enough"), 0);
+	CHECK_EQ_INT(scrub_short_count(s), 1);
 	char buf[64] = "the k3y leaked";
 	CHECK_EQ_INT(scrub_buf(s, buf, sizeof buf), 1);
 	CHECK_STR_EQ(buf, "the [redacted] leaked");

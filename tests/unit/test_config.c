@@ -425,7 +425,7 @@ static void test_scrub_set(void)
 		"admin_key = 'admin-key-0123456789abcdef'\n"
 		"providers = { fal = { key = 'fal-key-0123', base_url = 'http://127.0.0.1:1/fal',\n"
 		"  auth = { bearer_token = 'nested-token-0123' }, api_keys = { 'list-key-1', 'list-key-2' } } }\n"
-		"customers = { acme = { api_key = 'acme-api-key', webhook_secret = 'whsec_c2VjcmV0LWJ5dGVz' } }\n"),
+		"customers = { acme = { api_key = 'acme-api-key', webhook_secret = 'whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=' } }\n"),
 		err, sizeof err);
 	CHECK(c != NULL);
 	if (!c) {
@@ -434,7 +434,7 @@ static void test_scrub_set(void)
 	}
 	static const char *const secrets[] = { "server-secret-0123456789", "admin-key-0123456789abcdef",
 		"fal-key-0123", "nested-token-0123", "list-key-1", "list-key-2", "acme-api-key",
-		"whsec_c2VjcmV0LWJ5dGVz", "c2VjcmV0LWJ5dGVz" };
+		"whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=", "c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=" };
 	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
 		char *out = scrub_dup(c->scrub, secrets[i], strlen(secrets[i]), NULL);
 		CHECK_STR_EQ(out, "[redacted]");

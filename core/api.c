@@ -68,7 +68,7 @@ static const struct config_customer *authenticate(struct request *r)
  * Admin surfaces: Authorization: Bearer <admin_key>. Answers 401 (and
  * returns 0) when the key is missing or wrong, or no admin_key is set.
  */
-__attribute__((unused)) static int authenticate_admin(struct request *r)
+static int authenticate_admin(struct request *r)
 {
 	const char *h = server_header(r, "Authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
@@ -754,7 +754,8 @@ void api_dispatch(struct request *r)
 	if (strcmp(url, "/v1/scripts") == 0) {
 		if (!get) {
 			method_not_allowed(r);
-		} else if (authenticate(r)) {
+		} else if (authenticate_admin(r)) {
+			/* Script errors are for the operator, not for customers. */
 			json_t *o = json_pack("{s:o}", "data", script_host_list(r->w->scripts));
 			server_respond_json(r, 200, o);
 		}

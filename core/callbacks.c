@@ -121,6 +121,27 @@ static void refused_event_tx(struct worker *w, const char *job_id, const char *p
 		store_rollback(w->store);
 }
 
+/*
+ * The token is checked against the current server secret, then each previous
+ * one still in force (a rotation keeps the callbacks of jobs in flight
+ * working). Every candidate is computed and compared in constant time, with
+ * no early exit, so timing shows neither which one matched nor how many there
+ * are configured.
+ */
+static int token_ok(const struct worker *w, const char *job_id, const char *token)
+{
+	int64_t now = loop_wall_ms();
+	int ok = sign_callback_token_ok(w->server_secret, job_id, token);
+	for (int i = 0; i < 2; i++) {
+		const char *p = w->server_secret_previous[i];
+		int64_t until = w->server_secret_previous_until[i];
+		int in_force = p != NULL && (until == 0 || now <= until);
+		ok |= sign_callback_token_ok(in_force ? p : w->server_secret, job_id, token) &
+		      in_force;
+	}
+	return ok;
+}
+
 static void ack(struct request *r, const char *status)
 {
 	server_respond_json(r, 200, json_pack("{s:b,s:s}", "ok", 1, "status", status));
@@ -164,7 +185,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 	struct job j;
 	char err[512];
 	metrics_inc(M_CALLBACKS);
-	if (!sign_callback_token_ok(w->server_secret, job_id, token)) {
+	if (!token_ok(w, job_id, token)) {
 		metrics_inc(M_CALLBACKS_REJECTED);
 		refused_event_tx(w, job_id, provider, "invalid callback token");
 		server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");

@@ -14,6 +14,7 @@
 #include "modelid.h"
 #include "luajson.h"
 #include "sign.h"
+#include "scrub.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -24,6 +25,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,18 +784,31 @@ static int set_defaults(struct config *c)
 }
 
 /*
- * Lua's lexer quotes the token near a syntax error; when that token is a
- * string literal it may be a secret, so the quote is cut from the message.
+ * A Lua error of the config file, with what Lua quoted from the file's
+ * string literals (they may be secrets) redacted: scrub_lua_message with the
+ * literals of the file.
  */
-static void redact_near_string(char *msg)
+static void redact_lua_error(char *msg, size_t cap, const char *path)
 {
-	char *p = strstr(msg, " near '");
-	if (p && (p[7] == '"' || p[7] == '\'' || p[7] == '['))
-		strcpy(p, " near a string literal");
+	char *lits = NULL;
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		size_t cap_src = 1 << 20, n;
+		char *src = malloc(cap_src);
+		if (src) {
+			n = fread(src, 1, cap_src, f);
+			lits = scrub_lua_literals(src, n);
+			free(src);
+		}
+		fclose(f);
+	}
+	scrub_lua_message(msg, cap, lits);
+	free(lits);
 }
 
 static const char *const top_keys[] = { "listen", "public_url", "store",
-	"scripts", "workers", "server_secret", "admin_key", "durability", "log_level",
+	"scripts", "workers", "server_secret", "server_secret_previous",
+	"store_insecure_permissions", "admin_key", "durability", "log_level",
 	"providers", "customers", "models", "webhooks", "jobs", "limits", NULL };
 
 /* Runs the file and reads its keys into c. 0 or -1 with d->err set. */
@@ -820,7 +835,7 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 		char msg[512];
 		const char *m = lua_tostring(L, -1);
 		snprintf(msg, sizeof msg, "%s", m ? m : "error object is not a string");
-		redact_near_string(msg);
+		redact_lua_error(msg, sizeof msg, path);
 		d->file = NULL; /* Lua's message already names the file */
 		lerr(d, "%s", msg);
 		d->file = path;
@@ -861,10 +876,12 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 		return -1;
 	c->workers = (int)w;
 
-	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0)
+	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0 ||
+	    get_str(d, env, "server_secret_previous", "server_secret_previous",
+		    &c->server_secret_previous, 1) < 0 ||
+	    get_bool(d, env, "store_insecure_permissions", "store_insecure_permissions",
+		     &c->store_insecure_permissions) < 0)
 		return -1;
-	if (c->server_secret && strlen(c->server_secret) < 16)
-		return lerr(d, "server_secret: must be at least 16 bytes");
 
 	if (get_str(d, env, "admin_key", "admin_key", &c->admin_key, 1) < 0)
 		return -1;
@@ -892,6 +909,81 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	    load_jobs(d, c, env) < 0 || load_limits(d, c, env) < 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * server_secret and server_secret_previous not set in the file come from the
+ * environment. Both must be at least 16 bytes, wherever they come from.
+ */
+static int load_secrets_env(struct ld *d, struct config *c)
+{
+	static const struct {
+		const char *key, *env;
+		size_t off;
+	} v[] = {
+		{ "server_secret", "GENRELAY_SERVER_SECRET", offsetof(struct config, server_secret) },
+		{ "server_secret_previous", "GENRELAY_SERVER_SECRET_PREVIOUS",
+		  offsetof(struct config, server_secret_previous) },
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char **field = (char **)((char *)c + v[i].off);
+		const char *e = getenv(v[i].env);
+		int from_env = 0;
+		if (!*field && e && *e) {
+			if (!(*field = strdup(e)))
+				return lerr(d, "out of memory");
+			from_env = 1;
+		}
+		if (*field && strlen(*field) < 16)
+			return lerr(d, "%s: must be at least 16 bytes", from_env ? v[i].env : v[i].key);
+	}
+	return 0;
+}
+
+/* Every string under a secret-looking key, at any depth, is a secret. */
+static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+	if (json_is_string(v))
+		return secret && scrub_add(s, json_string_value(v)) < 0 ? -1 : 0;
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, x)
+			if (scrub_json_secrets(s, x, secret || scrub_key_is_secret(k)) < 0)
+				return -1;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			if (scrub_json_secrets(s, x, secret) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/*
+ * c->scrub from every secret of the config: provider settings under
+ * secret-looking keys, customers' API keys and webhook secrets (a "whsec_"
+ * secret also without its prefix), the server secrets and the admin key.
+ */
+static int build_scrub(struct ld *d, struct config *c)
+{
+	struct scrub *s = scrub_new();
+	int rc = 0;
+	if (!s)
+		return lerr(d, "out of memory");
+	c->scrub = s;
+	rc |= scrub_json_secrets(s, c->providers, 0);
+	for (size_t i = 0; i < c->ncustomers; i++) {
+		const char *ws = c->customers[i].webhook_secret;
+		rc |= scrub_add(s, c->customers[i].api_key) < 0 ? -1 : 0;
+		rc |= scrub_add(s, ws) < 0 ? -1 : 0;
+		if (ws && strncmp(ws, "whsec_", 6) == 0)
+			rc |= scrub_add(s, ws + 6) < 0 ? -1 : 0;
+	}
+	rc |= scrub_add(s, c->server_secret) < 0 ? -1 : 0;
+	rc |= scrub_add(s, c->server_secret_previous) < 0 ? -1 : 0;
+	rc |= scrub_add(s, c->admin_key) < 0 ? -1 : 0;
+	return rc < 0 ? lerr(d, "out of memory") : 0;
 }
 
 struct config *config_load(const char *path, char *err, size_t errlen)
@@ -924,6 +1016,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		lerr(&d, "out of memory");
 		goto fail;
 	}
+	if (load_secrets_env(&d, c) < 0 || build_scrub(&d, c) < 0)
+		goto fail;
 	return c;
 fail:
 	if (d.L)
@@ -944,6 +1038,10 @@ void config_free(struct config *c)
 	if (c->server_secret)
 		OPENSSL_cleanse(c->server_secret, strlen(c->server_secret));
 	free(c->server_secret);
+	if (c->server_secret_previous)
+		OPENSSL_cleanse(c->server_secret_previous, strlen(c->server_secret_previous));
+	free(c->server_secret_previous);
+	scrub_free(c->scrub);
 	free(c->admin_key);
 	free(c->durability);
 	free(c->log_level);

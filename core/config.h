@@ -34,13 +34,23 @@ struct config {
 	char *store;          /* "sqlite:PATH" */
 	char *scripts;        /* scripts directory */
 	int workers;
-	char *server_secret;  /* callback-token key; NULL: generated and kept in the store */
+	/* Callback-token key: the config, else GENRELAY_SERVER_SECRET, else NULL
+	 * (generated and kept in the store). */
+	char *server_secret;
+	/* The key before a rotation, still accepted for callbacks: the config,
+	 * else GENRELAY_SERVER_SECRET_PREVIOUS, else NULL. */
+	char *server_secret_previous;
+	int store_insecure_permissions; /* start on a group/world-readable store */
 	char *admin_key;      /* key of admin surfaces (/v1/scripts, /ui, /metrics); NULL: none */
 	unsigned char admin_key_sha256[32];
 	char *durability;     /* "normal" (survives a crash) or "fsync" (survives power loss) */
 	char *log_level;      /* "debug", "info", "warn", "error" */
 
 	json_t *providers;    /* object: name -> object of settings (secrets inside) */
+	/* Every configured secret, for scrub_*() on outgoing text. Built by
+	 * config_load; main adds the stored server secret before the workers
+	 * start; read-only after that. Owned. */
+	struct scrub *scrub;
 
 	struct config_customer *customers;
 	size_t ncustomers;

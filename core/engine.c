@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "retry.h"
 #include "script.h"
+#include "scrub.h"
 #include "sign.h"
 #include "urlguard.h"
 #include "worker.h"
@@ -374,6 +375,7 @@ static void event_add(struct worker *w, const char *job_id, const char *kind, js
 {
 	char *text = json_dumps(detail, JSON_COMPACT);
 	json_decref(detail);
+	scrub_str(w->cfg->scrub, &text); /* reasons may quote a provider */
 	if (store_event_add(w->store, job_id, now_ms(), kind, text) < 0)
 		metrics_inc(M_STORE_ERRORS);
 	free(text);
@@ -425,6 +427,11 @@ int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
 {
 	int64_t now = now_ms();
 	*nout = 0;
+	/* What providers and scripts wrote into the job leaves genrelay (the
+	 * job record, its events, the webhook): no configured secret in it. */
+	scrub_str(w->cfg->scrub, &j->error_message);
+	scrub_str(w->cfg->scrub, &j->output);
+	scrub_str(w->cfg->scrub, &j->data);
 	json_t *holder = NULL;
 	const char *next = fails_over(w, j) ? next_target(j, &holder) : NULL;
 	if (next) {
@@ -1125,6 +1132,19 @@ static void run_cancel(struct worker *w, const struct work *wk)
 
 static void deliver_done(void *arg, const struct fetch_response *res);
 
+/* A webhook body leaves scrubbed of every configured secret (a hook may put
+ * anything in it); the signature covers the scrubbed bytes. */
+static void scrub_body(struct worker *w, char **body, size_t *bodylen)
+{
+	size_t n = 0;
+	char *t = *body ? scrub_dup(w->cfg->scrub, *body, *bodylen, &n) : NULL;
+	if (t) {
+		free(*body);
+		*body = t;
+		*bodylen = n;
+	}
+}
+
 /* Records one failed or refused attempt and schedules the next try. */
 static void delivery_failed(struct worker *w, struct delivery *d, const struct work *wk,
 			    long status, double latency, const char *error,
@@ -1147,8 +1167,12 @@ static void delivery_failed(struct worker *w, struct delivery *d, const struct w
 	}
 	if (store_begin(w->store) < 0)
 		goto fail;
-	if (store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, error, version,
-				 sent, sent_len) < 0 ||
+	char *why = error ? strdup(error) : NULL;
+	scrub_str(w->cfg->scrub, &why);
+	int bad = store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, why, version,
+				       sent, sent_len) < 0;
+	free(why);
+	if (bad ||
 	    store_delivery_update(w->store, d) < 0 ||
 	    (delay < 0 ? store_work_done(w->store, wk->id)
 		       : store_work_reschedule(w->store, wk->id, d->next_at, wk->tries + 1)) < 0 ||
@@ -1285,6 +1309,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		body = json_dumps(event, JSON_COMPACT);
 		bodylen = strlen(body);
 	}
+	scrub_body(w, &body, &bodylen);
 	int64_t ts = now_ms() / 1000;
 	char line[512], sig[128];
 	snprintf(line, sizeof line, "webhook-id: %s", d.id);

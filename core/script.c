@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "luajson.h"
+#include "scrub.h"
 #include "sign.h"
 
 #include <ctype.h>
@@ -82,6 +83,7 @@ struct vm {
 	int configured;         /* providers.NAME is in the config */
 	int cb_https, cb_public; /* callback_requires, after the config's override */
 	int poll_404_limit;     /* consecutive poll 404s before on_polled sees one */
+	char *literals;   /* the script's string literals (scrub_lua_literals) */
 };
 
 /* A file under scripts/lib, kept in memory so every state gets the version
@@ -222,18 +224,7 @@ static int same_file(const struct stat *a, const struct stat *b)
  * password (any case). */
 static int secret_looking(const char *k)
 {
-	static const char *const words[] = { "key", "secret", "token", "password" };
-	char low[128];
-	size_t n = strlen(k);
-	if (n >= sizeof low)
-		n = sizeof low - 1;
-	for (size_t i = 0; i < n; i++)
-		low[i] = (char)tolower((unsigned char)k[i]);
-	low[n] = '\0';
-	for (size_t i = 0; i < 4; i++)
-		if (strstr(low, words[i]))
-			return 1;
-	return 0;
+	return scrub_key_is_secret(k);
 }
 
 /* New object: o without secret-looking keys (NULL o gives {}). */
@@ -339,10 +330,31 @@ static void budget_reset(struct vm *vm)
 }
 
 /*
+ * Every script error leaves through here (job errors, /v1/scripts, logs):
+ * what Lua quoted of the script's string literals is redacted
+ * (scrub_lua_message), then every configured secret.
+ */
+static void redact_error(const struct vm *vm, char *err, size_t errlen)
+{
+	if (!err || !errlen)
+		return;
+	scrub_lua_message(err, errlen, vm->literals);
+	scrub_buf(vm->cfg ? vm->cfg->scrub : NULL, err, errlen);
+}
+
+static void vm_error_text(struct vm *vm, int rc, char *err, size_t errlen);
+
+/*
  * Formats the error of a failed pcall (message on top of the stack) as
- * "providers/x.lua:LINE: msg", naming the script when Lua did not.
+ * "providers/x.lua:LINE: msg", naming the script when Lua did not, redacted.
  */
 static void vm_error(struct vm *vm, int rc, char *err, size_t errlen)
+{
+	vm_error_text(vm, rc, err, errlen);
+	redact_error(vm, err, errlen);
+}
+
+static void vm_error_text(struct vm *vm, int rc, char *err, size_t errlen)
 {
 	lua_State *L = vm->L;
 	const char *msg;
@@ -1197,6 +1209,7 @@ static void vm_free(struct vm *vm)
 	json_decref(vm->models);
 	json_decref(vm->settings);
 	json_decref(vm->defaults);
+	free(vm->literals);
 	free(vm);
 }
 
@@ -1549,9 +1562,10 @@ static int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t na
 		lua_settop(L, base);
 		return -1;
 	}
-	if (lua_type(L, base + 2) == LUA_TSTRING)
+	if (lua_type(L, base + 2) == LUA_TSTRING) {
 		set_err(err, errlen, "%s", lua_tostring(L, base + 2));
-	else if (err && errlen)
+		scrub_buf(vm->cfg ? vm->cfg->scrub : NULL, err, errlen);
+	} else if (err && errlen)
 		err[0] = '\0';
 	lua_settop(L, base);
 	return 0;
@@ -1780,6 +1794,7 @@ static struct vm *vm_new(const struct config *cfg, enum script_kind kind,
 	snprintf(vm->chunk, sizeof vm->chunk, "%s/%s.lua", kind_dir[kind], name);
 	sha256_hex12(sha, vm->version);
 	vm->cfg = cfg;
+	vm->literals = scrub_lua_literals(src, len);
 	vm->mem_cap = (cfg->lua_memory_mb ? cfg->lua_memory_mb : 32) * (size_t)1024 * 1024;
 	vm->budget = cfg->lua_instructions > 0 ? cfg->lua_instructions : 10000000;
 	vm->ref_table = vm->ref_ctx = vm->ref_config = vm->ref_defaults = LUA_NOREF;

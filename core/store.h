@@ -40,7 +40,15 @@ struct delivery {
 	int64_t next_at;
 };
 
-/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. */
+/*
+ * Refuses (-1 with err naming the file and the fix) a store file that group
+ * or others may read or write, unless allow_insecure; makes -wal and -shm
+ * files no wider than the database file. 0 when the file does not exist yet
+ * (store_open creates it 0600) or the store is not a file.
+ */
+int store_check_permissions(const char *spec, int allow_insecure, char *err, size_t errlen);
+/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. A new
+ * database file is created 0600 (its -wal and -shm get its mode). */
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */

@@ -7,11 +7,15 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 2
 /* How long a worker may wait on another writer's lock (workers of one
@@ -306,12 +310,72 @@ bad:
 	return -1;
 }
 
+/*
+ * Store files are the owner's only: the database file is created 0600
+ * before SQLite opens it (an O_CREAT with that mode rather than a umask
+ * around the open: umask is per process and other threads may create files
+ * meanwhile), and SQLite gives the -wal and -shm files it creates the
+ * database file's mode.
+ */
+static int create_private(const char *path, char *err, size_t errlen)
+{
+	if (strcmp(path, ":memory:") == 0)
+		return 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "store: cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+#define STORE_OTHERS_RW (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
+
+int store_check_permissions(const char *spec, int allow_insecure, char *err, size_t errlen)
+{
+	struct stat st;
+	char side[4096];
+	if (strncmp(spec, "sqlite:", 7) != 0)
+		return 0;
+	const char *path = spec + 7;
+	if (stat(path, &st) < 0)
+		return 0; /* created 0600 by store_open */
+	if ((st.st_mode & STORE_OTHERS_RW) && !allow_insecure) {
+		snprintf(err, errlen,
+			 "store: %s is readable or writable by group or others (mode %04o); it holds "
+			 "the jobs and the server secret that signs callback URLs. Fix: chmod 600 "
+			 "%s %s-wal %s-shm, or set store_insecure_permissions = true",
+			 path, (unsigned)(st.st_mode & 07777), path, path, path);
+		return -1;
+	}
+	/* -wal and -shm left by an older build or another tool: no wider than
+	 * the database file. */
+	static const char *const ext[] = { "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+		struct stat ss;
+		snprintf(side, sizeof side, "%s%s", path, ext[i]);
+		if (stat(side, &ss) < 0 || !(ss.st_mode & ~st.st_mode & 0777))
+			continue;
+		if (chmod(side, st.st_mode & 0777) < 0) {
+			snprintf(err, errlen, "store: %s has mode %04o, wider than %s, and chmod "
+				 "failed: %s", side, (unsigned)(ss.st_mode & 07777), path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 {
 	if (strncmp(spec, "sqlite:", 7) != 0) {
 		snprintf(err, errlen, "store: unsupported store '%s' (want sqlite:PATH)", spec);
 		return NULL;
 	}
+	if (create_private(spec + 7, err, errlen) < 0)
+		return NULL;
 	struct store *s = calloc(1, sizeof *s);
 	if (!s) {
 		snprintf(err, errlen, "out of memory");

@@ -230,7 +230,7 @@ describe('customer webhook shapes', () => {
     }, ms, { what: `receiver got ${id}`, interval: 100 });
   }
   async function hookVersion(name) {
-    const s = (await sd.scripts(stack.api))[`hooks/${name}`];
+    const s = (await sd.scripts(stack.gr.admin))[`hooks/${name}`];
     assert.ok(s && s.version, `hooks/${name} loaded: ${JSON.stringify(s)}`);
     return s.version;
   }
@@ -341,7 +341,7 @@ describe('customer webhook shapes', () => {
         return dd && dd.status === 'dead' && dd;
       }, 30000, { what: 'unsigned delivery dead' }).catch(async (e) => {
         const state = { deliveries: (await lax.api('GET', `/v1/jobs/${s.body.job_id}/deliveries`)).body, job: (await lax.api('GET', `/v1/jobs/${s.body.job_id}`)).body };
-        throw new Error(`${e.message}; state: ${JSON.stringify(state)}`);
+        throw new Error(`${e.message}; state: ${JSON.stringify(state)}\n--- genrelay log ---\n${lax.logTail(60)}`);
       });
       assert.equal(dl.attempts.length, 3);
       for (const a of dl.attempts) {

@@ -88,7 +88,7 @@ function coreConfig(base) {
       artificialstudio: { callback_requires: null },
       // https required, but poll only: no callback URL is sent.
       modelslab: { callback_requires: null, callbacks: false, max_inflight: 1 },
-      modelslab_nocap: { base_url: `${sim}/modelslab/api/v6`, key: 'k', callbacks: false, max_inflight: 0 },
+      modelslab_nocap: { base_url: `${sim}/modelslab/api/v6`, key: 'modelslab-nocap-key', callbacks: false, max_inflight: 0 },
       polltest: { base_url: `${sim}/artificialstudio` },
     },
     models: { 'as-then-fal': ['artificialstudio:create-image', 'fal:fal-ai/flux/dev'] },
@@ -145,7 +145,7 @@ describe('core features for providers', () => {
     assert.ok(!listed.includes('krea'), `krea is not configured: ${models.text}`);
     assert.ok(!listed.includes('falcopy'), models.text);
     // Loaded and checked all the same.
-    const scripts = await stack.api('GET', '/v1/scripts');
+    const scripts = await stack.gr.admin('GET', '/v1/scripts');
     const names = (scripts.body.data || []).map((x) => x.name);
     assert.ok(names.includes('falcopy') && names.includes('krea'), scripts.text);
     // Not started: the configured fal fetched its keys, the unconfigured copy did not.

@@ -3,6 +3,7 @@
  */
 #include "check.h"
 #include "config.h"
+#include "scrub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,8 @@ static void test_errors(void)
 	check_refused("customers = { a = { api_key = 'sk_live_TOPSECRET' ", "genrelay.conf.lua:",
 		      "TOPSECRET");
 	check_refused("error('boom')\n", "boom", NULL);
+	check_refused("local k = ('sk_live_TOPSECRET')()\n", "genrelay.conf.lua:1:", "TOPSECRET");
+	check_refused("local t = {}\nlocal k = t['sk_live_TOPSECRET'].x\n", "genrelay.conf.lua:2:", "TOPSECRET");
 	check_refused("listen = 1 +\n", "genrelay.conf.lua:", NULL);
 	{
 		char err[256];
@@ -418,6 +421,93 @@ static void test_errors(void)
 		CHECK(strstr(err, "/nonexistent/genrelay.conf.lua") != NULL);
 		config_free(c);
 	}
+}
+
+/* server_secret and server_secret_previous from the environment. */
+static void test_server_secret_env(void)
+{
+	char err[512];
+	struct config *c;
+	unsetenv("GENRELAY_SERVER_SECRET");
+	unsetenv("GENRELAY_SERVER_SECRET_PREVIOUS");
+	c = config_load(write_conf("-- nothing\n"), err, sizeof err);
+	CHECK(c && c->server_secret == NULL && c->server_secret_previous == NULL);
+	CHECK(c && c->store_insecure_permissions == 0);
+	config_free(c);
+
+	setenv("GENRELAY_SERVER_SECRET", "env-secret-0123456789", 1);
+	setenv("GENRELAY_SERVER_SECRET_PREVIOUS", "env-previous-0123456789", 1);
+	c = config_load(NULL, err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "env-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "env-previous-0123456789");
+		/* Both are secrets to scrub. */
+		CHECK(scrub_found(c->scrub, "x env-secret-0123456789", 23));
+		CHECK(scrub_found(c->scrub, "env-previous-0123456789", 23));
+	}
+	config_free(c);
+
+	/* The file wins over the environment, key by key. */
+	c = config_load(write_conf("server_secret = 'file-secret-0123456789'\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "file-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "env-previous-0123456789");
+	}
+	config_free(c);
+	c = config_load(write_conf("server_secret_previous = 'file-previous-0123456789'\n"
+				   "store_insecure_permissions = true\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "env-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "file-previous-0123456789");
+		CHECK_EQ_INT(c->store_insecure_permissions, 1);
+	}
+	config_free(c);
+
+	/* A short one is refused, naming where it came from, never echoed. */
+	setenv("GENRELAY_SERVER_SECRET", "shortenv", 1);
+	check_refused("-- nothing\n", "GENRELAY_SERVER_SECRET: must be at least 16 bytes", "shortenv");
+	setenv("GENRELAY_SERVER_SECRET", "env-secret-0123456789", 1);
+	setenv("GENRELAY_SERVER_SECRET_PREVIOUS", "shortprev", 1);
+	check_refused("-- nothing\n", "GENRELAY_SERVER_SECRET_PREVIOUS: must be at least 16 bytes",
+		      "shortprev");
+	check_refused("server_secret_previous = 'short-prev'\n", "server_secret_previous: must be at least 16",
+		      "short-prev");
+	check_refused("store_insecure_permissions = 'yes'\n",
+		      "store_insecure_permissions: must be true or false", NULL);
+	unsetenv("GENRELAY_SERVER_SECRET");
+	unsetenv("GENRELAY_SERVER_SECRET_PREVIOUS");
+}
+
+/* The scrubber holds every secret of the config and nothing else. */
+static void test_scrub_set(void)
+{
+	char err[512];
+	struct config *c = config_load(write_conf(
+		"server_secret = 'server-secret-0123456789'\n"
+		"admin_key = 'admin-key-0123456789abcdef'\n"
+		"providers = { fal = { key = 'fal-key-0123', base_url = 'http://127.0.0.1:1/fal',\n"
+		"  auth = { bearer_token = 'nested-token-0123' }, api_keys = { 'list-key-1', 'list-key-2' } } }\n"
+		"customers = { acme = { api_key = 'acme-api-key', webhook_secret = 'whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=' } }\n"),
+		err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	static const char *const secrets[] = { "server-secret-0123456789", "admin-key-0123456789abcdef",
+		"fal-key-0123", "nested-token-0123", "list-key-1", "list-key-2", "acme-api-key",
+		"whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=", "c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=" };
+	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+		char *out = scrub_dup(c->scrub, secrets[i], strlen(secrets[i]), NULL);
+		CHECK_STR_EQ(out, "[redacted]");
+		free(out);
+	}
+	CHECK(!scrub_found(c->scrub, "http://127.0.0.1:1/fal", 22));
+	CHECK(!scrub_found(c->scrub, "acme", 4));
+	config_free(c);
 }
 
 int main(void)
@@ -430,6 +520,8 @@ int main(void)
 	test_full();
 	test_secrets_and_proxies();
 	test_errors();
+	test_server_secret_env();
+	test_scrub_set();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return check_done();

@@ -26,6 +26,8 @@ const PROVSIM = path.join(SRC, 'tests', 'sim', 'provsim.js');
 const RECEIVER = path.join(SRC, 'examples', 'receiver.js');
 
 const ACME = { name: 'acme', api_key: 'acme-key', webhook_secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' };
+// The admin key of the test config: the admin surfaces (GET /v1/scripts).
+const ADMIN_KEY = 'admin-key-0123456789abcdef';
 const GLOBEX = { name: 'globex', api_key: 'globex-key', webhook_secret: 'whsec_Z2xvYmV4LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=' };
 
 // ---------------------------------------------------------------------------
@@ -232,6 +234,7 @@ function defaultConfig({ port, dir, simUrl }) {
     public_url: `http://${addr}`,
     store: `sqlite:${path.join(dir, 'genrelay.db')}`,
     scripts: path.join(SRC, 'scripts'),
+    admin_key: ADMIN_KEY,
     providers: {
       fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
       krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
@@ -475,6 +478,8 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
     api,
     // api bound to another customer's key (or null for none).
     as: (key) => makeApi(url, key),
+    // api bound to the admin key (admin surfaces such as GET /v1/scripts).
+    admin: makeApi(url, cfg.admin_key || ADMIN_KEY),
     get child() {
       return proc && proc.child;
     },
@@ -602,6 +607,7 @@ module.exports = {
   BIN,
   ACME,
   GLOBEX,
+  ADMIN_KEY,
   sleep,
   waitFor,
   freePort,

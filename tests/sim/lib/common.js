@@ -103,6 +103,7 @@ function parseSteer(sim) {
     signWith: s.sign_with === 'account' ? 'account' : 'request', // abstrakt: secret that signs
     states: s.states === 'full' ? 'full' : 'short', // Krea: the full documented state list
     progress: s.progress === true, // ModelsLab / abstrakt envelope: progress webhooks too
+    echoAuth: s.echo_auth === true,
   };
 }
 

@@ -75,7 +75,8 @@ module.exports = function createKrea(sim) {
       delayMs: steer.delayMs,
       outcome: steer.outcome,
       callback: steer.callback,
-      message: steer.message,
+      // echo_auth: a provider that quotes the request's credentials back.
+      message: steer.echoAuth ? `${steer.message} (Authorization: ${ctx.headers.authorization || ''})` : steer.message,
       states: steer.states,
       canceled: false,
       files: [sim.fileUrl(ext)],

@@ -11,6 +11,7 @@
 #include "jscan.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi.h"
 #include "script.h"
 #include "server.h"
 #include "sign.h"
@@ -760,6 +761,20 @@ static void handle_metrics(struct request *r)
 	server_respond_raw(r, 200, text, len, "text/plain; version=0.0.4");
 }
 
+/* The API description (docs/openapi.yaml, built in), no auth: it is public. */
+static void handle_openapi(struct request *r)
+{
+	size_t len;
+	const char *doc = openapi_json(&len);
+	char *copy = doc ? malloc(len) : NULL;
+	if (!copy) {
+		server_respond_error(r, 503, "UNAVAILABLE", "no API description in this build");
+		return;
+	}
+	memcpy(copy, doc, len);
+	server_respond_raw(r, 200, copy, len, "application/json");
+}
+
 /* ---------- routing ---------- */
 
 /* Splits "a/b/c" into at most max segments (in place). Returns the count. */
@@ -794,6 +809,13 @@ void api_dispatch(struct request *r)
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		handle_metrics(r);
+		return;
+	}
+	if (strcmp(url, "/v1/openapi.json") == 0) {
+		if (get)
+			handle_openapi(r);
+		else
+			method_not_allowed(r);
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

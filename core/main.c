@@ -5,8 +5,10 @@
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
+ *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
  *   genrelay version
  */
+#include "cli_listen.h"
 #include "cli_scripts.h"
 #include "checkpointer.h"
 #include "config.h"
@@ -39,6 +41,7 @@ static void usage(FILE *f)
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
+		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
 		"       genrelay version\n");
 }
 
@@ -350,6 +353,8 @@ int main(int argc, char **argv)
 		return scripts_check(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
 		return cli_scripts_test(argc - 3, argv + 3);
+	if (strcmp(cmd, "listen") == 0)
+		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

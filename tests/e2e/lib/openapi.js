@@ -159,7 +159,9 @@ function checkResponse(method, url, status, headers, text) {
   if (!types.length) return text ? `${got.where} ${status} has no body, got ${text.slice(0, 200)}` : null;
   if (method.toUpperCase() === 'HEAD') return null;
   const ct = String(headers['content-type'] || '').split(';')[0].trim().toLowerCase();
-  const mt = types.find((t) => mediaMatches(t, ct));
+  // No Content-Type at all (libmicrohttpd's own error pages): the answer
+  // may be any documented media type that is not JSON, as a client sniffs.
+  const mt = ct ? types.find((t) => mediaMatches(t, ct)) : types.find((t) => !/[/+]json$/.test(t));
   if (!mt) return `${got.where} ${status}: Content-Type "${ct}" is not one of ${types.join(', ')}`;
   if (!content[mt].schema) return null;
   let value = text;

@@ -653,6 +653,7 @@ module.exports = {
   startStack,
   useStack,
   stopChild,
+  spawnAndWait,
   waitClosed,
   sanitizerReport,
   TERMINAL,

@@ -5,7 +5,10 @@
 // genuine delivery replayed with its body, signature or timestamp tampered.
 
 const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
 const { describe, test, before, after } = require('node:test');
 const h = require('./lib/harness');
@@ -99,4 +102,35 @@ describe('example receivers', () => {
       await h.waitFor(() => p.log().includes(`accepted ${dl.delivery_id}`), 5000, { what: `${name} printed the delivery` });
     });
   }
+});
+
+describe('example configs', () => {
+  const dir = path.join(h.SRC, 'examples', 'providers');
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.conf.lua'));
+
+  test('one config per provider, each configuring that provider and passing genrelay check', () => {
+    const providers = fs.readdirSync(path.join(h.SRC, 'scripts', 'providers')).map((f) => f.replace(/\.lua$/, ''));
+    assert.deepEqual(files.map((f) => f.replace(/\.conf\.lua$/, '')).sort(), providers.sort());
+    for (const f of files) {
+      const name = f.replace(/\.conf\.lua$/, '');
+      const text = fs.readFileSync(path.join(dir, f), 'utf8');
+      assert.match(text, new RegExp(`^  ${name} = \\{`, 'm'), `${f} configures ${name}`);
+      const r = spawnSync(h.BIN, ['check', '--config', path.join(dir, f)], { cwd: h.SRC, encoding: 'utf8', timeout: 30000 });
+      assert.equal(r.status, 0, `${f}: ${r.stderr}`);
+      assert.match(r.stdout, /configuration and scripts OK/);
+    }
+  });
+
+  test('the systemd unit passes systemd-analyze verify', (t) => {
+    const which = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
+    if (which.status !== 0) return t.skip('systemd-analyze is not installed');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-unit-'));
+    const unit = path.join(tmp, 'genrelay.service');
+    // verify checks that the binary exists: point it at the one built here.
+    fs.writeFileSync(unit, fs.readFileSync(path.join(h.SRC, 'examples', 'systemd', 'genrelay.service'), 'utf8').replaceAll('/usr/local/bin/genrelay', h.BIN));
+    const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', timeout: 30000 });
+    fs.rmSync(tmp, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '', r.stderr);
+  });
 });

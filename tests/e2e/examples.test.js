@@ -61,6 +61,10 @@ describe('example receivers', () => {
   after(async () => {
     await Promise.all(Object.values(procs).map((p) => h.stopChild(p.child)));
     if (capture) capture.srv.close();
+    if (procs.c) {
+      await h.waitClosed(procs.c.child);
+      assert.equal(h.sanitizerReport(procs.c.log()), null, 'the C receiver printed a sanitizer report');
+    }
   });
 
   for (const name of Object.keys(RECEIVERS)) {

@@ -13,7 +13,13 @@ async function startListen(args) {
   const p = await h.spawnAndWait(h.BIN, ['listen', '--port', '0', ...args], {
     re: /^genrelay listen: listening on (http:\/\/\S+)$/m,
   });
-  return { child: p.child, url: p.match[1], log: p.log, stop: () => h.stopChild(p.child) };
+  return {
+    child: p.child,
+    url: p.match[1],
+    log: p.log,
+    // SIGTERM: listen exits 0 (checked), so the sanitizers' exit checks run.
+    stop: async () => assert.equal((await h.stopChild(p.child)).code, 0),
+  };
 }
 
 describe('genrelay listen', () => {
@@ -25,6 +31,11 @@ describe('genrelay listen', () => {
 
   after(async () => {
     await Promise.all([app && app.stop(), listen && listen.stop(), loose && loose.stop()]);
+    // Under make test-asan: a sanitizer report from listen fails the suite.
+    for (const l of [listen, loose].filter(Boolean)) {
+      await h.waitClosed(l.child);
+      assert.equal(h.sanitizerReport(l.log()), null, 'genrelay listen printed a sanitizer report');
+    }
   });
 
   async function submit(api, url, prompt) {

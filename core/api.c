@@ -11,13 +11,13 @@
 #include "jscan.h"
 #include "log.h"
 #include "metrics.h"
-#include "openapi.h"
 #include "script.h"
 #include "server.h"
 #include "sign.h"
 #include "store.h"
 #include "urlguard.h"
 #include "worker.h"
+#include "openapi.h"
 
 #include <ctype.h>
 #include <stdio.h>

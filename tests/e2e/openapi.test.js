@@ -110,6 +110,9 @@ describe('openapi', () => {
     assert.match(checkResponse('GET', '/nowhere', 200, JSON_CT, '{}'), /x-unmatched-path documents no 200/);
     assert.equal(checkResponse('PATCH', '/v1/jobs', 405, JSON_CT, err('METHOD_NOT_ALLOWED')), null);
     assert.match(checkResponse('PATCH', '/v1/jobs', 200, JSON_CT, '{"data":[],"next_cursor":null}'), /x-other-methods/);
+    // The dashboard is declared outside the API; /uix is not under it.
+    assert.equal(checkResponse('GET', '/ui/jobs', 200, { 'content-type': 'text/html' }, '<html>'), null);
+    assert.match(checkResponse('GET', '/uix', 200, { 'content-type': 'text/html' }, '<html>'), /x-unmatched-path/);
     // A model id may span segments; a percent-encoded slash is a slash.
     assert.equal(checkResponse('POST', '/v1/models/fal-ai/flux/dev/run', 404, JSON_CT, err('MODEL_NOT_FOUND')), null);
     assert.equal(checkResponse('GET', '/v1/jobs/a%2Fb', 404, JSON_CT, err('NOT_FOUND')), null);

@@ -807,15 +807,15 @@ void api_dispatch(struct request *r)
 		server_respond_json(r, 200, json_pack("{s:s}", "status", r->w->stopping ? "stopping" : "ok"));
 		return;
 	}
-	if (strcmp(url, "/metrics") == 0) {
-		handle_metrics(r);
-		return;
-	}
 	if (strcmp(url, "/v1/openapi.json") == 0) {
 		if (get)
 			handle_openapi(r);
 		else
 			method_not_allowed(r);
+		return;
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		handle_metrics(r);
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

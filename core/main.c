@@ -2,10 +2,10 @@
  * main.c: the genrelay command line.
  *
  *   genrelay serve [--config FILE]
+ *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
- *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
  *   genrelay version
  */
 #include "cli_listen.h"
@@ -38,10 +38,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: genrelay serve [--config FILE]\n"
+		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
-		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
 		"       genrelay version\n");
 }
 
@@ -340,6 +340,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "listen") == 0)
+		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
 		int first;
 		const char *path = arg_config(argc - 2, argv + 2, &first);
@@ -353,8 +355,6 @@ int main(int argc, char **argv)
 		return scripts_check(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
 		return cli_scripts_test(argc - 3, argv + 3);
-	if (strcmp(cmd, "listen") == 0)
-		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -8,8 +8,8 @@
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
  *   genrelay version
  */
-#include "cli_listen.h"
 #include "cli_scripts.h"
+#include "cli_listen.h"
 #include "checkpointer.h"
 #include "config.h"
 #include "log.h"

@@ -238,7 +238,9 @@ static long forward(struct listen_state *st, struct MHD_Connection *c, const cha
 	CURL *e = st->curl;
 	struct hdr_ctx h = { NULL, 1, NULL };
 	MHD_get_connection_values(c, MHD_HEADER_KIND, each_header, &h);
-	h.fwd = curl_slist_append(h.fwd, "Expect:");
+	struct curl_slist *with_expect = curl_slist_append(h.fwd, "Expect:");
+	if (with_expect)
+		h.fwd = with_expect;
 	curl_easy_reset(e);
 	curl_easy_setopt(e, CURLOPT_URL, st->o->forward);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);

@@ -28,7 +28,8 @@ function panelsOf(d) {
 }
 
 describe('operations examples', () => {
-  const stack = h.useStack({ genrelay: true });
+  const ADMIN = 'ops-test-admin-key-0123456789';
+  const stack = h.useStack({ config: { admin_key: ADMIN } });
   const dash = JSON.parse(fs.readFileSync(DASH, 'utf8'));
 
   test('the dashboard is a well-formed Grafana dashboard', () => {
@@ -75,7 +76,8 @@ describe('operations examples', () => {
   });
 
   test('the dashboard and the alert rules use metrics genrelay exports', async () => {
-    const r = await stack.api('GET', '/metrics');
+    // The admin key: what a scraper on the API listener presents.
+    const r = await stack.gr.as(ADMIN)('GET', '/metrics');
     assert.equal(r.status, 200);
     const exported = new Set([...r.text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
     assert.ok(exported.size > 5);

@@ -19,6 +19,7 @@
 #include "ui.h"
 #include "urlguard.h"
 #include "worker.h"
+#include "openapi.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -689,6 +690,20 @@ static void handle_metrics(struct request *r)
 	server_respond_raw(r, 200, text, len, "text/plain; version=0.0.4");
 }
 
+/* The API description (docs/openapi.yaml, built in), no auth: it is public. */
+static void handle_openapi(struct request *r)
+{
+	size_t len;
+	const char *doc = openapi_json(&len);
+	char *copy = doc ? malloc(len) : NULL;
+	if (!copy) {
+		server_respond_error(r, 503, "UNAVAILABLE", "no API description in this build");
+		return;
+	}
+	memcpy(copy, doc, len);
+	server_respond_raw(r, 200, copy, len, "application/json");
+}
+
 /* ---------- routing ---------- */
 
 /* Splits "a/b/c" into at most max segments (in place). Returns the count. */
@@ -719,6 +734,13 @@ void api_dispatch(struct request *r)
 	int del = strcmp(r->method, "DELETE") == 0;
 	if (strcmp(url, "/healthz") == 0) {
 		server_respond_json(r, 200, json_pack("{s:s}", "status", r->w->stopping ? "stopping" : "ok"));
+		return;
+	}
+	if (strcmp(url, "/v1/openapi.json") == 0) {
+		if (get)
+			handle_openapi(r);
+		else
+			method_not_allowed(r);
 		return;
 	}
 	if (strcmp(url, "/metrics") == 0) {

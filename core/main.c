@@ -2,6 +2,7 @@
  * main.c: the genrelay command line.
  *
  *   genrelay serve [--config FILE]
+ *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
@@ -11,6 +12,7 @@
  */
 #include "cli_admin.h"
 #include "cli_scripts.h"
+#include "cli_listen.h"
 #include "checkpointer.h"
 #include "config.h"
 #include "engine.h"
@@ -42,6 +44,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: genrelay serve [--config FILE]\n"
+		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
@@ -497,6 +500,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "listen") == 0)
+		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
 		int first;
 		const char *path = arg_config(argc - 2, argv + 2, &first);

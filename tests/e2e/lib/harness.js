@@ -119,7 +119,10 @@ function request(url, { method = 'GET', headers = {}, body, timeoutMs = 30000 } 
         } catch (e) {
           parsed = null;
         }
-        finish(resolve, { status: res.statusCode, headers: res.headers, text, body: parsed });
+        const answer = { status: res.statusCode, headers: res.headers, text, body: parsed };
+        const undocumented = checkAnswer(method, u, answer);
+        if (undocumented) finish(reject, undocumented);
+        else finish(resolve, answer);
       });
       res.on('error', (e) => finish(reject, e));
     });
@@ -137,6 +140,39 @@ function request(url, { method = 'GET', headers = {}, body, timeoutMs = 30000 } 
     else req.end();
   });
 }
+
+// ---------------------------------------------------------------------------
+// Every answer of a genrelay started here is checked against
+// docs/openapi.yaml (lib/openapi.js): one the document does not describe
+// rejects the request with a fatal error (waitFor does not retry it), and is
+// remembered, so that stack.close() and the process exit fail too even when a
+// test swallowed the error. GENRELAY_OPENAPI_VALIDATE=0 turns it off.
+
+const API_ORIGINS = new Set(); // origins of the genrelays started by this process
+const undocumentedAnswers = [];
+const VALIDATE = process.env.GENRELAY_OPENAPI_VALIDATE !== '0';
+
+function checkAnswer(method, u, answer) {
+  if (!VALIDATE || !API_ORIGINS.has(u.origin)) return null;
+  const why = require('./openapi').checkResponse(method, u.pathname + u.search, answer.status, answer.headers, answer.text);
+  if (!why) return null;
+  const e = new Error(`answer not described by docs/openapi.yaml: ${method} ${(u.pathname + u.search).slice(0, 200)} -> ${why}`);
+  e.fatal = true;
+  e.answer = answer;
+  undocumentedAnswers.push(e.message);
+  return e;
+}
+
+function assertAnswersDocumented() {
+  if (undocumentedAnswers.length) throw new Error(`${undocumentedAnswers.length} answer(s) not described by docs/openapi.yaml:\n${undocumentedAnswers.slice(0, 10).join('\n')}`);
+}
+
+process.on('exit', () => {
+  if (undocumentedAnswers.length) {
+    process.stderr.write(`\n${undocumentedAnswers.length} answer(s) not described by docs/openapi.yaml:\n${undocumentedAnswers.slice(0, 20).join('\n')}\n`);
+    process.exitCode = 1;
+  }
+});
 
 // ---------------------------------------------------------------------------
 // JS value -> Lua literal, and config merging
@@ -435,6 +471,7 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
   const configPath = path.join(dir, 'genrelay.conf.lua');
   fs.writeFileSync(configPath, renderConfig(cfg));
   const url = cfg.public_url || `http://${cfg.listen}`;
+  API_ORIGINS.add(new URL(url).origin);
   const logFile = path.join(dir, 'genrelay.log');
 
   let proc = null;
@@ -545,6 +582,7 @@ async function startStack({ config, provsimArgs, receiverSecret, genrelay = true
     if (stack.gr && !keep && !reports.length) fs.rmSync(stack.gr.dir, { recursive: true, force: true });
     else if (stack.gr) process.stderr.write(`genrelay e2e files kept in ${stack.gr.dir}\n`);
     if (reports.length) throw new Error(`genrelay printed a sanitizer report:\n${reports.join('\n---\n')}`);
+    assertAnswersDocumented();
   };
   try {
     [stack.sim, stack.receiver] = await Promise.all([startProvsim({ args: provsimArgs }), startReceiver({ secret: receiverSecret })]);
@@ -623,8 +661,11 @@ module.exports = {
   startStack,
   useStack,
   stopChild,
+  spawnAndWait,
   waitClosed,
   sanitizerReport,
   TERMINAL,
   jobHelpers,
+  checkAnswer,
+  assertAnswersDocumented,
 };

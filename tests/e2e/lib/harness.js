@@ -27,6 +27,9 @@ const RECEIVER = path.join(SRC, 'examples', 'receiver.js');
 
 const ACME = { name: 'acme', api_key: 'acme-key', webhook_secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' };
 const GLOBEX = { name: 'globex', api_key: 'globex-key', webhook_secret: 'whsec_Z2xvYmV4LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=' };
+// Every test genrelay has an admin key and a metrics token (/metrics needs one).
+const ADMIN_KEY = 'admin-test-key-0123456789';
+const METRICS_TOKEN = 'metrics-test-token-0123456789';
 
 // ---------------------------------------------------------------------------
 // Small utilities
@@ -232,6 +235,8 @@ function defaultConfig({ port, dir, simUrl }) {
     public_url: `http://${addr}`,
     store: `sqlite:${path.join(dir, 'genrelay.db')}`,
     scripts: path.join(SRC, 'scripts'),
+    admin_key: ADMIN_KEY,
+    metrics_token: METRICS_TOKEN,
     providers: {
       fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
       krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
@@ -600,6 +605,8 @@ module.exports = {
   BIN,
   ACME,
   GLOBEX,
+  ADMIN_KEY,
+  METRICS_TOKEN,
   sleep,
   waitFor,
   freePort,

@@ -16,6 +16,15 @@ store      = os.getenv("GENRELAY_STORE") or "sqlite:genrelay.db"
 scripts    = os.getenv("GENRELAY_SCRIPTS") or "scripts"
 workers    = 1
 
+-- Admin surfaces and /metrics on the API listener take
+-- `Authorization: Bearer <admin_key>`; metrics_token may read /metrics only
+-- (a scraper's token). Both at least 16 bytes; unset (nil): not accepted.
+admin_key     = os.getenv("GENRELAY_ADMIN_KEY")
+metrics_token = os.getenv("GENRELAY_METRICS_TOKEN")
+-- An extra listener serving /metrics and /healthz without a key, and nothing
+-- else: bind it to a private address only.
+-- metrics_listen = "127.0.0.1:9090"
+
 providers = {
   fal = {
     base_url = base("https://queue.fal.run", "/fal"),
@@ -37,6 +46,10 @@ customers = {
     api_key = os.getenv("GENRELAY_DEMO_KEY") or "demo-key",
     webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     hook = "default",
+    -- Token bucket over every authenticated request of the customer, per
+    -- genrelay process: burst requests at once, per_s on average; past it
+    -- 429 RATE_LIMITED with Retry-After. Unset: no limit.
+    -- rate = { per_s = 10, burst = 20 },
   },
 }
 
@@ -50,4 +63,9 @@ webhooks = {
   -- the demo receiver runs on loopback over plain HTTP
   require_https = sim == nil,
   allow_private = sim ~= nil,
+}
+
+limits = {
+  body_bytes = 1048576,           -- one request body (413 past it)
+  buffered_bytes = 64 * 1048576,  -- all bodies being received at once in the process (503 past it)
 }

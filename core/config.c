@@ -575,13 +575,13 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (!is_ident(cu->hook))
 			return lerr(d, "%s: must be a hook name ([A-Za-z0-9_]+)", key);
+		if (load_rate(d, ct, prefix, cu) < 0)
+			return -1;
 		snprintf(key, sizeof key, "%s.webhook_url", prefix);
 		if (get_str(d, ct, "webhook_url", key, &cu->webhook_url, 1) < 0)
 			return -1;
 		if (cu->webhook_url && !valid_http_url(cu->webhook_url, 1))
 			return lerr(d, "%s: must be an http(s) URL", key);
-		if (load_rate(d, ct, prefix, cu) < 0)
-			return -1;
 		EVP_Digest(cu->api_key, strlen(cu->api_key), cu->api_key_sha256,
 			   NULL, EVP_sha256(), NULL);
 		lua_pop(L, 1);

@@ -241,6 +241,7 @@ static void intake(struct server *s, struct request *r)
 		if (buffered_reserve(want, cfg->buffered_bytes) < 0) {
 			server_respond_error(r, 503, "UNAVAILABLE",
 					     "too many request bodies in flight; retry");
+			server_respond_header(r, "Retry-After", "1");
 		} else {
 			r->reserved = want;
 			buf_init(&r->body, want);

@@ -240,6 +240,7 @@ describe('inbound limits', () => {
           over.push(c.status);
           assert.equal(c.status, 503, `a ${len}-byte body past the budget: ${c.text}`);
           assert.match(c.text, /UNAVAILABLE/);
+          assert.equal(headerValue(c.head, 'retry-after'), '1');
         }
         // Requests without a body are served.
         assert.equal((await gr.api('GET', '/v1/jobs')).status, 200);

@@ -198,12 +198,43 @@ describe('inbound limits', () => {
     });
   });
 
-  test('an announced body over limits.body_bytes is 413 from the headers', T, async () => {
+  test('an announced body over limits.body_bytes is 413 from the headers; a client sending its body anyway still reads the answer', T, async () => {
     await withGenrelay({ limits: { body_bytes: 65536 } }, async (gr) => {
       const c = await announce(gr.port, 'POST', RUN, { authorization: `Bearer ${h.ACME.api_key}`, 'content-type': 'application/json', 'content-length': String(65537) });
       c.sock.destroy();
       assert.equal(c.status, 413, c.text);
       assert.match(c.text, /PAYLOAD_TOO_LARGE/);
+      // Clients that send head and body in one go (most do) must get the
+      // answer, not a reset: genrelay lingers, dropping the body, then closes.
+      const sendAll = (headers, len) =>
+        new Promise((resolve) => {
+          const sock = net.connect({ port: gr.port, host: '127.0.0.1' });
+          const chunks = [];
+          let error = null;
+          sock.on('connect', () => {
+            let head = `POST ${RUN} HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${len}\r\n`;
+            for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+            sock.write(head + '\r\n');
+            sock.write(Buffer.alloc(len, 'a'));
+          });
+          sock.on('data', (d) => chunks.push(d));
+          sock.on('error', (e) => (error = e.code || e.message));
+          sock.on('close', () => {
+            const t = Buffer.concat(chunks).toString('latin1');
+            const m = /^HTTP\/1\.[01] (\d{3})/.exec(t);
+            resolve({ status: m ? Number(m[1]) : null, error });
+          });
+        });
+      const got = [];
+      for (let i = 0; i < 10; i++) {
+        got.push(await sendAll({ authorization: `Bearer ${h.ACME.api_key}` }, 4 * MIB));
+        got.push(await sendAll({}, 4 * MIB));
+      }
+      for (const [i, r] of got.entries()) {
+        assert.equal(r.status, i % 2 ? 401 : 413, `client ${i}: ${JSON.stringify(r)}`);
+        assert.equal(r.error, null, `client ${i}: the answer was followed by a reset`);
+      }
+      figures.early_answers = { clients: got.length, body_bytes_each: 4 * MIB, answered: got.filter((r) => r.status).length, resets: got.filter((r) => r.error).length };
     });
   });
 

@@ -6,7 +6,8 @@
 //   token in a callback URL) and answered 401 before any body byte is read:
 //   raw connections announce 1 MiB bodies without Authorization and read the
 //   answer right after their headers, then push the body anyway; genrelay's
-//   VmRSS stays bounded.
+//   VmRSS stays bounded. Clients that send head and body in one go still
+//   read the answer (401, 413): genrelay lingers instead of resetting.
 // - limits.buffered_bytes caps the bodies buffered by all connections of the
 //   process: authenticated uploads that stall hold their share, past it the
 //   next body is answered 503 from its headers; the memory goes back when

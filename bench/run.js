@@ -377,7 +377,7 @@ async function benchReload() {
     await h.sleep(400);
     reloadsSeen.push(countReloads() - before);
     const want = crypto.createHash('sha256').update(last).digest('hex').slice(0, 12);
-    const list = await gr.api('GET', '/v1/scripts');
+    const list = await gr.admin('GET', '/v1/scripts');
     const fal = ((list.body && list.body.data) || []).find((s) => s.name === 'fal' && s.kind !== 'hook');
     if (!fal || fal.version !== want) versionOk = false;
     progress(`reload round ${r + 1}/${c.rounds}: without ${fmt(base[r].rps)} jobs/s, with ${c.rewrites} rewrites ${fmt(withReload[r].rps)} jobs/s, ${reloadsSeen[r]} reload(s) logged`);

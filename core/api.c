@@ -12,12 +12,15 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "modelid.h"
 #include "script.h"
 #include "server.h"
 #include "sign.h"
 #include "store.h"
+#include "ui.h"
 #include "urlguard.h"
 #include "worker.h"
+#include "openapi.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -48,41 +51,6 @@ static int printable(const char *s, size_t max)
 	return n > 0 && n <= max;
 }
 
-/*
- * A model id becomes part of a provider URL, so it is held to a safe shape:
- * an optional "provider:" prefix, then path segments of letters, digits,
- * '-', '_' and '.', never empty, "." or "..". No '?', '#', '%' or '\\'.
- */
-static int model_ok(const char *m)
-{
-	const char *colon = strchr(m, ':'), *p = m;
-	if (colon) {
-		if (colon == m)
-			return 0;
-		for (; p < colon; p++)
-			if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
-				return 0;
-		p = colon + 1;
-	}
-	if (!*p)
-		return 0;
-	while (*p) {
-		const char *seg = p;
-		while (*p && *p != '/') {
-			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
-				return 0;
-			p++;
-		}
-		size_t n = (size_t)(p - seg);
-		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-			return 0;
-		if (*p == '/')
-			p++;
-		if (*p == '\0' && p[-1] == '/')
-			return 0;
-	}
-	return 1;
-}
 
 /*
  * The customer of the request's API key, or NULL after answering 401 (no or
@@ -112,7 +80,7 @@ static const struct config_customer *authenticate(struct request *r)
 				     "over the rate of %g requests per second (burst %g); retry in %ld s",
 				     c->rate_per_s, c->rate_burst, retry_s);
 		snprintf(ra, sizeof ra, "%ld", retry_s);
-		server_respond_header(r, "Retry-After", ra);
+		server_response_header(r, "Retry-After", ra);
 		return NULL;
 	}
 	r->authed = c;
@@ -288,18 +256,20 @@ void api_abort_all(struct worker *w)
 
 /* Resolves a model id to its targets: a "provider:model" string for one
  * target, an array of them for an alias. NULL: unknown. Caller owns. */
-static json_t *resolve_model(struct worker *w, const char *model)
+static json_t *resolve_model(struct worker *w, const struct modelid *mid, const char *model,
+			     char *why, size_t whylen)
 {
-	const char *colon = strchr(model, ':');
-	if (colon) {
-		char prov[64];
-		size_t n = (size_t)(colon - model);
-		if (n == 0 || n >= sizeof prov || !colon[1])
+	struct script_provider_info info;
+	if (mid->provider[0]) {
+		if (script_provider_info(w->scripts, mid->provider, &info) < 0) {
+			snprintf(why, whylen, "no provider '%s'", mid->provider);
 			return NULL;
-		memcpy(prov, model, n);
-		prov[n] = '\0';
-		if (!script_exists(w->scripts, SCRIPT_PROVIDER, prov))
+		}
+		if (!info.configured) {
+			snprintf(why, whylen, "provider '%s' is not configured (no providers.%s in the config)",
+				 mid->provider, mid->provider);
 			return NULL;
+		}
 		return json_string(model);
 	}
 	const struct config_alias *a = config_alias(w->cfg, model);
@@ -314,6 +284,7 @@ static json_t *resolve_model(struct worker *w, const char *model)
 		snprintf(target, sizeof target, "%s:%s", prov, model);
 		return json_string(target);
 	}
+	snprintf(why, whylen, "no configured provider serves model '%.200s'", model);
 	return NULL;
 }
 
@@ -323,9 +294,13 @@ static void handle_run(struct request *r, const char *model)
 	const struct config_customer *c = authenticate(r);
 	if (!c)
 		return;
-	if (!printable(model, MODEL_MAX) || !model_ok(model)) {
+	struct modelid mid;
+	char why_model[300];
+	if (!printable(model, MODEL_MAX) || modelid_parse(model, &mid, why_model, sizeof why_model) < 0) {
 		server_respond_error(r, 404, "MODEL_NOT_FOUND",
-				     "invalid model id (path segments of letters, digits, '-', '_' and '.')");
+				     "invalid model id: %s (segments of letters, digits, '-', '_' and '.' "
+				     "joined by '/', an optional ':version', an optional 'provider:' prefix)",
+				     printable(model, MODEL_MAX) ? why_model : "unprintable or too long");
 		return;
 	}
 	/* The body is validated in full but not built into a tree: `input` is
@@ -401,6 +376,11 @@ static void handle_run(struct request *r, const char *model)
 			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
 			return;
 		}
+		if (!c->webhook_secret) { /* deliveries are always signed */
+			server_respond_error(r, 400, "INVALID_REQUEST",
+					     "\"webhook_url\" refused: the customer has no webhook_secret to sign deliveries with");
+			return;
+		}
 	}
 	const char *idem = server_header(r, "Idempotency-Key");
 	if (idem && !printable(idem, IDEM_MAX)) {
@@ -408,9 +388,9 @@ static void handle_run(struct request *r, const char *model)
 				     "Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
 		return;
 	}
-	json_t *targets = resolve_model(w, model);
+	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
 	if (!targets) {
-		server_respond_error(r, 404, "MODEL_NOT_FOUND", "no provider serves model '%.200s'", model);
+		server_respond_error(r, 404, "MODEL_NOT_FOUND", "%s", why_model);
 		return;
 	}
 	const char *prefer = server_header(r, "Prefer");
@@ -652,56 +632,16 @@ static void handle_list_jobs(struct request *r)
 
 static void handle_cancel(struct request *r, const char *id)
 {
-	struct worker *w = r->w;
 	const struct config_customer *c = authenticate(r);
 	struct job j;
 	if (!c)
 		return;
-	if (!id_ok(id)) {
-		server_respond_error(r, 404, "JOB_NOT_FOUND", "no such job");
-		return;
-	}
-	if (store_begin(w->store) < 0) {
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		return;
-	}
-	int rc = store_job_get(w->store, id, c->name, &j);
+	int rc = id_ok(id) ? engine_cancel_job(r->w, id, c->name, &j) : 1;
 	if (rc != 0) {
-		store_rollback(w->store);
 		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
-	if (job_terminal(j.status)) {
-		store_rollback(w->store);
-		server_respond_json(r, 200, job_to_json(&j));
-		job_clear(&j);
-		return;
-	}
-	struct work out[2];
-	int nout = 0;
-	j.status = JOB_CANCELED;
-	job_set(&j.error_code, "CANCELED");
-	job_set(&j.error_message, "canceled by the customer");
-	int64_t now = loop_wall_ms();
-	int ok = engine_end_job_tx(w, &j, out, &nout) == 0;
-	if (ok && j.request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j.provider, "cancel")) {
-		struct work *ck = &out[nout];
-		memset(ck, 0, sizeof *ck);
-		ck->kind = WORK_CANCEL;
-		ck->due_at = now;
-		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
-		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
-				    now + 120000, &ck->id) == 0;
-		nout++;
-	}
-	if (!ok || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		job_clear(&j);
-		return;
-	}
 	server_respond_json(r, 200, job_to_json(&j));
-	engine_job_ended(w, &j, out, nout);
 	job_clear(&j);
 }
 
@@ -743,23 +683,13 @@ static void handle_retry_delivery(struct request *r, const char *id)
 		respond_lookup_error(r, rc, "DELIVERY_NOT_FOUND", "delivery");
 		return;
 	}
-	int64_t now = loop_wall_ms();
-	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
-	snprintf(wk.job_id, sizeof wk.job_id, "%s", d.job_id);
-	snprintf(wk.ref, sizeof wk.ref, "%s", d.id);
-	snprintf(d.status, sizeof d.status, "pending");
-	d.next_at = now;
-	if (store_begin(w->store) < 0 || store_delivery_update(w->store, &d) < 0 ||
-	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + 120000,
-			   &wk.id) < 0 || store_commit(w->store) < 0) {
-		store_rollback(w->store);
+	if (engine_redeliver(w, &d) < 0) {
 		free(d.url);
 		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
 		return;
 	}
 	free(d.url);
 	server_respond_json(r, 202, json_pack("{s:s,s:s}", "delivery_id", d.id, "status", "pending"));
-	engine_dispatch(w, &wk);
 }
 
 static void handle_models(struct request *r)
@@ -792,6 +722,20 @@ static void handle_metrics(struct request *r)
 	size_t len;
 	char *text = buf_steal(&b, &len);
 	server_respond_raw(r, 200, text, len, "text/plain; version=0.0.4");
+}
+
+/* The API description (docs/openapi.yaml, built in), no auth: it is public. */
+static void handle_openapi(struct request *r)
+{
+	size_t len;
+	const char *doc = openapi_json(&len);
+	char *copy = doc ? malloc(len) : NULL;
+	if (!copy) {
+		server_respond_error(r, 503, "UNAVAILABLE", "no API description in this build");
+		return;
+	}
+	memcpy(copy, doc, len);
+	server_respond_raw(r, 200, copy, len, "application/json");
 }
 
 /* ---------- routing ---------- */
@@ -836,7 +780,7 @@ int api_admit(struct request *r)
 			server_respond_error(r, 404, "NOT_FOUND", "no such resource");
 			return -1;
 		}
-		if (!sign_callback_token_ok(r->w->server_secret, seg[4], seg[5])) {
+		if (!callbacks_token_ok(r->w, seg[4], seg[5])) {
 			metrics_inc(M_CALLBACKS);
 			metrics_inc(M_CALLBACKS_REJECTED);
 			server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
@@ -859,6 +803,13 @@ void api_dispatch(struct request *r)
 		server_respond_json(r, 200, json_pack("{s:s}", "status", r->w->stopping ? "stopping" : "ok"));
 		return;
 	}
+	if (strcmp(url, "/v1/openapi.json") == 0) {
+		if (get)
+			handle_openapi(r);
+		else
+			method_not_allowed(r);
+		return;
+	}
 	if (strcmp(url, "/metrics") == 0) {
 		/* Open on metrics_listen (a private scrape address), else a key. */
 		if (r->metrics_only || authenticate_metrics(r))
@@ -867,6 +818,10 @@ void api_dispatch(struct request *r)
 	}
 	if (r->metrics_only) {
 		server_respond_error(r, 404, "NOT_FOUND", "this listener serves /metrics and /healthz only");
+		return;
+	}
+	if (ui_owns(url)) {
+		ui_dispatch(r);
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {
@@ -894,7 +849,8 @@ void api_dispatch(struct request *r)
 	if (strcmp(url, "/v1/scripts") == 0) {
 		if (!get) {
 			method_not_allowed(r);
-		} else if (authenticate(r)) {
+		} else if (authenticate_admin(r)) {
+			/* Script errors are for the operator, not for customers. */
 			json_t *o = json_pack("{s:o}", "data", script_host_list(r->w->scripts));
 			server_respond_json(r, 200, o);
 		}

@@ -11,7 +11,10 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
+#include "modelid.h"
 #include "luajson.h"
+#include "sign.h"
+#include "scrub.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -22,6 +25,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +134,38 @@ static int valid_http_url(const char *s, int allow_query)
 		if (ch <= 0x20 || ch == 0x7f)
 			return 0;
 		if (!allow_query && (ch == '?' || ch == '#'))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A proxy URL for curl: http, https, socks4, socks4a, socks5 or socks5h, a
+ * host, no whitespace or control characters. It may carry credentials, so
+ * errors about it never quote it.
+ */
+static int valid_proxy_url(const char *s)
+{
+	static const char *const schemes[] = { "http://", "https://", "socks4://",
+		"socks4a://", "socks5://", "socks5h://", NULL };
+	const char *h = NULL;
+	for (int i = 0; schemes[i]; i++)
+		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0)
+			h = s + strlen(schemes[i]);
+	if (!h)
+		return 0;
+	size_t alen = strcspn(h, "/?#");
+	const char *at = NULL;
+	for (size_t i = 0; i < alen; i++)
+		if (h[i] == '@')
+			at = h + i;
+	if (at)
+		h = at + 1;
+	if (h == s + strlen(s) || strchr("/?#:", *h))
+		return 0;
+	for (const char *p = s; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch <= 0x20 || ch == 0x7f)
 			return 0;
 	}
 	return 1;
@@ -336,7 +372,7 @@ static int sub_table(struct ld *d, int tidx, const char *field, const char *key)
 static int load_webhooks(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "retry", "timeout_s", "retry_jitter",
-		"require_https", "allow_private", "response_bytes", NULL };
+		"require_https", "allow_private", "response_bytes", "proxy", NULL };
 	lua_State *L = d->L;
 	int r = sub_table(d, env, "webhooks", "webhooks");
 	if (r <= 0)
@@ -348,9 +384,12 @@ static int load_webhooks(struct ld *d, struct config *c, int env)
 	    get_num(d, t, "retry_jitter", "webhooks.retry_jitter", &c->retry_jitter, 0, 1, 0) < 0 ||
 	    get_bool(d, t, "require_https", "webhooks.require_https", &c->require_https) < 0 ||
 	    get_bool(d, t, "allow_private", "webhooks.allow_private", &c->allow_private) < 0 ||
-	    get_int(d, t, "response_bytes", "webhooks.response_bytes", &rb, 1, 1LL << 30) < 0)
+	    get_int(d, t, "response_bytes", "webhooks.response_bytes", &rb, 1, 1LL << 30) < 0 ||
+	    get_str(d, t, "proxy", "webhooks.proxy", &c->webhook_proxy, 1) < 0)
 		return -1;
 	c->webhook_response_bytes = (size_t)rb;
+	if (c->webhook_proxy && !valid_proxy_url(c->webhook_proxy))
+		return lerr(d, "webhooks.proxy: must be a proxy URL (http, https, socks4, socks4a, socks5 or socks5h)");
 
 	int rt = rawfield(L, t, "retry");
 	if (rt != LUA_TNIL) {
@@ -457,6 +496,38 @@ static int load_limits(struct ld *d, struct config *c, int env)
 	return 0;
 }
 
+/*
+ * The provider keys the core reads (the rest belong to the adapter):
+ * max_inflight / queue_limit (integers >= 0: jobs submitted and not yet
+ * terminal, 0 no cap), callbacks (false: poll only), callback_requires (a
+ * table { https = bool, public = bool } or false: overrides the adapter's).
+ */
+static int check_provider_keys(struct ld *d, const char *name, json_t *o)
+{
+	static const char *const caps[] = { "max_inflight", "queue_limit", NULL };
+	for (const char *const *k = caps; *k; k++) {
+		json_t *v = json_object_get(o, *k);
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			  json_integer_value(v) > 1000000))
+			return lerr(d, "providers.%s.%s: must be an integer from 0 to 1000000", name, *k);
+	}
+	json_t *cb = json_object_get(o, "callbacks");
+	if (cb && !json_is_boolean(cb))
+		return lerr(d, "providers.%s.callbacks: must be true or false", name);
+	json_t *cr = json_object_get(o, "callback_requires");
+	if (cr && !json_is_false(cr)) {
+		const char *k;
+		json_t *v;
+		if (!json_is_object(cr))
+			return lerr(d, "providers.%s.callback_requires: must be { https = bool, public = bool } or false", name);
+		json_object_foreach(cr, k, v) {
+			if ((strcmp(k, "https") && strcmp(k, "public")) || !json_is_boolean(v))
+				return lerr(d, "providers.%s.callback_requires: must be { https = bool, public = bool } or false", name);
+		}
+	}
+	return 0;
+}
+
 static int load_providers(struct ld *d, struct config *c, int env)
 {
 	lua_State *L = d->L;
@@ -478,6 +549,15 @@ static int load_providers(struct ld *d, struct config *c, int env)
 		if (!json_is_object(o)) {
 			json_decref(o);
 			return lerr(d, "providers.%s: must be a table of settings", name);
+		}
+		json_t *proxy = json_object_get(o, "proxy");
+		if (proxy && (!json_is_string(proxy) || !valid_proxy_url(json_string_value(proxy)))) {
+			json_decref(o);
+			return lerr(d, "providers.%s.proxy: must be a proxy URL (http, https, socks4, socks4a, socks5 or socks5h)", name);
+		}
+		if (check_provider_keys(d, name, o) < 0) {
+			json_decref(o);
+			return -1;
 		}
 		json_object_set_new(c->providers, name, o);
 		lua_pop(L, 1);
@@ -570,6 +650,10 @@ static int load_customers(struct ld *d, struct config *c, int env)
 		snprintf(key, sizeof key, "%s.webhook_secret", prefix);
 		if (get_str(d, ct, "webhook_secret", key, &cu->webhook_secret, 1) < 0)
 			return -1;
+		char why[96];
+		if (cu->webhook_secret &&
+		    sign_webhook_secret_check(cu->webhook_secret, why, sizeof why) < 0)
+			return lerr(d, "%s: %s", key, why);
 		snprintf(key, sizeof key, "%s.hook", prefix);
 		if (get_str(d, ct, "hook", key, &cu->hook, 1) < 0)
 			return -1;
@@ -582,6 +666,8 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (cu->webhook_url && !valid_http_url(cu->webhook_url, 1))
 			return lerr(d, "%s: must be an http(s) URL", key);
+		if (cu->webhook_url && !cu->webhook_secret)
+			return lerr(d, "%s.webhook_secret: is required with a webhook_url (deliveries are always signed)", prefix);
 		EVP_Digest(cu->api_key, strlen(cu->api_key), cu->api_key_sha256,
 			   NULL, EVP_sha256(), NULL);
 		lua_pop(L, 1);
@@ -596,25 +682,11 @@ static int load_customers(struct ld *d, struct config *c, int env)
 	return 0;
 }
 
-/* "provider:model": provider an identifier, model non-empty, no spaces. */
+/* "provider:model" in the model id grammar (modelid.h), with a provider prefix. */
 static int valid_target(const char *s)
 {
-	const char *colon = strchr(s, ':');
-	char prov[NAME_MAX_LEN + 1];
-	size_t n;
-	if (!colon || colon == s || !colon[1])
-		return 0;
-	n = (size_t)(colon - s);
-	if (n > NAME_MAX_LEN)
-		return 0;
-	memcpy(prov, s, n);
-	prov[n] = '\0';
-	if (!is_ident(prov))
-		return 0;
-	for (const char *p = colon + 1; *p; p++)
-		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-			return 0;
-	return 1;
+	struct modelid mid;
+	return modelid_parse(s, &mid, NULL, 0) == 0 && mid.provider[0] != '\0';
 }
 
 /* Reads the target list at the top of the stack into a (pops nothing). */
@@ -754,19 +826,32 @@ static int set_defaults(struct config *c)
 }
 
 /*
- * Lua's lexer quotes the token near a syntax error; when that token is a
- * string literal it may be a secret, so the quote is cut from the message.
+ * A Lua error of the config file, with what Lua quoted from the file's
+ * string literals (they may be secrets) redacted: scrub_lua_message with the
+ * literals of the file.
  */
-static void redact_near_string(char *msg)
+static void redact_lua_error(char *msg, size_t cap, const char *path)
 {
-	char *p = strstr(msg, " near '");
-	if (p && (p[7] == '"' || p[7] == '\'' || p[7] == '['))
-		strcpy(p, " near a string literal");
+	char *lits = NULL;
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		size_t cap_src = 1 << 20, n;
+		char *src = malloc(cap_src);
+		if (src) {
+			n = fread(src, 1, cap_src, f);
+			lits = scrub_lua_literals(src, n);
+			free(src);
+		}
+		fclose(f);
+	}
+	scrub_lua_message(msg, cap, lits);
+	free(lits);
 }
 
 static const char *const top_keys[] = { "listen", "public_url", "store",
-	"scripts", "workers", "server_secret", "admin_key", "metrics_token",
-	"metrics_listen", "durability", "log_level",
+	"scripts", "workers", "server_secret", "server_secret_previous",
+	"store_insecure_permissions", "admin_key", "metrics_token", "metrics_listen",
+	"durability", "log_level",
 	"providers", "customers", "models", "webhooks", "jobs", "limits", NULL };
 
 /* Runs the file and reads its keys into c. 0 or -1 with d->err set. */
@@ -793,7 +878,7 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 		char msg[512];
 		const char *m = lua_tostring(L, -1);
 		snprintf(msg, sizeof msg, "%s", m ? m : "error object is not a string");
-		redact_near_string(msg);
+		redact_lua_error(msg, sizeof msg, path);
 		d->file = NULL; /* Lua's message already names the file */
 		lerr(d, "%s", msg);
 		d->file = path;
@@ -834,10 +919,12 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 		return -1;
 	c->workers = (int)w;
 
-	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0)
+	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0 ||
+	    get_str(d, env, "server_secret_previous", "server_secret_previous",
+		    &c->server_secret_previous, 1) < 0 ||
+	    get_bool(d, env, "store_insecure_permissions", "store_insecure_permissions",
+		     &c->store_insecure_permissions) < 0)
 		return -1;
-	if (c->server_secret && strlen(c->server_secret) < 16)
-		return lerr(d, "server_secret: must be at least 16 bytes");
 
 	if (get_str(d, env, "admin_key", "admin_key", &c->admin_key, 1) < 0)
 		return -1;
@@ -882,6 +969,81 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	return 0;
 }
 
+/*
+ * server_secret and server_secret_previous not set in the file come from the
+ * environment. Both must be at least 16 bytes, wherever they come from.
+ */
+static int load_secrets_env(struct ld *d, struct config *c)
+{
+	static const struct {
+		const char *key, *env;
+		size_t off;
+	} v[] = {
+		{ "server_secret", "GENRELAY_SERVER_SECRET", offsetof(struct config, server_secret) },
+		{ "server_secret_previous", "GENRELAY_SERVER_SECRET_PREVIOUS",
+		  offsetof(struct config, server_secret_previous) },
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		char **field = (char **)((char *)c + v[i].off);
+		const char *e = getenv(v[i].env);
+		int from_env = 0;
+		if (!*field && e && *e) {
+			if (!(*field = strdup(e)))
+				return lerr(d, "out of memory");
+			from_env = 1;
+		}
+		if (*field && strlen(*field) < 16)
+			return lerr(d, "%s: must be at least 16 bytes", from_env ? v[i].env : v[i].key);
+	}
+	return 0;
+}
+
+/* Every string under a secret-looking key, at any depth, is a secret. */
+static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+	if (json_is_string(v))
+		return secret && scrub_add(s, json_string_value(v)) < 0 ? -1 : 0;
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, x)
+			if (scrub_json_secrets(s, x, secret || scrub_key_is_secret(k)) < 0)
+				return -1;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			if (scrub_json_secrets(s, x, secret) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/*
+ * c->scrub from every secret of the config: provider settings under
+ * secret-looking keys, customers' API keys and webhook secrets (a "whsec_"
+ * secret also without its prefix), the server secrets and the admin key.
+ */
+static int build_scrub(struct ld *d, struct config *c)
+{
+	struct scrub *s = scrub_new();
+	int rc = 0;
+	if (!s)
+		return lerr(d, "out of memory");
+	c->scrub = s;
+	rc |= scrub_json_secrets(s, c->providers, 0);
+	for (size_t i = 0; i < c->ncustomers; i++) {
+		const char *ws = c->customers[i].webhook_secret;
+		rc |= scrub_add(s, c->customers[i].api_key) < 0 ? -1 : 0;
+		rc |= scrub_add(s, ws) < 0 ? -1 : 0;
+		if (ws && strncmp(ws, "whsec_", 6) == 0)
+			rc |= scrub_add(s, ws + 6) < 0 ? -1 : 0;
+	}
+	rc |= scrub_add(s, c->server_secret) < 0 ? -1 : 0;
+	rc |= scrub_add(s, c->server_secret_previous) < 0 ? -1 : 0;
+	rc |= scrub_add(s, c->admin_key) < 0 ? -1 : 0;
+	return rc < 0 ? lerr(d, "out of memory") : 0;
+}
+
 struct config *config_load(const char *path, char *err, size_t errlen)
 {
 	struct ld d = { NULL, path, err, errlen };
@@ -912,6 +1074,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		lerr(&d, "out of memory");
 		goto fail;
 	}
+	if (load_secrets_env(&d, c) < 0 || build_scrub(&d, c) < 0)
+		goto fail;
 	return c;
 fail:
 	if (d.L)
@@ -932,6 +1096,10 @@ void config_free(struct config *c)
 	if (c->server_secret)
 		OPENSSL_cleanse(c->server_secret, strlen(c->server_secret));
 	free(c->server_secret);
+	if (c->server_secret_previous)
+		OPENSSL_cleanse(c->server_secret_previous, strlen(c->server_secret_previous));
+	free(c->server_secret_previous);
+	scrub_free(c->scrub);
 	free(c->admin_key);
 	if (c->metrics_token)
 		OPENSSL_cleanse(c->metrics_token, strlen(c->metrics_token));
@@ -939,6 +1107,9 @@ void config_free(struct config *c)
 	free(c->metrics_listen);
 	free(c->durability);
 	free(c->log_level);
+	if (c->webhook_proxy)
+		OPENSSL_cleanse(c->webhook_proxy, strlen(c->webhook_proxy));
+	free(c->webhook_proxy);
 	json_decref(c->providers);
 	for (size_t i = 0; i < c->ncustomers; i++) {
 		struct config_customer *cu = &c->customers[i];

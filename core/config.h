@@ -14,7 +14,7 @@
 struct config_customer {
 	char *name;
 	char *api_key;        /* secret */
-	char *webhook_secret; /* secret; "whsec_..." or raw */
+	char *webhook_secret; /* secret; "whsec_<base64 of 24+ bytes>" or raw, checked at load */
 	char *hook;           /* hook script name, default "default" */
 	char *webhook_url;    /* default webhook for jobs that give none, or NULL */
 	unsigned char api_key_sha256[32]; /* for the constant-time key lookup */
@@ -36,7 +36,13 @@ struct config {
 	char *store;          /* "sqlite:PATH" */
 	char *scripts;        /* scripts directory */
 	int workers;
-	char *server_secret;  /* callback-token key; NULL: generated and kept in the store */
+	/* Callback-token key: the config, else GENRELAY_SERVER_SECRET, else NULL
+	 * (generated and kept in the store). */
+	char *server_secret;
+	/* The key before a rotation, still accepted for callbacks: the config,
+	 * else GENRELAY_SERVER_SECRET_PREVIOUS, else NULL. */
+	char *server_secret_previous;
+	int store_insecure_permissions; /* start on a group/world-readable store */
 	char *admin_key;      /* key of admin surfaces (/v1/scripts, /ui, /metrics); NULL: none */
 	unsigned char admin_key_sha256[32];
 	char *metrics_token;  /* bearer token for /metrics only (secret); NULL: none */
@@ -46,6 +52,10 @@ struct config {
 	char *log_level;      /* "debug", "info", "warn", "error" */
 
 	json_t *providers;    /* object: name -> object of settings (secrets inside) */
+	/* Every configured secret, for scrub_*() on outgoing text. Built by
+	 * config_load; main adds the stored server secret before the workers
+	 * start; read-only after that. Owned. */
+	struct scrub *scrub;
 
 	struct config_customer *customers;
 	size_t ncustomers;
@@ -60,6 +70,8 @@ struct config {
 	int require_https;
 	int allow_private;
 	size_t webhook_response_bytes; /* cap on a receiver's response body */
+	char *webhook_proxy;  /* explicit proxy for deliveries, or NULL: direct (the
+			       * environment's http_proxy ... is never used) */
 
 	/* jobs = { ... } */
 	double submit_window_s;   /* retry submits this long, then PROVIDER_UNAVAILABLE */

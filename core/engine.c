@@ -13,7 +13,9 @@
 #include "metrics.h"
 #include "retry.h"
 #include "script.h"
+#include "scrub.h"
 #include "sign.h"
+#include "urlguard.h"
 #include "worker.h"
 
 #include <curl/curl.h>
@@ -29,6 +31,8 @@
 #define PROVIDER_RESPONSE_MAX (4 << 20)
 #define MAX_NEXT_HOPS 5
 #define ERR_MAX 512
+#define RETRY_IN_MAX_MS 300000  /* cap on an adapter's retry_in (and Retry-After) */
+#define CAP_RECHECK_MS 500      /* a job held by a provider's max_inflight looks again after this */
 
 enum step_kind { STEP_SUBMIT, STEP_POLL, STEP_DELIVER, STEP_CANCEL, STEP_JWKS };
 
@@ -38,6 +42,7 @@ struct step {
 	enum step_kind kind;
 	struct work wk;
 	int hops;
+	int target_idx;   /* the job's target when the step started */
 	char provider[64];
 	char version[32];
 	int64_t started_ms;
@@ -260,6 +265,7 @@ static int start_request(struct step *st, json_t *req, fetch_done_cb cb,
 		.body = text, .body_len = len,
 		.timeout_ms = PROVIDER_TIMEOUT_MS,
 		.max_response = PROVIDER_RESPONSE_MAX,
+		.proxy = json_string_value(json_object_get(config_provider(w->cfg, st->provider), "proxy")),
 	};
 	int rc = fetch_start(w->fetch, &fr, cb, st);
 	free(text);
@@ -369,6 +375,7 @@ static void event_add(struct worker *w, const char *job_id, const char *kind, js
 {
 	char *text = json_dumps(detail, JSON_COMPACT);
 	json_decref(detail);
+	scrub_str(w->cfg->scrub, &text); /* reasons may quote a provider */
 	if (store_event_add(w->store, job_id, now_ms(), kind, text) < 0)
 		metrics_inc(M_STORE_ERRORS);
 	free(text);
@@ -412,8 +419,19 @@ static int fails_over(struct worker *w, const struct job *j)
 
 int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *nout)
 {
+	return engine_end_job_via_tx(w, j, NULL, out, nout);
+}
+
+int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
+			  struct work *out, int *nout)
+{
 	int64_t now = now_ms();
 	*nout = 0;
+	/* What providers and scripts wrote into the job leaves genrelay (the
+	 * job record, its events, the webhook): no configured secret in it. */
+	scrub_str(w->cfg->scrub, &j->error_message);
+	scrub_str(w->cfg->scrub, &j->output);
+	scrub_str(w->cfg->scrub, &j->data);
 	json_t *holder = NULL;
 	const char *next = fails_over(w, j) ? next_target(j, &holder) : NULL;
 	if (next) {
@@ -443,10 +461,10 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 	/* script_version: the provider script in effect when the job ended;
 	 * when a step gave the result (on_submitted, on_callback, on_polled, or
 	 * one that raised), the version that ran it. */
-	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?}", "status",
+	event_add(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?,s:s?}", "status",
 		  job_status_name(j->status), "error", j->error_code, "provider", j->provider,
 		  "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,
-								 j->provider) : NULL));
+								 j->provider) : NULL, "via", via));
 	if (!j->webhook_url)
 		return 0;
 	struct delivery d = {0};
@@ -490,13 +508,13 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
  * Ends job j (already set terminal in memory) and finishes the work row
  * that led here, in one transaction. Returns 0 or a store error.
  */
-static int end_job(struct worker *w, struct job *j, int64_t work_id)
+static int end_job(struct worker *w, struct job *j, int64_t work_id, const char *via)
 {
 	struct work out;
 	int nout = 0;
 	if (store_begin(w->store) < 0)
 		goto fail;
-	if (engine_end_job_tx(w, j, &out, &nout) < 0 ||
+	if (engine_end_job_via_tx(w, j, via, &out, &nout) < 0 ||
 	    (work_id && store_work_done(w->store, work_id) < 0)) {
 		store_rollback(w->store);
 		goto fail;
@@ -512,13 +530,19 @@ fail:
 	return -1;
 }
 
-static void fail_loaded(struct worker *w, struct job *j, int64_t work_id,
-			const char *code, const char *message)
+static void fail_via(struct worker *w, struct job *j, int64_t work_id,
+		     const char *code, const char *message, const char *via)
 {
 	j->status = JOB_FAILED;
 	job_set(&j->error_code, code);
 	job_set(&j->error_message, message);
-	end_job(w, j, work_id);
+	end_job(w, j, work_id, via);
+}
+
+static void fail_loaded(struct worker *w, struct job *j, int64_t work_id,
+			const char *code, const char *message)
+{
+	fail_via(w, j, work_id, code, message, NULL);
 }
 
 void engine_fail_job(struct worker *w, const char *job_id, const char *code,
@@ -570,6 +594,18 @@ static int load_live_job(struct worker *w, const struct work *wk, struct job *j)
 	return 0;
 }
 
+/*
+ * A provider step's answer is stale when the job moved on while the request
+ * ran: a callback that overtook it ended the job or moved it to another
+ * target (its work row was dropped then). A stale answer is dropped: the
+ * job's current step owns it now.
+ */
+static int step_stale(const struct step *st, const struct job *j)
+{
+	return j->target_idx != st->target_idx || !j->provider ||
+	       strcmp(j->provider, st->provider) != 0;
+}
+
 static int call_provider(struct worker *w, struct job *j, const char *fn,
 			 json_t *first, json_t **out, char *err, size_t errlen)
 {
@@ -581,7 +617,11 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 		args[nargs++] = first;
 	args[nargs++] = jarg;
 	engine_callback_url(w, j, cb_url, sizeof cb_url);
-	struct script_ctx ctx = { .provider = j->provider, .callback_url = cb_url, .keys = NULL };
+	struct script_provider_info info;
+	script_provider_info(w->scripts, j->provider, &info);
+	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
+	struct script_ctx ctx = { .provider = j->provider,
+				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL };
 	int rc = script_call(w->scripts, SCRIPT_PROVIDER, j->provider, fn, args, nargs,
 			     &ctx, out, err, errlen);
 	json_decref(jarg);
@@ -596,6 +636,53 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 /* ---------- submit ---------- */
 
 static void submit_done(void *arg, const struct fetch_response *res);
+static void submit_give_up(struct worker *w, struct job *j, const struct work *wk,
+			   const char *code, const char *reason, int allow_failover);
+
+int engine_callbacks_refused(const char *public_url, const char *provider,
+			     const struct script_provider_info *info, char *why, size_t whylen)
+{
+	if (!info->callbacks || (!info->callback_https && !info->callback_public))
+		return 0;
+	struct urlguard_policy pol = { .require_https = info->callback_https,
+				       .allow_private = !info->callback_public };
+	char reason[256];
+	if (urlguard_check_url(&pol, public_url ? public_url : "", reason, sizeof reason) == 0)
+		return 0;
+	snprintf(why, whylen, "%s needs callbacks at %s%s%s address, and public_url (%.200s) is not one "
+		 "(%s); set public_url, or providers.%s.callbacks = false to poll only",
+		 provider, info->callback_https ? "an https" : "a",
+		 info->callback_https && info->callback_public ? ", public" : "",
+		 info->callback_public ? (info->callback_https ? "" : " public") : "",
+		 public_url ? public_url : "", reason, provider);
+	return 1;
+}
+
+/*
+ * A provider with max_inflight: takes one of its slots for this submit (1),
+ * or holds the row, due as it was, for CAP_RECHECK_MS or longer the further
+ * back it is (0; the job keeps its place: rows due earlier go first).
+ * <0 on a store error.
+ */
+static int take_slot(struct worker *w, const struct work *wk, const char *provider, long cap)
+{
+	int64_t now = now_ms();
+	int rc = -1;
+	if (store_begin(w->store) < 0)
+		goto fail;
+	rc = store_work_take_slot(w->store, wk->id, provider, wk->due_at, now, cap,
+				  CAP_RECHECK_MS);
+	if (rc < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		goto fail;
+	}
+	if (rc == 0)
+		engine_kick(w, now + CAP_RECHECK_MS);
+	return rc;
+fail:
+	metrics_inc(M_STORE_ERRORS);
+	return -1;
+}
 
 static void run_submit(struct worker *w, const struct work *wk)
 {
@@ -603,14 +690,54 @@ static void run_submit(struct worker *w, const struct work *wk)
 	char err[ERR_MAX];
 	if (load_live_job(w, wk, &j))
 		return;
+	struct script_provider_info info;
+	char why[ERR_MAX];
+	if (script_provider_info(w->scripts, j.provider, &info) == 0 && !info.configured) {
+		snprintf(why, sizeof why, "provider %s is not configured (no providers.%s in the config)",
+			 j.provider, j.provider);
+		submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+		job_clear(&j);
+		return;
+	}
+	/* Refused at submit, without calling the provider: it would refuse the
+	 * callback URL (or never reach it). An alias moves to its next target. */
+	if (engine_callbacks_refused(w->cfg->public_url, j.provider, &info, why, sizeof why)) {
+		submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+		job_clear(&j);
+		return;
+	}
+	if (info.max_inflight > 0) {
+		int slot = take_slot(w, wk, j.provider, info.max_inflight);
+		if (slot < 0) /* the store failed: look again in a second */
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+		if (slot != 1) {
+			job_clear(&j);
+			return;
+		}
+	}
 	json_t *req = NULL;
 	if (call_provider(w, &j, "submit", NULL, &req, err, sizeof err) < 0) {
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
 		job_clear(&j);
 		return;
 	}
+	/* A submit request's `data` (e.g. a per-job secret the provider will sign
+	 * its callback with) is stored before the request goes out. */
+	json_t *rdata = json_object_get(req, "data");
+	if (json_is_object(rdata) && json_object_size(rdata) > 0) {
+		merge_data(&j, rdata);
+		j.updated_at = now_ms();
+		if (store_job_update(w->store, &j) < 0) {
+			metrics_inc(M_STORE_ERRORS);
+			json_decref(req);
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+			job_clear(&j);
+			return;
+		}
+	}
 	struct step *st = step_new(w, STEP_SUBMIT, wk);
 	snprintf(st->provider, sizeof st->provider, "%s", j.provider);
+	st->target_idx = j.target_idx;
 	const char *v = script_version(w->scripts, SCRIPT_PROVIDER, j.provider);
 	snprintf(st->version, sizeof st->version, "%s", v ? v : "");
 	metrics_inc(M_SUBMITS);
@@ -651,7 +778,7 @@ static void submit_give_up(struct worker *w, struct job *j, const struct work *w
 		snprintf(msg, sizeof msg, "provider %s unavailable: %s", j->provider, reason);
 		fail_loaded(w, j, wk->id, code, msg);
 	} else {
-		end_job(w, j, wk->id);
+		end_job(w, j, wk->id, "submit");
 	}
 }
 
@@ -706,6 +833,22 @@ static void describe(const struct fetch_response *res, char *out, size_t outlen)
 		snprintf(out, outlen, "HTTP %ld", res->status);
 }
 
+static int is_retry(json_t *result)
+{
+	const char *state = json_string_value(json_object_get(result, "state"));
+	return state && strcmp(state, "retry") == 0;
+}
+
+/* An adapter's retry_in (seconds) as ms, capped at RETRY_IN_MAX_MS; -1 none. */
+static int64_t retry_in_ms(json_t *result)
+{
+	json_t *ri = json_object_get(result, "retry_in");
+	if (!json_is_number(ri) || !(json_number_value(ri) >= 0))
+		return -1;
+	double ms = json_number_value(ri) * 1000;
+	return ms > RETRY_IN_MAX_MS ? RETRY_IN_MAX_MS : (int64_t)ms;
+}
+
 static void submit_done(void *arg, const struct fetch_response *res)
 {
 	struct step *st = arg;
@@ -715,9 +858,30 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	const struct work *wk = &st->wk;
 	if (load_live_job(w, wk, &j))
 		goto out;
+	if (step_stale(st, &j))
+		goto out_job;
 	describe(res, why, sizeof why);
 	if (res->error || retry_status_retryable(res->status)) {
-		submit_retry(w, &j, wk, header_retry_after(res), why);
+		int64_t after = header_retry_after(res);
+		if (!res->error && res->status == 429) {
+			/* The adapter sees a 429 and may read the wait from the body
+			 * ({state = "retry", retry_in = s}); any other answer, or a
+			 * script error, leaves the core's retry (Retry-After or backoff). */
+			json_t *rarg = response_arg(res), *result = NULL;
+			if (call_provider(w, &j, "on_submitted", rarg, &result, err, sizeof err) == 0 &&
+			    is_retry(result)) {
+				int64_t ri = retry_in_ms(result);
+				const char *m = json_string_value(json_object_get(
+					json_object_get(result, "error"), "message"));
+				if (ri >= 0)
+					after = ri;
+				if (m)
+					snprintf(why, sizeof why, "HTTP 429: %.200s", m);
+			}
+			json_decref(rarg);
+			json_decref(result);
+		}
+		submit_retry(w, &j, wk, after, why);
 		goto out_job;
 	}
 	json_t *rarg = response_arg(res), *result = NULL;
@@ -727,10 +891,8 @@ static void submit_done(void *arg, const struct fetch_response *res)
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
 		goto out_job;
 	}
-	const char *state = json_string_value(json_object_get(result, "state"));
-	if (state && strcmp(state, "retry") == 0) {
-		json_t *ri = json_object_get(result, "retry_in");
-		int64_t after = json_is_number(ri) ? (int64_t)(json_number_value(ri) * 1000) : -1;
+	if (is_retry(result)) {
+		int64_t after = retry_in_ms(result);
 		json_t *e = json_object_get(result, "error");
 		const char *m = json_string_value(json_object_get(e, "message"));
 		submit_retry(w, &j, wk, after, m ? m : "provider asked to retry");
@@ -741,7 +903,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	json_t *poll_in = json_object_get(result, "poll_in");
 	int64_t now = now_ms();
 	if (term != 0) {
-		end_job(w, &j, wk->id);
+		end_job(w, &j, wk->id, "submit");
 		json_decref(result);
 		goto out_job;
 	}
@@ -749,7 +911,10 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	 * settings may carry its own poll_after_s. */
 	json_t *settings = script_provider_settings(w->scripts, j.provider);
 	json_t *pa = json_object_get(settings, "poll_after_s");
+	struct script_provider_info info;
+	script_provider_info(w->scripts, j.provider, &info);
 	double first = json_is_number(poll_in) ? json_number_value(poll_in)
+		     : !info.callbacks ? w->cfg->poll_interval_s /* no callback will come */
 		     : json_is_number(pa) ? json_number_value(pa) : w->cfg->poll_after_s;
 	json_decref(settings);
 	int64_t due = now + (int64_t)(first * 1000);
@@ -792,7 +957,10 @@ static int64_t poll_delay(struct worker *w, const struct job *j, json_t *poll_in
 	return (int64_t)(d * 1000);
 }
 
-static void poll_later(struct worker *w, struct job *j, const struct work *wk, json_t *poll_in)
+/* Polls again later. n404: the consecutive 404 answers so far, kept in the
+ * poll row's tries (a poll row has no other use for it). */
+static void poll_later(struct worker *w, struct job *j, const struct work *wk, json_t *poll_in,
+		       int n404)
 {
 	int64_t due = now_ms() + poll_delay(w, j, poll_in);
 	if (due > j->deadline)
@@ -800,7 +968,7 @@ static void poll_later(struct worker *w, struct job *j, const struct work *wk, j
 	j->polls++;
 	j->updated_at = now_ms();
 	if (store_begin(w->store) < 0 || store_job_update(w->store, j) < 0 ||
-	    store_work_reschedule(w->store, wk->id, due, wk->tries + 1) < 0 ||
+	    store_work_reschedule(w->store, wk->id, due, n404) < 0 ||
 	    store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		metrics_inc(M_STORE_ERRORS);
@@ -816,8 +984,8 @@ static void run_poll(struct worker *w, const struct work *wk)
 	if (load_live_job(w, wk, &j))
 		return;
 	if (now_ms() >= j.deadline) {
-		fail_loaded(w, &j, wk->id, "PROVIDER_TIMEOUT",
-			    "no result from the provider before the job's deadline");
+		fail_via(w, &j, wk->id, "PROVIDER_TIMEOUT",
+			 "no result from the provider before the job's deadline", "deadline");
 		job_clear(&j);
 		return;
 	}
@@ -835,6 +1003,7 @@ static void run_poll(struct worker *w, const struct work *wk)
 	}
 	struct step *st = step_new(w, STEP_POLL, wk);
 	snprintf(st->provider, sizeof st->provider, "%s", j.provider);
+	st->target_idx = j.target_idx;
 	metrics_inc(M_POLLS);
 	if (start_request(st, req, poll_done, err, sizeof err) < 0) {
 		step_free(st);
@@ -853,12 +1022,26 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	const struct work *wk = &st->wk;
 	if (load_live_job(w, wk, &j))
 		goto out;
-	/* A `next` request's 5xx is the provider's final word (fal's result call
-	 * returns the model's own status), so the script sees it. */
-	if (res->error || (retry_status_retryable(res->status) &&
-			   !(st->hops > 0 && res->status >= 500))) {
-		poll_later(w, &j, wk, NULL);
+	if (step_stale(st, &j))
 		goto out_job;
+	/* A network error, 429 or 5xx on a poll never ends a job: it polls again
+	 * on the schedule. The one exception is a `next` request's HTTP 500: fal's
+	 * result call relays the model's own status, so the script sees it (502,
+	 * 503 and 504 there are the gateway's, and retried). A 404 ends nothing
+	 * until the adapter's poll_404_limit consecutive ones (default 3): a
+	 * provider that has not indexed a new request yet answers 404 too. */
+	if (res->error || (retry_status_retryable(res->status) &&
+			   !(st->hops > 0 && res->status == 500))) {
+		poll_later(w, &j, wk, NULL, wk->tries);
+		goto out_job;
+	}
+	if (res->status == 404) {
+		struct script_provider_info info;
+		script_provider_info(w->scripts, j.provider, &info);
+		if (wk->tries + 1 < info.poll_404_limit) {
+			poll_later(w, &j, wk, NULL, wk->tries + 1);
+			goto out_job;
+		}
 	}
 	json_t *rarg = response_arg(res), *result = NULL;
 	int rc = call_provider(w, &j, "on_polled", rarg, &result, err, sizeof err);
@@ -886,9 +1069,9 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	}
 	int term = engine_apply_result(w, &j, result, res->status, st->provider);
 	if (term != 0)
-		end_job(w, &j, wk->id);
+		end_job(w, &j, wk->id, "poll");
 	else
-		poll_later(w, &j, wk, json_object_get(result, "poll_in"));
+		poll_later(w, &j, wk, json_object_get(result, "poll_in"), 0);
 	json_decref(result);
 out_job:
 	job_clear(&j);
@@ -949,10 +1132,24 @@ static void run_cancel(struct worker *w, const struct work *wk)
 
 static void deliver_done(void *arg, const struct fetch_response *res);
 
+/* A webhook body leaves scrubbed of every configured secret (a hook may put
+ * anything in it); the signature covers the scrubbed bytes. */
+static void scrub_body(struct worker *w, char **body, size_t *bodylen)
+{
+	size_t n = 0;
+	char *t = *body ? scrub_dup(w->cfg->scrub, *body, *bodylen, &n) : NULL;
+	if (t) {
+		free(*body);
+		*body = t;
+		*bodylen = n;
+	}
+}
+
 /* Records one failed or refused attempt and schedules the next try. */
 static void delivery_failed(struct worker *w, struct delivery *d, const struct work *wk,
 			    long status, double latency, const char *error,
-			    int64_t retry_after, const char *version)
+			    int64_t retry_after, const char *version,
+			    const char *sent, size_t sent_len)
 {
 	int64_t now = now_ms();
 	d->attempts++;
@@ -970,7 +1167,12 @@ static void delivery_failed(struct worker *w, struct delivery *d, const struct w
 	}
 	if (store_begin(w->store) < 0)
 		goto fail;
-	if (store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, error, version) < 0 ||
+	char *why = error ? strdup(error) : NULL;
+	scrub_str(w->cfg->scrub, &why);
+	int bad = store_attempt_insert(w->store, d->id, d->job_id, now, status, latency, why, version,
+				       sent, sent_len) < 0;
+	free(why);
+	if (bad ||
 	    store_delivery_update(w->store, d) < 0 ||
 	    (delay < 0 ? store_work_done(w->store, wk->id)
 		       : store_work_reschedule(w->store, wk->id, d->next_at, wk->tries + 1)) < 0 ||
@@ -985,9 +1187,15 @@ fail:
 	metrics_inc(M_STORE_ERRORS);
 }
 
+/* The body an attempt sent is kept with the attempt, up to this many bytes
+ * (the dashboard shows it; the receiver got all of it). */
+#define ATTEMPT_BODY_KEEP (16 * 1024)
+
 struct deliver_step {
 	struct step base;
 	struct delivery d;
+	size_t sent_len;  /* bytes of sent[] kept (the body, truncated) */
+	char sent[];      /* ATTEMPT_BODY_KEEP at most */
 };
 
 static void run_deliver(struct worker *w, const struct work *wk)
@@ -1026,7 +1234,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		metrics_inc(M_SCRIPT_ERRORS);
 		char msg[ERR_MAX];
 		snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: not loaded", hook);
-		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL);
+		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL, NULL, 0);
 		goto done;
 	}
 	if (script_exists(w->scripts, SCRIPT_HOOK, hook)) {
@@ -1037,14 +1245,14 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			metrics_inc(M_SCRIPT_ERRORS);
 			char msg[ERR_MAX + 16];
 			snprintf(msg, sizeof msg, "SCRIPT_ERROR: %s", err);
-			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver);
+			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver, NULL, 0);
 			goto done;
 		}
 		if (json_is_null(out)) {
 			snprintf(d.status, sizeof d.status, "skipped");
 			if (store_begin(w->store) == 0) {
 				store_attempt_insert(w->store, d.id, d.job_id, now_ms(), 0, 0,
-						     "skipped by hook", ver);
+						     "skipped by hook", ver, NULL, 0);
 				store_delivery_update(w->store, &d);
 				store_work_done(w->store, wk->id);
 				if (store_commit(w->store) < 0)
@@ -1062,45 +1270,77 @@ static void run_deliver(struct worker *w, const struct work *wk)
 			body = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
 			bodylen = body ? strlen(body) : 0;
 		}
+		/* A header the hook may not send fails the attempt, naming it, like
+		 * any other hook error: dropping it quietly would hide the mistake. */
 		const char *k;
 		json_t *v;
+		char herr[400] = "";
 		json_object_foreach(json_object_get(out, "headers"), k, v) {
 			const char *sv = json_string_value(v);
-			if (!sv || !header_ok(k) || !header_ok(sv) ||
-			    strncasecmp(k, "webhook-", 8) == 0 || strcasecmp(k, "content-length") == 0)
-				continue;
-			if (strcasecmp(k, "content-type") == 0)
+			if (fetch_header_field_check(k, sv, sv ? json_string_length(v) : 0,
+						     herr, sizeof herr) < 0)
+				break;
+			if (fetch_header_name_matches(k, "webhook-*")) {
+				snprintf(herr, sizeof herr, "header '%s' is set by the core (Standard Webhooks), not by a hook", k);
+				break;
+			}
+			if (fetch_header_name_matches(k, "content-type"))
 				has_ct = 1;
 			char line[4096];
 			snprintf(line, sizeof line, "%s: %s", k, sv);
 			hl = curl_slist_append(hl, line);
 		}
 		json_decref(out);
+		if (herr[0]) {
+			curl_slist_free_all(hl);
+			metrics_inc(M_SCRIPT_ERRORS);
+			char msg[ERR_MAX];
+			snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: %s", hook, herr);
+			delivery_failed(w, &d, wk, 0, 0, msg, -1, ver, NULL, 0);
+			goto done;
+		}
 		if (!body) {
 			curl_slist_free_all(hl);
 			delivery_failed(w, &d, wk, 0, 0, "SCRIPT_ERROR: transform returned no body",
-					-1, ver);
+					-1, ver, NULL, 0);
 			goto done;
 		}
 	} else {
 		body = json_dumps(event, JSON_COMPACT);
 		bodylen = strlen(body);
 	}
+	scrub_body(w, &body, &bodylen);
 	int64_t ts = now_ms() / 1000;
 	char line[512], sig[128];
 	snprintf(line, sizeof line, "webhook-id: %s", d.id);
 	hl = curl_slist_append(hl, line);
 	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
 	hl = curl_slist_append(hl, line);
-	if (cust && cust->webhook_secret &&
-	    sign_webhook(cust->webhook_secret, d.id, ts, body, bodylen, sig, sizeof sig) > 0) {
-		snprintf(line, sizeof line, "webhook-signature: %s", sig);
-		hl = curl_slist_append(hl, line);
+	/* Never sent unsigned: no signature, no request (the attempt is recorded). */
+	if (!cust || !cust->webhook_secret ||
+	    sign_webhook(cust->webhook_secret, d.id, ts, body, bodylen, sig, sizeof sig) <= 0) {
+		curl_slist_free_all(hl);
+		delivery_failed(w, &d, wk, 0, 0, !cust || !cust->webhook_secret
+				? "not signed, not sent: the customer has no webhook_secret"
+				: "not signed, not sent: signing failed", -1, ver, NULL, 0);
+		goto done;
 	}
+	snprintf(line, sizeof line, "webhook-signature: %s", sig);
+	hl = curl_slist_append(hl, line);
 	if (!has_ct)
 		hl = curl_slist_append(hl, "Content-Type: application/json");
 	hl = curl_slist_append(hl, "Expect:");
-	struct deliver_step *ds = calloc(1, sizeof *ds);
+	size_t keep = bodylen < ATTEMPT_BODY_KEEP ? bodylen : ATTEMPT_BODY_KEEP;
+	while (keep < bodylen && keep > 0 && ((unsigned char)body[keep] & 0xC0) == 0x80)
+		keep--; /* cut at a character boundary */
+	struct deliver_step *ds = calloc(1, sizeof *ds + keep + 1);
+	if (!ds) {
+		curl_slist_free_all(hl);
+		delivery_failed(w, &d, wk, 0, 0, "out of memory", -1, ver, NULL, 0);
+		goto done;
+	}
+	memcpy(ds->sent, body, keep);
+	ds->sent_len = keep;
 	ds->base.w = w;
 	ds->base.kind = STEP_DELIVER;
 	ds->base.wk = *wk;
@@ -1113,10 +1353,11 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		.method = "POST", .url = ds->d.url, .headers = hl, .body = body,
 		.body_len = bodylen, .timeout_ms = (long)(w->cfg->webhook_timeout_s * 1000),
 		.max_response = w->cfg->webhook_response_bytes, .guard = &w->guard,
+		.proxy = w->cfg->webhook_proxy,
 	};
 	metrics_inc(M_DELIVERY_ATTEMPTS);
 	if (fetch_start(w->fetch, &fr, deliver_done, ds) < 0) {
-		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver);
+		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver, NULL, 0);
 		free(ds->d.url);
 		w->inflight_steps--;
 		free(ds);
@@ -1141,7 +1382,7 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 		metrics_inc(M_DELIVERIES_OK);
 		if (store_begin(w->store) < 0 ||
 		    store_attempt_insert(w->store, d->id, d->job_id, now_ms(), res->status,
-					 res->total_ms, NULL, ds->base.version) < 0 ||
+					 res->total_ms, NULL, ds->base.version, ds->sent, ds->sent_len) < 0 ||
 		    store_delivery_update(w->store, d) < 0 ||
 		    store_work_done(w->store, wk->id) < 0 || store_commit(w->store) < 0) {
 			store_rollback(w->store);
@@ -1151,7 +1392,8 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 		char why[256];
 		describe(res, why, sizeof why);
 		delivery_failed(w, d, wk, res->status, res->total_ms,
-				res->error ? why : NULL, header_retry_after(res), ds->base.version);
+				res->error ? why : NULL, header_retry_after(res), ds->base.version,
+				ds->sent, ds->sent_len);
 	}
 	free(d->url);
 	w->inflight_steps--;
@@ -1212,6 +1454,7 @@ json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh
 			.method = "GET", .url = url,
 			.headers = curl_slist_append(NULL, "Accept: application/json"),
 			.timeout_ms = 10000, .max_response = 256 * 1024,
+			.proxy = json_string_value(json_object_get(config_provider(w->cfg, provider), "proxy")),
 		};
 		if (fetch_start(w->fetch, &fr, jwks_done, js) == 0)
 			json_object_set_new(entry, "pending", json_true());
@@ -1255,4 +1498,75 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 	default:
 		work_done(w, wk);
 	}
+}
+
+/*
+ * Sends delivery d again now (also a dead one): pending, due now, a work
+ * row leased to this worker, committed, then started. d stays the caller's.
+ * Returns 0, or -1 when the store failed (nothing changed).
+ */
+int engine_redeliver(struct worker *w, struct delivery *d)
+{
+	int64_t now = now_ms();
+	struct work wk = { .kind = WORK_DELIVER, .due_at = now };
+	snprintf(wk.job_id, sizeof wk.job_id, "%s", d->job_id);
+	snprintf(wk.ref, sizeof wk.ref, "%s", d->id);
+	snprintf(d->status, sizeof d->status, "pending");
+	d->next_at = now;
+	if (store_begin(w->store) < 0)
+		return -1;
+	if (store_delivery_update(w->store, d) < 0 ||
+	    store_work_add(w->store, d->job_id, WORK_DELIVER, d->id, now, w->owner,
+			   now + LEASE_MS, &wk.id) < 0 || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		return -1;
+	}
+	engine_dispatch(w, &wk);
+	return 0;
+}
+
+/*
+ * Cancels job id (of customer, or of anyone when customer is NULL): ends it
+ * canceled and queues the provider's cancel where its script has one, in
+ * one transaction, then starts what follows. A job already ended is left as
+ * it is. *j gets the job (caller clears) on 0; 1 when there is no such job,
+ * <0 on a store error.
+ */
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j)
+{
+	if (store_begin(w->store) < 0)
+		return -1;
+	int rc = store_job_get(w->store, id, customer, j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		return rc;
+	}
+	if (job_terminal(j->status)) {
+		store_rollback(w->store);
+		return 0;
+	}
+	struct work out[2];
+	int nout = 0;
+	j->status = JOB_CANCELED;
+	job_set(&j->error_code, "CANCELED");
+	job_set(&j->error_message, customer ? "canceled by the customer" : "canceled by an operator");
+	int64_t now = now_ms();
+	int ok = engine_end_job_tx(w, j, out, &nout) == 0;
+	if (ok && j->request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j->provider, "cancel")) {
+		struct work *ck = &out[nout];
+		memset(ck, 0, sizeof *ck);
+		ck->kind = WORK_CANCEL;
+		ck->due_at = now;
+		snprintf(ck->job_id, sizeof ck->job_id, "%s", j->id);
+		ok = store_work_add(w->store, j->id, WORK_CANCEL, NULL, now, w->owner,
+				    now + LEASE_MS, &ck->id) == 0;
+		nout++;
+	}
+	if (!ok || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		job_clear(j);
+		return -1;
+	}
+	engine_job_ended(w, j, out, nout);
+	return 0;
 }

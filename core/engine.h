@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "job.h"
+#include "script.h"
 #include "store.h"
 
 struct worker;
@@ -31,6 +32,10 @@ void engine_dispatch(struct worker *w, const struct work *wk);
  * the commit, *nout 0 or 1.
  */
 int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *nout);
+/* The same, with how the end came for the "ended" event's detail ("callback",
+ * "poll", "submit", "deadline"; NULL: not said, e.g. a customer's cancel). */
+int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
+			  struct work *out, int *nout);
 /* After the commit of engine_end_job_tx: counts, dispatches, wakes waiters. */
 void engine_job_ended(struct worker *w, const struct job *j, const struct work *out, int nout);
 
@@ -43,6 +48,16 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
 int engine_apply_result(struct worker *w, struct job *j, json_t *res,
 			long http_status, const char *script_name);
 
+/*
+ * 1 when a provider that declares callback_requires (https, public) would
+ * refuse callbacks at public_url (judged by its spelling: scheme, and
+ * loopback/private literals and localhost names, as the webhook URL guard
+ * does), with the reason naming public_url and providers.NAME.callbacks in
+ * why; 0 when usable, or when the provider polls only (callbacks = false).
+ */
+int engine_callbacks_refused(const char *public_url, const char *provider,
+			     const struct script_provider_info *info, char *why, size_t whylen);
+
 /* The `job` table handed to provider scripts; caller owns. */
 json_t *engine_job_arg(const struct job *j);
 /* The callback URL of a job into out. */
@@ -50,6 +65,14 @@ void engine_callback_url(struct worker *w, const struct job *j, char *out, size_
 /* Cached JWKS keys of a provider (borrowed) or NULL; starts a fetch when
  * missing or stale. */
 json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh);
+/* Sends delivery d again now (also a dead one); 0, or -1 on a store error. */
+int engine_redeliver(struct worker *w, struct delivery *d);
+/*
+ * Cancels job id (customer's, or anyone's when customer is NULL) in its own
+ * transaction; an ended job is left as it is. 0 with *j filled (caller
+ * clears), 1 when absent, <0 on a store error.
+ */
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
 /* Ends a job as failed with code/message in its own transaction. */
 void engine_fail_job(struct worker *w, const char *job_id, const char *code,
 		     const char *message);

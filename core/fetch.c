@@ -3,6 +3,22 @@
  *
  * Easy handles are kept in a free list and reused, so connections stay in the
  * multi handle's cache and no allocation happens per request after warm-up.
+ *
+ * Two connection pools (two multi handles on the same loop): guarded
+ * transfers (a customer-chosen URL, fetch_request.guard set) and the rest
+ * (providers, JWKS). A connection opened for one kind never carries the
+ * other, so a webhook to the host:port of a provider reached at a private
+ * address cannot ride the provider's connection, and a provider request never
+ * rides a connection a customer's URL chose. Within the guarded pool the peer
+ * of every transfer is checked again before its request is sent
+ * (CURLOPT_PREREQFUNCTION, which curl calls for new and reused connections
+ * alike), on top of the check when the socket is opened.
+ *
+ * Proxies: a guarded transfer never takes a proxy from the environment
+ * (http_proxy, HTTPS_PROXY, ALL_PROXY, no_proxy ...): it goes direct, or
+ * through the proxy its request names (webhooks.proxy), which is then the
+ * only peer and is trusted to apply its own egress rules. Other transfers
+ * use the proxy their request names, or curl's environment defaults.
  */
 #include "fetch.h"
 
@@ -29,7 +45,8 @@ struct transfer {
 	struct buf head;
 	int truncated;
 	int blocked;
-	const struct urlguard_policy *guard;
+	int check_peer; /* guarded, private addresses refused, no proxy */
+	struct pool *pool;
 	fetch_done_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -37,10 +54,18 @@ struct transfer {
 	struct transfer *prev;
 };
 
-struct fetcher {
-	struct loop *loop;
+/* One connection pool: a multi handle and its timer. */
+struct pool {
+	struct fetcher *f;
 	CURLM *multi;
 	struct loop_timer timer;
+};
+
+enum { POOL_PLAIN, POOL_GUARDED, POOL_COUNT };
+
+struct fetcher {
+	struct loop *loop;
+	struct pool pools[POOL_COUNT];
 	struct transfer *free;
 	struct transfer *active;
 	size_t inflight;
@@ -49,16 +74,16 @@ struct fetcher {
 
 struct sock {
 	struct loop_io io;
-	struct fetcher *f;
+	struct pool *p;
 	curl_socket_t fd;
 };
 
-static void check_done(struct fetcher *f);
+static void check_done(struct pool *p);
 
 static void io_cb(struct loop_io *io, uint32_t events)
 {
 	struct sock *s = io->arg;
-	struct fetcher *f = s->f;
+	struct pool *p = s->p;
 	int flags = 0, running;
 	if (events & EPOLLIN)
 		flags |= CURL_CSELECT_IN;
@@ -66,19 +91,20 @@ static void io_cb(struct loop_io *io, uint32_t events)
 		flags |= CURL_CSELECT_OUT;
 	if (events & (EPOLLERR | EPOLLHUP))
 		flags |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(f->multi, s->fd, flags, &running);
-	check_done(f);
+	curl_multi_socket_action(p->multi, s->fd, flags, &running);
+	check_done(p);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 {
-	struct fetcher *f = userp;
+	struct pool *p = userp;
+	struct fetcher *f = p->f;
 	struct sock *s = sockp;
 	(void)e;
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
 			loop_io_del(f->loop, &s->io);
-			curl_multi_assign(f->multi, fd, NULL);
+			curl_multi_assign(p->multi, fd, NULL);
 			loop_defer_free(f->loop, s);
 		}
 		return 0;
@@ -92,13 +118,13 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 		s = calloc(1, sizeof *s);
 		if (!s)
 			return -1;
-		s->f = f;
+		s->p = p;
 		s->fd = fd;
 		if (loop_io_add(f->loop, &s->io, fd, ev, io_cb, s) < 0) {
 			free(s);
 			return -1;
 		}
-		curl_multi_assign(f->multi, fd, s);
+		curl_multi_assign(p->multi, fd, s);
 	} else {
 		loop_io_mod(f->loop, &s->io, ev);
 	}
@@ -107,21 +133,31 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 
 static void timer_fire(struct loop_timer *t)
 {
-	struct fetcher *f = t->arg;
+	struct pool *p = t->arg;
 	int running;
-	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(f);
+	curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(p);
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-	struct fetcher *f = userp;
+	struct pool *p = userp;
 	(void)m;
 	if (timeout_ms < 0)
-		loop_timer_stop(f->loop, &f->timer);
+		loop_timer_stop(p->f->loop, &p->timer);
 	else
-		loop_timer_set(f->loop, &f->timer, loop_now_ms() + timeout_ms);
+		loop_timer_set(p->f->loop, &p->timer, loop_now_ms() + timeout_ms);
 	return 0;
+}
+
+static void pools_free(struct fetcher *f)
+{
+	for (int i = 0; i < POOL_COUNT; i++) {
+		struct pool *p = &f->pools[i];
+		if (p->multi)
+			curl_multi_cleanup(p->multi);
+		loop_timer_stop(f->loop, &p->timer);
+	}
 }
 
 struct fetcher *fetcher_new(struct loop *l, long max_connections)
@@ -130,17 +166,24 @@ struct fetcher *fetcher_new(struct loop *l, long max_connections)
 	if (!f)
 		return NULL;
 	f->loop = l;
-	f->multi = curl_multi_init();
-	if (!f->multi) {
-		free(f);
-		return NULL;
+	for (int i = 0; i < POOL_COUNT; i++) {
+		f->pools[i].f = f;
+		loop_timer_init(&f->pools[i].timer, timer_fire, &f->pools[i]);
 	}
-	loop_timer_init(&f->timer, timer_fire, f);
-	curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
-	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, max_connections);
+	for (int i = 0; i < POOL_COUNT; i++) {
+		struct pool *p = &f->pools[i];
+		p->multi = curl_multi_init();
+		if (!p->multi) {
+			pools_free(f);
+			free(f);
+			return NULL;
+		}
+		curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+		curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
+		curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, max_connections);
+	}
 	return f;
 }
 
@@ -161,15 +204,14 @@ void fetcher_free(struct fetcher *f)
 	struct transfer *t, *n;
 	for (t = f->active; t; t = n) {
 		n = t->next;
-		curl_multi_remove_handle(f->multi, t->easy);
+		curl_multi_remove_handle(t->pool->multi, t->easy);
 		transfer_destroy(t);
 	}
 	for (t = f->free; t; t = n) {
 		n = t->next;
 		transfer_destroy(t);
 	}
-	curl_multi_cleanup(f->multi);
-	loop_timer_stop(f->loop, &f->timer);
+	pools_free(f);
 	free(f);
 }
 
@@ -207,12 +249,29 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
 {
 	struct transfer *t = ud;
 	(void)purpose;
-	if (t->guard && !t->guard->allow_private &&
-	    urlguard_addr_blocked(&a->addr, a->addrlen)) {
+	if (t->check_peer && urlguard_addr_blocked(&a->addr, a->addrlen)) {
 		t->blocked = 1;
 		return CURL_SOCKET_BAD;
 	}
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/*
+ * Called by curl once the transfer has its connection, new or reused, before
+ * the request is sent: the connected peer is checked whatever opened it.
+ */
+static int prereq_cb(void *ud, char *primary_ip, char *local_ip,
+		     int primary_port, int local_port)
+{
+	struct transfer *t = ud;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (t->check_peer && urlguard_ip_blocked(primary_ip)) {
+		t->blocked = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
 }
 
 /* Frees what one request owned and puts its easy handle on the free list. */
@@ -247,7 +306,9 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	t->headers = req->headers;
 	t->body = NULL;
 	t->truncated = t->blocked = 0;
-	t->guard = req->guard;
+	t->pool = &f->pools[req->guard ? POOL_GUARDED : POOL_PLAIN];
+	t->check_peer = req->guard && !req->guard->allow_private &&
+			!(req->proxy && *req->proxy);
 	t->cb = cb;
 	t->arg = arg;
 	t->errbuf[0] = '\0';
@@ -265,6 +326,17 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+	if (req->guard) {
+		/* "" is no proxy at all: the environment is not consulted. With a
+		 * proxy, an empty no-proxy list keeps no_proxy from sending some
+		 * hosts direct (and unchecked). */
+		curl_easy_setopt(e, CURLOPT_PROXY, req->proxy ? req->proxy : "");
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+	} else if (req->proxy) {
+		curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
+	}
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
@@ -290,7 +362,7 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 	}
 
-	if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
+	if (curl_multi_add_handle(t->pool->multi, e) != CURLM_OK)
 		goto fail;
 	t->prev = NULL;
 	t->next = f->active;
@@ -334,17 +406,18 @@ static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
 	if (t->next)
 		t->next->prev = t->prev;
 	f->inflight--;
-	curl_multi_remove_handle(f->multi, t->easy);
+	curl_multi_remove_handle(t->pool->multi, t->easy);
 
 	t->cb(t->arg, &res);
 	recycle(f, t);
 }
 
-static void check_done(struct fetcher *f)
+static void check_done(struct pool *p)
 {
+	struct fetcher *f = p->f;
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(f->multi, &left))) {
+	while ((m = curl_multi_info_read(p->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		struct transfer *t = NULL;
@@ -416,5 +489,81 @@ int fetch_header(const char *headers, size_t len, const char *name,
 		}
 		p = eol + 1;
 	}
+	return -1;
+}
+
+static int is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static char fold(char c)
+{
+	return c == '_' ? '-' : (char)tolower((unsigned char)c);
+}
+
+int fetch_header_name_matches(const char *name, const char *pattern)
+{
+	for (; *pattern; name++, pattern++) {
+		if (pattern[0] == '*' && pattern[1] == '\0')
+			return 1;
+		if (*name == '\0' || fold(*name) != fold(*pattern))
+			return 0;
+	}
+	return *name == '\0';
+}
+
+/* name for an error message: at most 64 bytes, unprintable bytes as \xNN. */
+static void quote_name(const char *name, char *out, size_t outlen)
+{
+	size_t o = 0;
+	for (size_t i = 0; name[i] && i < 64 && o + 5 < outlen; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\')
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	if (outlen)
+		out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+int fetch_header_field_check(const char *name, const char *value, size_t vlen,
+			     char *err, size_t errlen)
+{
+	static const char *const transport[] = { "host", "content-length",
+		"transfer-encoding", "connection", "keep-alive", "proxy-connection",
+		"te", "trailer", "upgrade", "expect", NULL };
+	char q[64 * 4 + 8];
+	const char *why = NULL;
+	size_t n = name ? strlen(name) : 0;
+
+	quote_name(name ? name : "", q, sizeof q);
+	if (n == 0)
+		why = "has an empty name";
+	else if (n > 256)
+		why = "has a name longer than 256 bytes";
+	else if (strchr(" \t\r\n", name[0]) || strchr(" \t\r\n", name[n - 1]))
+		why = "has whitespace before or after its name";
+	for (size_t i = 0; !why && i < n; i++)
+		if (!is_tchar((unsigned char)name[i]))
+			why = "has a name that is not an RFC 9110 token";
+	for (int i = 0; !why && transport[i]; i++)
+		if (fetch_header_name_matches(name, transport[i]))
+			why = "is set by the transport, not by a script";
+	if (!why && value == NULL)
+		why = "must have a string value";
+	for (size_t i = 0; !why && i < vlen; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			why = "has a control character (CR, LF, NUL ...) in its value";
+	}
+	if (!why && n + vlen > 4000)
+		why = "is longer than 4000 bytes";
+	if (!why)
+		return 0;
+	if (err && errlen)
+		snprintf(err, errlen, "header '%s' %s", q, why);
 	return -1;
 }

@@ -24,7 +24,17 @@ struct fetch_request {
 	size_t body_len;
 	long timeout_ms;             /* whole request */
 	size_t max_response;         /* body bytes kept; the rest is read and dropped */
-	const struct urlguard_policy *guard; /* non-NULL: refuse blocked addresses at connect */
+	/* Non-NULL: a customer-chosen URL. Its transfer runs in a connection pool
+	 * of its own, refuses blocked addresses (unless the policy allows private
+	 * ones) when a socket is opened and again on the connected peer of every
+	 * transfer, reused connections included, and never uses a proxy from the
+	 * environment. */
+	const struct urlguard_policy *guard;
+	/* A proxy URL to go through ("http://host:port", "socks5h://..."), or
+	 * NULL: none for guarded transfers, curl's environment defaults
+	 * (http_proxy ...) for the others. Through an explicit proxy the proxy is
+	 * the peer and is trusted: the address checks do not apply to it. */
+	const char *proxy;
 };
 
 struct fetch_response {
@@ -67,5 +77,28 @@ int fetch_header(const char *headers, size_t len, const char *name,
 void fetch_each_header(const char *headers, size_t len,
 		       void (*fn)(void *arg, const char *name, const char *value),
 		       void *arg);
+
+/*
+ * Checks one request header a script wants to send. The name must be an
+ * RFC 9110 token (1 to 256 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~; so
+ * no whitespace before or after it, no colon, no control characters); the
+ * value (vlen bytes, which may hold a NUL) no CR, LF, NUL or other control
+ * character but HTAB; name and value together under 4,000 bytes. Names that
+ * belong to the transport are refused in every case and with '_' for '-'
+ * (servers and CGI gateways treat the two alike): Host, Content-Length,
+ * Transfer-Encoding, Connection, and the other hop-by-hop and framing
+ * headers (Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect).
+ * Returns 0, or -1 with a reason in err naming the header (the name with
+ * anything unprintable escaped, never the value).
+ */
+int fetch_header_field_check(const char *name, const char *value, size_t vlen,
+			     char *err, size_t errlen);
+
+/*
+ * 1 when header name matches pattern, case-insensitively and with '_' equal
+ * to '-'; a pattern ending in '*' matches every name that starts with the
+ * rest ("webhook-*").
+ */
+int fetch_header_name_matches(const char *name, const char *pattern);
 
 #endif

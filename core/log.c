@@ -6,14 +6,22 @@
 #define _GNU_SOURCE
 #endif
 #include "log.h"
+#include "scrub.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static atomic_int log_level = LOG_LEVEL_INFO;
+static _Atomic(const struct scrub *) log_scrub;
+
+void log_set_scrub(const struct scrub *s)
+{
+	atomic_store(&log_scrub, s);
+}
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -68,11 +76,34 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 	if (r < 0)
 		return;
 	n += (size_t)r;
+	va_list full;
+	va_copy(full, ap);
 	r = vsnprintf(line + n, LOG_LINE_MAX + 1, fmt, ap);
-	if (r < 0)
+	if (r < 0) {
+		va_end(full);
 		return;
+	}
 	{
 		size_t m = (size_t)r > LOG_LINE_MAX ? LOG_LINE_MAX : (size_t)r;
+		const struct scrub *sc = atomic_load(&log_scrub);
+		char *whole = NULL;
+		if (sc && scrub_count(sc) && (size_t)r > LOG_LINE_MAX &&
+		    (whole = malloc((size_t)r + 1)) != NULL) {
+			/* Scrubbed before the cut, so no secret is cut in two with
+			 * its head left in the line. */
+			vsnprintf(whole, (size_t)r + 1, fmt, full);
+			char *t = scrub_dup(sc, whole, (size_t)r, NULL);
+			const char *src = t ? t : whole;
+			m = strlen(src) > LOG_LINE_MAX ? LOG_LINE_MAX : strlen(src);
+			memcpy(line + n, src, m);
+			line[n + m] = '\0';
+			free(t);
+			free(whole);
+		} else if (sc && scrub_found(sc, line + n, m)) {
+			scrub_buf(sc, line + n, LOG_LINE_MAX + 1);
+			m = strlen(line + n);
+		}
+		va_end(full);
 		for (size_t i = n; i < n + m; i++)
 			if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
 				line[i] = ' ';

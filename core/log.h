@@ -5,7 +5,8 @@
  *   2026-11-22T19:00:00.123Z level=info <message>
  * Control characters in the message are replaced by spaces so that one call
  * always gives one line. Messages above LOG_LINE_MAX bytes are truncated.
- * Never pass secrets in a message.
+ * Never pass secrets in a message; configured ones are scrubbed anyway
+ * (log_set_scrub).
  */
 #ifndef GENRELAY_LOG_H
 #define GENRELAY_LOG_H
@@ -25,6 +26,13 @@ enum log_level {
 #define LOG_PRINTF(a, b)
 #endif
 
+struct scrub;
+/*
+ * Every line is scrubbed of s's secrets (scrub.h) before it is written. s is
+ * borrowed and must stay valid and unchanged while anything logs; set it
+ * before other threads start. NULL: no scrubbing.
+ */
+void log_set_scrub(const struct scrub *s);
 /* Messages below level are dropped. Default LOG_LEVEL_INFO. Thread-safe. */
 void log_set_level(int level);
 int log_get_level(void);

@@ -2,17 +2,24 @@
  * main.c: the genrelay command line.
  *
  *   genrelay serve [--config FILE]
+ *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
+ *   genrelay jobs list|show|cancel ...      (cli_admin.h)
+ *   genrelay deliveries list|retry ...
  *   genrelay version
  */
+#include "cli_admin.h"
 #include "cli_scripts.h"
+#include "cli_listen.h"
 #include "checkpointer.h"
 #include "config.h"
+#include "engine.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "script.h"
+#include "scrub.h"
 #include "sign.h"
 #include "store.h"
 #include "worker.h"
@@ -30,6 +37,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define VERSION "0.1.0"
@@ -38,9 +46,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: genrelay serve [--config FILE]\n"
+		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
+		"       genrelay jobs list|show|cancel ...        (genrelay jobs --help)\n"
+		"       genrelay deliveries list|retry ...        (genrelay deliveries --help)\n"
 		"       genrelay version\n");
 }
 
@@ -150,6 +161,137 @@ static void release_dead_leases(struct store *s, const char *host)
 	json_decref(owners);
 }
 
+/*
+ * Warnings about configured providers (genrelay check prints them, serve
+ * logs them; neither fails): callbacks the provider would refuse at
+ * public_url (its jobs are refused at submit), alias targets whose provider
+ * is not configured. Returns the number of warnings.
+ */
+static int warn_providers(const struct config *cfg, struct script_host *h, int to_log)
+{
+	int n = 0;
+	char why[768];
+	const char *name;
+	json_t *v;
+	json_object_foreach(cfg->providers, name, v) {
+		struct script_provider_info info;
+		if (script_provider_info(h, name, &info) < 0)
+			continue;
+		if (engine_callbacks_refused(cfg->public_url, name, &info, why, sizeof why)) {
+			if (to_log)
+				log_warn("providers.%s: its jobs will be refused (PROVIDER_UNAVAILABLE): %s", name, why);
+			else
+				fprintf(stderr, "genrelay: warning: providers.%s: its jobs will be refused "
+					"(PROVIDER_UNAVAILABLE): %s\n", name, why);
+			n++;
+		}
+	}
+	for (size_t i = 0; i < cfg->naliases; i++) {
+		for (size_t k = 0; k < cfg->aliases[i].ntargets; k++) {
+			const char *t = cfg->aliases[i].targets[k];
+			const char *c = strchr(t, ':');
+			char prov[65];
+			if (!c || (size_t)(c - t) >= sizeof prov)
+				continue;
+			memcpy(prov, t, (size_t)(c - t));
+			prov[c - t] = '\0';
+			if (script_exists(h, SCRIPT_PROVIDER, prov) && !config_provider(cfg, prov)) {
+				if (to_log)
+					log_warn("models.%s: target '%s': provider %s is not configured", cfg->aliases[i].name, t, prov);
+				else
+					fprintf(stderr, "genrelay: warning: models.%s: target '%s': provider %s is not configured\n",
+						cfg->aliases[i].name, t, prov);
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
+/* Short secrets are scrubbed too, so text equal to one is redacted: say so. */
+static void warn_short_secrets(const struct config *cfg)
+{
+	size_t n = scrub_short_count(cfg->scrub);
+	if (n)
+		log_warn("%zu configured secret(s) shorter than %d bytes: they are scrubbed "
+			 "from every outgoing text, so ordinary text equal to one is redacted too; "
+			 "use longer secrets", n, SCRUB_SHORT);
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The callback-token secrets. current: the config's (file or environment),
+ * else the one kept in the store, else a new one kept in the store. When the
+ * config's replaces a stored one, the stored one stays valid as a previous
+ * secret (prev, up to *until, wall ms) for jobs.job_deadline_s after the
+ * first start that replaced it, then is deleted from the store. prev is ""
+ * when there is none. Every secret found is added to cfg->scrub. 0 or -1
+ * (printed).
+ */
+static int server_secrets(struct config *cfg, struct store *s, char current[128],
+			  char prev[128], int64_t *until)
+{
+	char stored[128] = "", at[32] = "";
+	int64_t now = wall_ms();
+	prev[0] = '\0';
+	*until = 0;
+	if (store_meta_get(s, "server_secret", stored, sizeof stored) != 0)
+		stored[0] = '\0';
+	if (store_meta_get(s, "server_secret_retired_at", at, sizeof at) != 0)
+		at[0] = '\0';
+	if (cfg->server_secret) {
+		snprintf(current, 128, "%s", cfg->server_secret);
+		if (stored[0] && strcmp(stored, current) != 0) {
+			int64_t retired = at[0] ? strtoll(at, NULL, 10) : now;
+			if (!at[0]) {
+				snprintf(at, sizeof at, "%lld", (long long)now);
+				if (store_meta_set(s, "server_secret_retired_at", at) < 0)
+					goto fail;
+			}
+			*until = retired + (int64_t)(cfg->job_deadline_s * 1000);
+			if (now > *until) {
+				/* No job of its time can still be running. */
+				if (store_meta_set(s, "server_secret", "") < 0 ||
+				    store_meta_set(s, "server_secret_retired_at", "") < 0)
+					goto fail;
+				log_info("server secret: the one kept in the store is past "
+					 "jobs.job_deadline_s since it was replaced; deleted");
+				*until = 0;
+			} else {
+				snprintf(prev, 128, "%s", stored);
+				log_info("server secret from the configuration; the store's is "
+					 "still accepted for callbacks for %.0f s",
+					 (double)(*until - now) / 1000.0);
+			}
+		}
+	} else if (stored[0]) {
+		snprintf(current, 128, "%s", stored);
+		if (at[0] && store_meta_set(s, "server_secret_retired_at", "") < 0)
+			goto fail;
+	} else {
+		unsigned char raw[32];
+		sign_random(raw, sizeof raw);
+		sign_hex_encode(raw, sizeof raw, current, 128);
+		if (store_meta_set(s, "server_secret", current) < 0 ||
+		    (at[0] && store_meta_set(s, "server_secret_retired_at", "") < 0))
+			goto fail;
+	}
+	if (scrub_add(cfg->scrub, current) < 0 || scrub_add(cfg->scrub, stored) < 0) {
+		fprintf(stderr, "genrelay: out of memory\n");
+		return -1;
+	}
+	return 0;
+fail:
+	fprintf(stderr, "genrelay: store: %s\n", store_errmsg(s));
+	return -1;
+}
+
 static int serve(const char *path)
 {
 	char err[1024];
@@ -159,6 +301,8 @@ static int serve(const char *path)
 		return 2;
 	}
 	log_set_level(log_level_parse(cfg->log_level));
+	log_set_scrub(cfg->scrub);
+	warn_short_secrets(cfg);
 	signal(SIGPIPE, SIG_IGN);
 	/* Request bodies (up to limits.body_bytes each) are the big buffers: a
 	 * fixed mmap threshold (glibc would raise it after the first big free)
@@ -178,26 +322,33 @@ static int serve(const char *path)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	{
+		struct script_host *sh = script_host_new(cfg);
+		char lerr[512];
+		if (sh) {
+			script_host_load(sh, lerr, sizeof lerr); /* the workers report failures */
+			warn_providers(cfg, sh, 1);
+		}
+		script_host_free(sh);
+	}
 
+	if (store_check_permissions(cfg->store, cfg->store_insecure_permissions, err, sizeof err) < 0) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		config_free(cfg);
+		return 2;
+	}
 	struct store *s = store_open(cfg->store, strcmp(cfg->durability, "fsync") == 0, err, sizeof err);
 	if (!s) {
 		fprintf(stderr, "genrelay: %s\n", err);
 		config_free(cfg);
 		return 2;
 	}
-	char secret[128];
-	if (cfg->server_secret) {
-		snprintf(secret, sizeof secret, "%s", cfg->server_secret);
-	} else if (store_meta_get(s, "server_secret", secret, sizeof secret) != 0) {
-		unsigned char raw[32];
-		sign_random(raw, sizeof raw);
-		sign_hex_encode(raw, sizeof raw, secret, sizeof secret);
-		if (store_meta_set(s, "server_secret", secret) < 0) {
-			fprintf(stderr, "genrelay: store: %s\n", store_errmsg(s));
-			store_close(s);
-			config_free(cfg);
-			return 2;
-		}
+	char secret[128], stored_prev[128];
+	int64_t stored_until = 0;
+	if (server_secrets(cfg, s, secret, stored_prev, &stored_until) < 0) {
+		store_close(s);
+		config_free(cfg);
+		return 2;
 	}
 	char host[64];
 	gethostname(host, sizeof host);
@@ -241,6 +392,12 @@ static int serve(const char *path)
 		w->server_secret = secret;
 		w->rates = rates;
 		w->metrics_fd = -1;
+		/* Callbacks of jobs submitted before a rotation: the configured
+		 * previous secret, and a store secret replaced by the config's
+		 * until the longest job lifetime after it was replaced. */
+		w->server_secret_previous[0] = cfg->server_secret_previous;
+		w->server_secret_previous[1] = stored_prev[0] ? stored_prev : NULL;
+		w->server_secret_previous_until[1] = stored_until;
 		snprintf(w->owner, sizeof w->owner, "%.60s:%d:%d:%02x%02x%02x%02x", host, getpid(), i,
 			 rnd[0], rnd[1], rnd[2], rnd[3]);
 		w->listen_fd = listen_on(cfg->listen, i == 0, err, sizeof err);
@@ -276,6 +433,7 @@ static int serve(const char *path)
 	free(ws);
 	ratelimit_free(rates);
 	checkpointer_stop(ckpt);
+	log_set_scrub(NULL);
 	config_free(cfg);
 	curl_global_cleanup();
 	log_info("stopped");
@@ -290,6 +448,8 @@ static int check(const char *path)
 		fprintf(stderr, "genrelay: %s\n", err);
 		return 1;
 	}
+	log_set_scrub(cfg->scrub);
+	warn_short_secrets(cfg);
 	struct script_host *h = script_host_new(cfg);
 	int rc = script_host_load(h, err, sizeof err);
 	if (rc < 0)
@@ -319,7 +479,10 @@ static int check(const char *path)
 			}
 		}
 	}
+	if (rc == 0)
+		warn_providers(cfg, h, 0);
 	script_host_free(h);
+	log_set_scrub(NULL);
 	config_free(cfg);
 	if (rc == 0)
 		printf("configuration and scripts OK\n");
@@ -366,6 +529,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "listen") == 0)
+		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
 		int first;
 		const char *path = arg_config(argc - 2, argv + 2, &first);
@@ -379,6 +544,8 @@ int main(int argc, char **argv)
 		return scripts_check(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
 		return cli_scripts_test(argc - 3, argv + 3);
+	if (strcmp(cmd, "jobs") == 0 || strcmp(cmd, "deliveries") == 0)
+		return cli_admin(cmd, argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "luajson.h"
+#include "scrub.h"
 #include "sign.h"
 
 #include <ctype.h>
@@ -43,6 +44,7 @@ int luaopen_cjson_safe(lua_State *L);
 #define HOOK_STEP 1000                /* instructions between budget checks */
 #define LOG_MSG_MAX 1000              /* bytes of a script's log line */
 #define MODELS_MAX 256                /* patterns per provider */
+#define POLL_404_LIMIT 3              /* default consecutive poll 404s that end a job */
 
 /* Registry keys (addresses of these bytes). */
 static const char K_ENV = 0, K_LOADED = 0, K_LIBSRC = 0, K_LOADING = 0;
@@ -77,6 +79,11 @@ struct vm {
 	json_t *models;   /* provider: the `models` patterns as given */
 	json_t *settings; /* defaults overlaid by config, secrets removed */
 	json_t *defaults; /* defaults alone, secrets removed */
+	/* provider: what script_provider_info reports */
+	int configured;         /* providers.NAME is in the config */
+	int cb_https, cb_public; /* callback_requires, after the config's override */
+	int poll_404_limit;     /* consecutive poll 404s before on_polled sees one */
+	char *literals;   /* the script's string literals (scrub_lua_literals) */
 };
 
 /* A file under scripts/lib, kept in memory so every state gets the version
@@ -217,18 +224,7 @@ static int same_file(const struct stat *a, const struct stat *b)
  * password (any case). */
 static int secret_looking(const char *k)
 {
-	static const char *const words[] = { "key", "secret", "token", "password" };
-	char low[128];
-	size_t n = strlen(k);
-	if (n >= sizeof low)
-		n = sizeof low - 1;
-	for (size_t i = 0; i < n; i++)
-		low[i] = (char)tolower((unsigned char)k[i]);
-	low[n] = '\0';
-	for (size_t i = 0; i < 4; i++)
-		if (strstr(low, words[i]))
-			return 1;
-	return 0;
+	return scrub_key_is_secret(k);
 }
 
 /* New object: o without secret-looking keys (NULL o gives {}). */
@@ -334,10 +330,31 @@ static void budget_reset(struct vm *vm)
 }
 
 /*
+ * Every script error leaves through here (job errors, /v1/scripts, logs):
+ * what Lua quoted of the script's string literals is redacted
+ * (scrub_lua_message), then every configured secret.
+ */
+static void redact_error(const struct vm *vm, char *err, size_t errlen)
+{
+	if (!err || !errlen)
+		return;
+	scrub_lua_message(err, errlen, vm->literals);
+	scrub_buf(vm->cfg ? vm->cfg->scrub : NULL, err, errlen);
+}
+
+static void vm_error_text(struct vm *vm, int rc, char *err, size_t errlen);
+
+/*
  * Formats the error of a failed pcall (message on top of the stack) as
- * "providers/x.lua:LINE: msg", naming the script when Lua did not.
+ * "providers/x.lua:LINE: msg", naming the script when Lua did not, redacted.
  */
 static void vm_error(struct vm *vm, int rc, char *err, size_t errlen)
+{
+	vm_error_text(vm, rc, err, errlen);
+	redact_error(vm, err, errlen);
+}
+
+static void vm_error_text(struct vm *vm, int rc, char *err, size_t errlen)
 {
 	lua_State *L = vm->L;
 	const char *msg;
@@ -955,6 +972,22 @@ static int ctx_url_encode(lua_State *L)
 	return 1;
 }
 
+/* ctx.random_hex(nbytes): nbytes (1..64) cryptographically random bytes as
+ * lower-case hex, e.g. a per-job secret. Raises on a bad count or when the
+ * random source fails. */
+static int ctx_random_hex(lua_State *L)
+{
+	lua_Integer n = luaL_checkinteger(L, 1);
+	unsigned char raw[64];
+	char out[2 * sizeof raw + 1];
+	luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof raw, 1, "must be 1..64");
+	if (sign_random(raw, (size_t)n) < 0 ||
+	    sign_hex_encode((const char *)raw, (size_t)n, out, sizeof out) < 0)
+		return luaL_error(L, "random_hex: no random bytes");
+	lua_pushlstring(L, out, 2 * (size_t)n);
+	return 1;
+}
+
 static int ctx_now(lua_State *L)
 {
 	struct vm *vm = vm_of(L);
@@ -1066,6 +1099,7 @@ static int vm_setup(lua_State *L)
 		{ "base64_decode", ctx_base64_decode }, { "hex", ctx_hex },
 		{ "hex_decode", ctx_hex_decode }, { "equal", ctx_equal },
 		{ "url_encode", ctx_url_encode }, { "now", ctx_now }, { "log", sb_log },
+		{ "random_hex", ctx_random_hex },
 		{ NULL, NULL } };
 	struct setup_args *a = lua_touserdata(L, 1);
 	struct vm *vm = a->vm;
@@ -1175,6 +1209,7 @@ static void vm_free(struct vm *vm)
 	json_decref(vm->models);
 	json_decref(vm->settings);
 	json_decref(vm->defaults);
+	free(vm->literals);
 	free(vm);
 }
 
@@ -1209,6 +1244,72 @@ static int load_fail(lua_State *L, const char *fmt, ...)
 	lua_pushvfstring(L, fmt, ap);
 	va_end(ap);
 	return lua_error(L);
+}
+
+
+/*
+ * Reads a provider table's optional `callback_requires = { https = bool,
+ * public = bool }` and `poll_404_limit = N` (default POLL_404_LIMIT), and
+ * whether the config has settings for it. The config may override
+ * callback_requires (providers.NAME.callback_requires, e.g. for a simulator
+ * or a compatible self-hosted service). On a malformed field pushes the
+ * message and returns -1 (the caller raises).
+ */
+static int read_requires(lua_State *L, int idx, int *https, int *pub, const char *what)
+{
+	if (lua_isnil(L, idx))
+		return 0;
+	if (!lua_istable(L, idx)) {
+		lua_pushfstring(L, "%s must be a table { https = bool, public = bool }", what);
+		return -1;
+	}
+	lua_getfield(L, idx, "https");
+	lua_getfield(L, idx, "public");
+	if ((!lua_isnil(L, -2) && !lua_isboolean(L, -2)) || (!lua_isnil(L, -1) && !lua_isboolean(L, -1))) {
+		lua_pop(L, 2);
+		lua_pushfstring(L, "%s.https and .public must be booleans", what);
+		return -1;
+	}
+	*https = lua_toboolean(L, -2);
+	*pub = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	return 0;
+}
+
+static int load_provider_info(lua_State *L, int T, struct vm *vm)
+{
+	json_t *conf = config_provider(vm->cfg, vm->name);
+	vm->configured = conf != NULL;
+	vm->cb_https = vm->cb_public = 0;
+	lua_getfield(L, T, "callback_requires");
+	int rc = read_requires(L, lua_gettop(L), &vm->cb_https, &vm->cb_public, "callback_requires");
+	if (rc < 0) {
+		return -1;
+	}
+	lua_pop(L, 1);
+	json_t *ov = json_object_get(conf, "callback_requires");
+	if (ov) {
+		if (json_is_false(ov)) {
+			vm->cb_https = vm->cb_public = 0;
+		} else if (json_is_object(ov)) {
+			json_t *hs = json_object_get(ov, "https"), *pb = json_object_get(ov, "public");
+			if (hs)
+				vm->cb_https = json_is_true(hs);
+			if (pb)
+				vm->cb_public = json_is_true(pb);
+		}
+	}
+	vm->poll_404_limit = POLL_404_LIMIT;
+	int t = lua_getfield(L, T, "poll_404_limit");
+	if (t != LUA_TNIL) {
+		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 1000) {
+			lua_pushliteral(L, "poll_404_limit must be an integer from 1 to 1000");
+			return -1;
+		}
+		vm->poll_404_limit = (int)lua_tointeger(L, -1);
+	}
+	lua_pop(L, 1);
+	return 0;
 }
 
 /*
@@ -1336,6 +1437,9 @@ static int vm_load_body(lua_State *L)
 		vm->ref_defaults = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
 
+	if (vm->kind == SCRIPT_PROVIDER && load_provider_info(L, T, vm) < 0)
+		return lua_error(L);
+
 	lua_pushvalue(L, T);
 	vm->ref_table = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
@@ -1458,9 +1562,10 @@ static int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t na
 		lua_settop(L, base);
 		return -1;
 	}
-	if (lua_type(L, base + 2) == LUA_TSTRING)
+	if (lua_type(L, base + 2) == LUA_TSTRING) {
 		set_err(err, errlen, "%s", lua_tostring(L, base + 2));
-	else if (err && errlen)
+		scrub_buf(vm->cfg ? vm->cfg->scrub : NULL, err, errlen);
+	} else if (err && errlen)
 		err[0] = '\0';
 	lua_settop(L, base);
 	return 0;
@@ -1689,6 +1794,7 @@ static struct vm *vm_new(const struct config *cfg, enum script_kind kind,
 	snprintf(vm->chunk, sizeof vm->chunk, "%s/%s.lua", kind_dir[kind], name);
 	sha256_hex12(sha, vm->version);
 	vm->cfg = cfg;
+	vm->literals = scrub_lua_literals(src, len);
 	vm->mem_cap = (cfg->lua_memory_mb ? cfg->lua_memory_mb : 32) * (size_t)1024 * 1024;
 	vm->budget = cfg->lua_instructions > 0 ? cfg->lua_instructions : 10000000;
 	vm->ref_table = vm->ref_ctx = vm->ref_config = vm->ref_defaults = LUA_NOREF;
@@ -2130,7 +2236,7 @@ int script_route(struct script_host *h, const char *model, char *out, size_t out
 		struct route_args a = { e->vm, model, 0 };
 		char err[256];
 		int base;
-		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->npatterns)
+		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->npatterns || !e->vm->configured)
 			continue;
 		if (vm_pcall(e->vm, route_tramp, &a, 0, err, sizeof err, &base) < 0) {
 			log_warn("scripts: routing: %s", err);
@@ -2152,7 +2258,7 @@ json_t *script_host_models(struct script_host *h)
 		return r;
 	for (size_t i = 0; i < h->n; i++) {
 		struct entry *e = &h->e[i];
-		if (e->kind != SCRIPT_PROVIDER || !e->vm)
+		if (e->kind != SCRIPT_PROVIDER || !e->vm || !e->vm->configured)
 			continue;
 		json_array_append_new(r, json_pack("{s:s, s:O}", "provider", e->name,
 						   "models", e->vm->models));
@@ -2187,6 +2293,27 @@ json_t *script_host_list(struct script_host *h)
 		json_array_append_new(r, o);
 	}
 	return r;
+}
+
+int script_provider_info(struct script_host *h, const char *name,
+			 struct script_provider_info *out)
+{
+	struct vm *vm = find_vm(h, SCRIPT_PROVIDER, name);
+	memset(out, 0, sizeof *out);
+	if (!vm)
+		return -1;
+	out->configured = vm->configured;
+	out->callback_https = vm->cb_https;
+	out->callback_public = vm->cb_public;
+	out->poll_404_limit = vm->poll_404_limit;
+	json_t *conf = config_provider(vm->cfg, name);
+	out->callbacks = !json_is_false(json_object_get(conf, "callbacks"));
+	json_t *mi = json_object_get(vm->settings, "max_inflight");
+	if (!mi)
+		mi = json_object_get(vm->settings, "queue_limit");
+	out->max_inflight = json_is_integer(mi) && json_integer_value(mi) > 0
+		? (long)json_integer_value(mi) : 0;
+	return 0;
 }
 
 json_t *script_provider_settings(struct script_host *h, const char *name)

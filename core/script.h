@@ -83,15 +83,28 @@ int script_call(struct script_host *h, enum script_kind kind, const char *name,
 		char *err, size_t errlen);
 
 /*
- * The provider whose `models` patterns match model (Lua patterns, anchored),
- * first match in name order; copies its name into out. 0 or -1 none.
+ * The configured provider whose `models` patterns match model (Lua patterns,
+ * anchored), first match in name order (providers without settings in the
+ * config are loaded and checked but never routed); copies its name into out. 0 or -1 none.
  */
 int script_route(struct script_host *h, const char *model, char *out, size_t outlen);
 
-/* [{"provider":name,"models":[patterns...]}...]; caller owns. */
+/* [{"provider":name,"models":[patterns...]}...] of configured providers; caller owns. */
 json_t *script_host_models(struct script_host *h);
 /* [{"name","kind","version","loaded_at","last_error"}...]; caller owns. */
 json_t *script_host_list(struct script_host *h);
+/* What the core needs to know of a loaded provider adapter. */
+struct script_provider_info {
+	int configured;      /* providers.NAME is in the config: routed, started, listed */
+	int callbacks;       /* 0 when providers.NAME.callbacks = false (poll only) */
+	int callback_https;  /* callback_requires.https (config may override) */
+	int callback_public; /* callback_requires.public (config may override) */
+	int poll_404_limit;  /* consecutive poll 404s before on_polled sees one */
+	long max_inflight;   /* settings max_inflight, else queue_limit; 0: no cap */
+};
+/* Fills *out for a loaded provider; -1 (out zeroed) when not loaded. */
+int script_provider_info(struct script_host *h, const char *name,
+			 struct script_provider_info *out);
 /* The script table's `defaults` merged with the configured provider settings,
  * secrets removed; caller owns. NULL when the provider is not loaded. */
 json_t *script_provider_settings(struct script_host *h, const char *name);

@@ -333,7 +333,7 @@ static void intake(struct server *s, struct request *r)
 		if (buffered_reserve(want, cfg->buffered_bytes) < 0) {
 			server_respond_error(r, 503, "UNAVAILABLE",
 					     "too many request bodies in flight; retry");
-			server_respond_header(r, "Retry-After", "1");
+			server_response_header(r, "Retry-After", "1");
 		} else {
 			r->reserved = want;
 			buf_init(&r->body, want);
@@ -601,11 +601,6 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	}
 }
 
-void server_respond_header(struct request *r, const char *name, const char *value)
-{
-	if (r->response)
-		MHD_add_response_header(r->response, name, value);
-}
 
 void server_respond_json(struct request *r, unsigned status, json_t *v)
 {
@@ -666,4 +661,10 @@ void server_release(struct server *s, int committed)
 int server_need_run(struct server *s)
 {
 	return s && s->need_run;
+}
+
+void server_response_header(struct request *r, const char *name, const char *value)
+{
+	if (r->response)
+		MHD_add_response_header(r->response, name, value);
 }

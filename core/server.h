@@ -88,8 +88,8 @@ void server_suspend(struct request *r);
 /* Sends body (ownership taken, malloc'd) with a status and content type. */
 void server_respond_raw(struct request *r, unsigned status, char *body, size_t len,
 			const char *content_type);
-/* Adds a header to the answer just given (no-op when there is none). */
-void server_respond_header(struct request *r, const char *name, const char *value);
+/* Adds a header to the answer just given with server_respond*(). */
+void server_response_header(struct request *r, const char *name, const char *value);
 /* Body bytes reserved right now by all requests of the process. */
 size_t server_buffered_bytes(void);
 /* Sends v as JSON (reference stolen). */

@@ -237,6 +237,39 @@ int sign_webhook_key(const char *secret, unsigned char *key, size_t keylen)
 	return (int)n;
 }
 
+int sign_webhook_secret_check(const char *secret, char *err, size_t errlen)
+{
+	unsigned char key[WEBHOOK_KEY_MAX];
+	const char *why = NULL;
+	int n;
+
+	if (secret == NULL || *secret == '\0') {
+		why = "must not be empty";
+		n = -1;
+	} else {
+		n = sign_webhook_key(secret, key, sizeof key);
+		OPENSSL_cleanse(key, sizeof key);
+		if (strncmp(secret, "whsec_", 6) == 0) {
+			if (n < 0 && strlen(secret) - 6 > (size_t)WEBHOOK_KEY_MAX / 3 * 4)
+				why = "whsec_ key longer than 512 bytes";
+			else if (n < 0)
+				why = "not valid base64 after whsec_";
+			else if (n < SIGN_WEBHOOK_KEY_MIN)
+				why = "whsec_ key shorter than 24 bytes (decoded)";
+		} else if (n < 0) {
+			why = "longer than 512 bytes";
+		}
+	}
+	if (why != NULL) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s", why);
+		return -1;
+	}
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	return n;
+}
+
 /*
  * Streams "id.timestamp.body" through one HMAC so the body is never copied.
  * The decoded key lives on the stack (at most WEBHOOK_KEY_MAX bytes, longer

@@ -42,6 +42,15 @@ int sign_equal(const void *a, size_t alen, const void *b, size_t blen);
  * base64-decoded; any other string is used as raw bytes. Returns key length.
  */
 int sign_webhook_key(const char *secret, unsigned char *key, size_t keylen);
+/* Shortest decoded whsec_ key accepted (Standard Webhooks: 24 to 64 bytes). */
+#define SIGN_WEBHOOK_KEY_MIN 24
+/*
+ * Whether secret can sign deliveries: "whsec_" followed by base64 (either
+ * alphabet, padding optional, no whitespace) of 24 to 512 bytes, or a raw
+ * secret of 1 to 512 bytes. Returns the key length, or -1 with the reason in
+ * err (which never contains the secret).
+ */
+int sign_webhook_secret_check(const char *secret, char *err, size_t errlen);
 /*
  * Standard Webhooks signature header value "v1,<base64 HMAC-SHA256 of
  * id.timestamp.body>" under secret (as for sign_webhook_key). out needs at

@@ -26,7 +26,7 @@ struct work {
 	enum work_kind kind;
 	char ref[48];     /* delivery id for WORK_DELIVER */
 	int64_t due_at;
-	int tries;
+	int tries;        /* retries so far; poll rows: consecutive 404 answers */
 };
 
 struct delivery {
@@ -40,7 +40,15 @@ struct delivery {
 	int64_t next_at;
 };
 
-/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. */
+/*
+ * Refuses (-1 with err naming the file and the fix) a store file that group
+ * or others may read or write, unless allow_insecure; makes -wal and -shm
+ * files no wider than the database file. 0 when the file does not exist yet
+ * (store_open creates it 0600) or the store is not a file.
+ */
+int store_check_permissions(const char *spec, int allow_insecure, char *err, size_t errlen);
+/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. A new
+ * database file is created 0600 (its -wal and -shm get its mode). */
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */
@@ -113,6 +121,19 @@ int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries
 /* Turns a row into the next step of its job (a submit into a poll), due at
  * due_at, lease dropped: one update instead of a delete and an insert. */
 int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t due_at);
+/*
+ * Provider concurrency caps, counted across workers and instances in the
+ * store: a provider's in-flight jobs are its poll rows (jobs submitted and
+ * not yet terminal) plus its submit rows running with a slot. Inside a
+ * transaction: when in-flight plus the provider's waiting submits due
+ * before row id (by due_at, then id) is below cap, marks row id as holding
+ * a slot (its lease stays) and returns 1; otherwise leases the row, due as
+ * it was, for hold_ms times its place in the queue in caps (1 + queued
+ * ahead / cap, at most 20), and returns 0: it keeps its place, and rows
+ * far back look again less often. -1 on error.
+ */
+int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
+			 int64_t now, long cap, int64_t hold_ms);
 /* Deletes the job's work of one kind (0: every kind) except keep_id. */
 int store_work_drop(struct store *s, const char *job_id, enum work_kind kind,
 		    int64_t keep_id);
@@ -130,10 +151,11 @@ int store_delivery_insert(struct store *s, const struct delivery *d);
 /* 1 when absent; d->url owned by caller afterwards (free). */
 int store_delivery_get(struct store *s, const char *id, struct delivery *d);
 int store_delivery_update(struct store *s, const struct delivery *d);
+/* body (borrowed, may be NULL) is what the attempt sent, kept as given. */
 int store_attempt_insert(struct store *s, const char *delivery_id,
 			 const char *job_id, int64_t at, long status,
 			 double latency_ms, const char *error,
-			 const char *script_version);
+			 const char *script_version, const char *body, size_t body_len);
 /* [{"delivery_id","event","url","status","attempts":[...]}]; caller owns. */
 json_t *store_job_deliveries(struct store *s, const char *job_id);
 
@@ -142,6 +164,30 @@ int store_callback_insert(struct store *s, const char *job_id, const char *provi
 /* Job history: a step of the job (submit, failover, callback ...). */
 int store_event_add(struct store *s, const char *job_id, int64_t at,
 		    const char *kind, const char *detail);
+/* Number of the job's events of one kind (>= 0), or -1 on error. */
+int64_t store_event_count(struct store *s, const char *job_id, const char *kind);
 json_t *store_job_events(struct store *s, const char *job_id);
+
+/*
+ * Admin views (the dashboard): across customers. Each returns a new JSON
+ * value (caller owns) or NULL on a store error.
+ */
+struct job_filter {
+	const char *customer, *provider, *status; /* NULL: any */
+	const char *q;        /* a job id or a track id, exact */
+	int64_t since, until; /* created_at window, wall ms; 0: open */
+	const char *cursor;   /* job id (exclusive) */
+	int limit;
+};
+/* {"data":[jobs with "customer"],"next_cursor"}, newest first. */
+json_t *store_job_search(struct store *s, const struct job_filter *f);
+/* state "failing" (pending after a failed attempt) or "dead"; customer NULL:
+ * all. Newest first, with the last attempt's status code and error. */
+json_t *store_delivery_list(struct store *s, const char *state, const char *customer, int limit);
+/* {provider: {succeeded, failed, canceled, avg_duration_ms, max_duration_ms}}
+ * of the jobs that ended since `since` (wall ms). */
+json_t *store_provider_stats(struct store *s, int64_t since);
+/* [{"at","provider","outcome","body_bytes"}] of the callbacks a job got. */
+json_t *store_job_callbacks(struct store *s, const char *job_id);
 
 #endif

@@ -7,13 +7,17 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -31,6 +35,7 @@ enum {
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT,
 	Q_COUNT
 };
 
@@ -72,7 +77,8 @@ static const char *const sql[Q_COUNT] = {
 	[Q_WORK_DROP_K] = "DELETE FROM work WHERE job_id=?1 AND kind=?2 AND id<>?3",
 	[Q_WORK_DROP_ALL] = "DELETE FROM work WHERE job_id=?1 AND id<>?3 AND kind<>?2",
 	[Q_WORK_NEXT] = "SELECT due_at FROM work WHERE lease_until<=?1 ORDER BY due_at LIMIT 1",
-	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 WHERE lease_owner=?1",
+	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
+			   "WHERE lease_owner=?1 OR lease_owner=?1||'#slot'",
 	[Q_WORK_RELEASE_P] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
 			     "WHERE substr(lease_owner,1,length(?1))=?1",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
@@ -82,15 +88,29 @@ static const char *const sql[Q_COUNT] = {
 	[Q_DLV_GET] = "SELECT id,job_id,event,url,status,attempts,created_at,next_at "
 		      "FROM deliveries WHERE id=?1",
 	[Q_DLV_UPDATE] = "UPDATE deliveries SET status=?5,attempts=?6,next_at=?8 WHERE id=?1",
-	[Q_ATT_INSERT] = "INSERT INTO attempts(delivery_id,job_id,at,status_code,latency_ms,error,script_version) "
-			 "VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	[Q_ATT_INSERT] = "INSERT INTO attempts(delivery_id,job_id,at,status_code,latency_ms,error,script_version,body) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[Q_DLV_OF_JOB] = "SELECT id,event,url,status,attempts,created_at,next_at FROM deliveries "
 			 "WHERE job_id=?1 ORDER BY created_at, id",
-	[Q_ATT_OF_DLV] = "SELECT at,status_code,latency_ms,error,script_version FROM attempts "
+	[Q_ATT_OF_DLV] = "SELECT at,status_code,latency_ms,error,script_version,body FROM attempts "
 			 "WHERE delivery_id=?1 ORDER BY id",
 	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
 	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
 	[Q_EV_LIST] = "SELECT at,kind,detail FROM events WHERE job_id=?1 ORDER BY id",
+	/* A provider's load: ?1 provider, ?2 now, ?3 row id, ?4 its due_at.
+	 * Column 0: in flight (poll rows, and submit rows running with a slot);
+	 * column 1: submits waiting ahead of row ?3 (due, not running). */
+	[Q_SLOT_COUNT] = "SELECT "
+		"coalesce(sum(w.kind=2 OR (w.id<>?3 AND coalesce(w.lease_owner,'') LIKE '%#slot' "
+		"AND w.lease_until>?2)),0), "
+		"coalesce(sum(w.kind=1 AND w.id<>?3 AND w.due_at<=?2 "
+		"AND NOT (coalesce(w.lease_owner,'') LIKE '%#slot' AND w.lease_until>?2) "
+		"AND (w.due_at<?4 OR (w.due_at=?4 AND w.id<?3))),0) "
+		"FROM work w JOIN jobs j ON j.id=w.job_id WHERE w.kind IN (1,2) AND j.provider=?1",
+	[Q_SLOT_TAKE] = "UPDATE work SET lease_owner=coalesce(lease_owner,'')||'#slot' "
+			"WHERE id=?1 AND coalesce(lease_owner,'') NOT LIKE '%#slot'",
+	[Q_SLOT_HOLD] = "UPDATE work SET lease_owner='cap-wait', lease_until=?2 WHERE id=?1",
+	[Q_EV_COUNT] = "SELECT count(*) FROM events WHERE job_id=?1 AND kind=?2",
 };
 
 static const char schema_v1[] =
@@ -127,7 +147,10 @@ static const char schema_v1[] =
 	"CREATE INDEX events_job ON events(job_id);";
 
 /* Migrations: migrations[v] brings a store at version v to v+1. */
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+/* v2: the body each delivery attempt sent. */
+static const char schema_v2[] = "ALTER TABLE attempts ADD COLUMN body TEXT;";
+
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 struct store {
 	sqlite3 *db;
@@ -287,12 +310,72 @@ bad:
 	return -1;
 }
 
+/*
+ * Store files are the owner's only: the database file is created 0600
+ * before SQLite opens it (an O_CREAT with that mode rather than a umask
+ * around the open: umask is per process and other threads may create files
+ * meanwhile), and SQLite gives the -wal and -shm files it creates the
+ * database file's mode.
+ */
+static int create_private(const char *path, char *err, size_t errlen)
+{
+	if (strcmp(path, ":memory:") == 0)
+		return 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "store: cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+#define STORE_OTHERS_RW (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
+
+int store_check_permissions(const char *spec, int allow_insecure, char *err, size_t errlen)
+{
+	struct stat st;
+	char side[4096];
+	if (strncmp(spec, "sqlite:", 7) != 0)
+		return 0;
+	const char *path = spec + 7;
+	if (stat(path, &st) < 0)
+		return 0; /* created 0600 by store_open */
+	if ((st.st_mode & STORE_OTHERS_RW) && !allow_insecure) {
+		snprintf(err, errlen,
+			 "store: %s is readable or writable by group or others (mode %04o); it holds "
+			 "the jobs and the server secret that signs callback URLs. Fix: chmod 600 "
+			 "%s %s-wal %s-shm, or set store_insecure_permissions = true",
+			 path, (unsigned)(st.st_mode & 07777), path, path, path);
+		return -1;
+	}
+	/* -wal and -shm left by an older build or another tool: no wider than
+	 * the database file. */
+	static const char *const ext[] = { "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+		struct stat ss;
+		snprintf(side, sizeof side, "%s%s", path, ext[i]);
+		if (stat(side, &ss) < 0 || !(ss.st_mode & ~st.st_mode & 0777))
+			continue;
+		if (chmod(side, st.st_mode & 0777) < 0) {
+			snprintf(err, errlen, "store: %s has mode %04o, wider than %s, and chmod "
+				 "failed: %s", side, (unsigned)(ss.st_mode & 07777), path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 {
 	if (strncmp(spec, "sqlite:", 7) != 0) {
 		snprintf(err, errlen, "store: unsupported store '%s' (want sqlite:PATH)", spec);
 		return NULL;
 	}
+	if (create_private(spec + 7, err, errlen) < 0)
+		return NULL;
 	struct store *s = calloc(1, sizeof *s);
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -835,7 +918,7 @@ int store_delivery_get(struct store *s, const char *id, struct delivery *d)
 int store_attempt_insert(struct store *s, const char *delivery_id,
 			 const char *job_id, int64_t at, long status,
 			 double latency_ms, const char *error,
-			 const char *script_version)
+			 const char *script_version, const char *body, size_t body_len)
 {
 	sqlite3_stmt *st = q(s, Q_ATT_INSERT);
 	bind_text(st, 1, delivery_id);
@@ -848,6 +931,10 @@ int store_attempt_insert(struct store *s, const char *delivery_id,
 	sqlite3_bind_double(st, 5, latency_ms);
 	bind_text(st, 6, error);
 	bind_text(st, 7, script_version);
+	if (body)
+		sqlite3_bind_text(st, 8, body, (int)body_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 8);
 	return write_stmt(s, st);
 }
 
@@ -890,6 +977,12 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 			json_object_set_new(o, "latency_ms", json_real(sqlite3_column_double(a, 2)));
 			json_object_set_new(o, "error", col_json_str(a, 3));
 			json_object_set_new(o, "script_version", col_json_str(a, 4));
+			if (sqlite3_column_type(a, 5) != SQLITE_NULL) {
+				/* A hook may send any bytes; JSON carries UTF-8 only. */
+				json_t *b = json_stringn((const char *)sqlite3_column_text(a, 5),
+							 (size_t)sqlite3_column_bytes(a, 5));
+				json_object_set_new(o, "body", b ? b : json_string("(not UTF-8 text)"));
+			}
 			json_array_append_new(atts, o);
 		}
 		sqlite3_reset(a);
@@ -941,5 +1034,209 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	return arr;
+}
+
+int store_work_take_slot(struct store *s, int64_t id, const char *provider, int64_t due_at,
+			 int64_t now, long cap, int64_t hold_ms)
+{
+	int rc = ensure_tx(s);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = q(s, Q_SLOT_COUNT);
+	bind_text(st, 1, provider);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, id);
+	sqlite3_bind_int64(st, 4, due_at);
+	rc = sqlite3_step(st);
+	int64_t inflight = 0, ahead = 0;
+	if (rc == SQLITE_ROW) {
+		inflight = sqlite3_column_int64(st, 0);
+		ahead = sqlite3_column_int64(st, 1);
+	}
+	int ret = rc == SQLITE_ROW ? 0 : fail(s, rc);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (ret < 0)
+		return ret;
+	int admit = inflight + ahead < (int64_t)cap;
+	st = q(s, admit ? Q_SLOT_TAKE : Q_SLOT_HOLD);
+	sqlite3_bind_int64(st, 1, id);
+	if (!admit) {
+		int64_t place = 1 + ahead / (cap > 0 ? cap : 1);
+		sqlite3_bind_int64(st, 2, now + hold_ms * (place > 20 ? 20 : place));
+	}
+	ret = write_stmt(s, st);
+	return ret < 0 ? ret : admit;
+}
+
+int64_t store_event_count(struct store *s, const char *job_id, const char *kind)
+{
+	sqlite3_stmt *st = q(s, Q_EV_COUNT);
+	bind_text(st, 1, job_id);
+	bind_text(st, 2, kind);
+	int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
+}
+
+/* ---------- admin views (dashboard) ---------- */
+
+/* Runs a one-off statement built from trusted text; NULL on error. */
+static sqlite3_stmt *prepare_once(struct store *s, const char *text)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, text, -1, &st, NULL) != SQLITE_OK) {
+		fail(s, SQLITE_ERROR);
+		return NULL;
+	}
+	return st;
+}
+
+json_t *store_job_search(struct store *s, const struct job_filter *f)
+{
+	char text[1024];
+	snprintf(text, sizeof text, "SELECT " JOB_COLS " FROM jobs WHERE 1%s%s%s%s%s%s%s "
+		 "ORDER BY id DESC LIMIT ?8",
+		 f->customer ? " AND customer=?1" : "", f->provider ? " AND provider=?2" : "",
+		 f->status ? " AND status=?3" : "", f->q ? " AND (id=?4 OR track_id=?4)" : "",
+		 f->since ? " AND created_at>=?5" : "", f->until ? " AND created_at<?6" : "",
+		 f->cursor ? " AND id<?7" : "");
+	sqlite3_stmt *st = prepare_once(s, text);
+	if (!st)
+		return NULL;
+	enum job_status js = JOB_QUEUED;
+	bind_text(st, 1, f->customer);
+	bind_text(st, 2, f->provider);
+	sqlite3_bind_int(st, 3, f->status && job_status_parse(f->status, &js) == 0 ? (int)js : -1);
+	bind_text(st, 4, f->q);
+	sqlite3_bind_int64(st, 5, f->since);
+	sqlite3_bind_int64(st, 6, f->until);
+	bind_text(st, 7, f->cursor);
+	sqlite3_bind_int(st, 8, f->limit + 1);
+	json_t *arr = json_array(), *next = json_null();
+	int n = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job j;
+		read_job(st, &j);
+		if (n++ == f->limit) {
+			json_decref(next);
+			next = json_string(json_string_value(json_object_get(
+				json_array_get(arr, json_array_size(arr) - 1), "job_id")));
+			job_clear(&j);
+			break;
+		}
+		json_t *o = job_to_json(&j);
+		json_object_set_new(o, "customer", json_string(j.customer));
+		json_array_append_new(arr, o);
+		job_clear(&j);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		json_decref(next);
+		return NULL;
+	}
+	return json_pack("{s:o,s:o}", "data", arr, "next_cursor", next);
+}
+
+json_t *store_delivery_list(struct store *s, const char *state, const char *customer, int limit)
+{
+	char text[1024];
+	int dead = strcmp(state, "dead") == 0;
+	snprintf(text, sizeof text,
+		 "SELECT d.id, d.job_id, j.customer, d.event, d.url, d.status, d.attempts, d.next_at,"
+		 " (SELECT a.status_code FROM attempts a WHERE a.delivery_id=d.id ORDER BY a.id DESC LIMIT 1),"
+		 " (SELECT a.error FROM attempts a WHERE a.delivery_id=d.id ORDER BY a.id DESC LIMIT 1)"
+		 " FROM deliveries d JOIN jobs j ON j.id=d.job_id"
+		 " WHERE %s%s ORDER BY d.created_at DESC LIMIT ?2",
+		 dead ? "d.status='dead'" : "d.status='pending' AND d.attempts>0",
+		 customer ? " AND j.customer=?1" : "");
+	sqlite3_stmt *st = prepare_once(s, text);
+	if (!st)
+		return NULL;
+	bind_text(st, 1, customer);
+	sqlite3_bind_int(st, 2, limit);
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *d = json_object();
+		json_object_set_new(d, "delivery_id", col_json_str(st, 0));
+		json_object_set_new(d, "job_id", col_json_str(st, 1));
+		json_object_set_new(d, "customer", col_json_str(st, 2));
+		json_object_set_new(d, "event", col_json_str(st, 3));
+		json_object_set_new(d, "url", col_json_str(st, 4));
+		json_object_set_new(d, "status", col_json_str(st, 5));
+		json_object_set_new(d, "attempt_count", json_integer(sqlite3_column_int(st, 6)));
+		int64_t next = sqlite3_column_int64(st, 7);
+		json_object_set_new(d, "next_attempt_at", next ? job_time_json(next) : json_null());
+		json_object_set_new(d, "last_status_code", sqlite3_column_type(st, 8) == SQLITE_NULL
+				    ? json_null() : json_integer(sqlite3_column_int(st, 8)));
+		json_object_set_new(d, "last_error", col_json_str(st, 9));
+		json_array_append_new(arr, d);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+json_t *store_provider_stats(struct store *s, int64_t since)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"SELECT provider, status, count(*), avg(completed_at-created_at),"
+		" max(completed_at-created_at) FROM jobs"
+		" WHERE completed_at>=?1 AND provider IS NOT NULL GROUP BY provider, status");
+	if (!st)
+		return NULL;
+	sqlite3_bind_int64(st, 1, since);
+	json_t *o = json_object();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *prov = (const char *)sqlite3_column_text(st, 0);
+		enum job_status js = (enum job_status)sqlite3_column_int(st, 1);
+		json_t *p = json_object_get(o, prov);
+		if (!p) {
+			p = json_pack("{s:i,s:i,s:i,s:n,s:n}", "succeeded", 0, "failed", 0,
+				      "canceled", 0, "avg_duration_ms", "max_duration_ms");
+			json_object_set_new(o, prov, p);
+		}
+		json_object_set_new(p, job_status_name(js), json_integer(sqlite3_column_int64(st, 2)));
+		if (js == JOB_SUCCEEDED) {
+			json_object_set_new(p, "avg_duration_ms", json_real(sqlite3_column_double(st, 3)));
+			json_object_set_new(p, "max_duration_ms", json_integer(sqlite3_column_int64(st, 4)));
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_t *store_job_callbacks(struct store *s, const char *job_id)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"SELECT at, provider, outcome, length(body) FROM callbacks WHERE job_id=?1 ORDER BY id");
+	if (!st)
+		return NULL;
+	bind_text(st, 1, job_id);
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *o = json_object();
+		json_object_set_new(o, "at", job_time_json(sqlite3_column_int64(st, 0)));
+		json_object_set_new(o, "provider", col_json_str(st, 1));
+		json_object_set_new(o, "outcome", col_json_str(st, 2));
+		json_object_set_new(o, "body_bytes", json_integer(sqlite3_column_int64(st, 3)));
+		json_array_append_new(arr, o);
+	}
+	sqlite3_finalize(st);
 	return arr;
 }

@@ -32,37 +32,192 @@ static void set_err(char *err, size_t errlen, const char *msg)
 	err[n] = '\0';
 }
 
-/* a is in host byte order. */
+/*
+ * The reserved ranges, from the IANA IPv4 and IPv6 Special-Purpose Address
+ * Registries (RFC 6890 and later additions), checked November 2026. Every
+ * entry there that is not plain global unicast is refused, including the
+ * documentation and benchmarking ranges (never a legitimate webhook target)
+ * and the anycast ones (AS112, AMT, 6to4 relays: infrastructure, not
+ * receivers).
+ *
+ * IPv4 (a in host byte order):
+ *   0.0.0.0/8        "this network"                        RFC 791
+ *   10.0.0.0/8       private                               RFC 1918
+ *   100.64.0.0/10    shared address space (CGNAT)          RFC 6598
+ *   127.0.0.0/8      loopback                              RFC 1122
+ *   169.254.0.0/16   link-local (cloud metadata)           RFC 3927
+ *   172.16.0.0/12    private                               RFC 1918
+ *   192.0.0.0/24     IETF protocol assignments (DS-Lite, NAT64 discovery,
+ *                    PCP/TURN anycast, Oracle metadata 192.0.0.192)  RFC 6890
+ *   192.0.2.0/24     documentation TEST-NET-1              RFC 5737
+ *   192.31.196.0/24  AS112-v4                              RFC 7535
+ *   192.52.193.0/24  AMT                                   RFC 7450
+ *   192.88.99.0/24   6to4 relay anycast (deprecated)       RFC 7526
+ *   192.168.0.0/16   private                               RFC 1918
+ *   192.175.48.0/24  direct delegation AS112               RFC 7534
+ *   198.18.0.0/15    benchmarking                          RFC 2544
+ *   198.51.100.0/24  documentation TEST-NET-2              RFC 5737
+ *   203.0.113.0/24   documentation TEST-NET-3              RFC 5737
+ *   224.0.0.0/4      multicast                             RFC 5771
+ *   240.0.0.0/4      reserved, and 255.255.255.255 broadcast RFC 1112, 919
+ */
+static const struct {
+	uint32_t net;
+	unsigned len;
+} v4_reserved[] = {
+	{ 0x00000000u, 8 }, { 0x0a000000u, 8 }, { 0x64400000u, 10 },
+	{ 0x7f000000u, 8 }, { 0xa9fe0000u, 16 }, { 0xac100000u, 12 },
+	{ 0xc0000000u, 24 }, { 0xc0000200u, 24 }, { 0xc01fc400u, 24 },
+	{ 0xc034c100u, 24 }, { 0xc0586300u, 24 }, { 0xc0a80000u, 16 },
+	{ 0xc0af3000u, 24 }, { 0xc6120000u, 15 }, { 0xc6336400u, 24 },
+	{ 0xcb007100u, 24 }, { 0xe0000000u, 4 }, { 0xf0000000u, 4 },
+};
+
 static int v4_blocked(uint32_t a)
 {
-	unsigned o1 = a >> 24, o2 = (a >> 16) & 255, o3 = (a >> 8) & 255;
-
-	return o1 == 0 || o1 == 10 || o1 == 127 || o1 >= 224 ||
-	       (o1 == 100 && (o2 & 0xc0) == 64) ||
-	       (o1 == 169 && o2 == 254) ||
-	       (o1 == 172 && (o2 & 0xf0) == 16) ||
-	       (o1 == 192 && o2 == 0 && o3 == 0) ||
-	       (o1 == 192 && o2 == 168) ||
-	       (o1 == 198 && (o2 & 0xfe) == 18);
+	for (size_t i = 0; i < sizeof v4_reserved / sizeof v4_reserved[0]; i++) {
+		uint32_t mask = 0xffffffffu << (32 - v4_reserved[i].len);
+		if ((a & mask) == v4_reserved[i].net)
+			return 1;
+	}
+	return 0;
 }
 
 /*
- * Addresses that embed an IPv4 address (mapped, compatible, NAT64) are judged
- * by it; :: and ::1 fall in 0/8 that way. fe80::/9 covers link-local and the
- * deprecated site-local fec0::/10.
+ * IPv6, refused outright:
+ *   ::/128           unspecified                           RFC 4291
+ *   ::1/128          loopback                              RFC 4291
+ *   100::/64         discard-only                          RFC 6666
+ *   100:0:0:1::/64   dummy prefix                          RFC 9780
+ *   2001::/23        IETF protocol assignments, with every sub-block:
+ *                    Teredo 2001::/32 (RFC 4380; refused whatever client
+ *                    IPv4 it embeds, since a Teredo relay reaches it),
+ *                    PCP/TURN/DNS-SD anycast 2001:1::1-3, benchmarking
+ *                    2001:2::/48, AMT 2001:3::/32, AS112 2001:4:112::/48,
+ *                    ORCHID 2001:10::/28, ORCHIDv2 2001:20::/28, drone
+ *                    remote ID 2001:30::/28                RFC 2928
+ *   2001:db8::/32    documentation                         RFC 3849
+ *   2620:4f:8000::/48 direct delegation AS112              RFC 7534
+ *   3fff::/20        documentation                         RFC 9637
+ *   5f00::/16        SRv6 SIDs                             RFC 9602
+ *   fc00::/7         unique local                          RFC 4193
+ *   fe80::/10        link-local                            RFC 4291
+ *   fec0::/10        site-local (deprecated)               RFC 3879
+ *   ff00::/8         multicast                             RFC 4291
+ * judged by the IPv4 address they embed (see v6_embedded_blocked):
+ *   ::ffff:0:0/96    IPv4-mapped                           RFC 4291
+ *   ::ffff:0:0:0/96  IPv4-translated (SIIT)                RFC 2765, 7915
+ *   ::/96            IPv4-compatible (deprecated)          RFC 4291
+ *   64:ff9b::/96     NAT64 well-known prefix               RFC 6052, 6146
+ *   64:ff9b:1::/48   local-use NAT64                       RFC 8215
+ *   2002::/16        6to4                                  RFC 3056
+ * and everything outside 2000::/3 (the only global unicast allocation; the
+ * rest of the space is reserved by the IETF) is refused too.
  */
+static const struct {
+	unsigned char net[16];
+	unsigned len;
+} v6_reserved[] = {
+	{ { 0 }, 128 },
+	{ { [15] = 1 }, 128 },
+	{ { 0x01, 0x00 }, 64 },
+	{ { 0x01, 0x00, [6] = 0x00, [7] = 0x01 }, 64 },
+	{ { 0x20, 0x01 }, 23 },
+	{ { 0x20, 0x01, 0x0d, 0xb8 }, 32 },
+	{ { 0x26, 0x20, 0x00, 0x4f, 0x80, 0x00 }, 48 },
+	{ { 0x3f, 0xff }, 20 },
+	{ { 0x5f, 0x00 }, 16 },
+	{ { 0xfc }, 7 },
+	{ { 0xfe, 0x80 }, 10 },
+	{ { 0xfe, 0xc0 }, 10 },
+	{ { 0xff }, 8 },
+};
+
+static int v6_in(const unsigned char b[16], const unsigned char net[16], unsigned len)
+{
+	unsigned full = len / 8, rest = len % 8;
+
+	if (memcmp(b, net, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	unsigned char mask = (unsigned char)(0xff << (8 - rest));
+	return (b[full] & mask) == (net[full] & mask);
+}
+
+static uint32_t v4_at(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * RFC 6052 layouts: for a prefix of len bits, where the four IPv4 octets
+ * sit (bits 64-71, byte 8, are the reserved "u" octet and skipped).
+ */
+static const struct {
+	unsigned len;
+	unsigned char at[4];
+} rfc6052[] = {
+	{ 48, { 6, 7, 9, 10 } },
+	{ 56, { 7, 9, 10, 11 } },
+	{ 64, { 9, 10, 11, 12 } },
+	{ 96, { 12, 13, 14, 15 } },
+};
+
+/*
+ * For an address under a translation prefix: 1 when the IPv4 address it
+ * stands for is blocked, 0 when not, -1 when b is under none.
+ *
+ * The local-use prefix 64:ff9b:1::/48 may be followed by any RFC 6052 prefix
+ * length from /48 to /96, and which one a network uses is not visible in
+ * the address, so every layout that fits (u octet and the bits after the
+ * IPv4 zero, as RFC 6052 requires) is decoded, and the address is blocked
+ * when any of them is, or when none fits. (A shorter layout leaves the last
+ * 32 bits zero, which the /96 layout reads as 0.0.0.0: in practice only the
+ * /96 layout of a public address passes.)
+ */
+static int v6_embedded_blocked(const unsigned char b[16])
+{
+	static const unsigned char zero[12] = { 0 };
+	static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+	static const unsigned char siit[12] = { [8] = 0xff, [9] = 0xff };
+	static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+	static const unsigned char local64[6] = { 0x00, 0x64, 0xff, 0x9b, 0x00, 0x01 };
+
+	if (memcmp(b, mapped, 12) == 0 || memcmp(b, siit, 12) == 0 ||
+	    memcmp(b, zero, 12) == 0 || memcmp(b, nat64, 12) == 0)
+		return v4_blocked(v4_at(b + 12));
+	if (b[0] == 0x20 && b[1] == 0x02)
+		return v4_blocked(v4_at(b + 2));
+	if (memcmp(b, local64, 6) == 0) {
+		int fits = 0;
+		if (b[8] != 0)
+			return 1;
+		for (size_t i = 0; i < sizeof rfc6052 / sizeof rfc6052[0]; i++) {
+			unsigned after = rfc6052[i].at[3] + 1u;
+			unsigned char o[4];
+			if (after < 16 && memcmp(b + after, zero, 16 - after) != 0)
+				continue;
+			fits = 1;
+			for (int k = 0; k < 4; k++)
+				o[k] = b[rfc6052[i].at[k]];
+			if (v4_blocked(v4_at(o)))
+				return 1;
+		}
+		return !fits;
+	}
+	return -1;
+}
+
 static int v6_blocked(const unsigned char b[16])
 {
-	static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
-	static const unsigned char compat[12] = { 0 };
-	static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
-
-	if (memcmp(b, mapped, 12) == 0 || memcmp(b, compat, 12) == 0 ||
-	    memcmp(b, nat64, 12) == 0)
-		return v4_blocked((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-				  (uint32_t)b[14] << 8 | b[15]);
-	return (b[0] & 0xfe) == 0xfc || b[0] == 0xff ||
-	       (b[0] == 0xfe && (b[1] & 0x80) == 0x80);
+	for (size_t i = 0; i < sizeof v6_reserved / sizeof v6_reserved[0]; i++)
+		if (v6_in(b, v6_reserved[i].net, v6_reserved[i].len))
+			return 1;
+	int e = v6_embedded_blocked(b);
+	if (e >= 0)
+		return e;
+	return (b[0] & 0xe0) != 0x20;
 }
 
 int urlguard_addr_blocked(const struct sockaddr *sa, socklen_t len)
@@ -79,6 +234,20 @@ int urlguard_addr_blocked(const struct sockaddr *sa, socklen_t len)
 		memcpy(&sin6, sa, sizeof sin6);
 		return v6_blocked(sin6.sin6_addr.s6_addr);
 	}
+	return 1;
+}
+
+int urlguard_ip_blocked(const char *ip)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (ip == NULL)
+		return 1;
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return v4_blocked(ntohl(a4.s_addr));
+	if (inet_pton(AF_INET6, ip, &a6) == 1)
+		return v6_blocked(a6.s6_addr);
 	return 1;
 }
 

@@ -3,9 +3,10 @@
  *
  * Two checks, both needed: urlguard_check_url() when a URL is accepted (scheme,
  * shape, and IP literals in every spelling), and urlguard_addr_blocked() on the
- * address actually connected to (from curl's CURLOPT_OPENSOCKETFUNCTION), so a
- * name that resolves to a private address, or rebinds after the first check,
- * is refused.
+ * address actually connected to (from curl's CURLOPT_OPENSOCKETFUNCTION, and
+ * again on every transfer's connected peer, reused connections included, from
+ * CURLOPT_PREREQFUNCTION: see fetch.c), so a name that resolves to a private
+ * address, or rebinds after the first check, is refused.
  */
 #ifndef GENRELAY_URLGUARD_H
 #define GENRELAY_URLGUARD_H
@@ -31,17 +32,26 @@ int urlguard_check_url(const struct urlguard_policy *p, const char *url,
 		       char *err, size_t errlen);
 
 /*
- * 1 when the address is blocked under allow_private == 0: IPv4 0/8, 10/8,
- * 100.64/10, 127/8, 169.254/16, 172.16/12, 192.0.0/24, 192.168/16,
- * 198.18/15, 224/4, 240/4, 255.255.255.255; IPv6 ::, ::1, fc00::/7,
- * fe80::/10, ff00::/8, IPv4-mapped ::ffff:0:0/96 and IPv4-compatible ::/96
- * (judged by the embedded IPv4), 64:ff9b::/96 (NAT64, embedded IPv4),
- * fec0::/10 (old site-local). urlguard_check_url() also refuses, unless
- * allow_private, zone ids and dotless names (search domains resolve those
- * inside), and under every policy non-ASCII hosts, '%' outside brackets and
- * numeric last labels that are not valid IPv4. Documentation ranges
- * (192.0.2.0/24, 2001:db8::/32) are not routable and stay allowed.
+ * 1 when the address is blocked under allow_private == 0: the ranges of the
+ * IANA IPv4 and IPv6 special-purpose address registries that are not plain
+ * global unicast (loopback, private, CGNAT, link-local, documentation,
+ * benchmarking, AS112/AMT/6to4-relay anycast, multicast, reserved, discard,
+ * unique-local, site-local, 2001::/23 with Teredo, SRv6 SIDs), every IPv6
+ * address outside 2000::/3, and the IPv6 translation forms (IPv4-mapped,
+ * SIIT, IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+ * 2002::/16) judged by the IPv4 address they embed. The full list, with its
+ * sources, is at the top of urlguard.c. urlguard_check_url() also refuses,
+ * unless allow_private, zone ids and dotless names (search domains resolve
+ * those inside), and under every policy non-ASCII hosts, '%' outside brackets
+ * and numeric last labels that are not valid IPv4.
  */
 int urlguard_addr_blocked(const struct sockaddr *sa, socklen_t len);
+
+/*
+ * The same decision on a numeric address as text ("127.0.0.1", "::1"), as
+ * curl reports a connection's peer (CURLINFO_PRIMARY_IP). Anything that is
+ * not a numeric IPv4 or IPv6 address is blocked.
+ */
+int urlguard_ip_blocked(const char *ip);
 
 #endif

@@ -26,6 +26,10 @@ struct worker {
 	char owner[128];             /* lease owner: "host:pid:index:rand" */
 	const struct config *cfg;
 	const char *server_secret;   /* borrowed from the process */
+	/* Also accepted for callbacks (NULL: none); [i] only until
+	 * server_secret_previous_until[i] (wall ms) when that is not 0. */
+	const char *server_secret_previous[2];
+	int64_t server_secret_previous_until[2];
 	struct urlguard_policy guard;
 	int listen_fd;               /* shared SO_REUSEPORT socket of this worker */
 	int metrics_fd;              /* metrics_listen socket (worker 0 only), else -1 */

@@ -16,11 +16,23 @@ store      = os.getenv("GENRELAY_STORE") or "sqlite:genrelay.db"
 scripts    = os.getenv("GENRELAY_SCRIPTS") or "scripts"
 workers    = 1
 
--- Admin surfaces and /metrics on the API listener take
--- `Authorization: Bearer <admin_key>`; metrics_token may read /metrics only
--- (a scraper's token). Both at least 16 bytes; unset (nil): not accepted.
-admin_key     = os.getenv("GENRELAY_ADMIN_KEY")
-metrics_token = os.getenv("GENRELAY_METRICS_TOKEN")
+-- Callback URLs carry an HMAC of the job id under the server secret. Unset,
+-- genrelay generates one and keeps it in the store; set here or in
+-- GENRELAY_SERVER_SECRET (this file wins), it stays out of the store. To
+-- rotate: set the new one, and keep the old one as server_secret_previous
+-- (or GENRELAY_SERVER_SECRET_PREVIOUS) for at least jobs.job_deadline_s, so
+-- the callbacks of jobs in flight still verify. Each at least 16 bytes.
+-- server_secret          = os.getenv("GENRELAY_SERVER_SECRET")
+-- server_secret_previous = os.getenv("GENRELAY_SERVER_SECRET_PREVIOUS")
+-- The store's files are created 0600; genrelay refuses to start on a store
+-- that group or others may read or write, unless this is true.
+-- store_insecure_permissions = false
+-- The key of the admin surfaces (GET /v1/scripts), at least 16 bytes.
+-- admin_key = os.getenv("GENRELAY_ADMIN_KEY")
+-- /metrics on the API listener takes `Authorization: Bearer` with the
+-- admin_key or the metrics_token (which may read /metrics only: a scraper's
+-- token; at least 16 bytes).
+-- metrics_token = os.getenv("GENRELAY_METRICS_TOKEN")
 -- An extra listener serving /metrics and /healthz without a key, and nothing
 -- else: bind it to a private address only.
 -- metrics_listen = "127.0.0.1:9090"
@@ -28,22 +40,38 @@ metrics_token = os.getenv("GENRELAY_METRICS_TOKEN")
 providers = {
   fal = {
     base_url = base("https://queue.fal.run", "/fal"),
-    key = os.getenv("FAL_KEY") or (sim and "sim-key"),
+    key = os.getenv("FAL_KEY") or (sim and "sim-provider-key"),
     jwks_url = base("https://rest.alpha.fal.ai/.well-known/jwks.json", "/fal/.well-known/jwks.json"),
   },
-  krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-key") },
+  krea = { base_url = base("https://api.krea.ai", "/krea"), key = os.getenv("KREA_API_TOKEN") or (sim and "sim-provider-key") },
+  -- queue_limit: your plan's queue (5, 10 or 15); genrelay keeps at most that
+  -- many ModelsLab jobs in flight (max_inflight = N sets any provider's cap).
+  -- ModelsLab and Artificial Studio call back only to an https public_url
+  -- (Artificial Studio: not a private address either): without one, set
+  -- callbacks = false to poll only, or jobs are refused with PROVIDER_UNAVAILABLE.
+  -- provsim takes http callbacks, so the simulator setup lifts that need.
   modelslab = { base_url = base("https://modelslab.com/api/v6", "/modelslab/api/v6"),
-                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-key") },
+                key = os.getenv("MODELSLAB_API_KEY") or (sim and "sim-provider-key"),
+                queue_limit = 5 },
   artificialstudio = { base_url = base("https://api.artificialstudio.ai", "/artificialstudio"),
-                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-key") },
+                       key = os.getenv("ARTIFICIALSTUDIO_API_KEY") or (sim and "sim-provider-key") },
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
-               key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-key"),
+               key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-provider-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
+  -- Any provider may go through a proxy of its own (else curl's environment
+  -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }
+
+if sim then
+  providers.modelslab.callback_requires = false
+  providers.artificialstudio.callback_requires = false
+end
 
 customers = {
   demo = {
     api_key = os.getenv("GENRELAY_DEMO_KEY") or "demo-key",
+    -- "whsec_" and base64 of 24 to 512 bytes (or a raw string); deliveries
+    -- are always signed, a malformed secret is refused at load.
     webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     hook = "default",
     -- Token bucket over every authenticated request of the customer, per
@@ -63,6 +91,9 @@ webhooks = {
   -- the demo receiver runs on loopback over plain HTTP
   require_https = sim == nil,
   allow_private = sim ~= nil,
+  -- Deliveries ignore http_proxy / HTTPS_PROXY / ALL_PROXY; name a proxy here
+  -- to send them through one (it must refuse private targets itself):
+  -- proxy = "http://egress-proxy.internal:3128",
 }
 
 limits = {

@@ -1,4 +1,4 @@
--- The webhook an Artificial Studio handler parses (providers.md section 4.3):
+-- The webhook an Artificial Studio handler parses (docs/provider-facts.md, "Artificial Studio"):
 -- {id, status = "success" | "error", tool, type, output = <first URL>,
 -- thumbnail = null, error, createdAt} with X-Webhook-Source and X-Media-Id.
 local U = require("lib.util")

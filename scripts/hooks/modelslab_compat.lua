@@ -1,4 +1,4 @@
--- The body a ModelsLab webhook handler parses (providers.md section 3.4):
+-- The body a ModelsLab webhook handler parses (docs/provider-facts.md, "ModelsLab"):
 -- {status = "success" | "failed", id, output = [urls], track_id, message?}.
 -- ModelsLab has no canceled state, so a canceled job is reported as failed.
 local U = require("lib.util")

@@ -240,4 +240,15 @@ function M.same_id(job, got, what)
 	return true
 end
 
+-- For providers that do not sign and whose documented callbacks always name
+-- the provider's request id: true when got (the id the callback names) is the
+-- job's request id; false, reason when it names none or another one. Before
+-- the job's request id is known, any named id is accepted.
+function M.require_id(job, got, what)
+	what = what or "id"
+	got = M.str(got)
+	if not got then return false, "callback names no " .. what end
+	return M.same_id(job, got, what)
+end
+
 return M

@@ -1,5 +1,8 @@
--- abstrakt API (providers.md section 5). Docs exist in several versions: A
--- (job_id, sync, webhook status "succeeded") and B (request_id, event envelope).
+-- abstrakt API (docs/provider-facts.md, "abstrakt"). Its docs exist in several
+-- versions, and callbacks come in three forms, all accepted:
+--   API reference  {job_id, status = "succeeded", output = {type, items}}
+--   tutorial       {request_id, status = "completed", result = {items}, metrics, timestamp}
+--   event envelope {event = "job.completed" | "job.failed" | ..., data = {...}}
 local U = require("lib.util")
 
 local function auth(ctx)
@@ -40,7 +43,7 @@ local function from_job(b, ctx)
 	local id = U.str(U.first(b.job_id, b.request_id, b.id))
 	local state = STATE[st]
 	if state == "succeeded" then
-		return { state = "succeeded", request_id = id, output = output(U.val(b.output), ctx) }
+		return { state = "succeeded", request_id = id, output = output(U.first(b.output, b.result), ctx) }
 	elseif state == "failed" then
 		local e = U.val(b.error)
 		return U.failed((type(e) == "string" and e ~= "" and e) or U.message(e) or U.message(b)
@@ -57,9 +60,19 @@ return {
 	callback = true,
 	defaults = { base_url = "https://api.abstrakt.one" },
 
+	-- With a callback, a per-job webhook_secret (the tutorial's per-request
+	-- secret) generated here, kept in job.data (stored with the job, never
+	-- shown) and reused by a retried submit.
 	submit = function(job, ctx)
+		local body = { input = job.input or {}, webhook_url = ctx.callback_url, sync = false }
+		local data
+		if ctx.callback_url then
+			local secret = U.str((job.data or {}).webhook_secret) or ctx.random_hex(32)
+			body.webhook_secret = secret
+			data = { webhook_secret = secret }
+		end
 		return { method = "POST", url = U.join(ctx.config.base_url, "v1/models/" .. job.model .. "/run"),
-			headers = auth(ctx), body = { input = job.input or {}, webhook_url = ctx.callback_url, sync = false } }
+			headers = auth(ctx), body = body, data = data }
 	end,
 
 	on_submitted = function(res, job, ctx)
@@ -71,20 +84,31 @@ return {
 		return r
 	end,
 
-	-- Hex HMAC-SHA256 under the webhook secret over the raw body; with
-	-- X-Abstrakt-Timestamp, "{ts}.{body}" is accepted too. No secret set: accepted
-	-- (the callback URL's token still authenticates the call).
+	-- Hex HMAC-SHA256 over the raw body (with X-Abstrakt-Timestamp, over
+	-- "{ts}.{body}" too), under the job's own webhook_secret first, then the
+	-- configured providers.abstrakt.webhook_secret: the tutorial signs with
+	-- the per-request secret, the API reference with the account's. A
+	-- signature must match one of them; an unsigned callback is accepted only
+	-- when no secret is configured (the callback URL's token still
+	-- authenticates it; not every docs version sends the per-request secret).
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
-		local secret = ctx.secret("webhook_secret")
-		if not secret then return true end
+		local own = type(job) == "table" and U.str((job.data or {}).webhook_secret) or nil
+		local configured = ctx.secret("webhook_secret")
 		local h = req.headers or {}
 		local sig = h["x-abstrakt-signature"]
-		if type(sig) ~= "string" then return false, "missing X-Abstrakt-Signature" end
+		if type(sig) ~= "string" then
+			if not configured then return true end
+			return false, "missing X-Abstrakt-Signature"
+		end
 		sig = sig:lower():gsub("^sha256=", "")
 		local body, ts = req.body or "", h["x-abstrakt-timestamp"]
-		if ctx.equal(ctx.hex(ctx.hmac_sha256(secret, body)), sig) then return true end
-		if ts and ctx.equal(ctx.hex(ctx.hmac_sha256(secret, ts .. "." .. body)), sig) then return true end
+		for _, secret in ipairs({ own or false, configured or false }) do
+			if secret then
+				if ctx.equal(ctx.hex(ctx.hmac_sha256(secret, body)), sig) then return true end
+				if ts and ctx.equal(ctx.hex(ctx.hmac_sha256(secret, ts .. "." .. body)), sig) then return true end
+			end
+		end
 		return false, "X-Abstrakt-Signature does not match"
 	end,
 

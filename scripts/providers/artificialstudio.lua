@@ -1,4 +1,4 @@
--- Artificial Studio API (providers.md section 4). model = tool slug, e.g. "create-image".
+-- Artificial Studio API (docs/provider-facts.md, "Artificial Studio"). model = tool slug, e.g. "create-image".
 local U = require("lib.util")
 
 local function auth(ctx)
@@ -31,6 +31,8 @@ return {
 	name = "artificialstudio",
 	models = {},
 	callback = true, -- sent on success only; failures are learnt by polling
+	-- Artificial Studio refuses non-HTTPS and private webhook URLs (docs/provider-facts.md).
+	callback_requires = { https = true, public = true },
 	defaults = { base_url = "https://api.artificialstudio.ai" },
 
 	-- Unknown top-level fields get a 400, so the body is exactly {tool, input, webhook?}.
@@ -48,13 +50,14 @@ return {
 		return r
 	end,
 
-	-- No signature; X-Media-Id and the body's id must name this job's generation.
+	-- No signature; X-Media-Id and the body's id must name this job's
+	-- generation (every documented webhook carries both; one is required).
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
 		local media = (req.headers or {})["x-media-id"]
 		local body_id = type(req.json) == "table" and U.str(req.json.id) or nil
 		if media and body_id and media ~= body_id then return false, "X-Media-Id differs from the body's id" end
-		return U.same_id(job, media or body_id, "X-Media-Id")
+		return U.require_id(job, media or body_id, "X-Media-Id or id")
 	end,
 
 	on_callback = function(req, job, ctx) return from_generation(req.json, ctx, "callback") end,

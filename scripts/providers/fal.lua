@@ -1,10 +1,32 @@
--- fal.ai queue API (providers.md section 1).
+-- fal.ai queue API (docs/provider-facts.md, "fal").
 local U = require("lib.util")
 
--- "owner/app" of a model id "owner/app[/path]": status, result and cancel use it.
-local function app(job)
-	local d = job.data or {}
-	return d.app or job.model:match("^([^/]+/[^/]+)") or job.model
+-- @fal-ai/client's ensureEndpointIdFormat: an id without a slash in the
+-- legacy form "123-app" is "123/app"; any other id is used as given.
+local function endpoint_id(model)
+	if model:find("/", 1, true) then return model end
+	local owner, name = model:match("^(%d+)%-([%w%-]+)$")
+	return owner and (owner .. "/" .. name) or model
+end
+
+-- The request prefix status, result and cancel use, by @fal-ai/client's
+-- parseEndpointId: "owner/alias" of "owner/alias[/path]", and
+-- "namespace/owner/alias" when the id starts with a namespace
+-- (workflows/, comfy/).
+local NAMESPACES = { workflows = true, comfy = true }
+local function prefix_of(model)
+	local parts = {}
+	for p in endpoint_id(model):gmatch("[^/]+") do parts[#parts + 1] = p end
+	local n = NAMESPACES[parts[1]] and 3 or 2
+	return table.concat(parts, "/", 1, math.min(n, #parts))
+end
+
+-- u when it is an http(s) URL on base_url's origin (scheme, host, port),
+-- else nil: a URL fal returned is used (with the key) only on fal's own host.
+local function origin(u) return type(u) == "string" and u:match("^(https?://[^/?#]+)") or nil end
+local function own_url(u, ctx)
+	local o, b = origin(u), origin(ctx.config.base_url)
+	return (o and b and o:lower() == b:lower()) and u or nil
 end
 
 local function auth(ctx)
@@ -12,8 +34,14 @@ local function auth(ctx)
 	return U.header("Authorization", key and ("Key " .. key))
 end
 
-local function request_url(job, ctx, suffix)
-	return U.join(ctx.config.base_url, app(job) .. "/requests/" .. U.request_id(job) .. (suffix or ""))
+-- The status ("status_url"), result ("response_url") or cancel ("cancel_url")
+-- URL: the one the submit answer returned (fal asks clients to use them),
+-- else built from the request prefix as @fal-ai/client builds it.
+local SUFFIX = { status_url = "/status", response_url = "", cancel_url = "/cancel" }
+local function request_url(job, ctx, which)
+	local given = own_url((job.data or {})[which], ctx)
+	if given then return given end
+	return U.join(ctx.config.base_url, prefix_of(job.model) .. "/requests/" .. U.request_id(job) .. SUFFIX[which])
 end
 
 -- Payload keys whose files have a known type, listed first in this order.
@@ -29,7 +57,7 @@ return {
 	defaults = { base_url = "https://queue.fal.run", jwks_url = "https://rest.alpha.fal.ai/.well-known/jwks.json" },
 
 	submit = function(job, ctx)
-		local url = U.join(ctx.config.base_url, job.model)
+		local url = U.join(ctx.config.base_url, endpoint_id(job.model))
 		if ctx.callback_url then url = url .. "?fal_webhook=" .. ctx.url_encode(ctx.callback_url) end
 		return { method = "POST", url = url, headers = auth(ctx), body = job.input }
 	end,
@@ -39,10 +67,12 @@ return {
 		if not U.ok(res) then return U.failed(U.res_message(res)) end
 		local id = U.str(b.request_id)
 		if not id then return U.failed("fal: submit response has no request_id", "PROVIDER_FAILURE") end
-		return { state = "processing", request_id = id, data = { app = app(job) } }
+		local data = {}
+		for which in pairs(SUFFIX) do data[which] = own_url(U.val(b[which]), ctx) end
+		return { state = "processing", request_id = id, data = data }
 	end,
 
-	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (section 1.7).
+	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (docs/provider-facts.md, "fal").
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
 		local h = req.headers or {}
@@ -79,16 +109,16 @@ return {
 			return U.failed(U.concat(type(e) == "string" and e or U.message(e), U.message(payload),
 				U.val(b.payload_error)) or "fal reported an error", "PROVIDER_FAILURE")
 		end
-		local perr = U.val(b.payload_error)
-		if payload == nil and perr then
-			return U.failed(type(perr) == "string" and perr or (U.message(perr) or "payload_error"), "PROVIDER_FAILURE")
-		end
+		-- OK without a payload (payload null, payload_error set): the generation
+		-- succeeded but its result could not be attached; fal says to fetch it
+		-- from the queue, so poll now (status, then result).
+		if b.status == "OK" and payload == nil then return { state = "processing", poll_in = 0 } end
 		if b.status == "OK" then return U.succeeded(items(payload), ctx) end
 		return { state = "processing" }
 	end,
 
 	poll = function(job, ctx)
-		return { method = "GET", url = request_url(job, ctx, "/status"), headers = auth(ctx) }
+		return { method = "GET", url = request_url(job, ctx, "status_url"), headers = auth(ctx) }
 	end,
 
 	-- Answers both the status call and the result call it chains with `next`:
@@ -99,7 +129,7 @@ return {
 		local st = U.val(b.status)
 		if res.status == 202 or st == "IN_QUEUE" or st == "IN_PROGRESS" then return { state = "processing" } end
 		if st == "COMPLETED" then
-			return { state = "processing", next = { method = "GET", url = request_url(job, ctx), headers = auth(ctx) } }
+			return { state = "processing", next = { method = "GET", url = request_url(job, ctx, "response_url"), headers = auth(ctx) } }
 		end
 		if st == "FAILED" then return U.failed(U.message(b) or "fal reported FAILED", "PROVIDER_FAILURE") end
 		if st == "CANCELED" or st == "CANCELLED" then return { state = "canceled" } end
@@ -109,7 +139,7 @@ return {
 
 	cancel = function(job, ctx)
 		if not job.request_id then return nil end
-		return { method = "PUT", url = request_url(job, ctx, "/cancel"), headers = auth(ctx) }
+		return { method = "PUT", url = request_url(job, ctx, "cancel_url"), headers = auth(ctx) }
 	end,
 
 	examples = {

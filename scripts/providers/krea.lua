@@ -1,4 +1,4 @@
--- Krea API (providers.md section 2). Reached by prefix only: krea:image/bfl/flux-1-dev.
+-- Krea API (docs/provider-facts.md, "Krea"). Reached by prefix only: krea:image/bfl/flux-1-dev.
 local U = require("lib.util")
 
 local function auth(ctx)
@@ -64,9 +64,11 @@ return {
 	end,
 
 	-- Krea does not sign webhooks; its docs say to check that job_id is ours.
+	-- The webhook is the job object, which always carries job_id: a body
+	-- without it (or with another job's) is refused.
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
-		return U.same_id(job, type(req.json) == "table" and req.json.job_id, "job_id")
+		return U.require_id(job, type(req.json) == "table" and req.json.job_id, "job_id")
 	end,
 
 	on_callback = function(req, job, ctx) return from_job(req.json, job, ctx) end,

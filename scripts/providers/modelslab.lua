@@ -1,4 +1,4 @@
--- ModelsLab API v6 (providers.md section 3). model = endpoint, e.g. "images/text2img".
+-- ModelsLab API v6 (docs/provider-facts.md, "ModelsLab"). model = endpoint, e.g. "images/text2img".
 local U = require("lib.util")
 
 local TYPE = { images = "image", realtime = "image", video = "video", voice = "audio", ["3d"] = "object" }
@@ -49,7 +49,12 @@ return {
 	name = "modelslab",
 	models = {},
 	callback = true,
-	defaults = { base_url = "https://modelslab.com/api/v6" },
+	-- ModelsLab requires an HTTPS webhook (docs/provider-facts.md); without one
+	-- the core refuses the job at submit unless providers.modelslab.callbacks = false.
+	callback_requires = { https = true },
+	-- queue_limit: the plan's queue (5, 10 or 15 requests); the core's default
+	-- cap on jobs in flight (providers.modelslab.max_inflight overrides it).
+	defaults = { base_url = "https://modelslab.com/api/v6", queue_limit = 5 },
 
 	submit = function(job, ctx)
 		local body = {}
@@ -61,14 +66,21 @@ return {
 	end,
 
 	on_submitted = function(res, job, ctx)
+		-- A full queue: HTTP 429 with the wait in the body ({status = "error", retry_after = 30}).
+		if res.status == 429 then
+			local b = type(res.json) == "table" and res.json or {}
+			return { state = "retry", retry_in = tonumber(U.val(b.retry_after)),
+				error = { message = U.message(b) or "ModelsLab: too many queued requests" } }
+		end
 		if not U.ok(res) then return U.failed(U.res_message(res)) end
 		return from_body(res.json, job, ctx, "submit")
 	end,
 
-	-- ModelsLab does not sign webhooks; check that the id is this job's.
+	-- ModelsLab does not sign webhooks; its generation webhooks always carry
+	-- the request's id, which must be this job's.
 	verify = function(req, ctx, job)
 		ctx, job = U.ctx_job(ctx, job)
-		return U.same_id(job, type(req.json) == "table" and req.json.id, "id")
+		return U.require_id(job, type(req.json) == "table" and req.json.id, "id")
 	end,
 
 	on_callback = function(req, job, ctx) return from_body(req.json, job, ctx, "callback") end,

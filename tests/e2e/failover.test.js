@@ -216,11 +216,19 @@ describe('failover between the targets of a model alias', () => {
     assert.equal((await submitsTo(id)).fal.length, 0, 'fal not tried');
   });
 
-  for (const [delay, how] of [[0, "in Krea's submit answer"], [150, "in Krea's callback"]]) {
+  // The third case: Krea's failure callback overtakes its submit answer
+  // (answer_delay_ms holds the answer back), so the callback moves the job
+  // to fal while the Krea submit is still in flight; the late submit answer
+  // must then change nothing.
+  // fal runs long there, so the late Krea answer finds the job live on fal.
+  for (const [delay, how, hold] of [[0, "in Krea's submit answer", 0], [150, "in Krea's callback", 0],
+    [0, "in Krea's callback that overtakes its submit answer", 500]]) {
     test(`failover_on_failure: a PROVIDER_FAILURE ${how} moves the job to the next target`, T, async () => {
       // The steering is in the input, so fal fails as well: what matters is
       // that fal was tried and the history shows the move.
-      const id = await submit('flux-dev-fof', { prompt: uniq(`fof-${delay}`), sim: { outcome: 'fail', delay_ms: delay, message: 'both broke' } });
+      const sim = { outcome: 'fail', delay_ms: delay, message: 'both broke' };
+      if (hold) Object.assign(sim, { answer_delay_ms: hold, per_provider: { fal: { answer_delay_ms: 0, delay_ms: 2 * hold } } });
+      const id = await submit('flux-dev-fof', { prompt: uniq(`fof-${delay}-${hold}`), sim });
       const j = await waitTerminal(id);
       assert.equal(j.status, 'failed', JSON.stringify(j));
       assert.equal(j.error.code, 'PROVIDER_FAILURE');
@@ -231,6 +239,18 @@ describe('failover between the targets of a model alias', () => {
       assert.match(String(fo[0].detail.from), /^krea(:|$)/);
       assert.match(String(fo[0].detail.to), /^fal(:|$)/);
       assert.equal(fo[0].detail.code, 'PROVIDER_FAILURE');
+      // Each provider's submit answer was applied once, by that provider's
+      // script: a Krea answer arriving after the move is dropped.
+      const submitted = evs.filter((e) => e.kind === 'submitted');
+      assert.ok(submitted.filter((e) => e.detail.provider === 'fal').length <= 1, JSON.stringify(evs));
+      if (hold) {
+        assert.equal(submitted.length, 1, `only fal's answer applied: ${JSON.stringify(evs)}`);
+        // The end came from fal's own failure, which provsim reports no
+        // sooner than fal's delay after the move (a lower bound that load
+        // only makes later); Krea's late answer at `hold` must not end it.
+        const at = (k) => Date.parse(evs.find((e) => e.kind === k).at);
+        assert.ok(at('ended') - at('failover') >= 2 * hold - 50, JSON.stringify(evs));
+      }
       const s = await submitsTo(id);
       assert.equal(s.krea.length, 1);
       assert.equal(s.fal.length, 1);

@@ -190,11 +190,23 @@ describe('provsim with @fal-ai/client', { skip: falLib ? false : '@fal-ai/client
     assert.equal(submits.length, 2, 'one 503, then one accepted');
   });
 
-  test('status of an unknown request is 404, and status under the full model path is refused (providers.md: owner/app only)', async () => {
+  test('status of an unknown request is 404, and status under the full model path is refused (docs/provider-facts.md: owner/app only)', async () => {
     await assert.rejects(fal.queue.status(MODEL, { requestId: crypto.randomUUID() }), (err) => err.status === 404 && typeof err.body.detail === 'string');
     const { request_id: rid } = await fal.queue.submit(MODEL, { input: { prompt: 'p' } });
     const r = await h.request(`${sim.url}/fal/fal-ai/flux/dev/requests/${rid}/status`, { headers: { authorization: 'Key k' } });
     assert.equal(r.status, 404);
+  });
+
+  test('a namespaced app id (workflows/owner/app/path): the client polls and fetches under the namespace, and provsim answers there', async () => {
+    const NS = 'workflows/acme/pipe/v2';
+    const prompt = `ns ${crypto.randomUUID()}`;
+    const result = await fal.subscribe(NS, { input: { prompt, sim: { delay_ms: 300 } }, pollInterval: 100 });
+    assert.equal(result.data.images.length, 1);
+    const reqs = (await sim.requests('fal')).filter((r) => r.path.includes(result.requestId));
+    assert.ok(reqs.some((r) => r.method === 'GET' && r.path === `/fal/workflows/acme/pipe/requests/${result.requestId}/status`), 'status under the namespace');
+    assert.ok(reqs.some((r) => r.method === 'GET' && r.path === `/fal/workflows/acme/pipe/requests/${result.requestId}`), 'result under the namespace');
+    const r = await h.request(`${sim.url}/fal/acme/pipe/requests/${result.requestId}/status`, { headers: { authorization: 'Key k' } });
+    assert.equal(r.status, 404, 'without the namespace the request is unknown');
   });
 
   test('the client only called provsim (no other host)', () => {

@@ -13,10 +13,14 @@
 
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
 const h = require('./lib/harness');
+const R = require('./lib/reliability');
 const sd = require('./lib/scriptdir');
 const { verifyStandardWebhook, secretKey } = require(path.join(h.SRC, 'examples', 'receiver.js'));
 
@@ -26,6 +30,36 @@ const T = { timeout: 60000 };
 const SECRET = h.ACME.webhook_secret; // every customer here signs with it, so one receiver verifies all
 
 const SHIPPED = ['default', 'modelslab_compat', 'artificialstudio_compat', 'slack', 'first_url'];
+
+// Headers a hook may not set, each with the name the error gives and a piece
+// of its reason: the transport's (every case, '_' for '-'), the signature's
+// (webhook-*), names that are not RFC 9110 tokens or carry whitespace, values
+// with control characters. Each fails the attempt with SCRIPT_ERROR.
+const BAD_HEADERS = {
+  host: ['Host', 'evil.example', 'Host', 'set by the transport'],
+  host_lower: ['host', 'evil.example', 'host', 'set by the transport'],
+  host_upper: ['HOST', 'evil.example', 'HOST', 'set by the transport'],
+  content_length: ['Content-Length', '1', 'Content-Length', 'set by the transport'],
+  content_length_under: ['content_length', '1', 'content_length', 'set by the transport'],
+  transfer_encoding: ['Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'set by the transport'],
+  transfer_encoding_mixed: ['tRANSFER_eNCODING', 'chunked', 'tRANSFER_eNCODING', 'set by the transport'],
+  connection: ['CONNECTION', 'close', 'CONNECTION', 'set by the transport'],
+  webhook_id: ['webhook-id', 'msg_forged', 'webhook-id', 'set by the core'],
+  webhook_signature: ['Webhook-Signature', 'v1,forged', 'Webhook-Signature', 'set by the core'],
+  webhook_signature_under: ['WEBHOOK_SIGNATURE', 'v1,forged', 'WEBHOOK_SIGNATURE', 'set by the core'],
+  webhook_timestamp: ['Webhook-Timestamp', '1', 'Webhook-Timestamp', 'set by the core'],
+  webhook_other: ['webhook-anything', 'x', 'webhook-anything', 'set by the core'],
+  leading_space: [' X-Pad', '1', ' X-Pad', 'whitespace before or after'],
+  trailing_space: ['X-Pad ', '1', 'X-Pad ', 'whitespace before or after'],
+  trailing_space_host: ['Host ', 'evil.example', 'Host ', 'whitespace before or after'],
+  colon: ['X:Y', '1', 'X:Y', 'not an RFC 9110 token'],
+  inner_space: ['X Y', '1', 'X Y', 'not an RFC 9110 token'],
+  crlf_name: ['X-A\\r\\nHost', '1', 'X-A\\x0d\\x0aHost', 'not an RFC 9110 token'],
+  crlf_value: ['X-A', 'a\\r\\nX-Injected: 1', 'X-A', 'control character'],
+  nul_value: ['X-A', 'a\\0b', 'X-A', 'control character'],
+  empty_name: ['', '1', '', 'empty name'],
+};
+const BAD_HEADER_CASES = Object.entries(BAD_HEADERS).map(([k, [n, v]]) => `\t${k} = { ["${n}"] = "${v}", ["X-Fine"] = "yes" },`).join('\n');
 
 // Test hooks, written next to the shipped ones.
 const HOOKS = {
@@ -37,15 +71,25 @@ const HOOKS = {
 	end,
 }
 `,
-  // A string body sent as is, with its own Content-Type; headers a hook may
-  // not set (webhook-*, Content-Length) are dropped.
+  // A string body sent as is, with its own Content-Type.
   'hooks/text_body.lua': `return {
 	transform = function(event, ctx)
 		return {
 			body = "job " .. event.job_id .. " is " .. event.status .. ";  {\\"not\\" : json}  \\n",
-			headers = { ["Content-Type"] = "text/plain; charset=utf-8", ["X-Shape"] = "text",
-				["webhook-id"] = "msg_forged", ["Webhook-Signature"] = "v1,forged", ["Content-Length"] = "1" },
+			headers = { ["Content-Type"] = "text/plain; charset=utf-8", ["X-Shape"] = "text" },
 		}
+	end,
+}
+`,
+  // Sends the headers of the case named by the job's track_id: each one a
+  // header a hook may not set (see BAD_HEADERS), or fine ones.
+  'hooks/bad_header.lua': `local cases = {
+${BAD_HEADER_CASES}
+	fine = { ["X-Fine"] = "yes", ["X_Under-score"] = "ok", ["X-Tab"] = "a\\tb" },
+}
+return {
+	transform = function(event, ctx)
+		return { body = { job_id = event.job_id }, headers = cases[event.track_id] }
 	end,
 }
 `,
@@ -75,6 +119,8 @@ const CUSTOMERS = {
   c_skip: customer('c_skip', 'skip_failed'),
   c_text: customer('c_text', 'text_body'),
   c_raise: customer('c_raise', 'raiser'),
+  c_bad_header: customer('c_bad_header', 'bad_header'),
+  c_nosecret: { api_key: 'c_nosecret-key', hook: 'default' },
 };
 
 const dir = sd.copyScripts(HOOKS);
@@ -145,8 +191,12 @@ describe('customer webhook shapes', () => {
     },
   });
   let raw;
+  const figures = { hook_headers_refused: 0, unsigned_not_sent: 0, malformed_secrets_refused: 0 };
   before(async () => { raw = await startRawReceiver(); });
-  after(async () => { if (raw) await raw.close(); });
+  after(async () => {
+    R.report('hook_headers_e2e', figures);
+    if (raw) await raw.close();
+  });
 
   const uniq = (name) => `${name}-${crypto.randomBytes(5).toString('hex')}`;
   const as = (cust) => stack.gr.as(CUSTOMERS[cust].api_key);
@@ -180,7 +230,7 @@ describe('customer webhook shapes', () => {
     }, ms, { what: `receiver got ${id}`, interval: 100 });
   }
   async function hookVersion(name) {
-    const s = (await sd.scripts(stack.api))[`hooks/${name}`];
+    const s = (await sd.scripts(stack.gr.admin))[`hooks/${name}`];
     assert.ok(s && s.version, `hooks/${name} loaded: ${JSON.stringify(s)}`);
     return s.version;
   }
@@ -216,7 +266,7 @@ describe('customer webhook shapes', () => {
     });
   }
 
-  test('a string body is sent byte for byte, with the hook\'s Content-Type, signed over exactly those bytes; webhook-* headers cannot be forged', T, async () => {
+  test('a string body is sent byte for byte, with the hook\'s Content-Type, signed over exactly those bytes', T, async () => {
     const p = `/raw/${uniq('text')}`;
     const id = await submit('c_text', { prompt: uniq('text') }, { webhook_url: raw.url + p });
     const dl = await waitDelivery('c_text', id, (d) => d.status === 'delivered');
@@ -240,6 +290,101 @@ describe('customer webhook shapes', () => {
     const [g2] = raw.forPath(p2);
     assert.equal(verifyStandardWebhook(g2.headers, g2.raw, secretKey(SECRET)).ok, true);
     assert.deepEqual(JSON.parse(g2.raw.toString('utf8')), EXPECTED.first_url(await getJob('c_first_url', id2)));
+  });
+
+  test('a header a hook may not set fails the attempt with SCRIPT_ERROR naming it; nothing is sent; fine headers go out', T, async () => {
+    const p = `/raw/${uniq('badhdr')}`;
+    const ids = {};
+    for (const k of Object.keys(BAD_HEADERS)) ids[k] = await submit('c_bad_header', { prompt: uniq(k) }, { webhook_url: raw.url + p, track_id: k });
+    const fine = await submit('c_bad_header', { prompt: uniq('fine') }, { webhook_url: raw.url + p + '/fine', track_id: 'fine' });
+    for (const [k, [, , shown, why]] of Object.entries(BAD_HEADERS)) {
+      const dl = await waitDelivery('c_bad_header', ids[k], (d) => d.attempts.length >= 1, 20000, `attempt of ${k}`);
+      const a = dl.attempts[0];
+      assert.equal(a.status_code, null, `${k}: nothing was sent`);
+      assert.ok(a.error.startsWith(`SCRIPT_ERROR: hooks/bad_header.lua: header '${shown}' `), `${k}: ${a.error}`);
+      assert.ok(a.error.includes(why), `${k}: ${a.error}`);
+      assert.ok(!/forged|evil\.example|X-Injected/.test(a.error), `${k}: the value is not quoted: ${a.error}`);
+      assert.equal(a.script_version, await hookVersion('bad_header'));
+      figures.hook_headers_refused++;
+    }
+    await waitDelivery('c_bad_header', fine, (d) => d.status === 'delivered');
+    const [g] = raw.forPath(p + '/fine');
+    assert.equal(g.headers['x-fine'], 'yes');
+    assert.equal(g.headers['x_under-score'], 'ok');
+    assert.equal(g.headers['x-tab'], 'a\tb');
+    assert.equal(verifyStandardWebhook(g.headers, g.raw, secretKey(SECRET)).ok, true);
+    assert.deepEqual(raw.forPath(p), [], 'no refused delivery reached the receiver');
+  });
+
+  test('a delivery is never sent unsigned: a webhook_url is refused for a customer without a secret; a job whose customer lost its secret gets failed attempts, nothing at the receiver', T, async () => {
+    const r = await as('c_nosecret')('POST', RUN, { input: { prompt: uniq('u') }, webhook_url: raw.url + '/raw/never' });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.error.code, 'INVALID_REQUEST');
+    assert.match(r.body.error.message, /webhook_url.*no webhook_secret/);
+
+    // A job accepted while the customer had a secret, delivered after a
+    // restart without it.
+    const lax = await h.startGenrelay({
+      simUrl: stack.sim.url,
+      config: { scripts: dir, webhooks: { require_https: false, allow_private: true, retry: [0.2, 0.2], timeout_s: 2 }, jobs: { poll_after_s: 1, poll_interval_s: 0.3 } },
+    });
+    try {
+      const p = `/raw/${uniq('unsigned')}`;
+      const s = await lax.api('POST', RUN, { input: { prompt: uniq('u'), sim: { delay_ms: 2500 } }, webhook_url: raw.url + p });
+      assert.equal(s.status, 202, s.text);
+      await lax.stop();
+      fs.writeFileSync(lax.configPath, h.renderConfig(h.deepMerge(lax.config, { customers: { acme: { webhook_secret: null } } })));
+      await lax.restart();
+      const dl = await h.waitFor(async () => {
+        const x = await lax.api('GET', `/v1/jobs/${s.body.job_id}/deliveries`);
+        const dd = x.body.data && x.body.data[0];
+        return dd && dd.status === 'dead' && dd;
+      }, 30000, { what: 'unsigned delivery dead' }).catch(async (e) => {
+        const state = { deliveries: (await lax.api('GET', `/v1/jobs/${s.body.job_id}/deliveries`)).body, job: (await lax.api('GET', `/v1/jobs/${s.body.job_id}`)).body };
+        throw new Error(`${e.message}; state: ${JSON.stringify(state)}\n--- genrelay log ---\n${lax.logTail(60)}`);
+      });
+      assert.equal(dl.attempts.length, 3);
+      for (const a of dl.attempts) {
+        assert.equal(a.status_code, null);
+        assert.equal(a.error, 'not signed, not sent: the customer has no webhook_secret');
+      }
+      assert.deepEqual(raw.forPath(p), [], 'nothing reached the receiver');
+      figures.unsigned_not_sent += dl.attempts.length;
+    } finally {
+      await R.shutdown(lax);
+      fs.rmSync(lax.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a malformed whsec_ secret: genrelay check and serve refuse the config, naming the key and never the secret', T, () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-whsec-'));
+    try {
+      const cases = {
+        'whsec_c2hvcnQ=': 'whsec_ key shorter than 24 bytes', // "short"
+        'whsec_YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=': 'whsec_ key shorter than 24 bytes', // 23 bytes
+        'whsec_not*base64*at*all*0123456789abcdef': 'not valid base64 after whsec_',
+        'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwA': 'not valid base64 after whsec_', // 4n+1 characters
+        'whsec_': 'whsec_ key shorter than 24 bytes',
+      };
+      for (const [secret, why] of Object.entries(cases)) {
+        const conf = path.join(tmp, 'genrelay.conf.lua');
+        fs.writeFileSync(conf, `store = "sqlite:${path.join(tmp, 'db.sqlite')}"\nscripts = "${dir}"\nlisten = "127.0.0.1:0"\n` +
+          `customers = { acme = { api_key = "acme-key", webhook_secret = "${secret}" } }\n`);
+        for (const cmd of ['check', 'serve']) {
+          const r = spawnSync(h.BIN, [cmd, '--config', conf], { encoding: 'utf8', timeout: 20000, cwd: tmp });
+          assert.notEqual(r.status, 0, `${cmd} with ${secret}: ${r.status} ${r.stderr}`);
+          assert.equal(r.signal, null, `${cmd} exited by itself`);
+          assert.ok(r.stderr.includes(`customers.acme.webhook_secret: ${why}`), `${cmd}: ${r.stderr}`);
+          if (secret.length > 8) assert.ok(!r.stderr.includes(secret.slice(6, 14)), `${cmd}: the secret is not echoed: ${r.stderr}`);
+          figures.malformed_secrets_refused++;
+        }
+      }
+      // The shipped example and the harness's secrets pass.
+      const ok = spawnSync(h.BIN, ['check', '--config', path.join(h.SRC, 'examples', 'genrelay.conf.lua')], { encoding: 'utf8', timeout: 20000, cwd: h.SRC });
+      assert.equal(ok.status, 0, ok.stderr);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   test('a transform returning nil skips the delivery: recorded as skipped, nothing sent', T, async () => {

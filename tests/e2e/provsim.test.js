@@ -289,16 +289,16 @@ describe('provsim', () => {
       assert.equal(log.filter((c) => c.ref === none.rid).length, 0);
     });
 
-    test('a failing callback target is tried 3 times, 1 s apart', T, async () => {
+    test('a failing Krea callback target is tried once (Krea documents no retries)', T, async () => {
       const p = `/${uniq('retry')}`;
       hook.statusFor.set(p, 500);
       const r = await call('POST', `/krea/generate/image/a/b`, { prompt: 'x', sim: { delay_ms: 10 } }, { authorization: 'Bearer k', 'x-webhook-url': hook.url + p });
-      const hits = await h.waitFor(() => hook.at(p).length === 3 && hook.at(p), 6000, { what: '3 tries' });
-      assert.ok(hits[1].at - hits[0].at >= 900);
-      await h.sleep(1300);
-      assert.equal(hook.at(p).length, 3, 'no fourth try');
-      const log = (await sim.callbacks('krea')).filter((c) => c.ref === r.body.job_id);
-      assert.deepEqual(log.map((c) => [c.attempt, c.status]), [[1, 500], [2, 500], [3, 500]]);
+      const log = await h.waitFor(async () => {
+        const l = (await sim.callbacks('krea')).filter((c) => c.ref === r.body.job_id);
+        return l.length && l;
+      }, 6000, { what: 'the try in the log' });
+      assert.deepEqual(log.map((c) => [c.attempt, c.status]), [[1, 500]]);
+      assert.equal(hook.at(p).length, 1);
     });
 
     test('http_status/http_times per identical body, in the provider shape, with Retry-After', T, async () => {
@@ -362,5 +362,132 @@ describe('provsim', () => {
       assert.equal((await sim.requests()).length, 0);
       assert.equal((await sim.callbacks()).length, 0);
     });
+  });
+});
+
+// Each provider's real callback retry schedule, compressed by --time-scale,
+// and the documented shapes the `sim` object asks for.
+describe('provsim: retry schedules (--time-scale) and documented shapes', () => {
+  const SCALE = 0.0001;
+  let sim;
+  let hook;
+  const call = (method, p, body, headers = {}) => h.request(sim.url + p, { method, body, headers });
+  const { RETRY_SCHEDULES } = require('../sim/lib/callbacks');
+
+  before(async () => {
+    [sim, hook] = await Promise.all([h.startProvsim({ args: ['--time-scale', String(SCALE)] }), startHookServer()]);
+  });
+  after(async () => {
+    if (hook) await new Promise((r) => hook.server.close(r));
+    if (sim) await sim.stop();
+  });
+
+  // Submits one job whose callback goes to a path answering 500; returns {path, ref}.
+  const SUBMIT = {
+    fal: async (url) => {
+      const r = await call('POST', `/fal/fal-ai/flux/dev?fal_webhook=${encodeURIComponent(url)}`, { prompt: 'x', sim: { delay_ms: 10 } }, { authorization: 'Key k' });
+      return r.body.request_id;
+    },
+    krea: async (url) => (await call('POST', '/krea/generate/image/a/b', { prompt: 'x', sim: { delay_ms: 10 } }, { authorization: 'Bearer k', 'x-webhook-url': url })).body.job_id,
+    modelslab: async (url) => String((await call('POST', '/modelslab/api/v6/images/text2img', { key: 'k', prompt: 'x', webhook: url, sim: { delay_ms: 10 } })).body.id),
+    artificialstudio: async (url) => (await call('POST', '/artificialstudio/api/run', { tool: 'create-image', input: { prompt: 'x', sim: { delay_ms: 10 } }, webhook: url }, { authorization: 'k' })).body.id,
+    abstrakt: async (url) => (await call('POST', '/abstrakt/v1/models/m/run', { input: { prompt: 'x', sim: { delay_ms: 10 } }, webhook_url: url }, { authorization: 'Bearer k' })).body.job_id,
+  };
+  const EXPECTED_TRIES = { fal: 10, artificialstudio: 10, abstrakt: 5, modelslab: 1, krea: 1 };
+
+  for (const prov of Object.keys(SUBMIT)) {
+    test(`${prov}: a failing callback target gets the provider's schedule (${EXPECTED_TRIES[prov]} tries)`, { timeout: 60000 }, async () => {
+      const p = `/${uniq(`sched-${prov}`)}`;
+      hook.statusFor.set(p, 500);
+      const ref = await SUBMIT[prov](hook.url + p);
+      const want = EXPECTED_TRIES[prov];
+      const sched = RETRY_SCHEDULES[prov];
+      assert.equal(sched.length + 1, want, 'the schedule table matches the documented count');
+      const total = sched.reduce((a, b) => a + b, 0) * 1000 * SCALE;
+      const log = await h.waitFor(async () => {
+        const l = (await sim.callbacks(prov)).filter((c) => c.ref === ref);
+        return l.length === want && l;
+      }, 20000 + total, { what: `${want} tries` });
+      assert.deepEqual(log.map((c) => c.attempt), Array.from({ length: want }, (_, i) => i + 1));
+      assert.ok(log.every((c) => c.status === 500));
+      assert.deepEqual(log.map((c) => c.waited_ms), [0, ...sched.map((s) => Math.round(s * 1000 * SCALE))], 'waits follow the schedule, scaled');
+      for (let i = 1; i < log.length; i++) assert.ok(log[i].at >= log[i - 1].at, 'in order');
+      // No try past the schedule: the hook saw exactly as many as the log.
+      await h.waitFor(() => hook.at(p).length >= want, 5000);
+      assert.equal(hook.at(p).length, want);
+    });
+  }
+
+  test('fal: sim.payload_error sends OK with payload null + payload_error; the result is still served; sim.urls false drops *_url', T, async () => {
+    const p = `/${uniq('fal-pe')}`;
+    const s = await call('POST', `/fal/workflows/acme/pipe/v2?fal_webhook=${encodeURIComponent(hook.url + p)}`, { prompt: 'x', sim: { delay_ms: 50, payload_error: true, urls: false } }, { authorization: 'Key k' });
+    assert.equal(s.status, 200);
+    assert.equal(s.body.status_url, undefined);
+    assert.equal(s.body.response_url, undefined);
+    const [hit] = await h.waitFor(() => hook.at(p).length && hook.at(p), 5000);
+    const body = JSON.parse(hit.text);
+    assert.equal(body.status, 'OK');
+    assert.equal(body.payload, null);
+    assert.match(body.payload_error, /queue/);
+    const rid = s.body.request_id;
+    assert.equal((await call('GET', `/fal/acme/pipe/requests/${rid}/status`, null, { authorization: 'Key k' })).status, 404, 'without the namespace: 404');
+    const r = await call('GET', `/fal/workflows/acme/pipe/requests/${rid}`, null, { authorization: 'Key k' });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.images[0].url);
+    const s2 = await call('POST', '/fal/workflows/acme/pipe/v2', { prompt: 'y' }, { authorization: 'Key k' });
+    assert.match(s2.body.status_url, /\/fal\/workflows\/acme\/pipe\/requests\/[^/]+\/status$/, 'returned URLs keep the namespace');
+  });
+
+  test('krea: sim.states "full" walks the whole documented state list', T, async () => {
+    const r = await call('POST', '/krea/generate/image/a/b', { prompt: 'x', sim: { delay_ms: 3000, states: 'full' } }, { authorization: 'Bearer k' });
+    const seen = new Set([r.body.status]);
+    await h.waitFor(async () => {
+      const j = await call('GET', `/krea/jobs/${r.body.job_id}`, null, { authorization: 'Bearer k' });
+      seen.add(j.body.status);
+      return j.body.status === 'completed';
+    }, 15000, { interval: 40 });
+    for (const st of ['backlogged', 'queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete', 'completed']) assert.ok(seen.has(st), `saw ${st} (${[...seen]})`);
+  });
+
+  test('modelslab: sim.progress sends a processing webhook with eta and future_links before the result', T, async () => {
+    const p = `/${uniq('ml-progress')}`;
+    const r = await call('POST', '/modelslab/api/v6/images/text2img', { key: 'k', prompt: 'x', webhook: hook.url + p, track_id: 't1', sim: { delay_ms: 600, progress: true } });
+    const hits = await h.waitFor(() => hook.at(p).length >= 2 && hook.at(p), 5000);
+    const [first, last] = hits.map((x) => JSON.parse(x.text));
+    assert.equal(first.status, 'processing');
+    assert.equal(first.id, r.body.id);
+    assert.ok(first.eta >= 1);
+    assert.ok(Array.isArray(first.future_links) && first.future_links.length >= 1);
+    assert.equal(first.track_id, 't1');
+    assert.equal(last.status, 'success');
+    assert.deepEqual(last.output, first.future_links, 'the outputs appear where future_links said');
+  });
+
+  test('abstrakt: the three callback forms, signed with the request\'s webhook_secret (or the account secret when asked)', T, async () => {
+    const hmac = (k, b) => crypto.createHmac('sha256', k).update(b).digest('hex');
+    const run = async (sim2, secret) => {
+      const p = `/${uniq('abs-form')}`;
+      const body = { input: { prompt: 'x', sim: { delay_ms: 300, ...sim2 } }, webhook_url: hook.url + p };
+      if (secret) body.webhook_secret = secret;
+      const r = await call('POST', '/abstrakt/v1/models/m/run', body, { authorization: 'Bearer k' });
+      assert.equal(r.status, 202);
+      return { p, id: r.body.job_id };
+    };
+    const tut = await run({ form: 'tutorial' }, 'per-job-1');
+    const env = await run({ form: 'envelope', progress: true }, 'per-job-2');
+    const api = await run({ form: 'api', sign_with: 'account' }, 'per-job-3');
+    const [t] = await h.waitFor(() => hook.at(tut.p).length && hook.at(tut.p), 5000);
+    const tb = JSON.parse(t.text);
+    assert.equal(tb.request_id, tut.id);
+    assert.equal(tb.status, 'completed');
+    assert.ok(tb.result.items[0].url && tb.metrics && tb.timestamp);
+    assert.equal(t.headers['x-abstrakt-signature'], hmac('per-job-1', t.text), 'signed with the per-request secret');
+    const e = await h.waitFor(() => hook.at(env.p).length >= 3 && hook.at(env.p), 5000);
+    assert.deepEqual(e.map((x) => JSON.parse(x.text).event), ['job.started', 'job.progress', 'job.completed']);
+    assert.ok(JSON.parse(e[2].text).data.output.items[0].url);
+    for (const x of e) assert.equal(x.headers['x-abstrakt-signature'], hmac('per-job-2', x.text));
+    const [a] = await h.waitFor(() => hook.at(api.p).length && hook.at(api.p), 5000);
+    assert.equal(JSON.parse(a.text).status, 'succeeded');
+    assert.equal(a.headers['x-abstrakt-signature'], hmac('abstrakt-sim-secret', a.text), 'sign_with account: the account secret');
   });
 });

@@ -119,7 +119,7 @@ describe('hot reload', () => {
     else sd.write(dir, rel, text, { atomic });
     if (shows) {
       while (Date.now() - t0 < 1000) {
-        if (shows(await sd.scripts(stack.api))) {
+        if (shows(await sd.scripts(stack.gr.admin))) {
           t.diagnostic(`${rel}: change visible in GET /v1/scripts ${Date.now() - t0} ms after the write`);
           break;
         }
@@ -132,7 +132,7 @@ describe('hot reload', () => {
   async function viewsAfterOneSecond(t0) {
     const wait = t0 + 1000 - Date.now();
     if (wait > 0) await h.sleep(wait);
-    return sd.scriptsViews(stack.api, 12);
+    return sd.scriptsViews(stack.gr.admin, 12);
   }
 
   test('a changed hook is in effect on every worker 1 s after the write, in place or by rename; deliveries record the version that ran', T, async (t) => {
@@ -252,7 +252,7 @@ describe('hot reload', () => {
   test('job steps record the provider script version that ran them, before and after a reload', T, async (t) => {
     const check = async (text) => {
       const v = sd.version(text);
-      assert.equal((await sd.scripts(stack.api))['providers/fal'].version, v);
+      assert.equal((await sd.scripts(stack.gr.admin))['providers/fal'].version, v);
       const id = await submit('loader', { prompt: uniq('ver') });
       await h.waitFor(async () => (await events('loader', id)).some((e) => e.kind === 'ended'), 20000, { what: 'job ended' });
       const ev = await events('loader', id);
@@ -319,7 +319,7 @@ describe('hot reload', () => {
     assert.ok(ids.length >= 50, `a steady stream (${ids.length} requests)`);
 
     // The final versions are the ones running, on every worker, without errors.
-    for (const s of await sd.scriptsViews(stack.api, 12)) {
+    for (const s of await sd.scriptsViews(stack.gr.admin, 12)) {
       assert.equal(s['providers/fal'].version, sd.version(fal + '\n-- load 5\n'));
       assert.equal(s['hooks/default'].version, sd.version(dflt + '\n-- load 10\n'));
       for (const k of ['providers/fal', 'hooks/default', 'providers/krea', 'hooks/live']) assert.equal(s[k].last_error, null, k);

@@ -235,7 +235,7 @@ describe('the sandbox in a running genrelay', () => {
   test('after all of it the evil scripts still work and the scripts are unchanged', T, async () => {
     const j = await whileServing(async () => terminal('acme', await submit('acme', 'evil/sandbox', { action: 'none' })));
     assert.equal(j.status, 'succeeded');
-    const s = await sd.scripts(stack.api);
+    const s = await sd.scripts(stack.gr.admin);
     assert.equal(s['providers/evil'].version, sd.version(EVIL_PROVIDER));
     assert.equal(s['hooks/evil'].version, sd.version(EVIL_HOOK));
     assert.equal(s['providers/evil'].last_error, null);

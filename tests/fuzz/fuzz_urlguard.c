@@ -11,6 +11,8 @@
  */
 #include "urlguard.h"
 
+#include <arpa/inet.h>
+
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +41,15 @@ static void check_addr(const uint8_t *data, size_t size)
 	memcpy(sin6.sin6_addr.s6_addr, data, 16);
 	b6 = urlguard_addr_blocked((const struct sockaddr *)&sin6, sizeof sin6);
 	if (b6 != 0 && b6 != 1)
+		abort();
+	/* The text form (curl's CURLINFO_PRIMARY_IP, checked on reused
+	 * connections) is judged like the socket address. */
+	char text[INET6_ADDRSTRLEN];
+	if (inet_ntop(AF_INET6, &sin6.sin6_addr, text, sizeof text) == NULL ||
+	    urlguard_ip_blocked(text) != b6)
+		abort();
+	if (inet_ntop(AF_INET, &sin.sin_addr, text, sizeof text) == NULL ||
+	    urlguard_ip_blocked(text) != b4)
 		abort();
 }
 

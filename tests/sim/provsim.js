@@ -6,6 +6,10 @@
 //   node tests/sim/provsim.js --listen 127.0.0.1:0 [--abstrakt-secret S]
 //        [--abstrakt-timestamp] [--abstrakt-sync-ms 55000] [--max-jobs 200000]
 //        [--callback-workers N]   (threads posting callbacks; default 1 with >= 4 CPUs, else 0)
+//        [--time-scale F]         (multiplies the providers' callback retry delays; default 1)
+//        [--modelslab-queue-limit N]  (ModelsLab answers 429 {status:"error",message,retry_after:30}
+//                                      while N of its requests are queued; GET /_control/modelslab/queue)
+//        [--strict-callbacks]     (Artificial Studio refuses http and private webhook URLs, ModelsLab http)
 //
 // Prints exactly one line, "provsim listening on http://127.0.0.1:PORT", then
 // serves:
@@ -53,6 +57,7 @@ function parseArgs(argv) {
     abstraktTimestamp: false,
     abstraktSyncMs: 55000,
     maxJobs: 200000,
+    timeScale: 1,
     // Threads that post callbacks (0: the main thread does it). A thread
     // pays off only when there are cores to spare; env PROVSIM_CALLBACK_WORKERS
     // or --callback-workers override.
@@ -70,8 +75,14 @@ function parseArgs(argv) {
     else if (a === '--abstrakt-sync-ms') o.abstraktSyncMs = Number(val());
     else if (a === '--max-jobs') o.maxJobs = Number(val());
     else if (a === '--callback-workers') o.callbackWorkers = Number(val());
+    else if (a === '--time-scale') {
+      o.timeScale = Number(val());
+      if (!(o.timeScale >= 0)) throw new Error('--time-scale wants a number >= 0');
+    }
+    else if (a === '--modelslab-queue-limit') o.modelslabQueueLimit = Number(val());
+    else if (a === '--strict-callbacks') o.strictCallbacks = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N]\n');
+      process.stdout.write('usage: provsim.js --listen HOST:PORT [--abstrakt-secret S] [--abstrakt-timestamp] [--abstrakt-sync-ms MS] [--max-jobs N] [--callback-workers N] [--time-scale F] [--modelslab-queue-limit N] [--strict-callbacks]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -88,12 +99,13 @@ function createProvsim(opts) {
     callbackWorkers: opts.callbackWorkers,
     abstraktSecret: opts.abstraktSecret,
     abstraktTimestamp: opts.abstraktTimestamp,
+    timeScale: opts.timeScale,
   });
   const providers = {
     fal: require('./providers/fal')(sim),
     krea: require('./providers/krea')(sim),
-    modelslab: require('./providers/modelslab')(sim),
-    artificialstudio: require('./providers/artificialstudio')(sim),
+    modelslab: require('./providers/modelslab')(sim, { queueLimit: opts.modelslabQueueLimit || 0, strictCallbacks: !!opts.strictCallbacks }),
+    artificialstudio: require('./providers/artificialstudio')(sim, { strictCallbacks: !!opts.strictCallbacks }),
     abstrakt: require('./providers/abstrakt')(sim, { syncMs: opts.abstraktSyncMs }),
   };
 
@@ -113,6 +125,9 @@ function createProvsim(opts) {
       const p = query.provider;
       return sendJson(res, 200, sim.callbacksLog.list(p ? (r) => r.provider === p : null));
     }
+    if (m === 'GET' && segs[0] === 'modelslab' && segs[1] === 'queue' && segs.length === 2) {
+      return sendJson(res, 200, providers.modelslab.queueStats());
+    }
     if (m === 'POST' && segs[0] === 'reset' && segs.length === 1) {
       sim.reset();
       return sendJson(res, 200, { ok: true });
@@ -131,6 +146,14 @@ function createProvsim(opts) {
     if (!f || (req.method !== 'GET' && req.method !== 'HEAD')) return sendJson(res, 404, { error: 'not found' });
     res.writeHead(200, { 'content-type': f[0], 'content-length': f[1].length });
     res.end(req.method === 'HEAD' ? undefined : f[1]);
+  }
+
+  // sim.per_provider.NAME overrides the steering for that provider only (an
+  // alias sends the same input to each of its targets).
+  function applyPerProvider(json, provider) {
+    const steer = json && typeof json === 'object' && (json.sim || (json.input && json.input.sim));
+    const own = steer && steer.per_provider && steer.per_provider[provider];
+    if (own && typeof own === 'object') Object.assign(steer, own);
   }
 
   function route(req, res, raw) {
@@ -153,6 +176,7 @@ function createProvsim(opts) {
     if (!prov) return sendJson(res, 404, { error: `no provider surface at /${first}` });
 
     const ctx = makeContext(req, res, { path: rest, query, raw });
+    applyPerProvider(ctx.json, first);
     sim.requests.push({
       provider: first,
       method: req.method,

@@ -3,6 +3,7 @@
  */
 #include "check.h"
 #include "config.h"
+#include "scrub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,37 @@ static const char full_conf[] =
 	"         poll_max_s = 20, sync_wait_s = 30 }\n"
 	"limits = { body_bytes = 2048, lua_instructions = 5000, lua_memory_mb = 8,\n"
 	"           max_connections = 100, connection_timeout_s = 5, buffered_bytes = 65536 }\n";
+
+/* Secrets and proxies that are accepted. */
+static void test_secrets_and_proxies(void)
+{
+	static const char text[] =
+		"customers = {\n"
+		"  a = { api_key = 'k_a', webhook_secret = 'whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi' },\n" /* 24 bytes */
+		"  b = { api_key = 'k_b', webhook_secret = 'whsec_-vv8_f7_Y2NjY2NjY2NjY2NjY2NjY2NjY2M' },\n" /* URL-safe, unpadded */
+		"  c = { api_key = 'k_c', webhook_secret = 'whsec_' .. string.rep('eHh4', 170) },\n" /* 510 bytes */
+		"  d = { api_key = 'k_d', webhook_secret = 'a raw secret' },\n"
+		"}\n"
+		"webhooks = { proxy = 'http://user:pw@proxy.example:3128' }\n"
+		"providers = { fal = { base_url = 'https://queue.fal.run', proxy = 'socks5h://127.0.0.1:1080' } }\n";
+	char err[512];
+	struct config *c = config_load(write_conf(text), err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    err: %s\n", err);
+		return;
+	}
+	CHECK_STR_EQ(c->webhook_proxy, "http://user:pw@proxy.example:3128");
+	CHECK_STR_EQ(json_string_value(json_object_get(config_provider(c, "fal"), "proxy")),
+		     "socks5h://127.0.0.1:1080");
+	CHECK_EQ_INT(c->ncustomers, 4);
+	config_free(c);
+	c = config_load(write_conf("webhooks = { allow_private = false }\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c)
+		CHECK(c->webhook_proxy == NULL);
+	config_free(c);
+}
 
 static void test_full(void)
 {
@@ -316,6 +348,40 @@ static void test_errors(void)
 	check_refused("customers = { acme = { api_key = 'sk_k_3', webhook_url = 'javascript:alert(1)' } }\n",
 		      "customers.acme.webhook_url", "sk_k_3");
 	check_refused("customers = { ['a b'] = { api_key = 'sk_k_4' } }\n", "customers.a b: name", "sk_k_4");
+	/* whsec_ secrets: base64 of at least 24 bytes, or the config is refused
+	 * (a secret that cannot sign would mean unsigned deliveries). */
+	check_refused("customers = { acme = { api_key = 'sk_k_5', webhook_secret = 'whsec_not base64!' } }\n",
+		      "customers.acme.webhook_secret: not valid base64 after whsec_", "not base64");
+	check_refused("customers = { acme = { api_key = 'sk_k_6', webhook_secret = 'whsec_MfKQ9r8G*YqrTwjUPD8ILPZIo2LaLaSw' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "MfKQ9r8G");
+	check_refused("customers = { acme = { api_key = 'sk_k_7', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwA' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "MfKQ9r8G"); /* 4n+1 characters */
+	check_refused("customers = { acme = { api_key = 'sk_k_7b', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", "MfKQ9r8G"); /* one character short */
+	check_refused("customers = { acme = { api_key = 'sk_k_8', webhook_secret = 'whsec_YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", "YWFhYWFh"); /* 23 bytes */
+	check_refused("customers = { acme = { api_key = 'sk_k_9', webhook_secret = 'whsec_' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter than 24 bytes", NULL);
+	check_refused("customers = { acme = { api_key = 'sk_k_10', webhook_secret = 'whsec_c2hvcnQ=' } }\n",
+		      "customers.acme.webhook_secret: whsec_ key shorter", "c2hvcnQ");
+	check_refused("customers = { acme = { api_key = 'sk_k_11', webhook_secret = 'whsec_ YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "YmJiYmJi");
+	check_refused("customers = { acme = { api_key = 'sk_k_12', webhook_secret = 'whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\\n' } }\n",
+		      "customers.acme.webhook_secret: not valid base64", "YmJiYmJi");
+	check_refused("customers = { acme = { api_key = 'sk_k_13', webhook_secret = 'whsec_' .. string.rep('eHh4', 172) } }\n",
+		      "customers.acme.webhook_secret: whsec_ key longer than 512 bytes", "eHh4eHh4");
+	check_refused("customers = { acme = { api_key = 'sk_k_14', webhook_secret = '' } }\n",
+		      "customers.acme.webhook_secret: must not be empty", NULL);
+	check_refused("customers = { acme = { api_key = 'sk_k_15', webhook_url = 'https://h.example/x' } }\n",
+		      "customers.acme.webhook_secret: is required with a webhook_url", "sk_k_15");
+	/* proxies */
+	check_refused("webhooks = { proxy = 'ftp://proxy.example:21' }\n", "webhooks.proxy: must be a proxy URL", NULL);
+	check_refused("webhooks = { proxy = 'http://user:pw-secret@' }\n", "webhooks.proxy: must be a proxy URL", "pw-secret");
+	check_refused("webhooks = { proxy = 'http://proxy.example :3128' }\n", "webhooks.proxy: must be a proxy URL", NULL);
+	check_refused("webhooks = { proxy = '' }\n", "webhooks.proxy: must not be empty", NULL);
+	check_refused("webhooks = { proxy = 3128 }\n", "webhooks.proxy: must be a string", NULL);
+	check_refused("providers = { fal = { proxy = 'proxy.example:3128' } }\n", "providers.fal.proxy: must be a proxy URL", NULL);
+	check_refused("providers = { fal = { proxy = 3128 } }\n", "providers.fal.proxy: must be a proxy URL", NULL);
 	check_refused("customers = 'x'\n", "customers: must be a table", NULL);
 
 	/* models */
@@ -380,6 +446,8 @@ static void test_errors(void)
 	check_refused("customers = { a = { api_key = 'sk_live_TOPSECRET' ", "genrelay.conf.lua:",
 		      "TOPSECRET");
 	check_refused("error('boom')\n", "boom", NULL);
+	check_refused("local k = ('sk_live_TOPSECRET')()\n", "genrelay.conf.lua:1:", "TOPSECRET");
+	check_refused("local t = {}\nlocal k = t['sk_live_TOPSECRET'].x\n", "genrelay.conf.lua:2:", "TOPSECRET");
 	check_refused("listen = 1 +\n", "genrelay.conf.lua:", NULL);
 	{
 		char err[256];
@@ -390,6 +458,93 @@ static void test_errors(void)
 	}
 }
 
+/* server_secret and server_secret_previous from the environment. */
+static void test_server_secret_env(void)
+{
+	char err[512];
+	struct config *c;
+	unsetenv("GENRELAY_SERVER_SECRET");
+	unsetenv("GENRELAY_SERVER_SECRET_PREVIOUS");
+	c = config_load(write_conf("-- nothing\n"), err, sizeof err);
+	CHECK(c && c->server_secret == NULL && c->server_secret_previous == NULL);
+	CHECK(c && c->store_insecure_permissions == 0);
+	config_free(c);
+
+	setenv("GENRELAY_SERVER_SECRET", "env-secret-0123456789", 1);
+	setenv("GENRELAY_SERVER_SECRET_PREVIOUS", "env-previous-0123456789", 1);
+	c = config_load(NULL, err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "env-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "env-previous-0123456789");
+		/* Both are secrets to scrub. */
+		CHECK(scrub_found(c->scrub, "x env-secret-0123456789", 23));
+		CHECK(scrub_found(c->scrub, "env-previous-0123456789", 23));
+	}
+	config_free(c);
+
+	/* The file wins over the environment, key by key. */
+	c = config_load(write_conf("server_secret = 'file-secret-0123456789'\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "file-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "env-previous-0123456789");
+	}
+	config_free(c);
+	c = config_load(write_conf("server_secret_previous = 'file-previous-0123456789'\n"
+				   "store_insecure_permissions = true\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STR_EQ(c->server_secret, "env-secret-0123456789");
+		CHECK_STR_EQ(c->server_secret_previous, "file-previous-0123456789");
+		CHECK_EQ_INT(c->store_insecure_permissions, 1);
+	}
+	config_free(c);
+
+	/* A short one is refused, naming where it came from, never echoed. */
+	setenv("GENRELAY_SERVER_SECRET", "shortenv", 1);
+	check_refused("-- nothing\n", "GENRELAY_SERVER_SECRET: must be at least 16 bytes", "shortenv");
+	setenv("GENRELAY_SERVER_SECRET", "env-secret-0123456789", 1);
+	setenv("GENRELAY_SERVER_SECRET_PREVIOUS", "shortprev", 1);
+	check_refused("-- nothing\n", "GENRELAY_SERVER_SECRET_PREVIOUS: must be at least 16 bytes",
+		      "shortprev");
+	check_refused("server_secret_previous = 'short-prev'\n", "server_secret_previous: must be at least 16",
+		      "short-prev");
+	check_refused("store_insecure_permissions = 'yes'\n",
+		      "store_insecure_permissions: must be true or false", NULL);
+	unsetenv("GENRELAY_SERVER_SECRET");
+	unsetenv("GENRELAY_SERVER_SECRET_PREVIOUS");
+}
+
+/* The scrubber holds every secret of the config and nothing else. */
+static void test_scrub_set(void)
+{
+	char err[512];
+	struct config *c = config_load(write_conf(
+		"server_secret = 'server-secret-0123456789'\n"
+		"admin_key = 'admin-key-0123456789abcdef'\n"
+		"providers = { fal = { key = 'fal-key-0123', base_url = 'http://127.0.0.1:1/fal',\n"
+		"  auth = { bearer_token = 'nested-token-0123' }, api_keys = { 'list-key-1', 'list-key-2' } } }\n"
+		"customers = { acme = { api_key = 'acme-api-key', webhook_secret = 'whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=' } }\n"),
+		err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	static const char *const secrets[] = { "server-secret-0123456789", "admin-key-0123456789abcdef",
+		"fal-key-0123", "nested-token-0123", "list-key-1", "list-key-2", "acme-api-key",
+		"whsec_c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=", "c2VjcmV0LWJ5dGVzLWZvci10aGUtdW5pdC10ZXN0LTAxMjM=" };
+	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+		char *out = scrub_dup(c->scrub, secrets[i], strlen(secrets[i]), NULL);
+		CHECK_STR_EQ(out, "[redacted]");
+		free(out);
+	}
+	CHECK(!scrub_found(c->scrub, "http://127.0.0.1:1/fal", 22));
+	CHECK(!scrub_found(c->scrub, "acme", 4));
+	config_free(c);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -398,7 +553,10 @@ int main(void)
 	}
 	test_defaults();
 	test_full();
+	test_secrets_and_proxies();
 	test_errors();
+	test_server_secret_env();
+	test_scrub_set();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return check_done();

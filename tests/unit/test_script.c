@@ -391,6 +391,10 @@ static void test_ctx_helpers(void)
 	check_eval("local ctx = ... return ctx.url_encode('a b/c~d-e_f.g&h=\\xc3\\xa9')",
 		   "\"a%20b%2Fc~d-e_f.g%26h%3D%C3%A9\"");
 	check_eval("local ctx = ... return { ctx.now() > 1.7e9, type(ctx.now()) }", "[true,\"number\"]");
+	check_eval("local ctx = ... local a, b = ctx.random_hex(32), ctx.random_hex(32)"
+		   " return { #a, a:match('^[0-9a-f]+$') ~= nil, a ~= b, #ctx.random_hex(1),"
+		   " pcall(ctx.random_hex, 0), (pcall(ctx.random_hex, 65)) }",
+		   "[64,true,true,2,false,false]");
 	{
 		/* a fixed clock for tests */
 		struct script_ctx fixed = { .now = 1767225605.5 };
@@ -647,6 +651,56 @@ static void test_route(void)
 	CHECK(json_equal(m, want));
 	json_decref(want);
 	json_decref(m);
+}
+
+static void check_not_loaded(const char *rel, const char *name, const char *text, const char *want);
+
+/* A provider with no settings in the config is loaded and checked but never
+ * routed or listed; script_provider_info reports its declarations. */
+static void test_unconfigured(void)
+{
+	char out[64];
+	struct script_provider_info info;
+	write_file("providers/idle.lua",
+		   "return { name = 'idle', models = { 'idle/.+' },\n"
+		   "  callback_requires = { https = true, public = true }, poll_404_limit = 5,\n"
+		   "  submit = function(job, ctx) return { url = 'http://x/' } end,\n"
+		   "  on_submitted = function(res, job, ctx) return { state = 'processing' } end,\n"
+		   "  on_callback = function(req, job, ctx) return { state = 'processing' } end }\n");
+	script_host_refresh(host);
+	CHECK(script_exists(host, SCRIPT_PROVIDER, "idle"));
+	CHECK_EQ_INT(script_route(host, "idle/x", out, sizeof out), -1);
+	json_t *m = script_host_models(host);
+	size_t i;
+	json_t *v;
+	int listed = 0;
+	json_array_foreach(m, i, v)
+		if (strcmp(json_string_value(json_object_get(v, "provider")), "idle") == 0)
+			listed = 1;
+	CHECK_EQ_INT(listed, 0);
+	json_decref(m);
+	CHECK_EQ_INT(script_provider_info(host, "idle", &info), 0);
+	CHECK_EQ_INT(info.configured, 0);
+	CHECK_EQ_INT(info.callback_https, 1);
+	CHECK_EQ_INT(info.callback_public, 1);
+	CHECK_EQ_INT(info.poll_404_limit, 5);
+	CHECK_EQ_INT(script_provider_info(host, "good", &info), 0);
+	CHECK_EQ_INT(info.configured, 1);
+	CHECK_EQ_INT(info.callbacks, 1);
+	CHECK_EQ_INT(info.callback_https, 0);
+	CHECK_EQ_INT(info.poll_404_limit, 3);
+	CHECK_EQ_INT(info.max_inflight, 0);
+	CHECK_EQ_INT(script_provider_info(host, "nope", &info), -1);
+	remove_file("providers/idle.lua");
+	script_host_refresh(host);
+	check_not_loaded("providers/badreq.lua", "badreq",
+			 "return { name = 'badreq', callback_requires = 5,\n"
+			 "  submit = function() end, on_submitted = function() end, on_callback = function() end }\n",
+			 "callback_requires must be a table");
+	check_not_loaded("providers/bad404.lua", "bad404",
+			 "return { name = 'bad404', poll_404_limit = 0,\n"
+			 "  submit = function() end, on_submitted = function() end, on_callback = function() end }\n",
+			 "poll_404_limit must be an integer");
 }
 
 static void check_not_loaded(const char *rel, const char *name, const char *text, const char *want)
@@ -947,6 +1001,7 @@ int main(void)
 	test_sandbox();
 	test_secrets();
 	test_route();
+	test_unconfigured();
 	test_load_checks();
 	test_reload();
 	test_check_file();

@@ -206,6 +206,32 @@ static void test_webhook(void)
 	CHECK_EQ_INT(sign_webhook("", "id", 1, "", 0, sig2, sizeof sig2), 47);
 	CHECK(sign_webhook("k", "id", 1, "", 0, sig2, 63) < 0);
 	CHECK_EQ_INT(sign_webhook("k", "id", -5, NULL, 0, sig2, sizeof sig2), 47);
+
+	/* What the config accepts is exactly what can sign. */
+	char why[96];
+	CHECK_EQ_INT(sign_webhook_secret_check("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", why, sizeof why), 24);
+	CHECK_STR_EQ(why, "");
+	CHECK_EQ_INT(sign_webhook_secret_check("whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi", why, sizeof why), 24);
+	CHECK_EQ_INT(sign_webhook_secret_check("plain-secret", why, sizeof why), 12);
+	CHECK(sign_webhook_secret_check("whsec_YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=", why, sizeof why) < 0);
+	CHECK(strstr(why, "shorter than 24") != NULL);
+	CHECK(sign_webhook_secret_check("whsec_", why, sizeof why) < 0);
+	CHECK(sign_webhook_secret_check("whsec_not base64!", why, sizeof why) < 0);
+	CHECK(strstr(why, "not valid base64") != NULL && strstr(why, "base64!") == NULL);
+	CHECK(sign_webhook_secret_check("whsec_!!!!", why, sizeof why) < 0);
+	CHECK(sign_webhook_secret_check("", why, sizeof why) < 0);
+	CHECK(sign_webhook_secret_check(NULL, why, sizeof why) < 0);
+	CHECK(sign_webhook_secret_check(NULL, NULL, 0) < 0);
+	{
+		char big[700];
+		memset(big, 'x', sizeof big - 1);
+		big[sizeof big - 1] = '\0';
+		CHECK(sign_webhook_secret_check(big, why, sizeof why) < 0); /* raw, over 512 */
+		memcpy(big, "whsec_", 6);
+		CHECK(sign_webhook_secret_check(big, why, sizeof why) < 0);
+	}
+	/* Every accepted secret signs. */
+	CHECK_EQ_INT(sign_webhook("whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi", "id", 1, "b", 1, sig2, sizeof sig2), 47);
 }
 
 static void test_callback_token(void)

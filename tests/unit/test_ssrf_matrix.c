@@ -8,13 +8,19 @@
  * For every blocked IPv4 address: dotted, decimal, hex, octal, dotted
  * hex/octal, mixed, the short forms a.b.c / a.b / a in every base, trailing
  * dots, ports, IPv4-mapped and IPv4-compatible IPv6 (dotted and hex), NAT64,
- * zone ids, and userinfo wrappers; for every blocked IPv6 address: compressed,
+ * zone ids, and userinfo wrappers, plus every IPv6 translation prefix that
+ * embeds it (SIIT ::ffff:0:0/96, local-use NAT64 64:ff9b:1::/48 in each
+ * RFC 6052 layout, 6to4 2002::/16); for every blocked IPv6 address (the IANA
+ * special-purpose registry, Teredo, space outside 2000::/3): compressed,
  * expanded, upper case, zone ids. Each must be refused under allow_private =
  * false and (for address rules) accepted under allow_private = true, which
  * proves the spelling was read as that address and not merely as junk. The
  * same spellings of public control addresses must be accepted. The
  * connect-time check (urlguard_addr_blocked) is run on each address as
- * sockaddr_in, and as IPv4-mapped, -compatible and NAT64 sockaddr_in6.
+ * sockaddr_in, and as IPv4-mapped, -compatible, SIIT, NAT64 (well-known and
+ * local-use) and 6to4 sockaddr_in6, and from curl's text form of a peer
+ * (urlguard_ip_blocked, what the pre-request check of reused connections
+ * uses).
  *
  * Counts go to $GENRELAY_RELIABILITY_DIR/ssrf_unit.json.
  */
@@ -102,6 +108,15 @@ static const struct v4 blocked4[] = {
 	{ "reserved 240/4", { 240, 0, 0, 1 } },
 	{ "reserved 240/4", { 250, 1, 2, 3 } },
 	{ "broadcast", { 255, 255, 255, 255 } },
+	{ "IETF protocol assignments", { 192, 0, 0, 9 } },
+	{ "IETF protocol assignments", { 192, 0, 0, 170 } },
+	{ "documentation TEST-NET-1", { 192, 0, 2, 1 } },
+	{ "AS112-v4", { 192, 31, 196, 1 } },
+	{ "AMT", { 192, 52, 193, 1 } },
+	{ "6to4 relay anycast", { 192, 88, 99, 1 } },
+	{ "direct delegation AS112", { 192, 175, 48, 1 } },
+	{ "documentation TEST-NET-2", { 198, 51, 100, 1 } },
+	{ "documentation TEST-NET-3", { 203, 0, 113, 1 } },
 };
 
 static const struct v4 public4[] = {
@@ -114,6 +129,10 @@ static const struct v4 public4[] = {
 	{ "edge above 169.254/16", { 169, 255, 0, 1 } },
 	{ "edge above 192.168/16", { 192, 169, 0, 1 } },
 	{ "edge below 224/4", { 223, 255, 255, 254 } },
+	{ "edge above 192.0.2/24", { 192, 0, 3, 0 } },
+	{ "edge below 192.88.99/24", { 192, 88, 98, 255 } },
+	{ "edge above 198.51.100/24", { 198, 51, 101, 0 } },
+	{ "edge below 203.0.113/24", { 203, 0, 112, 255 } },
 };
 
 /* Every host spelling of an IPv4 address into out[]; returns the count. */
@@ -194,6 +213,26 @@ static void test_ipv4(void)
 			snprintf(url, sizeof url, "https://[%s]/", host);
 			private_url(url);
 		}
+		/* Translation prefixes: SIIT, local-use NAT64 (/96 layout dotted and
+		 * hex, and the /48, /56, /64 layouts), 6to4. */
+		char tr[8][96];
+		unsigned w0 = (b[0] << 8) | b[1], w1 = (b[2] << 8) | b[3];
+		snprintf(tr[0], 96, "::ffff:0:%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		snprintf(tr[1], 96, "::FFFF:0:%X:%X", w0, w1);
+		snprintf(tr[2], 96, "64:ff9b:1::%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		snprintf(tr[3], 96, "64:FF9B:1:0:0:0:%x:%x", w0, w1);
+		snprintf(tr[4], 96, "64:ff9b:1:%x:%x:%x::", w0, b[2], b[3] << 8);
+		snprintf(tr[5], 96, "64:ff9b:1:%x:%x:%x::", b[0], b[1], w1);
+		snprintf(tr[6], 96, "64:ff9b:1:0:%x:%x:%x:0", b[0], (b[1] << 8) | b[2], b[3] << 8);
+		snprintf(tr[7], 96, "2002:%x:%x::", w0, w1);
+		for (size_t k = 0; k < 8; k++) {
+			snprintf(url, sizeof url, "https://[%s]/", tr[k]);
+			private_url(url);
+			snprintf(url, sizeof url, "https://[%s]:8443/x", tr[k]);
+			private_url(url);
+		}
+		snprintf(url, sizeof url, "https://[2002:%x:%x:1:2:3:4:5]/", w0, w1);
+		private_url(url);
 		/* IPv4-compatible in hex (::a.b.c.d), except where that is ::, ::1 (own rules). */
 		if (b[0] || b[1]) {
 			char host[96];
@@ -213,6 +252,12 @@ static void test_ipv4(void)
 		public_url(url);
 		snprintf(url, sizeof url, "https://[64:ff9b::%u.%u.%u.%u]/", b[0], b[1], b[2], b[3]);
 		public_url(url);
+		snprintf(url, sizeof url, "https://[::ffff:0:%u.%u.%u.%u]/", b[0], b[1], b[2], b[3]);
+		public_url(url);
+		snprintf(url, sizeof url, "https://[64:ff9b:1::%u.%u.%u.%u]/", b[0], b[1], b[2], b[3]);
+		public_url(url);
+		snprintf(url, sizeof url, "https://[2002:%x:%x::1]/", (b[0] << 8) | b[1], (b[2] << 8) | b[3]);
+		public_url(url);
 	}
 }
 
@@ -221,10 +266,25 @@ static const char *const blocked6[] = {
 	"fe80::1", "fe80::abcd:1234", "FE80::1", "febf:ffff::1", "fe80:0:0:0:0:0:0:1",
 	"fc00::1", "fd00::1", "fd00:ec2::254", "FD00:EC2::254", "fd12:3456:789a::1", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
 	"ff02::1", "ff05::2", "ff0e::1", "FF02::FB", "fec0::1", "fec0:0:0:ffff::1",
+	/* the rest of the IANA special-purpose registry */
+	"100::1", "100::ffff:ffff:ffff:ffff", "100:0:0:1::1", "2001::1", "2001:1::1", "2001:1::2", "2001:1::3",
+	"2001:2::1", "2001:3::1", "2001:4:112::1", "2001:10::1", "2001:20::1", "2001:30::1",
+	"2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::1", "2001:DB8:FFFF::1", "2620:4f:8000::1",
+	"3fff::1", "3fff:fff:ffff::1", "5f00::1", "5f00:1234::1",
+	/* Teredo with loopback, metadata and public client addresses */
+	"2001:0:4136:e378:8000:63bf:80ff:fffe", "2001:0:4136:e378:8000:63bf:5601:5601",
+	"2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+	/* translation forms (in hex) of loopback, metadata, 6to4 relay */
+	"::ffff:0:7f00:1", "64:ff9b:1::7f00:1", "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:ffff:ffff::7f00:1",
+	"2002:7f00:1::", "2002:a9fe:a9fe::1", "2002:c058:6301::", "2002::1",
+	/* outside 2000::/3: reserved by the IETF */
+	"4000::1", "fbff::1", "1::1", "e000::1", "64:ff9b:0:0:1::808:808",
 };
 
 static const char *const public6[] = {
-	"2001:4860:4860::8888", "2606:4700:4700::1111", "2a00:1450:4001::200e", "2001:db8::1", "fbff::1",
+	"2001:4860:4860::8888", "2606:4700:4700::1111", "2a00:1450:4001::200e", "2001:200::1",
+	"2001:db9::1", "2620:4f:8001::1", "3fff:1000::1", "2002:808:808::1", "64:ff9b:1::808:808",
+	"::ffff:0:808:808", "2000::1",
 };
 
 static void test_ipv6(void)
@@ -284,18 +344,33 @@ static void test_sockaddr(void)
 			memcpy(&sin.sin_addr, list[i].b, 4);
 			CHECK_EQ_INT(urlguard_addr_blocked((struct sockaddr *)&sin, sizeof sin), want);
 			sockaddr_checks++;
-			for (int form = 0; form < 3; form++) {
+			char text[16];
+			snprintf(text, sizeof text, "%u.%u.%u.%u", list[i].b[0], list[i].b[1], list[i].b[2], list[i].b[3]);
+			CHECK_EQ_INT(urlguard_ip_blocked(text), want);
+			sockaddr_checks++;
+			for (int form = 0; form < 6; form++) {
+				unsigned char *a = s6.sin6_addr.s6_addr;
 				memset(&s6, 0, sizeof s6);
 				s6.sin6_family = AF_INET6;
 				if (form == 0) { /* ::ffff:a.b.c.d */
-					s6.sin6_addr.s6_addr[10] = 0xff;
-					s6.sin6_addr.s6_addr[11] = 0xff;
-				} else if (form == 2) { /* 64:ff9b::a.b.c.d */
-					s6.sin6_addr.s6_addr[1] = 0x64;
-					s6.sin6_addr.s6_addr[2] = 0xff;
-					s6.sin6_addr.s6_addr[3] = 0x9b;
+					a[10] = 0xff;
+					a[11] = 0xff;
+				} else if (form == 2 || form == 4) { /* 64:ff9b::a.b.c.d, 64:ff9b:1::a.b.c.d */
+					a[1] = 0x64;
+					a[2] = 0xff;
+					a[3] = 0x9b;
+					a[5] = form == 4;
+				} else if (form == 3) { /* ::ffff:0:a.b.c.d */
+					a[8] = 0xff;
+					a[9] = 0xff;
 				}
-				memcpy(&s6.sin6_addr.s6_addr[12], list[i].b, 4);
+				if (form == 5) { /* 2002:abcd::/48 */
+					a[0] = 0x20;
+					a[1] = 0x02;
+					memcpy(&a[2], list[i].b, 4);
+				} else {
+					memcpy(&a[12], list[i].b, 4);
+				}
 				/* ::a.b.c.d of 0.0.0.0 / 0.0.0.1 is :: / ::1, blocked anyway. */
 				CHECK_EQ_INT(urlguard_addr_blocked((struct sockaddr *)&s6, sizeof s6), want);
 				sockaddr_checks++;
@@ -313,6 +388,10 @@ static void test_sockaddr(void)
 				continue;
 			int got = urlguard_addr_blocked((struct sockaddr *)&s6, sizeof s6);
 			if (!check_result_(got == (pass == 0), __FILE__, __LINE__, "sockaddr_in6 decision"))
+				fprintf(stderr, "    address: %s (blocked=%d)\n", list[i], got);
+			sockaddr_checks++;
+			got = urlguard_ip_blocked(list[i]);
+			if (!check_result_(got == (pass == 0), __FILE__, __LINE__, "peer text decision"))
 				fprintf(stderr, "    address: %s (blocked=%d)\n", list[i], got);
 			sockaddr_checks++;
 			/* A scope id on a link-local address changes nothing. */

@@ -56,9 +56,19 @@ static void test_public(void)
 	PUBLIC("https://[2001:4860:4860::8888]:8443/x");
 	PUBLIC("https://[::ffff:8.8.8.8]/");
 	PUBLIC("https://[64:ff9b::8.8.8.8]/");
-	/* Documentation ranges are not private: unroutable, so no SSRF risk. */
-	PUBLIC("https://[2001:db8::1]/");
-	PUBLIC("https://192.0.2.1/");
+	/* Translation prefixes embedding a public IPv4 address. */
+	PUBLIC("https://[::ffff:0:8.8.8.8]/");
+	PUBLIC("https://[64:ff9b:1::808:808]/");
+	PUBLIC("https://[2002:808:808::1]/");
+	/* Just outside special-purpose blocks. */
+	PUBLIC("https://[2001:200::1]/");
+	PUBLIC("https://[2001:db9::1]/");
+	PUBLIC("https://[3fff:1000::1]/");
+	PUBLIC("https://[2620:4f:8001::1]/");
+	PUBLIC("https://192.0.1.255/");
+	PUBLIC("https://192.0.3.0/");
+	PUBLIC("https://198.51.99.255/");
+	PUBLIC("https://203.0.114.0/");
 	/* Edges next to blocked ranges. */
 	PUBLIC("https://11.0.0.0/");
 	PUBLIC("https://100.128.0.1/");
@@ -137,6 +147,29 @@ static void test_ipv6_spellings(void)
 	PRIVATE("https://[64:ff9b::a9fe:a9fe]/");
 	/* A zone id on a global address still names a local interface. */
 	PRIVATE("https://[2001:db8::1%25eth0]/");
+	/* Translation prefixes embedding loopback, every one decoded. */
+	PRIVATE("https://[::ffff:0:127.0.0.1]/");  /* SIIT */
+	PRIVATE("https://[::ffff:0:7f00:1]/");
+	PRIVATE("https://[64:ff9b:1::7f00:1]/");   /* local-use NAT64, /96 layout */
+	PRIVATE("https://[64:ff9b:1::127.0.0.1]/");
+	PRIVATE("https://[64:ff9b:1:7f00:0:100::]/"); /* /48 layout */
+	PRIVATE("https://[64:ff9b:1:a9:fe:a9fe::]/"); /* /56 layout: 169.254.169.254 */
+	PRIVATE("https://[64:ff9b:1:0:7f:0:1:0]/");   /* /64 layout */
+	PRIVATE("https://[2002:7f00:1::]/");       /* 6to4 */
+	PRIVATE("https://[2002:7f00:1::1]/");
+	PRIVATE("https://[2002:a9fe:a9fe::]/");
+	PRIVATE("https://[2002:c058:6301::]/");    /* 6to4 of the 6to4 relay anycast */
+	PRIVATE("https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/"); /* Teredo, client 127.0.0.1 */
+	PRIVATE("https://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/"); /* Teredo, client 8.8.8.8 */
+	PRIVATE("https://[100::1]/");              /* discard */
+	PRIVATE("https://[100:0:0:1::1]/");        /* dummy */
+	PRIVATE("https://[2001:db8::1]/");
+	PRIVATE("https://[3fff::1]/");
+	PRIVATE("https://[5f00::1]/");
+	PRIVATE("https://[4000::1]/");             /* outside 2000::/3 */
+	PRIVATE("https://192.0.2.1/");
+	PRIVATE("https://192.88.99.1/");
+	PRIVATE("https://203.0.113.7/");
 }
 
 static void test_names(void)
@@ -313,6 +346,18 @@ static void test_addr(void)
 	BLOCKED4("172.16.0.0");
 	BLOCKED4("172.31.255.255");
 	BLOCKED4("192.0.0.8");
+	BLOCKED4("192.0.0.0");
+	BLOCKED4("192.0.0.255");
+	BLOCKED4("192.0.2.0");
+	BLOCKED4("192.0.2.255");
+	BLOCKED4("192.31.196.1");
+	BLOCKED4("192.52.193.1");
+	BLOCKED4("192.88.99.1");
+	BLOCKED4("192.88.99.255");
+	BLOCKED4("192.175.48.1");
+	BLOCKED4("198.51.100.1");
+	BLOCKED4("203.0.113.1");
+	BLOCKED4("203.0.113.255");
 	BLOCKED4("192.168.0.1");
 	BLOCKED4("192.168.255.255");
 	BLOCKED4("198.18.0.0");
@@ -335,7 +380,20 @@ static void test_addr(void)
 	ALLOWED4("172.15.255.255");
 	ALLOWED4("172.32.0.0");
 	ALLOWED4("192.0.1.0");
-	ALLOWED4("192.0.2.1");
+	ALLOWED4("192.0.1.255");
+	ALLOWED4("192.0.3.0");
+	ALLOWED4("192.31.195.255");
+	ALLOWED4("192.31.197.0");
+	ALLOWED4("192.52.192.255");
+	ALLOWED4("192.52.194.0");
+	ALLOWED4("192.88.98.255");
+	ALLOWED4("192.88.100.0");
+	ALLOWED4("192.175.47.255");
+	ALLOWED4("192.175.49.0");
+	ALLOWED4("198.51.99.255");
+	ALLOWED4("198.51.101.0");
+	ALLOWED4("203.0.112.255");
+	ALLOWED4("203.0.114.0");
 	ALLOWED4("192.167.255.255");
 	ALLOWED4("192.169.0.0");
 	ALLOWED4("198.17.255.255");
@@ -364,11 +422,98 @@ static void test_addr(void)
 
 	ALLOWED6("2001:4860:4860::8888");
 	ALLOWED6("2606:4700:4700::1111");
-	ALLOWED6("2001:db8::1");
-	ALLOWED6("fbff:ffff::1");
 	ALLOWED6("::ffff:8.8.8.8");
 	ALLOWED6("::8.8.8.8");
 	ALLOWED6("64:ff9b::8.8.8.8");
+	ALLOWED6("::ffff:0:8.8.8.8");
+	ALLOWED6("64:ff9b:1::8.8.8.8");
+	ALLOWED6("2002:808:808::");
+	ALLOWED6("2002:808:808:1234::1");
+	ALLOWED6("2001:200::1");
+	ALLOWED6("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff");
+	ALLOWED6("2001:db9::");
+	ALLOWED6("2620:4f:7fff:ffff::1");
+	ALLOWED6("2620:4f:8001::");
+	ALLOWED6("3ffe:ffff::1");
+	ALLOWED6("3fff:1000::");
+	ALLOWED6("2000::1");
+	ALLOWED6("3fff:ffff::1");
+
+	/* The IPv6 special-purpose registry, each block at both ends. */
+	BLOCKED6("100::");
+	BLOCKED6("100::ffff:ffff:ffff:ffff");
+	BLOCKED6("100:0:0:1::");
+	BLOCKED6("100:0:0:1:ffff:ffff:ffff:ffff");
+	BLOCKED6("2001::");
+	BLOCKED6("2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff");
+	BLOCKED6("2001:1::1");
+	BLOCKED6("2001:1::2");
+	BLOCKED6("2001:1::3");
+	BLOCKED6("2001:2::1");
+	BLOCKED6("2001:3::1");
+	BLOCKED6("2001:4:112::1");
+	BLOCKED6("2001:10::1");
+	BLOCKED6("2001:20::1");
+	BLOCKED6("2001:30::1");
+	BLOCKED6("2001:db8::");
+	BLOCKED6("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff");
+	BLOCKED6("2620:4f:8000::");
+	BLOCKED6("2620:4f:8000:ffff:ffff:ffff:ffff:ffff");
+	BLOCKED6("3fff::");
+	BLOCKED6("3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff");
+	BLOCKED6("5f00::1");
+	BLOCKED6("5f00:ffff::1");
+	BLOCKED6("fbff:ffff::1");
+	BLOCKED6("4000::1");
+	BLOCKED6("1fff:ffff::1");
+	BLOCKED6("e000::1");
+	BLOCKED6("::2");
+	BLOCKED6("::0.0.0.255");
+	/* Teredo: refused with any client address. */
+	BLOCKED6("2001:0:4136:e378:8000:63bf:80ff:fffe");
+	BLOCKED6("2001:0:4136:e378:8000:63bf:f7f7:f7f7");
+	/* Translation prefixes decoded. */
+	BLOCKED6("::ffff:0:127.0.0.1");
+	BLOCKED6("::ffff:0:10.0.0.1");
+	BLOCKED6("::ffff:0:0.0.0.0");
+	BLOCKED6("::ffff:0:192.88.99.1");
+	BLOCKED6("64:ff9b::192.88.99.1");
+	BLOCKED6("64:ff9b::192.0.2.1");
+	BLOCKED6("64:ff9b:1::7f00:1");
+	BLOCKED6("64:ff9b:1::a9fe:a9fe");
+	BLOCKED6("64:ff9b:1:ffff::7f00:1");
+	BLOCKED6("64:ff9b:1:7f00:0:100::");   /* /48 */
+	BLOCKED6("64:ff9b:1:a:0:0:1::");      /* /48: 10.0.0.0 */
+	BLOCKED6("64:ff9b:1:a9:fe:a9fe::");   /* /56: 169.254.169.254 */
+	BLOCKED6("64:ff9b:1:0:7f:0:1:0");     /* /64: 127.0.0.1 */
+	BLOCKED6("64:ff9b:1:0:ff00::7f00:1"); /* u octet not zero: no layout fits */
+	/* The /48 layout of 8.8.8.8 also reads as 0.0.0.0 in the /96 layout:
+	 * which one the network uses is unknown, so it is refused. */
+	BLOCKED6("64:ff9b:1:808:8:800::");
+	BLOCKED6("2002:7f00:1::");
+	BLOCKED6("2002:7f00:1:ffff:ffff:ffff:ffff:ffff");
+	BLOCKED6("2002:a00:1::");
+	BLOCKED6("2002:c058:6301::");
+	BLOCKED6("2002::");
+	BLOCKED6("2002:e000:1::");
+	/* 64:ff9b::/32 outside the /96 is no translation form: reserved space. */
+	BLOCKED6("64:ff9b:0:0:1::808:808");
+
+	/* The same decision from curl's text form of a peer. */
+	CHECK_EQ_INT(urlguard_ip_blocked("127.0.0.1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("::1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("::ffff:127.0.0.1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("64:ff9b:1::7f00:1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("2002:7f00:1::"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("100::1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("192.88.99.1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("8.8.8.8"), 0);
+	CHECK_EQ_INT(urlguard_ip_blocked("2606:4700:4700::1111"), 0);
+	CHECK_EQ_INT(urlguard_ip_blocked(""), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("localhost"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("127.1"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked("fe80::1%eth0"), 1);
+	CHECK_EQ_INT(urlguard_ip_blocked(NULL), 1);
 
 	/* Other families, short lengths and NULL are blocked. */
 	memset(&sun, 0, sizeof sun);

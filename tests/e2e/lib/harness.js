@@ -26,9 +26,10 @@ const PROVSIM = path.join(SRC, 'tests', 'sim', 'provsim.js');
 const RECEIVER = path.join(SRC, 'examples', 'receiver.js');
 
 const ACME = { name: 'acme', api_key: 'acme-key', webhook_secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' };
+// The admin key of the test config: the admin surfaces (GET /v1/scripts).
+const ADMIN_KEY = 'admin-key-0123456789abcdef';
 const GLOBEX = { name: 'globex', api_key: 'globex-key', webhook_secret: 'whsec_Z2xvYmV4LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=' };
-// Every test genrelay has an admin key and a metrics token (/metrics needs one).
-const ADMIN_KEY = 'admin-test-key-0123456789';
+// Every test genrelay also has a metrics token (/metrics takes it or the admin key).
 const METRICS_TOKEN = 'metrics-test-token-0123456789';
 
 // ---------------------------------------------------------------------------
@@ -120,7 +121,10 @@ function request(url, { method = 'GET', headers = {}, body, timeoutMs = 30000 } 
         } catch (e) {
           parsed = null;
         }
-        finish(resolve, { status: res.statusCode, headers: res.headers, text, body: parsed });
+        const answer = { status: res.statusCode, headers: res.headers, text, body: parsed };
+        const undocumented = checkAnswer(method, u, answer);
+        if (undocumented) finish(reject, undocumented);
+        else finish(resolve, answer);
       });
       res.on('error', (e) => finish(reject, e));
     });
@@ -138,6 +142,39 @@ function request(url, { method = 'GET', headers = {}, body, timeoutMs = 30000 } 
     else req.end();
   });
 }
+
+// ---------------------------------------------------------------------------
+// Every answer of a genrelay started here is checked against
+// docs/openapi.yaml (lib/openapi.js): one the document does not describe
+// rejects the request with a fatal error (waitFor does not retry it), and is
+// remembered, so that stack.close() and the process exit fail too even when a
+// test swallowed the error. GENRELAY_OPENAPI_VALIDATE=0 turns it off.
+
+const API_ORIGINS = new Set(); // origins of the genrelays started by this process
+const undocumentedAnswers = [];
+const VALIDATE = process.env.GENRELAY_OPENAPI_VALIDATE !== '0';
+
+function checkAnswer(method, u, answer) {
+  if (!VALIDATE || !API_ORIGINS.has(u.origin)) return null;
+  const why = require('./openapi').checkResponse(method, u.pathname + u.search, answer.status, answer.headers, answer.text);
+  if (!why) return null;
+  const e = new Error(`answer not described by docs/openapi.yaml: ${method} ${(u.pathname + u.search).slice(0, 200)} -> ${why}`);
+  e.fatal = true;
+  e.answer = answer;
+  undocumentedAnswers.push(e.message);
+  return e;
+}
+
+function assertAnswersDocumented() {
+  if (undocumentedAnswers.length) throw new Error(`${undocumentedAnswers.length} answer(s) not described by docs/openapi.yaml:\n${undocumentedAnswers.slice(0, 10).join('\n')}`);
+}
+
+process.on('exit', () => {
+  if (undocumentedAnswers.length) {
+    process.stderr.write(`\n${undocumentedAnswers.length} answer(s) not described by docs/openapi.yaml:\n${undocumentedAnswers.slice(0, 20).join('\n')}\n`);
+    process.exitCode = 1;
+  }
+});
 
 // ---------------------------------------------------------------------------
 // JS value -> Lua literal, and config merging
@@ -240,8 +277,10 @@ function defaultConfig({ port, dir, simUrl }) {
     providers: {
       fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
       krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
-      modelslab: { base_url: `${simUrl}/modelslab/api/v6`, key: 'modelslab-test-key' },
-      artificialstudio: { base_url: `${simUrl}/artificialstudio`, key: 'artificialstudio-test-key' },
+      // provsim takes http loopback callbacks (unless --strict-callbacks), so the
+      // adapters' callback_requires is lifted; no ModelsLab queue cap in tests.
+      modelslab: { base_url: `${simUrl}/modelslab/api/v6`, key: 'modelslab-test-key', callback_requires: false, max_inflight: 0 },
+      artificialstudio: { base_url: `${simUrl}/artificialstudio`, key: 'artificialstudio-test-key', callback_requires: false },
       abstrakt: { base_url: `${simUrl}/abstrakt`, key: 'abstrakt-test-key', webhook_secret: 'abstrakt-sim-secret' },
     },
     customers: {
@@ -435,6 +474,7 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
   const configPath = path.join(dir, 'genrelay.conf.lua');
   fs.writeFileSync(configPath, renderConfig(cfg));
   const url = cfg.public_url || `http://${cfg.listen}`;
+  API_ORIGINS.add(new URL(url).origin);
   const logFile = path.join(dir, 'genrelay.log');
 
   let proc = null;
@@ -478,6 +518,8 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
     api,
     // api bound to another customer's key (or null for none).
     as: (key) => makeApi(url, key),
+    // api bound to the admin key (admin surfaces such as GET /v1/scripts).
+    admin: makeApi(url, cfg.admin_key || ADMIN_KEY),
     get child() {
       return proc && proc.child;
     },
@@ -543,6 +585,7 @@ async function startStack({ config, provsimArgs, receiverSecret, genrelay = true
     if (stack.gr && !keep && !reports.length) fs.rmSync(stack.gr.dir, { recursive: true, force: true });
     else if (stack.gr) process.stderr.write(`genrelay e2e files kept in ${stack.gr.dir}\n`);
     if (reports.length) throw new Error(`genrelay printed a sanitizer report:\n${reports.join('\n---\n')}`);
+    assertAnswersDocumented();
   };
   try {
     [stack.sim, stack.receiver] = await Promise.all([startProvsim({ args: provsimArgs }), startReceiver({ secret: receiverSecret })]);
@@ -622,8 +665,11 @@ module.exports = {
   startStack,
   useStack,
   stopChild,
+  spawnAndWait,
   waitClosed,
   sanitizerReport,
   TERMINAL,
   jobHelpers,
+  checkAnswer,
+  assertAnswersDocumented,
 };

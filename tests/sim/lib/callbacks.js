@@ -1,6 +1,6 @@
 'use strict';
 // Outbound provider callbacks: signing, the steering modes (duplicate, late,
-// malformed), bounded retries, over keep-alive connections.
+// malformed), each provider's own retry schedule, over keep-alive connections.
 //
 // Posting a callback (sign + HTTP client) costs several times more CPU than
 // answering a submit, so by default it runs in worker threads: the main
@@ -9,7 +9,8 @@
 //
 // A callback message: {provider, url, mode, body, sign, ref}
 //   mode: normal | none | duplicate | late | malformed
-//   sign: null | {type:"fal", requestId} | {type:"abstrakt"} | {type:"static", headers}
+//   sign: null | {type:"fal", requestId} | {type:"abstrakt", secret?} | {type:"static", headers}
+//         (abstrakt's secret: the request's own webhook_secret; else --abstrakt-secret)
 //   ref:  the provider's job id (for the log)
 
 const crypto = require('node:crypto');
@@ -18,10 +19,31 @@ const { Worker, isMainThread, parentPort, workerData } = require('node:worker_th
 const { HttpClient } = require('./httpclient');
 
 const FAL_USER_ID = 'provsim-user';
-const TRIES = 3;
-const RETRY_MS = 1000;
 const LATE_MS = 1000;
+
+// Each provider's callback retry schedule: seconds to wait after a failed try
+// (network error or non-2xx) before the next one; the list's length is the
+// number of retries. Multiplied by --time-scale. docs/provider-facts.md has
+// the sources: fal retries for about 2 h, 10 tries in all (the gaps are
+// provsim's choice, fal does not publish them); Artificial Studio 5s, 15s,
+// 1m, 5m, 15m, 1h, 6h, 12h, 24h; abstrakt's tutorial: immediately, then 1m,
+// 5m, 15m, 1h (final); ModelsLab generation webhooks are best effort, no
+// retry; Krea documents none.
+const RETRY_SCHEDULES = {
+  fal: [15, 30, 60, 120, 300, 600, 1200, 1800, 3000],
+  artificialstudio: [5, 15, 60, 300, 900, 3600, 21600, 43200, 86400],
+  abstrakt: [60, 300, 900, 3600],
+  modelslab: [],
+  krea: [],
+};
+// How long each provider waits for the receiver's answer (ms); docs/provider-facts.md.
+const TIMEOUTS_MS = { artificialstudio: 5000, abstrakt: 10000, modelslab: 30000 };
 const TIMEOUT_MS = 10000;
+
+// The retry delays (ms) of a provider at a time scale.
+function retryDelaysMs(provider, timeScale = 1) {
+  return (RETRY_SCHEDULES[provider] || []).map((s) => Math.round(s * 1000 * timeScale));
+}
 
 // Signers from serialisable settings: {falPrivateKeyPem, abstraktSecret, abstraktTimestamp}.
 function makeSigner(settings) {
@@ -40,11 +62,13 @@ function makeSigner(settings) {
           'x-fal-webhook-signature': crypto.sign(null, Buffer.from(msg), falKey).toString('hex'),
         };
       }
-      case 'abstrakt':
+      case 'abstrakt': {
+        const secret = typeof spec.secret === 'string' && spec.secret ? spec.secret : absSecret;
         if (settings.abstraktTimestamp) {
-          return { 'x-abstrakt-timestamp': ts, 'x-abstrakt-signature': crypto.createHmac('sha256', absSecret).update(`${ts}.${body}`).digest('hex') };
+          return { 'x-abstrakt-timestamp': ts, 'x-abstrakt-signature': crypto.createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex') };
         }
-        return { 'x-abstrakt-signature': crypto.createHmac('sha256', absSecret).update(body).digest('hex') };
+        return { 'x-abstrakt-signature': crypto.createHmac('sha256', secret).update(body).digest('hex') };
+      }
       case 'static':
         return Object.assign({}, spec.headers);
       default:
@@ -58,6 +82,7 @@ function makeSigner(settings) {
 class Sender {
   constructor(settings, log) {
     this.sign = makeSigner(settings);
+    this.timeScale = settings.timeScale === undefined ? 1 : settings.timeScale;
     this.log = log;
     this.closed = false;
     this.timers = new Set();
@@ -91,19 +116,23 @@ class Sender {
     }
   }
 
-  // At most TRIES tries, RETRY_MS apart, on a network error or non-2xx.
-  // Resolves (never rejects) when done. Each try is signed afresh.
+  // The first try, then one retry per entry of the provider's schedule on a
+  // network error or non-2xx. Resolves (never rejects) when done. Each try is
+  // signed afresh. Log entries carry `waited_ms`: the scheduled wait before
+  // that try (0 for the first).
   postWithRetry(msg, kind, text) {
+    const delays = retryDelaysMs(msg.provider, this.timeScale);
+    const timeout = TIMEOUTS_MS[msg.provider] || TIMEOUT_MS;
     return new Promise((resolve) => {
       const attempt = (n) => {
         if (this.closed) return resolve();
         const headers = Object.assign({ 'content-type': 'application/json' }, this.sign(msg.sign, text));
-        const entry = { provider: msg.provider, url: msg.url, ref: msg.ref, kind, attempt: n, status: 0, error: null, at: 0, sent_us: 0 };
+        const entry = { provider: msg.provider, url: msg.url, ref: msg.ref, kind, attempt: n, status: 0, error: null, at: 0, sent_us: 0, waited_ms: n > 1 ? delays[n - 2] : 0 };
         // When the signed request is handed to the socket, on the monotonic
         // clock (CLOCK_MONOTONIC, microseconds): what latency benchmarks
         // compare with a receiver's arrival times.
         entry.sent_us = Number(process.hrtime.bigint() / 1000n);
-        this.post(msg.url, text, headers).then(
+        this.post(msg.url, text, headers, timeout).then(
           (status) => {
             entry.status = status;
             entry.at = Date.now();
@@ -119,19 +148,19 @@ class Sender {
           },
         );
       };
-      const next = (n) => (n >= TRIES ? resolve() : this.later(RETRY_MS, () => attempt(n + 1)));
+      const next = (n) => (n > delays.length ? resolve() : this.later(delays[n - 1], () => attempt(n + 1)));
       attempt(1);
     });
   }
 
   // One POST: resolves with the HTTP status; rejects on a network error or
-  // when no answer comes within TIMEOUT_MS.
-  post(url, body, headers) {
-    if (!url.startsWith('https:')) return this.http.post(url, headers, body, TIMEOUT_MS);
+  // when no answer comes within timeout ms.
+  post(url, body, headers, timeout = TIMEOUT_MS) {
+    if (!url.startsWith('https:')) return this.http.post(url, headers, body, timeout);
     return new Promise((resolve, reject) => {
       const buf = Buffer.from(body);
       headers['content-length'] = String(buf.length);
-      const req = https.request(url, { method: 'POST', headers, agent: this.httpsAgent, timeout: TIMEOUT_MS }, (res) => {
+      const req = https.request(url, { method: 'POST', headers, agent: this.httpsAgent, timeout }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode));
         res.on('error', reject);
@@ -203,4 +232,4 @@ if (!isMainThread && workerData && workerData.role === 'provsim-callbacks') {
   parentPort.on('message', (msg) => sender.send(msg));
 }
 
-module.exports = { CallbackPool, Sender, makeSigner, FAL_USER_ID };
+module.exports = { CallbackPool, Sender, makeSigner, FAL_USER_ID, RETRY_SCHEDULES, retryDelaysMs };

@@ -96,11 +96,20 @@ function parseSteer(sim) {
     httpStatus,
     httpTimes: httpStatus ? (Number.isInteger(times) && times >= 0 ? times : 1) : 0,
     message: typeof s.message === 'string' && s.message ? s.message : 'simulated failure',
+    // Documented shapes a test may ask for (tests/sim/README.md, "Steering"):
+    payloadError: s.payload_error === true, // fal: webhook OK with payload null + payload_error
+    urls: s.urls !== false, // fal: submit answer carries status_url/response_url/cancel_url
+    form: FORMS.has(s.form) ? s.form : 'api', // abstrakt callback form
+    signWith: s.sign_with === 'account' ? 'account' : 'request', // abstrakt: secret that signs
+    states: s.states === 'full' ? 'full' : 'short', // Krea: the full documented state list
+    progress: s.progress === true, // ModelsLab / abstrakt envelope: progress webhooks too
+    echoAuth: s.echo_auth === true,
   };
 }
 
+const FORMS = new Set(['api', 'tutorial', 'envelope']);
+
 // A job's timeline is fixed at submit: it is terminal at created + delayMs.
-// phase() gives the fraction of that time elapsed (>= 1 means terminal).
 // How far along a job is (>= 1: done). A timer that ran for the job counts
 // as that much time elapsed: setTimeout runs on the monotonic clock and
 // Date.now() on the wall clock, so the callback timer at delayMs may fire a
@@ -123,7 +132,7 @@ function sha256hex(data) {
 // The Sim: one per provsim process; shared state and helpers for providers.
 
 class Sim {
-  // opts: {jobCap, logCap, callbackWorkers, abstraktSecret, abstraktTimestamp}
+  // opts: {jobCap, logCap, callbackWorkers, abstraktSecret, abstraktTimestamp, timeScale}
   constructor(opts = {}) {
     this.baseUrl = ''; // set once listening: http://127.0.0.1:PORT
     this.opts = opts;
@@ -143,6 +152,7 @@ class Sim {
         falPrivateKeyPem: this.falKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }),
         abstraktSecret: opts.abstraktSecret || 'abstrakt-sim-secret',
         abstraktTimestamp: !!opts.abstraktTimestamp,
+        timeScale: opts.timeScale === undefined ? 1 : opts.timeScale,
       },
       opts.callbackWorkers === undefined ? 0 : opts.callbackWorkers,
       (entry) => this.callbacksLog.push(entry),
@@ -247,8 +257,17 @@ function makeContext(req, res, { path, query, raw }) {
       const h = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
       if (obj === undefined || obj === null) delete h['content-type'];
       if (extra) Object.assign(h, extra);
-      res.writeHead(status, h);
-      res.end(body);
+      const write = () => {
+        res.writeHead(status, h);
+        res.end(body);
+      };
+      // sim.answer_delay_ms holds the HTTP answer back (the job's own timers,
+      // its callback among them, run as usual): a callback then overtakes
+      // the submit answer, as it can with a real provider.
+      const steer = json && typeof json === 'object' && (json.sim || (json.input && json.input.sim));
+      const hold = steer && Number(steer.answer_delay_ms);
+      if (hold > 0) setTimeout(write, Math.min(hold, 10000));
+      else write();
     },
   };
   return ctx;

@@ -1,7 +1,7 @@
 'use strict';
-// abstrakt API, docs version A (providers.md section 5), served under /abstrakt.
+// abstrakt API, docs version A (docs/provider-facts.md, "abstrakt"), served under /abstrakt.
 //
-//   POST   /v1/models/{model}/run   {input, sync?, webhook_url?}; model may contain slashes
+//   POST   /v1/models/{model}/run   {input, sync?, webhook_url?, webhook_secret?}; model may contain slashes
 //   GET    /v1/jobs/{id}            {job_id, request_id, status, model_id, output, error, ...}
 //   DELETE /v1/jobs/{id}            cancel while pending/processing
 //
@@ -13,7 +13,14 @@
 // Webhook: {job_id, status:"succeeded", output:{type, items}, credits_used,
 // completed_at} or {job_id, status:"failed", error:{code, message}}, signed with
 // X-Abstrakt-Signature = hex HMAC-SHA256(secret, body) or, in timestamp mode,
-// HMAC over "{ts}.{body}" with X-Abstrakt-Timestamp.
+// HMAC over "{ts}.{body}" with X-Abstrakt-Timestamp. The secret is the run's
+// own webhook_secret when it passed one (the tutorial's per-request secret),
+// else --abstrakt-secret (sim.sign_with "account" forces the latter).
+// sim.form picks the callback form: "api" (above, the default), "tutorial"
+// {request_id, status:"completed"|"failed", result:{items}, metrics, timestamp}
+// or "envelope" {event:"job.completed"|"job.failed", timestamp, data:{...}};
+// with sim.progress the envelope form also sends job.started and job.progress.
+// Failed deliveries are retried on abstrakt's schedule (lib/callbacks.js).
 // Errors: {error:{code, message}} (abstrakt's error shape is not documented).
 
 const { parseSteer, phase, isoNow, isObject, bearer, clearJobTimers } = require('../lib/common');
@@ -69,13 +76,42 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     return o;
   }
 
-  function sendWebhook(job) {
-    const body =
-      job.outcome === 'success'
-        ? { job_id: job.id, status: 'succeeded', output: output(job), credits_used: 1, completed_at: isoNow() }
-        : { job_id: job.id, status: 'failed', error: { code: 'PROVIDER_FAILURE', message: job.message } };
+  // The terminal callback body in the job's form.
+  function webhookBody(job) {
+    const ok = job.outcome === 'success';
+    const err = { code: 'PROVIDER_FAILURE', message: job.message };
+    const metrics = { inference_time: job.delayMs / 1000, queue_time: 0 };
+    if (job.form === 'tutorial') {
+      // The tutorial's form; its request_id is the id the run answered with.
+      return ok
+        ? { request_id: job.id, status: 'completed', result: { items: output(job).items }, metrics, timestamp: isoNow() }
+        : { request_id: job.id, status: 'failed', error: job.message, timestamp: isoNow() };
+    }
+    if (job.form === 'envelope') {
+      const data = ok
+        ? { request_id: job.id, status: 'completed', model: job.model, output: { items: output(job).items }, metrics }
+        : { request_id: job.id, status: 'failed', model: job.model, error: err };
+      return { event: ok ? 'job.completed' : 'job.failed', timestamp: isoNow(), data };
+    }
+    return ok
+      ? { job_id: job.id, status: 'succeeded', output: output(job), credits_used: 1, completed_at: isoNow() }
+      : { job_id: job.id, status: 'failed', error: err };
+  }
+
+  function post(job, body, mode) {
     // Signed in lib/callbacks.js (X-Abstrakt-Signature, optionally with X-Abstrakt-Timestamp).
-    sim.callback({ provider: 'abstrakt', url: job.webhook, mode: job.callback, body: JSON.stringify(body), sign: { type: 'abstrakt' }, ref: job.id });
+    const secret = job.signWith === 'request' ? job.secret : null;
+    sim.callback({ provider: 'abstrakt', url: job.webhook, mode, body: JSON.stringify(body), sign: { type: 'abstrakt', secret }, ref: job.id });
+  }
+
+  function sendWebhook(job) {
+    post(job, webhookBody(job), job.callback);
+  }
+
+  // The envelope form's non-terminal events (sim.progress).
+  function sendProgress(job, event, extra) {
+    if (job.callback === 'none') return;
+    post(job, { event, timestamp: isoNow(), data: Object.assign({ request_id: job.id, status: 'processing', model: job.model }, extra) }, 'normal');
   }
 
   function run(ctx, model) {
@@ -84,6 +120,9 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     if (!isObject(body.input)) return sendError(ctx, 400, '`input` must be an object');
     if (body.webhook_url !== undefined && (typeof body.webhook_url !== 'string' || !/^https?:\/\//.test(body.webhook_url))) {
       return sendError(ctx, 400, '`webhook_url` must be an http(s) URL');
+    }
+    if (body.webhook_secret !== undefined && (typeof body.webhook_secret !== 'string' || !body.webhook_secret)) {
+      return sendError(ctx, 400, '`webhook_secret` must be a non-empty string');
     }
     const steer = parseSteer(body.input.sim);
     const forced = sim.steerHttp('abstrakt', ctx.raw, steer);
@@ -103,12 +142,21 @@ module.exports = function createAbstrakt(sim, opts = {}) {
       outcome: steer.outcome,
       callback: steer.callback,
       message: steer.message,
+      form: steer.form,
+      signWith: steer.signWith,
+      secret: body.webhook_secret || null,
       canceled: false,
       files: [sim.fileUrl(type === 'video' ? 'mp4' : 'png')],
       timers: [],
     };
     jobs.add(id, job);
-    if (job.webhook) sim.after(job, job.delayMs, () => sendWebhook(job));
+    if (job.webhook) {
+      if (job.form === 'envelope' && steer.progress) {
+        sim.after(job, job.delayMs * 0.2, () => sendProgress(job, 'job.started', {}));
+        sim.after(job, job.delayMs * 0.5, () => sendProgress(job, 'job.progress', { progress: 0.5 }));
+      }
+      sim.after(job, job.delayMs, () => sendWebhook(job));
+    }
 
     const sync = body.sync !== false && !job.webhook;
     if (!sync) return ctx.send(202, accepted(job));

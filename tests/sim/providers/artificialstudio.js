@@ -1,5 +1,5 @@
 'use strict';
-// Artificial Studio API (providers.md section 4), served under /artificialstudio.
+// Artificial Studio API (docs/provider-facts.md, "Artificial Studio"), served under /artificialstudio.
 //
 //   POST /api/run                {tool, input?, webhook?}; strict: any other top-level
 //                                field is a 400. Answers 202 {id, status:"processing", tool, createdAt}
@@ -14,9 +14,11 @@
 
 const { parseSteer, phase, isoNow, isObject } = require('../lib/common');
 
+const { callbackRefusal } = require('../lib/strict');
+
 const RUN_FIELDS = new Set(['tool', 'input', 'webhook']);
 
-module.exports = function createArtificialStudio(sim) {
+module.exports = function createArtificialStudio(sim, { strictCallbacks = false } = {}) {
   const jobs = sim.jobTable();
 
   function error(status, message) {
@@ -81,6 +83,10 @@ module.exports = function createArtificialStudio(sim) {
     if (body.input !== undefined && !isObject(body.input)) return sendError(ctx, 400, 'Validation failed', null, [{ field: 'input', message: 'Expected object', code: 'invalid_type' }]);
     if (body.webhook !== undefined && (typeof body.webhook !== 'string' || !/^https?:\/\//.test(body.webhook))) {
       return sendError(ctx, 400, 'Validation failed', null, [{ field: 'webhook', message: 'Invalid url', code: 'invalid_string' }]);
+    }
+    if (strictCallbacks && body.webhook) {
+      const why = callbackRefusal(body.webhook, { https: true, public: true });
+      if (why) return sendError(ctx, 400, 'Validation failed', null, [{ field: 'webhook', message: why, code: 'invalid_string' }]);
     }
     const input = body.input || {};
     const steer = parseSteer(input.sim);

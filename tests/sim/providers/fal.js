@@ -1,5 +1,5 @@
 'use strict';
-// fal.ai queue API (providers.md section 1), served under /fal.
+// fal.ai queue API (docs/provider-facts.md, "fal"), served under /fal.
 //
 //   POST /{owner}/{app}[/{path}][?fal_webhook=URL]   submit; body = model input
 //   GET  /{owner}/{app}/requests/{id}/status[?logs=1] 202 IN_QUEUE|IN_PROGRESS, 200 COMPLETED
@@ -12,6 +12,10 @@
 // namespace), as fal and @fal-ai/client do; a sub-path there is a 404.
 // Webhook: {request_id, gateway_request_id, status:"OK"|"ERROR", payload, error},
 // signed with Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))".
+// sim.payload_error: the success webhook has payload null and payload_error
+// (the result could not be attached; it is still served by the result call).
+// sim.urls false: the submit answer leaves out status_url/response_url/cancel_url.
+// Failed deliveries are retried on fal's schedule (lib/callbacks.js).
 
 const crypto = require('node:crypto');
 const { parseSteer, phase, isObject, clearJobTimers } = require('../lib/common');
@@ -81,6 +85,10 @@ module.exports = function createFal(sim) {
       payload: ok ? outputOf(job) : failureBody(job),
       error: ok ? null : 'Invalid status code: 422',
     };
+    if (ok && job.payloadError) {
+      payload.payload = null;
+      payload.payload_error = 'Response payload is not JSON serializable: the result is available from the queue';
+    }
     // Signed in lib/callbacks.js: Ed25519 over "request_id\nuser_id\nts\nhex(sha256(body))".
     sim.callback({ provider: 'fal', url: job.webhook, mode: job.callback, body: JSON.stringify(payload), sign: { type: 'fal', requestId: job.id }, ref: job.id });
   }
@@ -107,13 +115,14 @@ module.exports = function createFal(sim) {
       outcome: steer.outcome,
       callback: steer.callback,
       message: steer.message,
+      payloadError: steer.payloadError,
       canceled: false,
       files: Array.from({ length: video ? 1 : n }, () => sim.fileUrl(video ? 'mp4' : 'png')),
       timers: [],
     };
     jobs.add(id, job);
     if (job.webhook) sim.after(job, job.delayMs, () => sendWebhook(job));
-    ctx.send(200, { request_id: id, gateway_request_id: id, status: 'IN_QUEUE', queue_position: 0, ...urls(job) }, { 'x-fal-request-id': id });
+    ctx.send(200, { request_id: id, gateway_request_id: id, status: 'IN_QUEUE', queue_position: 0, ...(steer.urls ? urls(job) : {}) }, { 'x-fal-request-id': id });
   }
 
   // Finds the job of a /requests/{id} call; answers 404 itself when none.

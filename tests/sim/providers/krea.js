@@ -1,5 +1,5 @@
 'use strict';
-// Krea API (providers.md section 2), served under /krea.
+// Krea API (docs/provider-facts.md, "Krea"), served under /krea.
 //
 //   POST   /generate/{family}/{provider}/{model}   body = model input; header X-Webhook-URL
 //   GET    /jobs/{id}                              the job object
@@ -7,12 +7,19 @@
 //   DELETE /jobs/{id}                              200 empty while queued/processing
 //
 // Job object: {job_id, status, created_at, completed_at, result}; states
-// queued -> processing -> completed | failed | cancelled. Completed jobs carry
+// queued -> processing -> completed | failed | cancelled, or with sim.states
+// "full" the whole documented list: backlogged -> queued -> scheduled ->
+// processing -> sampling -> intermediate-complete -> terminal (each an equal
+// share of delay_ms). Completed jobs carry
 // result.urls, failed ones result.error. The webhook is the job object, sent
-// when the job reaches any terminal state (cancelled too). Errors: {error}.
+// when the job reaches any terminal state (cancelled too); Krea documents no
+// retries, so a failed delivery is not retried. Errors: {error}.
 
 const crypto = require('node:crypto');
 const { parseSteer, phase, isoNow, isObject, bearer, clearJobTimers } = require('../lib/common');
+
+// Krea's non-terminal states in order (its job-lifecycle document).
+const FULL_STATES = ['backlogged', 'queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete'];
 
 module.exports = function createKrea(sim) {
   const jobs = sim.jobTable();
@@ -28,6 +35,7 @@ module.exports = function createKrea(sim) {
     if (job.canceled) return 'cancelled';
     const p = phase(job);
     if (p >= 1) return job.outcome === 'success' ? 'completed' : 'failed';
+    if (job.states === 'full') return FULL_STATES[Math.min(FULL_STATES.length - 1, Math.floor(p * FULL_STATES.length))];
     return p < 0.2 ? 'queued' : 'processing';
   }
 
@@ -67,7 +75,9 @@ module.exports = function createKrea(sim) {
       delayMs: steer.delayMs,
       outcome: steer.outcome,
       callback: steer.callback,
-      message: steer.message,
+      // echo_auth: a provider that quotes the request's credentials back.
+      message: steer.echoAuth ? `${steer.message} (Authorization: ${ctx.headers.authorization || ''})` : steer.message,
+      states: steer.states,
       canceled: false,
       files: [sim.fileUrl(ext)],
       timers: [],

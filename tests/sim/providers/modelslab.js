@@ -1,5 +1,5 @@
 'use strict';
-// ModelsLab API v6 (providers.md section 3), served under /modelslab, so the
+// ModelsLab API v6 (docs/provider-facts.md, "ModelsLab"), served under /modelslab, so the
 // adapter's base_url is http://127.0.0.1:PORT/modelslab/api/v6.
 //
 //   POST /api/v6/{family}/{endpoint}   submit (images/text2img, video/text2video, ...);
@@ -13,12 +13,23 @@
 // http_status and the down switch answer that HTTP status with the error shape.
 // A job with delay_ms 0 answers its final result straight from the submit.
 // Webhook: success {status:"success",id,output,generationTime,track_id,meta},
-// failure {status:"failed",id,message,track_id}; unsigned.
+// failure {status:"failed",id,message,track_id}; unsigned; best effort (a
+// failed delivery is not retried). With sim.progress a `processing` webhook
+// (the submit answer's shape: eta, future_links, fetch_result) goes out at
+// 30 % of delay_ms too.
 
 const { parseSteer, phase, isObject } = require('../lib/common');
+const { callbackRefusal } = require('../lib/strict');
 
-module.exports = function createModelsLab(sim) {
+module.exports = function createModelsLab(sim, { queueLimit = 0, strictCallbacks = false } = {}) {
   const jobs = sim.jobTable();
+  // --modelslab-queue-limit: a plan's queue of N requests (queued = not finished yet).
+  const queue = { limit: queueLimit, refused: 0, maxQueued: 0 };
+  function queued() {
+    let n = 0;
+    for (const j of jobs.values()) if (phase(j) < 1) n++;
+    return n;
+  }
   let nextId = 100000;
 
   function error(status, message) {
@@ -83,12 +94,30 @@ module.exports = function createModelsLab(sim) {
     sim.callback({ provider: 'modelslab', url: job.webhook, mode: job.callback, body: JSON.stringify(body), ref: String(job.id) });
   }
 
+  function sendProgress(job) {
+    const body = Object.assign(answer(job), { track_id: job.input.track_id === undefined ? null : job.input.track_id });
+    sim.callback({ provider: 'modelslab', url: job.webhook, mode: 'normal', body: JSON.stringify(body), ref: String(job.id) });
+  }
+
   function submit(ctx, family, endpoint) {
     const input = ctx.json;
     const steer = parseSteer(input.sim);
     const forced = sim.steerHttp('modelslab', ctx.raw, steer);
     if (forced) return sendError(ctx, forced, `simulated HTTP ${forced}`, forced === 429 || forced === 503 ? { 'retry-after': '1' } : null);
     if (typeof input.prompt !== 'string' && /^text2/.test(endpoint)) return sendError(ctx, 400, 'The prompt field is required.');
+    if (strictCallbacks && typeof input.webhook === 'string' && input.webhook) {
+      const why = callbackRefusal(input.webhook, { https: true });
+      if (why) return sendError(ctx, 400, `The webhook field is invalid: ${why}.`);
+    }
+    if (queue.limit > 0) {
+      const n = queued();
+      if (n >= queue.limit) {
+        queue.refused++;
+        // The wait is in the body, not a header (docs/provider-facts.md).
+        return ctx.send(429, { status: 'error', message: `Rate limit exceeded. Maximum ${queue.limit} queued requests allowed.`, retry_after: 30 });
+      }
+      queue.maxQueued = Math.max(queue.maxQueued, n + 1);
+    }
 
     const video = family === 'video';
     const n = video ? 1 : Math.max(1, Math.min(4, parseInt(input.samples, 10) || 1));
@@ -108,7 +137,10 @@ module.exports = function createModelsLab(sim) {
       timers: [],
     };
     jobs.add(id, job);
-    if (job.webhook) sim.after(job, job.delayMs, () => sendWebhook(job));
+    if (job.webhook) {
+      if (steer.progress && job.delayMs > 0 && job.callback !== 'none') sim.after(job, job.delayMs * 0.3, () => sendProgress(job));
+      sim.after(job, job.delayMs, () => sendWebhook(job));
+    }
     ctx.send(200, answer(job));
   }
 
@@ -134,5 +166,9 @@ module.exports = function createModelsLab(sim) {
     submit(ctx, family, seg[3]);
   }
 
-  return { name: 'modelslab', handle, error, jobs };
+  function queueStats() {
+    return { limit: queue.limit, queued: queued(), max_queued: queue.maxQueued, refused: queue.refused };
+  }
+
+  return { name: 'modelslab', handle, error, jobs, queueStats };
 };

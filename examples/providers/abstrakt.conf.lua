@@ -1,0 +1,37 @@
+-- genrelay with abstrakt only: copy, set the environment, run
+--   genrelay check --config examples/providers/abstrakt.conf.lua
+--   genrelay serve --config examples/providers/abstrakt.conf.lua
+-- Keys come from the environment; nothing secret is written here.
+-- public_url must be reachable by abstrakt (its callbacks come there): an https
+-- address in front of genrelay.
+
+listen     = os.getenv("GENRELAY_LISTEN") or "127.0.0.1:8080"
+public_url = os.getenv("GENRELAY_PUBLIC_URL") or "https://genrelay.example.com"
+store      = os.getenv("GENRELAY_STORE") or "sqlite:/var/lib/genrelay/genrelay.db"
+scripts    = os.getenv("GENRELAY_SCRIPTS") or "scripts"
+admin_key  = os.getenv("GENRELAY_ADMIN_KEY")
+
+providers = {
+  abstrakt = {
+    base_url = "https://api.abstrakt.one",
+    key = os.getenv("ABSTRAKT_API_KEY"),        -- Authorization: Bearer <key>
+    -- abstrakt signs callbacks with HMAC-SHA256 (X-Abstrakt-Signature) under
+    -- this secret; without it only the callback URL token is checked.
+    webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET"),
+  },
+}
+
+customers = {
+  acme = {
+    api_key = os.getenv("ACME_API_KEY") or "change-me-acme-key",
+    webhook_secret = os.getenv("ACME_WEBHOOK_SECRET") or "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    hook = "default",
+  },
+}
+
+-- Submit with POST /v1/models/abstrakt:fal-ai/flux/schnell (or the alias "image")/run
+models = {
+  image = { "abstrakt:fal-ai/flux/schnell" },
+}
+
+webhooks = { retry = { 5, 15, 60, 300, 900, 3600, 21600, 43200, 86400 }, timeout_s = 10 }

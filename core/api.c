@@ -11,6 +11,7 @@
 #include "jscan.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "modelid.h"
 #include "script.h"
 #include "server.h"
@@ -51,8 +52,16 @@ static int printable(const char *s, size_t max)
 }
 
 
+/*
+ * The customer of the request's API key, or NULL after answering 401 (no or
+ * unknown key) or 429 (over customers.NAME.rate; every authenticated request
+ * takes a token). Done once per request: intake (api_admit) may have done it
+ * from the headers already.
+ */
 static const struct config_customer *authenticate(struct request *r)
 {
+	if (r->authed)
+		return r->authed;
 	const char *h = server_header(r, "Authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
 		server_respond_error(r, 401, "UNAUTHORIZED",
@@ -60,8 +69,21 @@ static const struct config_customer *authenticate(struct request *r)
 		return NULL;
 	}
 	const struct config_customer *c = config_customer_by_key(r->w->cfg, h + 7);
-	if (!c)
+	if (!c) {
 		server_respond_error(r, 401, "UNAUTHORIZED", "unknown API key");
+		return NULL;
+	}
+	long retry_s = 1;
+	if (!ratelimit_take(r->w->rates, c, loop_now_ms(), &retry_s)) {
+		char ra[24];
+		server_respond_error(r, 429, "RATE_LIMITED",
+				     "over the rate of %g requests per second (burst %g); retry in %ld s",
+				     c->rate_per_s, c->rate_burst, retry_s);
+		snprintf(ra, sizeof ra, "%ld", retry_s);
+		server_response_header(r, "Retry-After", ra);
+		return NULL;
+	}
+	r->authed = c;
 	return c;
 }
 
@@ -84,6 +106,15 @@ static int authenticate_admin(struct request *r)
 		return 0;
 	}
 	return 1;
+}
+
+/* /metrics on the API listener: the metrics_token or the admin key. */
+static int authenticate_metrics(struct request *r)
+{
+	const char *h = server_header(r, "Authorization");
+	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_metrics_token(r->w->cfg, h + 7))
+		return 1;
+	return authenticate_admin(r);
 }
 
 /* The run answer, {"job_id","status","model_id","request_id","message"};
@@ -685,6 +716,9 @@ static void handle_metrics(struct request *r)
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	metrics_render(&b, (long)fetcher_inflight(r->w->fetch), (long)store_job_count(r->w->store));
+	buf_printf(&b, "# HELP genrelay_buffered_bytes Request body bytes reserved now (limits.buffered_bytes)\n"
+		       "# TYPE genrelay_buffered_bytes gauge\ngenrelay_buffered_bytes %zu\n",
+		   server_buffered_bytes());
 	size_t len;
 	char *text = buf_steal(&b, &len);
 	server_respond_raw(r, 200, text, len, "text/plain; version=0.0.4");
@@ -727,6 +761,39 @@ static void method_not_allowed(struct request *r)
 	server_respond_error(r, 405, "METHOD_NOT_ALLOWED", "%s is not allowed here", r->method);
 }
 
+int api_admit(struct request *r)
+{
+	if (r->metrics_only) {
+		server_respond_error(r, 404, "NOT_FOUND", "this listener serves /metrics and /healthz only");
+		return -1;
+	}
+	if (strncmp(r->url, "/v1/callbacks/", 14) == 0) {
+		/* /v1/callbacks/{provider}/{job}/{token}: the token is an HMAC of
+		 * the job id, so it is checked before the provider sends its body. */
+		char path[1024], *seg[8];
+		if (strlen(r->url) >= sizeof path) {
+			server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+			return -1;
+		}
+		snprintf(path, sizeof path, "%s", r->url);
+		if (split(path, seg, 8) != 6) {
+			server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+			return -1;
+		}
+		if (!callbacks_token_ok(r->w, seg[4], seg[5])) {
+			metrics_inc(M_CALLBACKS);
+			metrics_inc(M_CALLBACKS_REJECTED);
+			server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
+			return -1;
+		}
+		return 0;
+	}
+	const char *h = server_header(r, "Authorization");
+	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7))
+		return 0;
+	return authenticate(r) ? 0 : -1;
+}
+
 void api_dispatch(struct request *r)
 {
 	const char *url = r->url;
@@ -744,7 +811,13 @@ void api_dispatch(struct request *r)
 		return;
 	}
 	if (strcmp(url, "/metrics") == 0) {
-		handle_metrics(r);
+		/* Open on metrics_listen (a private scrape address), else a key. */
+		if (r->metrics_only || authenticate_metrics(r))
+			handle_metrics(r);
+		return;
+	}
+	if (r->metrics_only) {
+		server_respond_error(r, 404, "NOT_FOUND", "this listener serves /metrics and /healthz only");
 		return;
 	}
 	if (ui_owns(url)) {

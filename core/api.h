@@ -8,6 +8,13 @@
 struct request;
 struct worker;
 
+/*
+ * Decides from the headers alone whether a request may send its body: the
+ * API key (or the admin key), or the token in a callback URL, is checked
+ * before any body byte is read. Returns 0 (admitted), or -1 after answering
+ * (401, 404, 429).
+ */
+int api_admit(struct request *r);
 /* Routes a complete request; answers it or suspends it. */
 void api_dispatch(struct request *r);
 /* The connection ended: unlink r from any list it is on. */

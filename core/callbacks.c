@@ -128,7 +128,7 @@ static void refused_event_tx(struct worker *w, const char *job_id, const char *p
  * no early exit, so timing shows neither which one matched nor how many there
  * are configured.
  */
-static int token_ok(const struct worker *w, const char *job_id, const char *token)
+int callbacks_token_ok(const struct worker *w, const char *job_id, const char *token)
 {
 	int64_t now = loop_wall_ms();
 	int ok = sign_callback_token_ok(w->server_secret, job_id, token);
@@ -185,7 +185,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 	struct job j;
 	char err[512];
 	metrics_inc(M_CALLBACKS);
-	if (!token_ok(w, job_id, token)) {
+	if (!callbacks_token_ok(w, job_id, token)) {
 		metrics_inc(M_CALLBACKS_REJECTED);
 		refused_event_tx(w, job_id, provider, "invalid callback token");
 		server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");

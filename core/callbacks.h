@@ -6,6 +6,11 @@
 #define GENRELAY_CALLBACKS_H
 
 struct request;
+struct worker;
+
+/* 1 when token is the callback token of job_id under the server secret or a
+ * previous one still in force (constant time), else 0. */
+int callbacks_token_ok(const struct worker *w, const char *job_id, const char *token);
 
 void callbacks_handle(struct request *r, const char *provider, const char *job_id,
 		      const char *token);

@@ -459,7 +459,7 @@ static int load_limits(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "body_bytes", "lua_instructions",
 		"lua_memory_mb", "max_connections", "connection_timeout_s",
-		"max_inflight", "store_max_mb", NULL };
+		"max_inflight", "store_max_mb", "buffered_bytes", NULL };
 	int r = sub_table(d, env, "limits", "limits");
 	if (r <= 0)
 		return r;
@@ -483,6 +483,15 @@ static int load_limits(struct ld *d, struct config *c, int env)
 		return -1;
 	c->max_inflight = (int)mi;
 	c->store_max_mb = (long)sm;
+	/* Unset, it is at least one body, so a large body_bytes alone still works. */
+	long long bu = (long long)c->buffered_bytes;
+	if (bu < bb)
+		bu = bb;
+	if (get_int(d, t, "buffered_bytes", "limits.buffered_bytes", &bu, 1, 1LL << 40) < 0)
+		return -1;
+	if (bu < bb)
+		return lerr(d, "limits.buffered_bytes: must be at least limits.body_bytes (%lld)", bb);
+	c->buffered_bytes = (size_t)bu;
 	lua_settop(d->L, t - 1);
 	return 0;
 }
@@ -569,10 +578,40 @@ static int cmp_alias(const void *a, const void *b)
 		      ((const struct config_alias *)b)->name);
 }
 
+/* customers.NAME.rate = { per_s = N, burst = M } (burst defaults to
+ * ceil(per_s), at least 1). Absent: no limit. */
+static int load_rate(struct ld *d, int ct, const char *prefix, struct config_customer *cu)
+{
+	static const char *const keys[] = { "per_s", "burst", NULL };
+	char key[160];
+	snprintf(key, sizeof key, "%s.rate", prefix);
+	int r = sub_table(d, ct, "rate", key);
+	if (r <= 0)
+		return r;
+	int t = lua_gettop(d->L);
+	if (check_keys(d, t, key, keys) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.rate.per_s", prefix);
+	if (rawfield(d->L, t, "per_s") == LUA_TNIL)
+		return lerr(d, "%s: is required", key);
+	lua_pop(d->L, 1);
+	if (get_num(d, t, "per_s", key, &cu->rate_per_s, 0, 1e6, 1) < 0)
+		return -1;
+	long long burst = (long long)ceil(cu->rate_per_s);
+	if (burst < 1)
+		burst = 1;
+	snprintf(key, sizeof key, "%s.rate.burst", prefix);
+	if (get_int(d, t, "burst", key, &burst, 1, 1000000000) < 0)
+		return -1;
+	cu->rate_burst = (double)burst;
+	lua_settop(d->L, t - 1);
+	return 0;
+}
+
 static int load_customers(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "api_key", "webhook_secret", "hook",
-		"webhook_url", NULL };
+		"webhook_url", "rate", NULL };
 	lua_State *L = d->L;
 	char key[160], prefix[100];
 	int r = sub_table(d, env, "customers", "customers");
@@ -620,6 +659,8 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (!is_ident(cu->hook))
 			return lerr(d, "%s: must be a hook name ([A-Za-z0-9_]+)", key);
+		if (load_rate(d, ct, prefix, cu) < 0)
+			return -1;
 		snprintf(key, sizeof key, "%s.webhook_url", prefix);
 		if (get_str(d, ct, "webhook_url", key, &cu->webhook_url, 1) < 0)
 			return -1;
@@ -776,6 +817,7 @@ static int set_defaults(struct config *c)
 	c->max_inflight = 1024;
 	c->store_max_mb = 0;
 	c->body_bytes = 1048576;
+	c->buffered_bytes = 64 * 1048576;
 	c->lua_instructions = 10000000;
 	c->lua_memory_mb = 32;
 	c->max_connections = 10000;
@@ -808,7 +850,8 @@ static void redact_lua_error(char *msg, size_t cap, const char *path)
 
 static const char *const top_keys[] = { "listen", "public_url", "store",
 	"scripts", "workers", "server_secret", "server_secret_previous",
-	"store_insecure_permissions", "admin_key", "durability", "log_level",
+	"store_insecure_permissions", "admin_key", "metrics_token", "metrics_listen",
+	"durability", "log_level",
 	"providers", "customers", "models", "webhooks", "jobs", "limits", NULL };
 
 /* Runs the file and reads its keys into c. 0 or -1 with d->err set. */
@@ -892,6 +935,21 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 				EVP_sha256(), NULL))
 			return lerr(d, "admin_key: cannot hash");
 	}
+
+	if (get_str(d, env, "metrics_token", "metrics_token", &c->metrics_token, 1) < 0)
+		return -1;
+	if (c->metrics_token) {
+		if (strlen(c->metrics_token) < 16)
+			return lerr(d, "metrics_token: must be at least 16 bytes");
+		if (!EVP_Digest(c->metrics_token, strlen(c->metrics_token), c->metrics_token_sha256,
+				NULL, EVP_sha256(), NULL))
+			return lerr(d, "metrics_token: cannot hash");
+	}
+	if (get_str(d, env, "metrics_listen", "metrics_listen", &c->metrics_listen, 1) < 0)
+		return -1;
+	if (c->metrics_listen && !valid_listen(c->metrics_listen))
+		return lerr(d, "metrics_listen: must be host:port or [ipv6]:port, got \"%.100s\"",
+			    c->metrics_listen);
 
 	if (get_str(d, env, "durability", "durability", &c->durability, 1) < 0)
 		return -1;
@@ -1043,6 +1101,10 @@ void config_free(struct config *c)
 	free(c->server_secret_previous);
 	scrub_free(c->scrub);
 	free(c->admin_key);
+	if (c->metrics_token)
+		OPENSSL_cleanse(c->metrics_token, strlen(c->metrics_token));
+	free(c->metrics_token);
+	free(c->metrics_listen);
 	free(c->durability);
 	free(c->log_level);
 	if (c->webhook_proxy)
@@ -1104,6 +1166,17 @@ int config_is_admin_key(const struct config *c, const char *key)
 	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
 		return 0;
 	return CRYPTO_memcmp(h, c->admin_key_sha256, sizeof h) == 0;
+}
+
+int config_is_metrics_token(const struct config *c, const char *key)
+{
+	unsigned char h[32];
+
+	if (!c || !c->metrics_token || !key || !*key)
+		return 0;
+	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
+		return 0;
+	return CRYPTO_memcmp(h, c->metrics_token_sha256, sizeof h) == 0;
 }
 
 const struct config_customer *config_customer_by_name(const struct config *c,

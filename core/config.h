@@ -18,6 +18,8 @@ struct config_customer {
 	char *hook;           /* hook script name, default "default" */
 	char *webhook_url;    /* default webhook for jobs that give none, or NULL */
 	unsigned char api_key_sha256[32]; /* for the constant-time key lookup */
+	double rate_per_s;    /* rate = { per_s, burst }: token refill per second; 0: no limit */
+	double rate_burst;    /* bucket size (requests), at least 1 */
 };
 
 struct config_alias {
@@ -43,6 +45,9 @@ struct config {
 	int store_insecure_permissions; /* start on a group/world-readable store */
 	char *admin_key;      /* key of admin surfaces (/v1/scripts, /ui, /metrics); NULL: none */
 	unsigned char admin_key_sha256[32];
+	char *metrics_token;  /* bearer token for /metrics only (secret); NULL: none */
+	unsigned char metrics_token_sha256[32];
+	char *metrics_listen; /* "host:port": open /metrics and /healthz only; NULL: none */
 	char *durability;     /* "normal" (survives a crash) or "fsync" (survives power loss) */
 	char *log_level;      /* "debug", "info", "warn", "error" */
 
@@ -79,6 +84,7 @@ struct config {
 
 	/* limits = { ... } */
 	size_t body_bytes;
+	size_t buffered_bytes;    /* request bodies buffered at once, all connections of the process */
 	long lua_instructions;
 	size_t lua_memory_mb;
 	int max_connections;
@@ -99,6 +105,8 @@ const struct config_customer *config_customer_by_key(const struct config *c,
 						     const char *key);
 /* 1 when key is the configured admin key (constant time), else 0. */
 int config_is_admin_key(const struct config *c, const char *key);
+/* 1 when key is the configured metrics_token (constant time), else 0. */
+int config_is_metrics_token(const struct config *c, const char *key);
 const struct config_customer *config_customer_by_name(const struct config *c,
 						      const char *name);
 const struct config_alias *config_alias(const struct config *c, const char *name);

@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define JSCAN_STR_(x) #x
+#define JSCAN_STR(x) JSCAN_STR_(x)
+#define JSCAN_DEPTH_TEXT JSCAN_STR(JSON_MAX_DEPTH)
+
 struct sc {
 	const unsigned char *p, *end, *start;
 	const char *err;
@@ -282,10 +286,10 @@ static int array(struct sc *s, int depth)
 
 static int value(struct sc *s, int depth, enum jscan_type *type)
 {
-	if (depth > JSCAN_MAX_DEPTH)
-		return fail(s, "nesting too deep");
 	if (s->p >= s->end)
 		return fail(s, "unexpected end of input");
+	if ((*s->p == '{' || *s->p == '[') && depth > JSCAN_MAX_DEPTH)
+		return fail(s, "nesting deeper than " JSCAN_DEPTH_TEXT " levels in a member");
 	switch (*s->p) {
 	case '{':
 		*type = JSCAN_OBJECT;

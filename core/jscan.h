@@ -6,7 +6,7 @@
  * costs several times more than checking the text and handing out spans. So
  * jscan validates the whole document (RFC 8259: UTF-8, escapes, surrogate
  * pairs, the number grammar without NaN or Infinity, no U+0000 in strings,
- * bounded nesting) and reports the members of the top-level object as spans
+ * nesting bounded by JSCAN_MAX_DEPTH) and reports the members of the top-level object as spans
  * into the caller's buffer. Nothing is allocated.
  */
 #ifndef GENRELAY_JSCAN_H
@@ -14,7 +14,11 @@
 
 #include <stddef.h>
 
-#define JSCAN_MAX_DEPTH 128
+#include "jsonlimit.h"
+
+/* Containers counted from the top-level object (depth 1), so a member value
+ * may be JSON_MAX_DEPTH deep (see jsonlimit.h). */
+#define JSCAN_MAX_DEPTH (JSON_MAX_DEPTH + 1)
 #define JSCAN_KEY_MAX 64
 
 enum jscan_type { JSCAN_NULL, JSCAN_FALSE, JSCAN_TRUE, JSCAN_NUMBER, JSCAN_STRING,

@@ -17,7 +17,11 @@
 #include <jansson.h>
 #include <lua.h>
 
-#define LUAJSON_MAX_DEPTH 64
+#include "jsonlimit.h"
+
+/* Tables deep, both ways; room for an input of JSON_MAX_DEPTH inside its
+ * envelopes (see jsonlimit.h). */
+#define LUAJSON_MAX_DEPTH (JSON_MAX_DEPTH + JSON_ENVELOPE_DEPTH)
 
 /*
  * Pushes v (borrowed) as a Lua value (NULL pushes null). Returns 0, or -1

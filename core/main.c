@@ -17,6 +17,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "script.h"
 #include "scrub.h"
 #include "sign.h"
@@ -26,6 +27,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -302,6 +304,11 @@ static int serve(const char *path)
 	log_set_scrub(cfg->scrub);
 	warn_short_secrets(cfg);
 	signal(SIGPIPE, SIG_IGN);
+	/* Request bodies (up to limits.body_bytes each) are the big buffers: a
+	 * fixed mmap threshold (glibc would raise it after the first big free)
+	 * keeps them out of the heaps, so their memory goes back to the kernel
+	 * when a request ends instead of staying in a worker's arena. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	/* Many idle or slow connections must not run out of descriptors first. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -366,6 +373,15 @@ static int serve(const char *path)
 	}
 	int n = cfg->workers;
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
+	struct ratelimit *rates = ratelimit_new(cfg);
+	if (!ws || !rates) {
+		fprintf(stderr, "genrelay: out of memory\n");
+		free(ws);
+		ratelimit_free(rates);
+		checkpointer_stop(ckpt);
+		config_free(cfg);
+		return 2;
+	}
 	unsigned char rnd[4];
 	sign_random(rnd, sizeof rnd);
 	int rc = 0, started = 0;
@@ -374,6 +390,8 @@ static int serve(const char *path)
 		w->index = i;
 		w->cfg = cfg;
 		w->server_secret = secret;
+		w->rates = rates;
+		w->metrics_fd = -1;
 		/* Callbacks of jobs submitted before a rotation: the configured
 		 * previous secret, and a store secret replaced by the config's
 		 * until the longest job lifetime after it was replaced. */
@@ -383,6 +401,14 @@ static int serve(const char *path)
 		snprintf(w->owner, sizeof w->owner, "%.60s:%d:%d:%02x%02x%02x%02x", host, getpid(), i,
 			 rnd[0], rnd[1], rnd[2], rnd[3]);
 		w->listen_fd = listen_on(cfg->listen, i == 0, err, sizeof err);
+		if (w->listen_fd >= 0 && i == 0 && cfg->metrics_listen) {
+			/* Worker 0 serves the open metrics listener on its loop. */
+			w->metrics_fd = listen_on(cfg->metrics_listen, 1, err, sizeof err);
+			if (w->metrics_fd < 0) {
+				close(w->listen_fd);
+				w->listen_fd = -1;
+			}
+		}
 		if (w->listen_fd < 0 || worker_start(w, err, sizeof err) < 0) {
 			fprintf(stderr, "genrelay: %s\n", err);
 			rc = 2;
@@ -393,6 +419,8 @@ static int serve(const char *path)
 	if (rc == 0) {
 		log_info("genrelay %s listening on http://%s (%d worker%s, store %s)", VERSION,
 			 cfg->listen, n, n > 1 ? "s" : "", cfg->store);
+		if (cfg->metrics_listen)
+			log_info("metrics (open) on http://%s/metrics", cfg->metrics_listen);
 		int sig = 0;
 		sigwait(&set, &sig);
 		log_info("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -403,6 +431,7 @@ static int serve(const char *path)
 		if (ws[i].loop || ws[i].store)
 			worker_join(&ws[i]);
 	free(ws);
+	ratelimit_free(rates);
 	checkpointer_stop(ckpt);
 	log_set_scrub(NULL);
 	config_free(cfg);

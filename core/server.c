@@ -15,8 +15,11 @@
 #include "metrics.h"
 #include "worker.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 
 struct server {
 	struct worker *w;
+	int metrics_only;       /* the open metrics listener */
 	struct MHD_Daemon *d;
 	struct loop_io io;
 	struct loop_timer timer;
@@ -35,6 +39,8 @@ struct server {
 	struct request *held;   /* answered while the store had pending writes */
 	struct conn *conns;     /* every open connection, for the slow-client sweep */
 	struct loop_timer sweep;
+	struct lingering *lingers; /* sockets closing after an answer from the headers */
+	int nlingers;
 };
 
 /*
@@ -52,7 +58,105 @@ struct conn {
 	int fd;
 	enum conn_phase phase;
 	int64_t since_ms;
+	int holds_body;         /* its request holds a buffered_bytes reservation */
+	int linger;             /* answered from the headers: linger when MHD closes it */
 };
+
+/*
+ * Lingering close. A request answered from its headers (401, 413, 429, 503)
+ * is closed by MHD without reading the body the client may still be sending,
+ * and closing a socket with unread data sends a reset, which can make the
+ * client lose the answer. So MHD's descriptor is duplicated just before MHD
+ * closes it: genrelay then sends FIN after the answer, reads and drops what
+ * still arrives (nothing is kept) until the client closes, LINGER_MS pass or
+ * LINGER_BYTES were dropped, and closes. At most LINGER_MAX per listener;
+ * past that a socket is closed at once.
+ */
+#define LINGER_MS 2000
+#define LINGER_BYTES ((size_t)8 << 20)
+#define LINGER_MAX 256
+
+struct lingering {
+	struct lingering *next, **prevp;
+	struct server *s;
+	struct loop_io io;
+	int64_t until;
+	size_t dropped;
+};
+
+/*
+ * libmicrohttpd (epoll, edge-triggered) can miss a client's close that
+ * arrives together with the last body bytes: the short read makes it assume
+ * the socket is drained, and no later edge comes. Such a connection would
+ * keep its body's reservation until its timeout, so the sweep looks at every
+ * connection holding one, and shuts down a socket whose peer has gone, which
+ * MHD then sees.
+ */
+static int peer_gone(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void linger_end(struct lingering *g)
+{
+	struct server *s = g->s;
+	loop_io_del(s->w->loop, &g->io);
+	g->io.cb = NULL;
+	close(g->io.fd);
+	*g->prevp = g->next;
+	if (g->next)
+		g->next->prevp = g->prevp;
+	s->nlingers--;
+	loop_defer_free(s->w->loop, g); /* an event for it may be pending */
+}
+
+static void linger_read(struct loop_io *io, uint32_t events)
+{
+	struct lingering *g = io->arg;
+	char drop[16384];
+	(void)events;
+	for (;;) {
+		ssize_t n = recv(io->fd, drop, sizeof drop, MSG_DONTWAIT);
+		if (n > 0) {
+			g->dropped += (size_t)n;
+			if (g->dropped <= LINGER_BYTES)
+				continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			return;
+		}
+		linger_end(g); /* closed by the client, an error, or enough dropped */
+		return;
+	}
+}
+
+/* Takes over a duplicate of fd, which MHD is about to close. */
+static void linger_start(struct server *s, int fd)
+{
+	if (s->nlingers >= LINGER_MAX)
+		return;
+	struct lingering *g = calloc(1, sizeof *g);
+	int dfd = g ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (dfd < 0) {
+		free(g);
+		return;
+	}
+	g->s = s;
+	g->until = loop_now_ms() + LINGER_MS;
+	if (loop_io_add(s->w->loop, &g->io, dfd, EPOLLIN, linger_read, g) < 0) {
+		close(dfd);
+		free(g);
+		return;
+	}
+	shutdown(dfd, SHUT_WR); /* FIN after the answer already queued */
+	g->next = s->lingers;
+	if (s->lingers)
+		s->lingers->prevp = &g->next;
+	g->prevp = &s->lingers;
+	s->lingers = g;
+	s->nlingers++;
+}
 
 /*
  * MHD takes its listening socket out of its epoll set while it is at
@@ -63,6 +167,40 @@ struct conn {
  * once a second.
  */
 #define SERVER_RUN_MAX_MS 1000
+
+/* Connections the open metrics listener takes at once. */
+#define METRICS_MAX_CONNECTIONS 64
+
+/*
+ * Body bytes reserved by the requests of every worker of the process
+ * (limits.buffered_bytes). A request reserves what it may buffer before it
+ * reads a byte, so the sum of the buffers never passes the limit.
+ */
+static atomic_size_t buffered_total;
+
+/* Reserves n bytes of the budget; 0, or -1 (nothing reserved) when they do
+ * not fit. */
+static int buffered_reserve(size_t n, size_t limit)
+{
+	size_t cur = atomic_load_explicit(&buffered_total, memory_order_relaxed);
+	do {
+		if (n > limit || cur > limit - n)
+			return -1;
+	} while (!atomic_compare_exchange_weak_explicit(&buffered_total, &cur, cur + n,
+						       memory_order_relaxed, memory_order_relaxed));
+	return 0;
+}
+
+static void buffered_release(size_t n)
+{
+	if (n)
+		atomic_fetch_sub_explicit(&buffered_total, n, memory_order_relaxed);
+}
+
+size_t server_buffered_bytes(void)
+{
+	return atomic_load_explicit(&buffered_total, memory_order_relaxed);
+}
 
 static void arm_timer(struct server *s)
 {
@@ -138,6 +276,8 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **ctx,
 		*ctx = k;
 	} else if (*ctx) {
 		struct conn *k = *ctx;
+		if (k->linger && k->fd >= 0)
+			linger_start(s, k->fd);
 		*k->prevp = k->next;
 		if (k->next)
 			k->next->prevp = k->prevp;
@@ -151,10 +291,64 @@ static void sweep_cb(struct loop_timer *t)
 	struct server *s = t->arg;
 	int64_t now = loop_now_ms();
 	int64_t limit = (int64_t)(s->w->cfg->connection_timeout_s * 1000);
-	for (struct conn *k = s->conns; k; k = k->next)
-		if (limit > 0 && k->phase != CONN_BUSY && k->fd >= 0 && now - k->since_ms > limit)
+	for (struct conn *k = s->conns; k; k = k->next) {
+		if (k->fd < 0 || k->phase == CONN_BUSY)
+			continue;
+		if ((limit > 0 && now - k->since_ms > limit) ||
+		    (k->holds_body && k->phase == CONN_BODY && peer_gone(k->fd)))
 			shutdown(k->fd, SHUT_RDWR); /* MHD sees the close and cleans up */
+	}
+	for (struct lingering *g = s->lingers, *n; g; g = n) {
+		n = g->next;
+		if (now >= g->until)
+			linger_end(g);
+	}
 	loop_timer_set(s->w->loop, &s->sweep, now + 1000);
+}
+
+/*
+ * First call, headers only: a request with a body is admitted (api_admit) and
+ * gets its share of the buffered_bytes budget, or is answered at once. An
+ * answer queued now makes MHD send it and close the connection without
+ * reading the body (nor sending 100 Continue).
+ */
+static void intake(struct server *s, struct request *r)
+{
+	const struct config *cfg = s->w->cfg;
+	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
+	if (!te && announced == 0)
+		return; /* no body: dispatched once MHD has the whole request */
+	r->at_intake = 1;
+	if (api_admit(r) < 0) {
+		/* answered (401, 404, 429) */
+	} else if (announced > cfg->body_bytes) {
+		server_respond_error(r, 413, "PAYLOAD_TOO_LARGE", "body exceeds %zu bytes",
+				     cfg->body_bytes);
+	} else {
+		size_t want = te ? cfg->body_bytes : (size_t)announced;
+		if (buffered_reserve(want, cfg->buffered_bytes) < 0) {
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "too many request bodies in flight; retry");
+			server_response_header(r, "Retry-After", "1");
+		} else {
+			r->reserved = want;
+			buf_init(&r->body, want);
+			struct conn *k = conn_of(r->conn);
+			if (k)
+				k->holds_body = 1;
+		}
+	}
+	r->at_intake = 0;
+	if (r->response) {
+		struct conn *k = conn_of(r->conn);
+		if (k)
+			k->linger = 1;
+		queue_pending(r);
+	}
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
@@ -170,23 +364,19 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		if (!r)
 			return MHD_NO;
 		r->w = s->w;
+		r->srv = s;
 		r->conn = conn;
+		r->metrics_only = s->metrics_only;
 		snprintf(r->method, sizeof r->method, "%s", method);
 		r->url = strdup(url);
 		r->started_ms = loop_now_ms();
-		buf_init(&r->body, s->w->cfg->body_bytes);
+		buf_init(&r->body, 0);
 		loop_timer_init(&r->timer, NULL, r);
 		*con_cls = r;
 		conn_phase(conn, CONN_BODY);
 		if (!r->url)
 			return MHD_NO;
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > s->w->cfg->body_bytes) {
-			server_respond_error(r, 413, "PAYLOAD_TOO_LARGE",
-					     "body exceeds %zu bytes", s->w->cfg->body_bytes);
-			return MHD_YES;
-		}
+		intake(s, r);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -223,12 +413,16 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	conn_phase(conn, CONN_HEADERS);
+	struct conn *k = conn_of(conn);
+	if (k)
+		k->holds_body = 0;
 	api_request_gone(r);
 	if (r->response)
 		MHD_destroy_response(r->response);
 	loop_timer_stop(r->w->loop, &r->timer);
 	job_clear(&r->job);
 	buf_free(&r->body);
+	buffered_release(r->reserved);
 	free(r->url);
 	free(r);
 	*con_cls = NULL;
@@ -245,7 +439,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", line);
 }
 
-struct server *server_new(struct worker *w, char *err, size_t errlen)
+static struct server *start(struct worker *w, int fd, int metrics_only, const char *where,
+			    char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof *s);
 	if (!s) {
@@ -253,13 +448,14 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 		return NULL;
 	}
 	s->w = w;
-	s->listen_fd = w->listen_fd;
+	s->metrics_only = metrics_only;
+	s->listen_fd = fd;
 	loop_timer_init(&s->timer, timer_cb, s);
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
 			 MHD_USE_ERROR_LOG;
-	unsigned limit = (unsigned)w->cfg->max_connections;
+	unsigned limit = metrics_only ? METRICS_MAX_CONNECTIONS : (unsigned)w->cfg->max_connections;
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
-				MHD_OPTION_LISTEN_SOCKET, w->listen_fd,
+				MHD_OPTION_LISTEN_SOCKET, fd,
 				MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
 				MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
 				MHD_OPTION_CONNECTION_LIMIT, limit,
@@ -269,7 +465,7 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				MHD_OPTION_END);
 	if (!s->d) {
-		snprintf(err, errlen, "cannot start the HTTP server on %s", w->cfg->listen);
+		snprintf(err, errlen, "cannot start the HTTP server on %s", where);
 		free(s);
 		return NULL;
 	}
@@ -283,6 +479,19 @@ struct server *server_new(struct worker *w, char *err, size_t errlen)
 	arm_timer(s);
 	loop_timer_init(&s->sweep, sweep_cb, s);
 	loop_timer_set(w->loop, &s->sweep, loop_now_ms() + 1000);
+	return s;
+}
+
+struct server *server_new(struct worker *w, char *err, size_t errlen)
+{
+	return start(w, w->listen_fd, 0, w->cfg->listen, err, errlen);
+}
+
+struct server *server_new_metrics(struct worker *w, int fd, char *err, size_t errlen)
+{
+	struct server *s = start(w, fd, 1, w->cfg->metrics_listen, err, errlen);
+	if (!s)
+		close(fd);
 	return s;
 }
 
@@ -303,6 +512,8 @@ void server_free(struct server *s)
 	loop_timer_stop(s->w->loop, &s->timer);
 	loop_timer_stop(s->w->loop, &s->sweep);
 	MHD_stop_daemon(s->d);
+	while (s->lingers)
+		linger_end(s->lingers);
 	free(s);
 }
 
@@ -371,9 +582,10 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	r->status = status;
 	r->answered = 1;
 	metrics_inc(M_HTTP_REQUESTS);
-	if (store_pending(r->w->store)) {
-		/* Hold it until the commit: what it says may not be durable yet. */
-		struct server *s = r->w->server;
+	if (store_pending(r->w->store) && !r->at_intake) {
+		/* Hold it until the commit: what it says may not be durable yet.
+		 * (An answer from the headers says nothing about the store.) */
+		struct server *s = r->srv;
 		if (!r->suspended) {
 			r->suspended = 1;
 			MHD_suspend_connection(r->conn);
@@ -385,9 +597,10 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
-		r->w->server->need_run = 1;
+		r->srv->need_run = 1;
 	}
 }
+
 
 void server_respond_json(struct request *r, unsigned status, json_t *v)
 {
@@ -422,6 +635,8 @@ void server_respond_error(struct request *r, unsigned status, const char *code,
 
 void server_release(struct server *s, int committed)
 {
+	if (!s)
+		return;
 	struct request *r = s->held, *n;
 	s->held = NULL;
 	for (; r; r = n) {

@@ -24,7 +24,12 @@ enum request_wait { WAIT_NONE = 0, WAIT_BATCH, WAIT_JOB };
 /* Per-request state; owned by the server, freed when MHD completes it. */
 struct request {
 	struct worker *w;
+	struct server *srv;      /* the listener it came in on */
 	struct MHD_Connection *conn;
+	int metrics_only;        /* came in on metrics_listen: /metrics and /healthz only */
+	int at_intake;           /* answering from the headers, before any body byte */
+	size_t reserved;         /* bytes of limits.buffered_bytes held for the body */
+	const struct config_customer *authed; /* authenticated customer (api.c), or NULL */
 	char method[8];
 	char *url;               /* path, percent-decoded by MHD */
 	struct buf body;
@@ -52,7 +57,17 @@ struct request {
 	struct request *dnext;   /* answered, waiting for the store commit */
 };
 
+/*
+ * The API listener on w->listen_fd. Intake: a request that carries a body is
+ * admitted from its headers (api_admit) before any body byte is read, and
+ * reserves its Content-Length (or limits.body_bytes when chunked) from the
+ * process-wide limits.buffered_bytes budget, answering 503 at once when the
+ * budget is spent; the reservation is given back when the request ends.
+ */
 struct server *server_new(struct worker *w, char *err, size_t errlen);
+/* The open metrics listener on fd (taken): requests are marked
+ * metrics_only and may carry no body. */
+struct server *server_new_metrics(struct worker *w, int fd, char *err, size_t errlen);
 /* Stops accepting new connections (listening socket handed back). */
 void server_quiesce(struct server *s);
 /* Resumes every suspended request (the caller answers them first). */
@@ -75,6 +90,8 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 			const char *content_type);
 /* Adds a header to the answer just given with server_respond*(). */
 void server_response_header(struct request *r, const char *name, const char *value);
+/* Body bytes reserved right now by all requests of the process. */
+size_t server_buffered_bytes(void);
 /* Sends v as JSON (reference stolen). */
 void server_respond_json(struct request *r, unsigned status, json_t *v);
 /* Sends {"error":{"code","message"}}. */

@@ -74,6 +74,7 @@ static void begin_drain(struct worker *w)
 	w->stopping = 1;
 	log_info("worker %d: draining", w->index);
 	server_quiesce(w->server);
+	server_quiesce(w->metrics_server);
 	engine_shutdown(w);
 	api_flush(w);
 	drain_deadline[w->index] = loop_now_ms() + DRAIN_MS;
@@ -88,6 +89,7 @@ void worker_commit(struct worker *w)
 		if (rc < 0)
 			log_warn("store: commit failed: %s", store_errmsg(w->store));
 		server_release(w->server, rc == 0);
+		server_release(w->metrics_server, rc == 0);
 		size_t n = w->nafter;
 		struct work *list = w->after;
 		w->after = NULL;
@@ -105,8 +107,9 @@ static void idle(void *arg)
 		begin_drain(w);
 	api_flush(w);
 	worker_commit(w);
-	for (int i = 0; i < 64 && server_need_run(w->server); i++) {
+	for (int i = 0; i < 64 && (server_need_run(w->server) || server_need_run(w->metrics_server)); i++) {
 		server_run(w->server);
+		server_run(w->metrics_server);
 		api_flush(w);
 		worker_commit(w);
 	}
@@ -206,6 +209,12 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 		log_warn("scripts: %s (the other scripts are loaded)", serr);
 	if (!(w->server = server_new(w, err, errlen)))
 		return -1;
+	if (w->metrics_fd >= 0) {
+		int fd = w->metrics_fd;
+		w->metrics_fd = -1; /* server_new_metrics takes it, started or not */
+		if (!(w->metrics_server = server_new_metrics(w, fd, err, errlen)))
+			return -1;
+	}
 	loop_set_idle(w->loop, idle, w);
 	watch_scripts(w);
 	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -228,6 +237,7 @@ void worker_join(struct worker *w)
 	if (w->started)
 		pthread_join(w->thread, NULL);
 	server_free(w->server);
+	server_free(w->metrics_server);
 	fetcher_free(w->fetch);
 	if (w->inotify_fd >= 0)
 		close(w->inotify_fd);

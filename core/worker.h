@@ -32,12 +32,15 @@ struct worker {
 	int64_t server_secret_previous_until[2];
 	struct urlguard_policy guard;
 	int listen_fd;               /* shared SO_REUSEPORT socket of this worker */
+	int metrics_fd;              /* metrics_listen socket (worker 0 only), else -1 */
+	struct ratelimit *rates;     /* customers' token buckets; shared, owned by main */
 
 	struct loop *loop;
 	struct fetcher *fetch;
 	struct store *store;
 	struct script_host *scripts;
 	struct server *server;
+	struct server *metrics_server; /* open /metrics listener, or NULL */
 
 	/* engine state */
 	struct loop_timer due_timer;   /* claims due work from the store */

@@ -29,6 +29,13 @@ workers    = 1
 -- store_insecure_permissions = false
 -- The key of the admin surfaces (GET /v1/scripts), at least 16 bytes.
 -- admin_key = os.getenv("GENRELAY_ADMIN_KEY")
+-- /metrics on the API listener takes `Authorization: Bearer` with the
+-- admin_key or the metrics_token (which may read /metrics only: a scraper's
+-- token; at least 16 bytes).
+-- metrics_token = os.getenv("GENRELAY_METRICS_TOKEN")
+-- An extra listener serving /metrics and /healthz without a key, and nothing
+-- else: bind it to a private address only.
+-- metrics_listen = "127.0.0.1:9090"
 
 providers = {
   fal = {
@@ -67,6 +74,10 @@ customers = {
     -- are always signed, a malformed secret is refused at load.
     webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     hook = "default",
+    -- Token bucket over every authenticated request of the customer, per
+    -- genrelay process: burst requests at once, per_s on average; past it
+    -- 429 RATE_LIMITED with Retry-After. Unset: no limit.
+    -- rate = { per_s = 10, burst = 20 },
   },
 }
 
@@ -83,4 +94,9 @@ webhooks = {
   -- Deliveries ignore http_proxy / HTTPS_PROXY / ALL_PROXY; name a proxy here
   -- to send them through one (it must refuse private targets itself):
   -- proxy = "http://egress-proxy.internal:3128",
+}
+
+limits = {
+  body_bytes = 1048576,           -- one request body (413 past it)
+  buffered_bytes = 64 * 1048576,  -- all bodies being received at once in the process (503 past it)
 }

@@ -145,7 +145,7 @@ async function perfRecord(pid, seconds, file) {
 
 // The Prometheus counters of a genrelay as {name: number}.
 async function metrics(url) {
-  const r = await h.request(url + '/metrics', { timeoutMs: 10000 });
+  const r = await h.request(url + '/metrics', { timeoutMs: 10000, headers: { authorization: `Bearer ${h.METRICS_TOKEN}` } });
   const out = {};
   for (const line of r.text.split('\n')) {
     const m = /^([a-z_]+) ([0-9.e+-]+)$/.exec(line);

@@ -371,7 +371,7 @@ describe('genrelay with the fal adapter', () => {
     const hz = await h.request(`${stack.gr.url}/healthz`);
     assert.equal(hz.status, 200);
 
-    const met = await h.request(`${stack.gr.url}/metrics`);
+    const met = await h.request(`${stack.gr.url}/metrics`, { headers: { authorization: `Bearer ${h.METRICS_TOKEN}` } });
     assert.equal(met.status, 200);
     assert.match(met.headers['content-type'] || '', /^text\/plain/);
     const lines = met.text.split('\n').filter((l) => l.trim() !== '');

@@ -80,6 +80,9 @@ static void test_defaults(void)
 	CHECK(c->poll_max_s == 300);
 	CHECK(c->sync_wait_s == 55);
 	CHECK_EQ_INT(c->body_bytes, 1048576);
+	CHECK_EQ_INT(c->buffered_bytes, 64 * 1048576);
+	CHECK(c->metrics_token == NULL && c->metrics_listen == NULL);
+	CHECK(!config_is_metrics_token(c, "anything-at-all-here"));
 	CHECK_EQ_INT(c->lua_instructions, 10000000);
 	CHECK_EQ_INT(c->lua_memory_mb, 32);
 	CHECK_EQ_INT(c->max_connections, 10000);
@@ -118,6 +121,8 @@ static const char full_conf[] =
 	"server_secret = 'a-server-secret-of-32-bytes-xxxx'\n"
 	"durability = 'fsync'\n"
 	"log_level = 'debug'\n"
+	"metrics_token = 'metrics-token-0123456789'\n"
+	"metrics_listen = '127.0.0.1:9091'\n"
 	"providers = {\n"
 	"  fal = { base_url = 'https://queue.fal.run', key = os.getenv('GENRELAY_TEST_FAL_KEY'),\n"
 	"          jwks_url = 'https://rest.alpha.fal.ai/.well-known/jwks.json' },\n"
@@ -127,7 +132,7 @@ static const char full_conf[] =
 	"customers = {\n"
 	"  acme = { api_key = 'sk_acme_0123456789', webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',\n"
 	"           hook = 'slack', webhook_url = 'https://acme.example/hooks' },\n"
-	"  beta = { api_key = 'sk_beta_9876543210' },\n"
+	"  beta = { api_key = 'sk_beta_9876543210', rate = { per_s = 2.5, burst = 10 } },\n"
 	"}\n"
 	"models = {\n"
 	"  ['flux-dev'] = { 'fal:fal-ai/flux/dev', 'krea:bfl/flux-1-dev' },\n"
@@ -139,7 +144,7 @@ static const char full_conf[] =
 	"jobs = { submit_window_s = 60, job_deadline_s = 600, poll_after_s = 10, poll_interval_s = 2,\n"
 	"         poll_max_s = 20, sync_wait_s = 30 }\n"
 	"limits = { body_bytes = 2048, lua_instructions = 5000, lua_memory_mb = 8,\n"
-	"           max_connections = 100, connection_timeout_s = 5 }\n";
+	"           max_connections = 100, connection_timeout_s = 5, buffered_bytes = 65536 }\n";
 
 /* Secrets and proxies that are accepted. */
 static void test_secrets_and_proxies(void)
@@ -266,6 +271,17 @@ static void test_full(void)
 	CHECK_EQ_INT(c->lua_memory_mb, 8);
 	CHECK_EQ_INT(c->max_connections, 100);
 	CHECK(c->connection_timeout_s == 5);
+		CHECK_EQ_INT(c->buffered_bytes, 65536);
+	CHECK_STR_EQ(c->metrics_listen, "127.0.0.1:9091");
+	CHECK(config_is_metrics_token(c, "metrics-token-0123456789"));
+	CHECK(!config_is_metrics_token(c, "metrics-token-012345678"));
+	CHECK(!config_is_admin_key(c, "metrics-token-0123456789"));
+	{
+		const struct config_customer *b = config_customer_by_name(c, "beta");
+		const struct config_customer *a = config_customer_by_name(c, "acme");
+		CHECK(b && b->rate_per_s == 2.5 && b->rate_burst == 10);
+		CHECK(a && a->rate_per_s == 0); /* no rate: no limit */
+	}
 	config_free(c);
 
 	/* IPv6 listen and the public URL derived from it */
@@ -397,6 +413,25 @@ static void test_errors(void)
 	check_refused("limits = { lua_instructions = 10 }\n", "limits.lua_instructions", NULL);
 	check_refused("limits = { max_connections = -5 }\n", "limits.max_connections", NULL);
 	check_refused("limits = { connection_timeout_s = 0 }\n", "limits.connection_timeout_s", NULL);
+
+	check_refused("limits = { buffered_bytes = 0 }\n", "limits.buffered_bytes", NULL);
+	check_refused("limits = { body_bytes = 2048, buffered_bytes = 1024 }\n",
+		      "limits.buffered_bytes: must be at least limits.body_bytes", NULL);
+
+	/* rate limits, metrics */
+	check_refused("customers = { acme = { api_key = 'sk_r_1', rate = 5 } }\n",
+		      "customers.acme.rate: must be a table", "sk_r_1");
+	check_refused("customers = { acme = { api_key = 'sk_r_2', rate = { burst = 5 } } }\n",
+		      "customers.acme.rate.per_s: is required", "sk_r_2");
+	check_refused("customers = { acme = { api_key = 'sk_r_3', rate = { per_s = 0 } } }\n",
+		      "customers.acme.rate.per_s", "sk_r_3");
+	check_refused("customers = { acme = { api_key = 'sk_r_4', rate = { per_s = 1, burst = 0 } } }\n",
+		      "customers.acme.rate.burst", "sk_r_4");
+	check_refused("customers = { acme = { api_key = 'sk_r_5', rate = { per_s = 1, brust = 2 } } }\n",
+		      "unknown key 'customers.acme.rate.brust'", "sk_r_5");
+	check_refused("metrics_token = 'short-token'\n", "metrics_token: must be at least 16 bytes",
+		      "short-token");
+	check_refused("metrics_listen = 'nowhere'\n", "metrics_listen:", NULL);
 
 	/* providers */
 	check_refused("providers = { fal = 'fal-key-123' }\n", "providers.fal: must be a table", "fal-key-123");

@@ -87,6 +87,23 @@ int main(void)
 	CHECK(ok(d));
 	free(d);
 
+	/* the API's input limit: a member JSON_MAX_DEPTH deep (with a scalar at
+	 * the bottom) is accepted, one level more is refused */
+	for (int extra = 0; extra <= 1; extra++) {
+		size_t levels = JSON_MAX_DEPTH + (size_t)extra;
+		char *t = malloc(levels * 6 + 32);
+		size_t k = (size_t)sprintf(t, "{\"input\":");
+		for (size_t i = 0; i < levels; i++)
+			k += (size_t)sprintf(t + k, i % 2 ? "[" : "{\"a\":");
+		t[k++] = '1';
+		for (size_t i = levels; i-- > 0;)
+			t[k++] = i % 2 ? ']' : '}';
+		t[k++] = '}';
+		t[k] = '\0';
+		CHECK(ok(t) == !extra);
+		free(t);
+	}
+
 	/* more members than room is an error, not a truncation */
 	CHECK(scan("{\"a\":1,\"b\":2,\"c\":3}", &n, m, 2) < 0);
 	/* a long key is flagged, never a match for a short one */

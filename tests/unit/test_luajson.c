@@ -45,7 +45,7 @@ static void check_lua_dump(lua_State *L, const char *code, const char *want)
 
 static void check_lua_err(lua_State *L, const char *code, const char *want_sub)
 {
-	char err[256];
+	char err[1024]; /* the path of a value LUAJSON_MAX_DEPTH deep is long */
 	json_t *j = from_lua(L, code, err, sizeof err);
 	CHECK(j == NULL);
 	CHECK(strstr(err, want_sub) != NULL);
@@ -204,6 +204,24 @@ int main(void)
 		CHECK_EQ_INT(lua_gettop(L), top); /* nothing left behind */
 		json_decref(ok);
 		json_decref(deep);
+	}
+
+	/* an input as deep as the API accepts (JSON_MAX_DEPTH) goes into a job
+	 * table and comes back wrapped in a script's request body */
+	{
+		int top = lua_gettop(L);
+		json_t *job = json_pack("{s:o}", "input", nested_arrays(JSON_MAX_DEPTH));
+		CHECK_EQ_INT(luajson_push(L, job), 0);
+		lua_setglobal(L, "job");
+		char err[256];
+		json_t *back = from_lua(L, "return { payload = { body = { arguments = job.input } } }",
+					err, sizeof err);
+		CHECK(back != NULL);
+		if (!back)
+			fprintf(stderr, "    %s\n", err);
+		json_decref(back);
+		json_decref(job);
+		lua_settop(L, top);
 	}
 
 	/* large array and object keep order and size */

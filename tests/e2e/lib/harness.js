@@ -29,6 +29,8 @@ const ACME = { name: 'acme', api_key: 'acme-key', webhook_secret: 'whsec_MfKQ9r8
 // The admin key of the test config: the admin surfaces (GET /v1/scripts).
 const ADMIN_KEY = 'admin-key-0123456789abcdef';
 const GLOBEX = { name: 'globex', api_key: 'globex-key', webhook_secret: 'whsec_Z2xvYmV4LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=' };
+// Every test genrelay also has a metrics token (/metrics takes it or the admin key).
+const METRICS_TOKEN = 'metrics-test-token-0123456789';
 
 // ---------------------------------------------------------------------------
 // Small utilities
@@ -271,6 +273,7 @@ function defaultConfig({ port, dir, simUrl }) {
     store: `sqlite:${path.join(dir, 'genrelay.db')}`,
     scripts: path.join(SRC, 'scripts'),
     admin_key: ADMIN_KEY,
+    metrics_token: METRICS_TOKEN,
     providers: {
       fal: { base_url: `${simUrl}/fal`, key: 'fal-test-key', jwks_url: `${simUrl}/fal/.well-known/jwks.json` },
       krea: { base_url: `${simUrl}/krea`, key: 'krea-test-key' },
@@ -646,6 +649,7 @@ module.exports = {
   ACME,
   GLOBEX,
   ADMIN_KEY,
+  METRICS_TOKEN,
   sleep,
   waitFor,
   freePort,

@@ -780,14 +780,10 @@ int api_admit(struct request *r)
 			server_respond_error(r, 404, "NOT_FOUND", "no such resource");
 			return -1;
 		}
-		if (!callbacks_token_ok(r->w, seg[4], seg[5])) {
-			metrics_inc(M_CALLBACKS);
-			metrics_inc(M_CALLBACKS_REJECTED);
-			server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
-			return -1;
-		}
-		return 0;
+		return callbacks_admit(r, seg[3], seg[4], seg[5]);
 	}
+	if (ui_owns(r->url))
+		return ui_admit(r);
 	const char *h = server_header(r, "Authorization");
 	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7))
 		return 0;

@@ -178,19 +178,27 @@ static int64_t poll_soon(struct worker *w, const struct job *j, json_t *res)
 	return due;
 }
 
+int callbacks_admit(struct request *r, const char *provider, const char *job_id,
+		    const char *token)
+{
+	if (callbacks_token_ok(r->w, job_id, token))
+		return 0;
+	metrics_inc(M_CALLBACKS);
+	metrics_inc(M_CALLBACKS_REJECTED);
+	refused_event_tx(r->w, job_id, provider, "invalid callback token");
+	server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
+	return -1;
+}
+
 void callbacks_handle(struct request *r, const char *provider, const char *job_id,
 		      const char *token)
 {
 	struct worker *w = r->w;
 	struct job j;
 	char err[512];
-	metrics_inc(M_CALLBACKS);
-	if (!callbacks_token_ok(w, job_id, token)) {
-		metrics_inc(M_CALLBACKS_REJECTED);
-		refused_event_tx(w, job_id, provider, "invalid callback token");
-		server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
+	if (callbacks_admit(r, provider, job_id, token) < 0)
 		return;
-	}
+	metrics_inc(M_CALLBACKS);
 	if (store_begin(w->store) < 0) {
 		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
 		return;

@@ -381,6 +381,39 @@ static void api(struct request *r, const char *seg, const char *session,
 	}
 }
 
+int ui_admit(struct request *r)
+{
+	unsigned char key[UI_SESSION_KEY_LEN];
+	char buf[UI_SESSION_TOKEN_MAX];
+	if (ui_session_key(r->w->cfg->admin_key, key) < 0) {
+		server_respond_error(r, 404, "NOT_FOUND", "the dashboard needs admin_key in the config");
+		return -1;
+	}
+	if (strcmp(r->url, "/ui/login") == 0) {
+		/* The one body taken before authentication: the login form, small
+		 * and announced, so it cannot hold memory open. */
+		const char *cl = server_header(r, "Content-Length");
+		char *end;
+		unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+		if (!cl || *end) {
+			server_respond_error(r, 411, "INVALID_REQUEST", "the login form needs a Content-Length");
+			return -1;
+		}
+		if (n > LOGIN_BODY_MAX) {
+			server_respond_error(r, 413, "PAYLOAD_TOO_LARGE", "the login form is at most %d bytes",
+					     LOGIN_BODY_MAX);
+			return -1;
+		}
+		return 0;
+	}
+	const char *auth = server_header(r, "Authorization");
+	if (session_of(r, key, buf, sizeof buf) ||
+	    (auth && strncasecmp(auth, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, auth + 7)))
+		return 0;
+	server_respond_error(r, 401, "UNAUTHORIZED", "log in at /ui/login or send the admin key");
+	return -1;
+}
+
 void ui_dispatch(struct request *r)
 {
 	unsigned char key[UI_SESSION_KEY_LEN];

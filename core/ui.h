@@ -14,6 +14,12 @@ struct request;
 
 /* 1 when url belongs to the dashboard (/ui or /ui/...). */
 int ui_owns(const char *url);
+/*
+ * Intake of a dashboard request that carries a body, on its headers: the
+ * login form (announced, at most 1 KB) or a session / the admin key. 0
+ * admits it; -1 after answering.
+ */
+int ui_admit(struct request *r);
 /* Answers a dashboard request (routing, auth, CSRF, the views). */
 void ui_dispatch(struct request *r);
 

@@ -456,9 +456,9 @@ static void replay_one(struct replay *r, int k, long long i)
 		sqlite3_bind_int(st, 2, 2);
 		sqlite3_bind_int64(st, 3, 1732300060000LL + s);
 		break;
-	case K_WORK_DROP:
+	case K_WORK_DROP: /* the job's pre-written poll row (kind 3) */
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int(st, 2, 2);
+		sqlite3_bind_int(st, 2, 3);
 		sqlite3_bind_int64(st, 3, 0);
 		break;
 	case K_DLV_INSERT:
@@ -493,6 +493,7 @@ static void replay_one(struct replay *r, int k, long long i)
 		sqlite3_bind_text(st, 2, "fal", -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, 1732300004000LL);
 		sqlite3_bind_text(st, 4, "accepted", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, r->cbbody, -1, SQLITE_STATIC); /* kept as received */
 		break;
 	case K_EV_ADD:
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
@@ -549,6 +550,7 @@ static int mode_sqlite(int argc, char **argv)
 	store_close(s);
 
 	struct replay r = { 0 };
+	r.cbbody = callback_body();
 	if (sqlite3_open_v2(db, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		die("sqlite3_open", db);
 	char pragmas[256];
@@ -597,6 +599,19 @@ static int mode_sqlite(int argc, char **argv)
 		sqlite3_bind_int64(wa, 6, 0);
 		step(r.db, wa);
 	}
+	if (steps[K_WORK_DROP] > 0) {
+		/* One poll row per job for work_drop to delete (as a callback drops
+		 * the job's poll row). */
+		for (long i = 0; i < jobs; i++) {
+			char id[64];
+			job_id(id, sizeof id, "PRE", i);
+			sqlite3_bind_text(wa, 1, id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(wa, 2, 3);
+			sqlite3_bind_int64(wa, 4, 9000000000000LL);
+			sqlite3_bind_int64(wa, 6, 0);
+			step(r.db, wa);
+		}
+	}
 	step(r.db, r.commit);
 	sqlite3_exec(r.db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	r.next_work = 1;
@@ -643,6 +658,7 @@ static int mode_sqlite(int argc, char **argv)
 	sqlite3_finalize(r.begin);
 	sqlite3_finalize(r.commit);
 	sqlite3_close(r.db);
+	free(r.cbbody);
 	return 0;
 }
 

@@ -764,7 +764,7 @@ const EXPECTED = {
 const PATHS = require('./lib/paths');
 const pathsCtx = {
   S, opts, h, P, progress, fmt, round, figure, SRC, tmpRoot, ACME, MODEL_PATH,
-  startGenrelay, startReceiver, startProvsim, blackhole, stopAll, tmpFile, runBody, benchConfig, signedBodies,
+  startGenrelay, startReceiver, startProvsim, blackhole, stopAll, tmpFile, runBody, benchConfig, signedBodies, maybeProfile,
 };
 const RUNNERS = {
   ingest: benchIngest, reload: benchReload, delivery: benchDelivery, e2e: benchE2E, latency: benchLatency, script: benchScript, scale: benchScale,

@@ -153,13 +153,17 @@ async function benchPaths(X) {
   const wrkRun = (gr, seconds) =>
     P.wrk({ url: gr.url + X.MODEL_PATH, script: 'run.lua', args: [ingestBody, X.ACME.api_key], connections: c.connections, seconds });
   const good = (w) => (w.requests - w.errors.status) / w.duration_s;
+  // --profile: perf record of the workers = 1 run of each path.
+  const prof1 = (workers, gr, seconds, name) => (workers === c.workers[0] ? X.maybeProfile(gr, Math.max(1, seconds), name) : null);
 
   async function ingestAlone(workers) {
     const hole = await X.blackhole();
     const gr = await start(X.benchConfig(`${hole.url}/fal`, { workers }));
     await wrkRun(gr, 1); // fills max_inflight with hanging submits
     const s0 = await gr.snapshot();
+    const prof = prof1(workers, gr, c.ingestSeconds - 1, 'paths-ingest-alone');
     const w = await wrkRun(gr, c.ingestSeconds);
+    await prof;
     const s1 = await gr.snapshot();
     const jobs = s1.m.genrelay_jobs_accepted_total - s0.m.genrelay_jobs_accepted_total;
     await gr.kill('SIGKILL'); // its hanging submits would hold a SIGTERM drain
@@ -177,7 +181,9 @@ async function benchPaths(X) {
     await wrkRun(gr, 1);
     await waitUntil(caughtUp, 15000);
     const s0 = await gr.snapshot();
+    const prof = prof1(workers, gr, c.ingestSeconds - 1, 'paths-ingest-submit');
     const w = await wrkRun(gr, c.ingestSeconds);
+    await prof;
     const all = await waitUntil(caughtUp, 30000);
     const s1 = await gr.snapshot();
     const jobs = s1.m.genrelay_jobs_accepted_total - s0.m.genrelay_jobs_accepted_total;
@@ -202,10 +208,15 @@ async function benchPaths(X) {
     const s0 = await gr.snapshot();
     const early = s0.m.genrelay_callbacks_total || 0;
     const jobs = s0.m.genrelay_jobs_accepted_total;
+    // The callbacks arrive from about delayMs after the first submit, for cbSeconds.
+    const prof = X.opts.profile && workers === c.workers[0]
+      ? (async () => { await h.sleep(Math.max(0, delayMs - (Date.now() - t0)) + 500); return X.maybeProfile(gr, Math.max(1, c.cbSeconds - 1), 'paths-callback'); })()
+      : null;
     const all = await waitUntil(async () => {
       const m = await P.metrics(gr.url);
       return m.genrelay_callbacks_total >= jobs && m.genrelay_jobs_succeeded_total >= jobs;
     }, delayMs + 30000);
+    await prof;
     const s1 = await gr.snapshot();
     await X.stopAll();
     const n = s1.m.genrelay_callbacks_total - early;
@@ -234,7 +245,9 @@ async function benchPaths(X) {
     const gr = await start(X.benchConfig(`${recv.url}/fal`, { workers }), dir);
     const s0 = { cpu: startup, rows: new Map() };
     const st0 = { verified: 0 };
+    const prof = prof1(workers, gr, Math.max(1, Math.min(4, Math.floor(c.deliveryJobs / 15000))), 'paths-delivery');
     await waitUntil(async () => (await recv.stats()).verified >= c.deliveryJobs, Math.max(30000, c.deliveryJobs * 2));
+    await prof;
     const s1 = await gr.snapshot();
     const st = await recv.stats();
     await X.stopAll();
@@ -256,11 +269,15 @@ async function benchPaths(X) {
     const body = X.tmpFile(`paths-e2e-${workers}.json`, X.runBody(`${recv.url}/hook/acme`, { delay_ms: 100 }));
     await recv.reset();
     const s0 = await gr.snapshot();
+    const prof = X.opts.profile && workers === c.workers[0]
+      ? (async () => { await h.sleep(3000); return X.maybeProfile(gr, Math.min(10, c.e2eSeconds - 4), 'paths-e2e'); })()
+      : null;
     const w = await P.wrk({
       url: gr.url + X.MODEL_PATH, script: 'paced.lua', args: [body, c.e2eMaxRate, c.e2eWindow, countFile, `Bearer ${X.ACME.api_key}`],
       connections: 64, seconds: c.e2eSeconds, timeoutS: 10,
     });
     const mid = await recv.stats();
+    await prof;
     let last = -1;
     let still = Date.now();
     for (;;) {
@@ -329,8 +346,19 @@ async function benchPaths(X) {
     const hook = await runJson(parts, ['curl', '--url', `${recv.url}/sink/acme`, '--body', ev, '--header', 'Content-Type: application/json',
       '--header', 'webhook-id: msg_01JDBENCH0000000000000001', '--header', 'webhook-timestamp: 1732300004',
       '--header', 'webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=', '--concurrency', '32', '--requests', String(c.curlRequests)]);
-    part.curl_submit = { cpu_us: round(sub.cpu_ns_per_op / 1000, 2), body_bytes: sub.body_bytes };
-    part.curl_webhook = { cpu_us: round(hook.cpu_ns_per_op / 1000, 2), body_bytes: hook.body_bytes };
+    // Diagnostics (not parts): the same webhook loop with fetch.c's
+    // per-request work (--as-fetch), at 32 and at 1,024 transfers in flight
+    // (limits.max_inflight's default): what libcurl costs as genrelay drives it.
+    const hookArgs = ['curl', '--url', `${recv.url}/sink/acme`, '--body', ev, '--header', 'Content-Type: application/json',
+      '--header', 'webhook-id: msg_01JDBENCH0000000000000001', '--header', 'webhook-timestamp: 1732300004',
+      '--header', 'webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=', '--requests', String(c.curlRequests), '--as-fetch'];
+    const asFetch32 = await runJson(parts, [...hookArgs, '--concurrency', '32']);
+    const asFetch1024 = await runJson(parts, [...hookArgs, '--concurrency', '1024']);
+    part.curl_submit = { cpu_us: round(sub.cpu_ns_per_op / 1000, 2), body_bytes: sub.body_bytes, concurrency: 32 };
+    part.curl_webhook = {
+      cpu_us: round(hook.cpu_ns_per_op / 1000, 2), body_bytes: hook.body_bytes, concurrency: 32,
+      as_fetch_c32_us: round(asFetch32.cpu_ns_per_op / 1000, 2), as_fetch_c1024_us: round(asFetch1024.cpu_ns_per_op / 1000, 2),
+    };
     await X.stopAll();
   }
   {

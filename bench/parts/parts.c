@@ -13,10 +13,17 @@
  *       434-byte event, base64). Both one-shot HMAC() and a reused EVP_MAC
  *       context; the cheaper is the part.
  *   bench_parts curl --url URL --body FILE [--header H]... [--concurrency C]
- *                    [--requests N]
- *       a libcurl multi loop (curl_multi_poll + curl_multi_perform) keeping C
- *       transfers in flight, each easy handle reused (kept-alive connections),
- *       POSTing the same request N times; fails unless every answer is 2xx.
+ *                    [--requests N] [--api socket|perform]
+ *       a libcurl multi loop keeping C transfers in flight, each easy handle
+ *       reused (kept-alive connections), POSTing the same request N times;
+ *       fails unless every answer is 2xx. --api socket (default) drives it as
+ *       core/fetch.c does (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION, one epoll
+ *       set, curl_multi_socket_action); perform uses curl_multi_poll +
+ *       curl_multi_perform. --as-fetch adds, per request, what core/fetch.c
+ *       does around a transfer (curl_easy_reset of the reused handle, a new
+ *       header list and body copy, the same options, headers and body
+ *       collected in buffers, the same curl_easy_getinfo calls): the
+ *       difference is fetch.c's per-request overhead on its own.
  *   bench_parts sqlite --db PATH --recipe KIND:STEPS[:ROWS],... --per-commit K
  *                      [--jobs N] [--fsync]
  *       SQLite writing, per job, the rows a recipe lists (measured from
@@ -44,8 +51,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static double cpu_ns(void)
 {
@@ -237,13 +246,168 @@ static char *read_file(const char *path, size_t *len)
 	return b;
 }
 
+/* The socket API driver (what core/fetch.c does): curl tells which sockets
+ * to watch, one epoll set, curl_multi_socket_action per ready socket. */
+struct sockdrv {
+	int ep;
+	long timeout_ms; /* -1: none */
+};
+
+static int drv_socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+	struct sockdrv *d = userp;
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(d->ep, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	struct epoll_event ev = { .events = 0, .data.fd = fd };
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+	(void)sockp;
+	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &ev) < 0 && epoll_ctl(d->ep, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -1;
+	return 0;
+}
+
+static int drv_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	(void)m;
+	((struct sockdrv *)userp)->timeout_ms = timeout_ms;
+	return 0;
+}
+
+struct curlrun {
+	CURLM *m;
+	CURL **e;
+	int conc;
+	long total, started, done, bad;
+	int warm;
+	double c0, w0;
+	/* --as-fetch: per request what core/fetch.c does around the transfer */
+	int as_fetch;
+	const char *url, *body;
+	size_t blen;
+	char **hdr_lines;
+	int nhdr;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct grow {
+	char *p;
+	size_t len, cap;
+};
+
+static size_t grow_cb(char *p, size_t sz, size_t n, void *ud)
+{
+	struct grow *g = ud;
+	size_t len = sz * n;
+	if (g->len + len + 1 > g->cap) {
+		size_t c = g->cap ? g->cap * 2 : 1024;
+		while (c < g->len + len + 1)
+			c *= 2;
+		char *q = realloc(g->p, c);
+		if (!q)
+			return 0;
+		g->p = q;
+		g->cap = c;
+	}
+	memcpy(g->p + g->len, p, len);
+	g->len += len;
+	return len;
+}
+
+static struct grow grow_resp, grow_head;
+static struct curl_slist *fetch_hdrs[1024];
+static char *fetch_body[1024];
+
+/* What fetch_start does before curl_multi_add_handle: reset the reused
+ * handle, a fresh header list and body copy, the same options. */
+static void as_fetch_setup(struct curlrun *r, CURL *e, int slot)
+{
+	curl_easy_reset(e);
+	curl_slist_free_all(fetch_hdrs[slot]);
+	fetch_hdrs[slot] = NULL;
+	for (int i = 0; i < r->nhdr; i++)
+		fetch_hdrs[slot] = curl_slist_append(fetch_hdrs[slot], r->hdr_lines[i]);
+	free(fetch_body[slot]);
+	fetch_body[slot] = malloc(r->blen + 1);
+	memcpy(fetch_body[slot], r->body, r->blen + 1);
+	grow_resp.len = grow_head.len = 0;
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)(intptr_t)slot);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, grow_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &grow_resp);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, grow_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &grow_head);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "genrelay/0.1");
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, fetch_hdrs[slot]);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)r->blen);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, fetch_body[slot]);
+}
+
+/* Reads finished transfers; puts each handle back while requests are left.
+ * Returns 1 when the measured run is complete. */
+static int curl_reap(struct curlrun *r)
+{
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(r->m, &left))) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		CURL *h = msg->easy_handle;
+		long code = 0;
+		if (r->as_fetch) { /* what fetch.c's finish() reads */
+			double secs;
+			char *eff = NULL, *priv = NULL;
+			curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+			curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &secs);
+			curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+		}
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		if (msg->data.result != CURLE_OK || code < 200 || code > 299)
+			r->bad++;
+		curl_multi_remove_handle(r->m, h);
+		r->done++;
+		if (r->warm && r->done == r->conc) {
+			/* Warm-up over (every connection open): the clock starts. */
+			r->warm = 0;
+			r->done = 0;
+			r->started = 0;
+			r->c0 = cpu_ns();
+			r->w0 = wall_ns();
+		}
+		if (r->started < r->total) {
+			if (r->as_fetch) {
+				char *priv = NULL;
+				curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+				as_fetch_setup(r, h, (int)(intptr_t)priv);
+			}
+			curl_multi_add_handle(r->m, h);
+			r->started++;
+		}
+	}
+	return !r->warm && r->done >= r->total;
+}
+
 static int mode_curl(int argc, char **argv)
 {
 	const char *url = arg(argc, argv, "--url", NULL), *bodyf = arg(argc, argv, "--body", NULL);
+	const char *api = arg(argc, argv, "--api", "socket");
 	int conc = atoi(arg(argc, argv, "--concurrency", "32"));
 	long total = atol(arg(argc, argv, "--requests", "20000"));
-	if (!url || !bodyf || conc < 1 || conc > 1024 || total < 1)
-		die("usage", "curl --url URL --body FILE [--header H]... [--concurrency C] [--requests N]");
+	int sock = strcmp(api, "socket") == 0;
+	if (!url || !bodyf || conc < 1 || conc > 1024 || total < 1 || (!sock && strcmp(api, "perform") != 0))
+		die("usage", "curl --url URL --body FILE [--header H]... [--concurrency C] [--requests N] [--api socket|perform]");
 	size_t blen;
 	char *body = read_file(bodyf, &blen);
 	struct curl_slist *hdrs = NULL;
@@ -251,71 +415,86 @@ static int mode_curl(int argc, char **argv)
 		if (strcmp(argv[i], "--header") == 0)
 			hdrs = curl_slist_append(hdrs, argv[i + 1]);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	CURLM *m = curl_multi_init();
-	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)conc + 8);
-	CURL **e = calloc((size_t)conc, sizeof *e);
-	long started = 0, done = 0, bad = 0;
-	for (int i = 0; i < conc; i++) {
-		e[i] = curl_easy_init();
-		curl_easy_setopt(e[i], CURLOPT_URL, url);
-		curl_easy_setopt(e[i], CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(e[i], CURLOPT_POSTFIELDSIZE, (long)blen);
-		curl_easy_setopt(e[i], CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
-		curl_easy_setopt(e[i], CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 10000L);
+	struct curlrun r = { .m = curl_multi_init(), .conc = conc, .total = total, .warm = 1,
+			     .as_fetch = flag(argc, argv, "--as-fetch"), .url = url, .body = body, .blen = blen };
+	r.hdr_lines = calloc((size_t)argc, sizeof *r.hdr_lines);
+	for (int i = 2; i + 1 < argc; i++)
+		if (strcmp(argv[i], "--header") == 0)
+			r.hdr_lines[r.nhdr++] = argv[i + 1];
+	struct sockdrv d = { .ep = epoll_create1(EPOLL_CLOEXEC), .timeout_ms = -1 };
+	curl_multi_setopt(r.m, CURLMOPT_MAXCONNECTS, (long)conc + 8);
+	if (sock) {
+		curl_multi_setopt(r.m, CURLMOPT_SOCKETFUNCTION, drv_socket_cb);
+		curl_multi_setopt(r.m, CURLMOPT_SOCKETDATA, &d);
+		curl_multi_setopt(r.m, CURLMOPT_TIMERFUNCTION, drv_timer_cb);
+		curl_multi_setopt(r.m, CURLMOPT_TIMERDATA, &d);
 	}
-	/* Warm-up: one round per handle (connections open). */
-	int warm = 1;
-	double c0 = 0, w0 = 0;
-	for (int i = 0; i < conc; i++, started++)
-		curl_multi_add_handle(m, e[i]);
+	r.e = calloc((size_t)conc, sizeof *r.e);
+	for (int i = 0; i < conc; i++) {
+		CURL *e = r.e[i] = curl_easy_init();
+		curl_easy_setopt(e, CURLOPT_URL, url);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)blen);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+		if (r.as_fetch)
+			as_fetch_setup(&r, e, i);
+	}
+	for (int i = 0; i < conc; i++, r.started++)
+		curl_multi_add_handle(r.m, r.e[i]);
+	double deadline = wall_ns() + 120e9;
+	int running = 0;
+	if (sock)
+		curl_multi_socket_action(r.m, CURL_SOCKET_TIMEOUT, 0, &running);
 	for (;;) {
-		int running = 0;
-		curl_multi_perform(m, &running);
-		CURLMsg *msg;
-		int left;
-		while ((msg = curl_multi_info_read(m, &left))) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			CURL *h = msg->easy_handle;
-			long code = 0;
-			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-			if (msg->data.result != CURLE_OK || code < 200 || code > 299)
-				bad++;
-			curl_multi_remove_handle(m, h);
-			done++;
-			if (warm && done == conc) {
-				warm = 0;
-				done = 0;
-				started = 0;
-				c0 = cpu_ns();
-				w0 = wall_ns();
+		if (sock) {
+			struct epoll_event ev[64];
+			int n = epoll_wait(d.ep, ev, 64, d.timeout_ms < 0 ? 1000 : (int)d.timeout_ms);
+			if (n == 0)
+				curl_multi_socket_action(r.m, CURL_SOCKET_TIMEOUT, 0, &running);
+			for (int i = 0; i < n; i++) {
+				int fl = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+					 (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+					 (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+				curl_multi_socket_action(r.m, ev[i].data.fd, fl, &running);
 			}
-			if (started < total) {
-				curl_multi_add_handle(m, h);
-				started++;
-			}
+			if (d.timeout_ms == 0)
+				curl_multi_socket_action(r.m, CURL_SOCKET_TIMEOUT, 0, &running);
+		} else {
+			curl_multi_perform(r.m, &running);
 		}
-		if (!warm && done >= total)
+		if (curl_reap(&r))
 			break;
-		if (warm && started == conc && done < conc && running == 0 && bad)
-			break;
-		curl_multi_poll(m, NULL, 0, 1000, NULL);
+		if (wall_ns() > deadline)
+			die("curl", "not done within 120 s");
+		if (!sock)
+			curl_multi_poll(r.m, NULL, 0, 1000, NULL);
 	}
 	double c1 = cpu_ns(), w1 = wall_ns();
-	if (bad)
-		fprintf(stderr, "bench_parts: curl: %ld transfer(s) failed or answered non-2xx\n", bad);
-	printf("{\"mode\":\"curl\",\"ops\":%ld,\"cpu_ns_per_op\":%.0f,\"wall_ns_per_op\":%.0f,"
+	long done = r.done;
+	if (r.bad)
+		fprintf(stderr, "bench_parts: curl: %ld transfer(s) failed or answered non-2xx\n", r.bad);
+	printf("{\"mode\":\"curl\",\"as_fetch\":%s,\"api\":\"%s\",\"ops\":%ld,\"cpu_ns_per_op\":%.0f,\"wall_ns_per_op\":%.0f,"
 	       "\"concurrency\":%d,\"failed\":%ld,\"body_bytes\":%zu}\n",
-	       done, (c1 - c0) / (double)(done ? done : 1), (w1 - w0) / (double)(done ? done : 1), conc, bad, blen);
+	       r.as_fetch ? "true" : "false", api, done, (c1 - r.c0) / (double)(done ? done : 1), (w1 - r.w0) / (double)(done ? done : 1), conc,
+	       r.bad, blen);
 	for (int i = 0; i < conc; i++)
-		curl_easy_cleanup(e[i]);
-	free(e);
-	curl_multi_cleanup(m);
+		curl_easy_cleanup(r.e[i]);
+	free(r.e);
+	for (int i = 0; i < conc; i++) {
+		curl_slist_free_all(fetch_hdrs[i]);
+		free(fetch_body[i]);
+	}
+	free(grow_resp.p);
+	free(grow_head.p);
+	free(r.hdr_lines);
+	curl_multi_cleanup(r.m);
 	curl_slist_free_all(hdrs);
 	free(body);
-	return bad ? 1 : 0;
+	close(d.ep);
+	return r.bad ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------- sqlite */

@@ -86,7 +86,7 @@ const FULL = {
   script: { iterations: 20000, rounds: 5 },
   scale: { bigJobs: 1000000, bigWaiting: 100000, smallJobs: 1000, smallWaiting: 100, rounds: 3, seconds: 5, rate: 2000, warmup: 2, burst: 2 },
   paths: {
-    workers: [1, 2], ingestSeconds: 5, connections: 32, cbRate: 2000, cbSeconds: 5, deliveryJobs: 30000, e2eSeconds: 15, e2eWindow: 3000, e2eMaxRate: 8000,
+    workers: [1, 2], ingestSeconds: 5, connections: 32, cbRate: 2000, cbSeconds: 5, cbMarginS: 4, deliveryJobs: 30000, e2eSeconds: 15, e2eWindow: 3000, e2eMaxRate: 8000,
     partSeconds: 3, curlRequests: 30000, sqlJobs: 20000, luaIterations: 10000, cryptoIterations: 5000, hookCeilingSeconds: 3,
   },
 };
@@ -99,7 +99,7 @@ const SMOKE = {
   script: { iterations: 1500, rounds: 3 },
   scale: { bigJobs: 20000, bigWaiting: 2000, smallJobs: 1000, smallWaiting: 100, rounds: 1, seconds: 1, rate: 1000, warmup: 0, burst: 1 },
   paths: {
-    workers: [1, 2], ingestSeconds: 1, connections: 16, cbRate: 300, cbSeconds: 1, deliveryJobs: 1000, e2eSeconds: 2, e2eWindow: 1000, e2eMaxRate: 2000,
+    workers: [1, 2], ingestSeconds: 1, connections: 16, cbRate: 300, cbSeconds: 1, cbMarginS: 1.5, deliveryJobs: 1000, e2eSeconds: 2, e2eWindow: 1000, e2eMaxRate: 2000,
     partSeconds: 1, curlRequests: 2000, sqlJobs: 2000, luaIterations: 1000, cryptoIterations: 500, hookCeilingSeconds: 1,
   },
 };

@@ -305,9 +305,11 @@ async function benchPaths(X) {
 
   const PATHS = { ingest_alone: ingestAlone, ingest_submit: ingestSubmit, callback, delivery, e2e };
   const measured = {};
-  for (const workers of c.workers) {
-    measured[workers] = {};
-    for (const [name, fn] of Object.entries(PATHS)) {
+  for (const workers of c.workers) measured[workers] = {};
+  // Path by path, workers 1 then 2 back to back, so that other load on the
+  // machine hits both alike.
+  for (const [name, fn] of Object.entries(PATHS)) {
+    for (const workers of c.workers) {
       const r = await fn(workers);
       measured[workers][name] = r;
       progress(`paths, workers ${workers}: ${name}: ${fmt(r.cpu_us_per_job, 1)} us CPU per job over ${fmt(r.jobs)} jobs, ${r.store.rows_per_job} store rows per job (${r.store.jobs_per_commit} jobs per commit)${r.jobs_per_s ? `, ${fmt(r.jobs_per_s)} jobs/s` : ''}${r.webhooks_per_s ? `, ${fmt(r.webhooks_per_s)} webhooks/s` : ''}`);

@@ -327,16 +327,22 @@ async function benchPaths(X) {
   // bare libmicrohttpd: CPU per answered request of bench_ceiling under wrk.
   const cbBodyText = JSON.stringify({ request_id: '3f1c2a9e-7b44-4c1e-9a51-2d8f0c6b7e13', status: 'OK', payload: { prompt: 'x'.repeat(1340) } });
   const cbBody = X.tmpFile('paths-cbbody.json', cbBodyText);
-  {
-    const ceil = await P.startCeiling(opts.build);
+  for (const held of [false, true]) {
+    const ceil = await P.startCeiling(opts.build, held ? ['--suspend'] : []);
     const mhd = async (file) => {
       await P.wrk({ url: ceil.url + X.MODEL_PATH, script: 'run.lua', args: [file, X.ACME.api_key], connections: c.connections, seconds: 1 });
       const c0 = P.cpuSeconds(ceil.pid);
       const w = await P.wrk({ url: ceil.url + X.MODEL_PATH, script: 'run.lua', args: [file, X.ACME.api_key], connections: c.connections, seconds: c.partSeconds });
       return { cpu_us: round(((P.cpuSeconds(ceil.pid) - c0) / Math.max(1, w.requests)) * 1e6, 2), req_per_s: round(w.rps, 0) };
     };
-    part.mhd_run = await mhd(ingestBody);
-    part.mhd_callback = await mhd(cbBody);
+    if (held) {
+      // Diagnostic, not a part: the same answer held for one loop iteration
+      // (suspend + resume), as genrelay holds every answer for its commit.
+      part.mhd_run.held_us = (await mhd(ingestBody)).cpu_us;
+    } else {
+      part.mhd_run = await mhd(ingestBody);
+      part.mhd_callback = await mhd(cbBody);
+    }
     await ceil.stop();
   }
   // curl multi, kept-alive connections, to the same stub.

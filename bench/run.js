@@ -34,11 +34,11 @@ const SRC = path.resolve(__dirname, '..');
 
 function usage(msg) {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: bench/run [--smoke] [--only ingest,reload,delivery,e2e,latency,script,scale] [--profile DIR] [--out FILE] BUILD_DIR\n');
+  process.stderr.write('usage: bench/run [--smoke] [--only ingest,reload,delivery,e2e,latency,script,scale,paths] [--profile DIR] [--out FILE] BUILD_DIR\n');
   process.exit(2);
 }
 
-const GROUPS = ['ingest', 'reload', 'delivery', 'e2e', 'latency', 'script', 'scale'];
+const GROUPS = ['ingest', 'reload', 'delivery', 'e2e', 'latency', 'script', 'scale', 'paths'];
 const opts = { smoke: false, only: null, build: null, profile: null, out: null };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
@@ -54,7 +54,7 @@ for (let i = 2; i < process.argv.length; i++) {
 if (!opts.build) usage('BUILD_DIR is required');
 for (const g of opts.only || []) if (!GROUPS.includes(g)) usage(`unknown group ${g}`);
 
-for (const bin of ['genrelay', 'bench/bench_ceiling', 'bench/bench_receiver', 'bench/bench_storegen', 'bench/bench_scriptcost']) {
+for (const bin of ['genrelay', 'bench/bench_ceiling', 'bench/bench_receiver', 'bench/bench_storegen', 'bench/bench_scriptcost', 'bench/bench_parts', 'bench/libgenrelay_rowcount.so']) {
   if (!fs.existsSync(path.join(opts.build, bin))) usage(`${path.join(opts.build, bin)} is missing: build first (cmake --build ${opts.build})`);
 }
 
@@ -85,6 +85,10 @@ const FULL = {
   latency: { rate: 1000, seconds: 8, warmup: 1, delayMs: 50, settleMs: 1500, lowRate: 100, lowSeconds: 4 },
   script: { iterations: 20000, rounds: 5 },
   scale: { bigJobs: 1000000, bigWaiting: 100000, smallJobs: 1000, smallWaiting: 100, rounds: 3, seconds: 5, rate: 2000, warmup: 2, burst: 2 },
+  paths: {
+    workers: [1, 2], ingestSeconds: 5, connections: 32, cbRate: 2000, cbSeconds: 5, cbMarginS: 4, deliveryJobs: 30000, e2eSeconds: 15, e2eWindow: 3000, e2eMaxRate: 8000,
+    partSeconds: 3, curlRequests: 30000, sqlJobs: 20000, luaIterations: 10000, cryptoIterations: 5000, hookCeilingSeconds: 3,
+  },
 };
 const SMOKE = {
   ingest: { rounds: 1, seconds: 1, connections: 16, warmup: false, diagnostic: false },
@@ -94,6 +98,10 @@ const SMOKE = {
   latency: { rate: 200, seconds: 1, warmup: 0.3, delayMs: 20, settleMs: 500 },
   script: { iterations: 1500, rounds: 3 },
   scale: { bigJobs: 20000, bigWaiting: 2000, smallJobs: 1000, smallWaiting: 100, rounds: 1, seconds: 1, rate: 1000, warmup: 0, burst: 1 },
+  paths: {
+    workers: [1, 2], ingestSeconds: 1, connections: 16, cbRate: 300, cbSeconds: 1, cbMarginS: 1.5, deliveryJobs: 1000, e2eSeconds: 2, e2eWindow: 1000, e2eMaxRate: 2000,
+    partSeconds: 1, curlRequests: 2000, sqlJobs: 2000, luaIterations: 1000, cryptoIterations: 500, hookCeilingSeconds: 1,
+  },
 };
 const S = opts.smoke ? SMOKE : FULL;
 
@@ -151,7 +159,7 @@ function figure(f) {
   f.ratio = round(f.ratio);
   if (opts.smoke) f.pass = null;
   figures.push(f);
-  const mark = f.pass === null ? '' : f.pass ? ' PASS' : ' MISS';
+  const mark = f.pass === null || f.pass === undefined ? '' : f.pass ? ' PASS' : ' MISS';
   progress(`${f.name}: ${fmt(f.value, f.digits || 0)} ${f.unit} vs ${fmt(f.ceiling, f.digits || 0)} ${f.ceiling_unit} (${f.ceiling_label}) = ${fmt(f.ratio, 2)}${mark}`);
 }
 
@@ -196,9 +204,9 @@ function benchConfig(falBase, extra = {}) {
 // (to try a knob, e.g. '{"limits":{"max_inflight":256}}').
 const CONFIG_OVERRIDE = process.env.GENRELAY_BENCH_CONFIG ? JSON.parse(process.env.GENRELAY_BENCH_CONFIG) : null;
 
-async function startGenrelay(config, dir) {
+async function startGenrelay(config, dir, env) {
   if (CONFIG_OVERRIDE) config = h.deepMerge(config, CONFIG_OVERRIDE);
-  const gr = await h.startGenrelay({ config, dir, readyMs: 60000 });
+  const gr = await h.startGenrelay({ config, dir, readyMs: 60000, env });
   cleanups.push(() => gr.stop());
   return gr;
 }
@@ -477,7 +485,7 @@ async function benchDelivery() {
   const ceil = mean([c1.rps, c2.rps]);
   figure({
     key: 'delivery', name: 'delivery', value: rate, unit: 'webhooks/s', ceiling: ceil, ceiling_unit: 'req/s', ceiling_label: 'wrk -> same receiver',
-    target: '>= 0.5 of ceiling', pass: st.verified === c.jobs && st.bad === 0 && rate / ceil >= 0.5,
+    target: '>= 0.3 of ceiling', pass: st.verified === c.jobs && st.bad === 0 && rate / ceil >= 0.3,
     detail: { jobs: c.jobs, verified: st.verified, bad_signatures: st.bad, connections_opened: conns, seconds: round(span, 2), cpu_us_per_webhook: round((cpu / Math.max(1, st.verified)) * 1e6, 1), ceiling_rounds: [round(c1.rps, 0), round(c2.rps, 0)] },
     command: 'bench/run --only delivery build',
   });
@@ -582,7 +590,7 @@ async function benchE2E() {
 
   figure({
     key: 'e2e', name: 'end to end', value: rate, unit: 'jobs/s', ceiling: ceil, ceiling_unit: 'jobs/s', ceiling_label: 'provsim alone',
-    target: '>= 5,000 jobs/s sustained, none lost', pass: rate >= 5000 && lost === 0 && !opts.smoke,
+    target: '>= 0.6 of provsim alone, none lost', pass: rate / ceil >= 0.6 && lost === 0 && !opts.smoke,
     detail: {
       seconds: round(winS, 1), accepted, delivered_verified: seen.size, lost, duplicates: dup,
       jobs_failed: m.genrelay_jobs_failed_total, callbacks_rejected: m.genrelay_callbacks_rejected_total,
@@ -646,7 +654,7 @@ async function benchLatency() {
     detail[`at_${c.lowRate}_per_s`] = { jobs: low.lat.length, p50_ms: round(percentile(low.lat, 50)), p99_ms: round(percentile(low.lat, 99)), max_ms: round(low.lat[low.lat.length - 1]) };
   }
   figure({ key: 'latency_p50', name: 'added latency p50', value: p50, unit: 'ms', ceiling: 1, ceiling_unit: 'ms', ceiling_label: 'target', target: 'p50 <= 1 ms', pass: p50 <= 1, digits: 3, detail, command: 'bench/run --only latency build' });
-  figure({ key: 'latency_p99', name: 'added latency p99', value: p99, unit: 'ms', ceiling: 5, ceiling_unit: 'ms', ceiling_label: 'target', target: 'p99 <= 5 ms', pass: p99 <= 5, digits: 3, detail, command: 'bench/run --only latency build' });
+  figure({ key: 'latency_p99', name: 'added latency p99', value: p99, unit: 'ms', ceiling: 3, ceiling_unit: 'ms', ceiling_label: 'target', target: 'p99 <= 3 ms', pass: p99 <= 3, digits: 3, detail, command: 'bench/run --only latency build' });
   await stopAll();
 }
 
@@ -750,16 +758,26 @@ const EXPECTED = {
   latency: ['latency_p50', 'latency_p99'],
   script: ['script_cost'],
   scale: ['memory', 'lookup'],
+  paths: ['cpu_ingest_alone', 'cpu_ingest_submit', 'cpu_callback', 'cpu_delivery', 'cpu_e2e', 'workers_ingest_submit', 'workers_e2e'],
 };
-const RUNNERS = { ingest: benchIngest, reload: benchReload, delivery: benchDelivery, e2e: benchE2E, latency: benchLatency, script: benchScript, scale: benchScale };
+// The paths group (CPU per job against composite ceilings) lives in lib/paths.js.
+const PATHS = require('./lib/paths');
+const pathsCtx = {
+  S, opts, h, P, progress, fmt, round, figure, SRC, tmpRoot, ACME, MODEL_PATH,
+  startGenrelay, startReceiver, startProvsim, blackhole, stopAll, tmpFile, runBody, benchConfig, signedBodies, maybeProfile,
+};
+const RUNNERS = {
+  ingest: benchIngest, reload: benchReload, delivery: benchDelivery, e2e: benchE2E, latency: benchLatency, script: benchScript, scale: benchScale,
+  paths: () => PATHS.benchPaths(pathsCtx),
+};
 // Order: the cheap, CPU-bound ones first; the long end-to-end run last but one.
-const ORDER = ['script', 'ingest', 'reload', 'delivery', 'latency', 'scale', 'e2e'];
+const ORDER = ['script', 'ingest', 'reload', 'delivery', 'latency', 'paths', 'scale', 'e2e'];
 
 function table() {
   const rows = [['figure', 'genrelay', 'ceiling', 'ratio', 'target', 'result']];
   for (const f of figures) {
     const d = f.digits || 0;
-    rows.push([f.name, `${fmt(f.value, d)} ${f.unit}`, `${fmt(f.ceiling, d)} ${f.ceiling_unit} (${f.ceiling_label})`, fmt(f.ratio, 2), f.target, f.pass === null ? 'smoke' : f.pass ? 'PASS' : 'MISS']);
+    rows.push([f.name, `${fmt(f.value, d)} ${f.unit}`, `${fmt(f.ceiling, d)} ${f.ceiling_unit} (${f.ceiling_label})`, fmt(f.ratio, 2), f.target, f.pass === null ? 'smoke' : f.pass === undefined ? '-' : f.pass ? 'PASS' : 'MISS']);
   }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |';
@@ -793,13 +811,17 @@ async function main() {
     process.stdout.write(`bench: note: ${BUILT_BIN} was rebuilt during the run (${builtAtEnd}); the figures are of the binary as it was at the start\n`);
   }
   process.stdout.write('\n' + table() + '\n');
+  if (pathsCtx.pathsTable) process.stdout.write('\nCPU per job of genrelay\'s own process (/proc user+system, all threads) against each path\'s composite ceiling\n' + PATHS.pathsTable(pathsCtx.pathsTable, fmt) + '\n');
   // A partial run (--only) never replaces the full run's latest.json.
   const out =
     opts.out ||
     (opts.smoke ? path.join(opts.build, 'bench', opts.only ? `smoke-${opts.only.join('-')}.json` : 'smoke.json')
       : path.join(SRC, 'bench', 'results', opts.only ? `only-${opts.only.join('-')}.json` : 'latest.json'));
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const result = { mode: opts.smoke ? 'smoke' : 'full', started_at: new Date(t0).toISOString(), seconds: Math.round((Date.now() - t0) / 1000), machine: info, groups, figures, failures };
+  const result = {
+    mode: opts.smoke ? 'smoke' : 'full', started_at: new Date(t0).toISOString(), seconds: Math.round((Date.now() - t0) / 1000), machine: info, groups, figures,
+    parts: pathsCtx.pathsTable ? pathsCtx.pathsTable.parts : undefined, failures,
+  };
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`\nwrote ${path.relative(process.cwd(), out) || out} (${result.seconds} s)\n`);
 

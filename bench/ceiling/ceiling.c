@@ -10,7 +10,13 @@
  * genrelay's run call answers. It stores nothing and parses nothing: what
  * genrelay achieves over this is the price of its own work.
  *
- *   ceiling --listen 127.0.0.1:0
+ * --suspend answers the way genrelay does since its 202 means "committed":
+ * each complete request is suspended (MHD_suspend_connection) and resumed
+ * after the loop iteration that received it (where genrelay commits), then
+ * answered. The difference to the plain ceiling is what holding answers for
+ * the group commit costs in libmicrohttpd and the kernel alone.
+ *
+ *   ceiling --listen 127.0.0.1:0 [--suspend]
  *   -> prints "ceiling listening on http://127.0.0.1:PORT"; SIGTERM ends it (exit 0).
  */
 #include <arpa/inet.h>
@@ -29,6 +35,12 @@
 #define BODY_MAX (1024 * 1024)
 
 static volatile sig_atomic_t stop;
+static int suspend_mode;
+
+/* Connections suspended in this loop iteration (resumed after MHD_run). */
+#define MAX_HELD 16384
+static struct MHD_Connection *held[MAX_HELD];
+static size_t nheld;
 
 static const char reply[] =
 	"{\"job_id\":\"job_01JD0000000000000000000000\",\"status\":\"processing\","
@@ -40,6 +52,7 @@ struct req {
 	size_t len;
 	char *body;
 	int too_large;
+	int resumed; /* --suspend: held once, now answer */
 };
 
 static void on_signal(int sig)
@@ -79,6 +92,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 			r->body[r->len] = '\0';
 		}
 		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (suspend_mode && !r->resumed && nheld < MAX_HELD) {
+		r->resumed = 1;
+		held[nheld++] = conn;
+		MHD_suspend_connection(conn);
 		return MHD_YES;
 	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
@@ -134,8 +153,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
 			listen_spec = argv[++i];
+		} else if (strcmp(argv[i], "--suspend") == 0) {
+			suspend_mode = 1;
 		} else {
-			fprintf(stderr, "usage: ceiling [--listen 127.0.0.1:PORT]\n");
+			fprintf(stderr, "usage: ceiling [--listen 127.0.0.1:PORT] [--suspend]\n");
 			return 2;
 		}
 	}
@@ -157,7 +178,7 @@ int main(int argc, char **argv)
 		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
 		MHD_OPTION_CONNECTION_LIMIT, 10000u,
 		MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024, /* as server.c */
 		MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "ceiling: cannot start the HTTP server\n");
@@ -182,6 +203,13 @@ int main(int argc, char **argv)
 		if (n < 0 && errno != EINTR)
 			break;
 		MHD_run(d);
+		/* Where genrelay commits the iteration's jobs, then answers them. */
+		if (nheld) {
+			for (size_t i = 0; i < nheld; i++)
+				MHD_resume_connection(held[i]);
+			nheld = 0;
+			MHD_run(d); /* as server.c's need_run: answer the resumed ones now */
+		}
 	}
 	MHD_stop_daemon(d);
 	close(ep);

@@ -76,8 +76,9 @@ function startServer(bin, args, timeoutMs = 10000) {
   });
 }
 
-async function startCeiling(build) {
-  return startServer(path.join(build, 'bench', 'bench_ceiling'), ['--listen', '127.0.0.1:0']);
+// extra: e.g. ['--suspend'] (answers held for one loop iteration, as genrelay holds them for its commit).
+async function startCeiling(build, extra = []) {
+  return startServer(path.join(build, 'bench', 'bench_ceiling'), ['--listen', '127.0.0.1:0', ...extra]);
 }
 
 // The fast receiver / fal stub. countFile: where it keeps its delivered count.

@@ -11,13 +11,15 @@
  *   POST /raw/...   a provider callback posted straight here (the end-to-end
  *                   ceiling: provsim without genrelay): counted and recorded
  *                   (by the body's "request_id") without a signature check, 204
+ *   POST /sink/...  answered 204 and only counted ("sink"): the target of
+ *                   bench_parts' curl loop (what a request costs the client)
  *   POST (other)    a webhook delivery: the Standard Webhooks signature is
  *                   verified (HMAC-SHA256 of "id.timestamp.body" under the
  *                   --secret key, every "v1,<base64>" entry), the arrival is
  *                   recorded (job_id from the body, CLOCK_MONOTONIC ns taken
  *                   when the request's headers are parsed) and answered 204,
  *                   or 401 when the signature does not verify.
- *   GET  /_stats    {"webhooks","verified","bad","raw","fal_submits","connections" (TCP
+ *   GET  /_stats    {"webhooks","verified","bad","raw","fal_submits","sink","connections" (TCP
  *                   connections accepted),"first_ns","last_ns","now_ns","recorded"}
  *   GET  /_arrivals one line per recorded delivery: "JOB_ID NS V\n" (V: 1 verified)
  *   POST /_reset    forgets counters and arrivals
@@ -69,7 +71,7 @@ static unsigned char key[256];
 static size_t key_len;
 static struct arrival *arrivals;
 static size_t narrivals, caparrivals;
-static long long n_webhooks, n_verified, n_bad, n_raw, n_fal, n_conns;
+static long long n_webhooks, n_verified, n_bad, n_raw, n_fal, n_conns, n_sink;
 static int64_t first_ns, last_ns;
 static volatile int64_t *count_map;
 
@@ -207,8 +209,8 @@ static enum MHD_Result stats(struct MHD_Connection *conn)
 		return MHD_NO;
 	int n = snprintf(t, 512,
 			 "{\"webhooks\":%lld,\"verified\":%lld,\"bad\":%lld,\"raw\":%lld,\"fal_submits\":%lld,"
-			 "\"connections\":%lld,\"first_ns\":%lld,\"last_ns\":%lld,\"now_ns\":%lld,\"recorded\":%zu}",
-			 n_webhooks, n_verified, n_bad, n_raw, n_fal, n_conns, (long long)first_ns,
+			 "\"sink\":%lld,\"connections\":%lld,\"first_ns\":%lld,\"last_ns\":%lld,\"now_ns\":%lld,\"recorded\":%zu}",
+			 n_webhooks, n_verified, n_bad, n_raw, n_fal, n_sink, n_conns, (long long)first_ns,
 			 (long long)last_ns, (long long)mono_ns(), narrivals);
 	return send_buf(conn, 200, t, (size_t)n, "application/json");
 }
@@ -229,7 +231,7 @@ static enum MHD_Result dump(struct MHD_Connection *conn)
 static void reset(void)
 {
 	narrivals = 0;
-	n_webhooks = n_verified = n_bad = n_raw = n_fal = n_conns = 0;
+	n_webhooks = n_verified = n_bad = n_raw = n_fal = n_conns = n_sink = 0;
 	first_ns = last_ns = 0;
 	if (count_map)
 		*count_map = 0;
@@ -289,6 +291,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 				 "{\"request_id\":\"bench-%lld\",\"gateway_request_id\":\"bench-%lld\","
 				 "\"status\":\"IN_QUEUE\",\"queue_position\":0}", id, id);
 		return send_buf(conn, 200, t, (size_t)n, "application/json");
+	}
+	if (strncmp(url, "/sink/", 6) == 0) {
+		n_sink++;
+		return send_static(conn, 204);
 	}
 	if (strncmp(url, "/raw/", 5) == 0) {
 		n_raw++;

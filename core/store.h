@@ -40,12 +40,20 @@ struct delivery {
 	int64_t next_at;
 };
 
-/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. */
+/*
+ * spec is "sqlite:PATH" (store_sqlite.c) or "postgresql://..." /
+ * "postgres://..." (a libpq connection URI, store_pg.c); store.c dispatches
+ * every function below to the backend the spec names. fsync: SQLite's
+ * synchronous=FULL instead of NORMAL (PostgreSQL: synchronous_commit stays
+ * on either way).
+ */
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */
 int store_set_max_size(struct store *s, long long max_bytes);
 const char *store_errmsg(struct store *s);
+/* "sqlite" or "postgresql". */
+const char *store_kind(struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);
 
@@ -122,6 +130,9 @@ int store_work_next_due(struct store *s, int64_t now, int64_t *due);
 int store_work_release(struct store *s, const char *owner);
 /* Drops leases whose owner starts with prefix (a dead process's). */
 int store_work_release_prefix(struct store *s, const char *prefix);
+/* Extends every lease held by owner to lease_until (the heartbeat of long
+ * steps, so a lease can be short). */
+int store_work_renew(struct store *s, const char *owner, int64_t lease_until);
 /* Lists distinct lease owners (caller owns the array of strings). */
 json_t *store_work_owners(struct store *s);
 int64_t store_work_count(struct store *s, enum work_kind kind);
@@ -143,5 +154,11 @@ int store_callback_insert(struct store *s, const char *job_id, const char *provi
 int store_event_add(struct store *s, const char *job_id, int64_t at,
 		    const char *kind, const char *detail);
 json_t *store_job_events(struct store *s, const char *job_id);
+
+/* Retention: deletes up to limit finished jobs (succeeded, failed, canceled)
+ * completed before `before` (wall ms) with their work, deliveries, attempts,
+ * callbacks, events and idempotency keys, in one short transaction of its
+ * own (never inside a batch). *purged says how many jobs went. */
+int store_purge(struct store *s, int64_t before, int limit, int *purged);
 
 #endif

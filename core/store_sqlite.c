@@ -5,6 +5,8 @@
  * no read snapshot is held. Write transactions begin IMMEDIATE, so a writer
  * waits on the busy timeout instead of failing when it would upgrade.
  */
+#define STORE_FN(name) sqlite_store_##name
+#include "store_backend.h"
 #include "store.h"
 
 #include <sqlite3.h>
@@ -13,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -30,7 +32,7 @@ enum {
 	Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE, Q_WORK_RELEASE_P,
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
-	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST, Q_WORK_RENEW,
 	Q_COUNT
 };
 
@@ -91,6 +93,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
 	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
 	[Q_EV_LIST] = "SELECT at,kind,detail FROM events WHERE job_id=?1 ORDER BY id",
+	[Q_WORK_RENEW] = "UPDATE work SET lease_until=?2 WHERE lease_owner=?1 AND lease_until>0",
 };
 
 static const char schema_v1[] =
@@ -126,10 +129,15 @@ static const char schema_v1[] =
 	" kind TEXT, detail TEXT);"
 	"CREATE INDEX events_job ON events(job_id);";
 
+/* Retention (store_purge) finds finished jobs by completion time. */
+static const char schema_v2[] =
+	"CREATE INDEX jobs_completed ON jobs(completed_at) WHERE completed_at IS NOT NULL;";
+
 /* Migrations: migrations[v] brings a store at version v to v+1. */
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 struct store {
+	const struct store_ops *ops; /* first: store.c dispatches through it */
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
 	int in_tx;
@@ -287,6 +295,8 @@ bad:
 	return -1;
 }
 
+static const struct store_ops sqlite_ops;
+
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 {
 	if (strncmp(spec, "sqlite:", 7) != 0) {
@@ -298,6 +308,7 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	s->ops = &sqlite_ops;
 	int rc = sqlite3_open_v2(spec + 7, &s->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 				 NULL);
@@ -943,3 +954,66 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	sqlite3_clear_bindings(st);
 	return arr;
 }
+
+int store_work_renew(struct store *s, const char *owner, int64_t lease_until)
+{
+	sqlite3_stmt *st = q(s, Q_WORK_RENEW);
+	bind_text(st, 1, owner);
+	sqlite3_bind_int64(st, 2, lease_until);
+	return write_stmt(s, st);
+}
+
+/* The purge's steps, in order: pick the batch, delete its rows table by
+ * table (jobs last), forget the batch. */
+static const char *const purge_sql[] = {
+	"CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY) WITHOUT ROWID",
+	"DELETE FROM purge_ids",
+	"INSERT INTO purge_ids SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at<?1"
+	" AND status IN (2,3,4) AND NOT EXISTS (SELECT 1 FROM work WHERE work.job_id=jobs.id)"
+	" ORDER BY completed_at LIMIT ?2",
+	"DELETE FROM attempts WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM deliveries WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM events WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM callbacks WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM idempotency WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM jobs WHERE id IN (SELECT id FROM purge_ids)",
+};
+
+int store_purge(struct store *s, int64_t before, int limit, int *purged)
+{
+	*purged = 0;
+	if (s->batching || s->in_tx) {
+		snprintf(s->err, sizeof s->err, "store_purge runs outside transactions");
+		return -1;
+	}
+	int rc = exec_stmt(s, q(s, Q_BEGIN));
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < sizeof purge_sql / sizeof purge_sql[0] && rc == 0; i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->db, purge_sql[i], -1, &st, NULL) != SQLITE_OK) {
+			rc = fail(s, sqlite3_errcode(s->db));
+			break;
+		}
+		if (i == 2) {
+			sqlite3_bind_int64(st, 1, before);
+			sqlite3_bind_int(st, 2, limit);
+		}
+		int src = sqlite3_step(st);
+		if (src != SQLITE_DONE && src != SQLITE_ROW)
+			rc = fail(s, src);
+		else if (i == 2)
+			*purged = sqlite3_changes(s->db);
+		sqlite3_finalize(st);
+	}
+	if (rc == 0)
+		rc = exec_stmt(s, q(s, Q_COMMIT));
+	if (rc < 0) {
+		*purged = 0;
+		if (sqlite3_get_autocommit(s->db) == 0)
+			exec_stmt(s, q(s, Q_ROLLBACK));
+	}
+	return rc;
+}
+
+static const struct store_ops sqlite_ops = { STORE_OPS_INIT("sqlite") };

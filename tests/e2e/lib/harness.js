@@ -18,6 +18,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { after, before } = require('node:test');
+const pg = require('./pg');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const SRC = process.env.GENRELAY_SRC || REPO;
@@ -426,6 +427,9 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-e2e-'));
   const port = await freePort();
   const base = defaultConfig({ port, dir, simUrl: simUrl || 'http://127.0.0.1:9' });
+  // GENRELAY_TEST_STORE=pg: the store is a database of its own on the test
+  // file's PostgreSQL (lib/pg.js), the same one again for the same dir.
+  if (pg.enabled()) base.store = await pg.dbForDir(dir);
   const cfg = typeof config === 'function' ? config(base) : deepMerge(base, config || {});
   const configPath = path.join(dir, 'genrelay.conf.lua');
   fs.writeFileSync(configPath, renderConfig(cfg));

@@ -473,7 +473,9 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
     dir,
     configPath,
     config: cfg,
-    dbPath: cfg.store && cfg.store.startsWith('sqlite:') ? cfg.store.slice(7) : null,
+    // The SQLite file, or (GENRELAY_TEST_STORE=pg) the database's URL, which
+    // reliability.js's store readers take as well.
+    dbPath: cfg.store && cfg.store.startsWith('sqlite:') ? cfg.store.slice(7) : cfg.store || null,
     api,
     // api bound to another customer's key (or null for none).
     as: (key) => makeApi(url, key),

@@ -485,7 +485,7 @@ void api_flush(struct worker *w)
 		int run_now = room-- > 0;
 		if (store_job_insert(w->store, &r->job) < 0 ||
 		    store_work_add(w->store, r->job.id, WORK_SUBMIT, NULL, now,
-				   run_now ? w->owner : NULL, now + 120000, &r->work_id) < 0)
+				   run_now ? w->owner : NULL, now + (int64_t)(w->cfg->lease_s * 1000), &r->work_id) < 0)
 			ok = 0;
 		if (!run_now)
 			r->work_id = -r->work_id - 1; /* marks "left for the due timer" */
@@ -660,7 +660,7 @@ static void handle_cancel(struct request *r, const char *id)
 		ck->due_at = now;
 		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
 		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
-				    now + 120000, &ck->id) == 0;
+				    now + (int64_t)(w->cfg->lease_s * 1000), &ck->id) == 0;
 		nout++;
 	}
 	if (!ok || store_commit(w->store) < 0) {
@@ -719,7 +719,7 @@ static void handle_retry_delivery(struct request *r, const char *id)
 	snprintf(d.status, sizeof d.status, "pending");
 	d.next_at = now;
 	if (store_begin(w->store) < 0 || store_delivery_update(w->store, &d) < 0 ||
-	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + 120000,
+	    store_work_add(w->store, d.job_id, WORK_DELIVER, d.id, now, w->owner, now + (int64_t)(w->cfg->lease_s * 1000),
 			   &wk.id) < 0 || store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		free(d.url);
@@ -794,6 +794,11 @@ void api_dispatch(struct request *r)
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		handle_metrics(r);
+		return;
+	}
+	if (r->w->cfg->role == ROLE_WORKER) {
+		server_respond_error(r, 404, "NOT_FOUND",
+				     "this instance serves with --role worker: only /healthz and /metrics");
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

@@ -24,7 +24,8 @@
 #include <strings.h>
 
 #define CLAIM_MAX 128
-#define LEASE_MS 120000
+/* A claimed row's lease (jobs.lease_s); the worker renews it while it runs. */
+#define LEASE_MS ((int64_t)(w->cfg->lease_s * 1000))
 #define PROVIDER_TIMEOUT_MS 30000
 #define PROVIDER_RESPONSE_MAX (4 << 20)
 #define MAX_NEXT_HOPS 5
@@ -62,7 +63,7 @@ static void due_fire(struct loop_timer *t);
 
 void engine_kick(struct worker *w, int64_t due_at)
 {
-	if (w->stopping)
+	if (w->stopping || w->cfg->role == ROLE_API)
 		return;
 	int64_t delay = due_at - now_ms();
 	if (delay < 0)
@@ -115,7 +116,8 @@ static void due_fire(struct loop_timer *t)
 void engine_init(struct worker *w)
 {
 	loop_timer_init(&w->due_timer, due_fire, w);
-	loop_timer_set(w->loop, &w->due_timer, loop_now_ms());
+	if (w->cfg->role != ROLE_API)
+		loop_timer_set(w->loop, &w->due_timer, loop_now_ms());
 }
 
 void engine_shutdown(struct worker *w)
@@ -1237,6 +1239,13 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 			w->capafter = ncap;
 		}
 		w->after[w->nafter++] = *wk;
+		return;
+	}
+	if (w->cfg->role == ROLE_API) {
+		/* --role api never runs work: the row goes back to the store, due
+		 * now and unleased, for the workers to claim. */
+		if (store_work_reschedule(w->store, wk->id, now_ms(), wk->tries) < 0)
+			log_warn("store: handing work over: %s", store_errmsg(w->store));
 		return;
 	}
 	switch (wk->kind) {

@@ -26,6 +26,24 @@ int store_schema_version(void)
 	return sqlite_store_schema_version();
 }
 
+void store_describe(const char *spec, char *out, size_t outlen)
+{
+	const char *scheme = strstr(spec, "://");
+	if (strncmp(spec, "sqlite:", 7) == 0 || !scheme) {
+		snprintf(out, outlen, "%s", spec);
+		return;
+	}
+	const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?");
+	const char *at = memchr(auth, '@', (size_t)(end - auth));
+	const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	size_t path = strcspn(end, "?");
+	if (colon) /* user:password@ -> user:***@ */
+		snprintf(out, outlen, "%.*s:***%.*s%.*s", (int)(colon - spec), spec,
+			 (int)(end - at), at, (int)path, end);
+	else
+		snprintf(out, outlen, "%.*s%.*s", (int)(end - spec), spec, (int)path, end);
+}
+
 const char *store_kind(struct store *s)
 {
 	return OPS(s)->name;

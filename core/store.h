@@ -52,6 +52,8 @@ void store_close(struct store *s);
 /* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */
 int store_set_max_size(struct store *s, long long max_bytes);
 const char *store_errmsg(struct store *s);
+/* The spec for logs: a PostgreSQL URL without its password and query. */
+void store_describe(const char *spec, char *out, size_t outlen);
 /* "sqlite" or "postgresql". */
 const char *store_kind(struct store *s);
 /* The schema version this build writes. */

@@ -112,10 +112,22 @@ static void idle(void *arg)
 	}
 }
 
+static int64_t renew_at[64];
+
 static void tick(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
 	api_waiters_tick(w);
+	/* Lease heartbeat: every lease_s/3 the rows this worker runs get a
+	 * fresh lease, so a step may outlast one lease and a dead worker's
+	 * rows free up within one. */
+	int64_t lease_ms = (int64_t)(w->cfg->lease_s * 1000);
+	if (loop_now_ms() >= renew_at[w->index]) {
+		renew_at[w->index] = loop_now_ms() + lease_ms / 3;
+		if (w->inflight_steps > 0 &&
+		    store_work_renew(w->store, w->owner, loop_wall_ms() + lease_ms) < 0)
+			log_warn("store: renewing leases: %s", store_errmsg(w->store));
+	}
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
 }
 

@@ -8,8 +8,12 @@
  * wait, then find the schema current.
  *
  * Never a hang: the connection has connect_timeout, tcp_user_timeout and
- * keepalives, and every session sets statement_timeout, lock_timeout and
- * idle_in_transaction_session_timeout. A lost connection makes every call
+ * keepalives, and every session sets statement_timeout (10 s), lock_timeout
+ * and idle_in_transaction_session_timeout. lock_timeout is short (100 ms):
+ * a worker's batch holds its row locks until the loop iteration commits, so
+ * two batches (workers, instances) touching one job would make a loop wait
+ * on another loop, or deadlock; instead the second statement fails (-2), its
+ * savepoint is rolled back and its step runs again later, re-reading the job. A lost connection makes every call
  * fail with -2 (the API answers 503) and is re-established by the next call
  * after a short back-off, so workers reconnect by themselves.
  *
@@ -36,7 +40,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET,
-	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_GET_LOCK, Q_JOB_UPDATE, Q_JOB_COUNT,
+	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_COUNT,
 	Q_IDEM_GET, Q_IDEM_PUT,
 	Q_WORK_ADD, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED, Q_WORK_BECOME, Q_WORK_DROP_K,
 	Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE, Q_WORK_RELEASE_P, Q_WORK_RENEW,
@@ -58,14 +62,14 @@ static const char *const sql[Q_COUNT] = {
 			 "$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)",
 	[Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id=$1",
 	[Q_JOB_GET_C] = "SELECT " JOB_COLS " FROM jobs WHERE id=$1 AND customer=$2",
-	/* Inside a write transaction a read locks the row, as SQLite's write
-	 * lock covers every read of a transaction: read-modify-write of a job
-	 * by two workers never loses an update. */
-	[Q_JOB_GET_LOCK] = "SELECT " JOB_COLS " FROM jobs WHERE id=$1 FOR UPDATE",
 	[Q_JOB_UPDATE] = "UPDATE jobs SET target_idx=$2,provider=$3,model=$4,status=$5,"
 			 "request_id=$6,output=$7,error_code=$8,error_message=$9,data=$10,"
 			 "attempt=$11,polls=$12,updated_at=$13,completed_at=$14,"
-			 "submit_deadline=$15,deadline=$16 WHERE id=$1",
+			 "submit_deadline=$15,deadline=$16 WHERE id=$1 AND status<2",
+	/* ^ an ended job is never written again: of two workers (or instances)
+	 * ending one job at once (a callback racing a poll), the second finds
+	 * no row to update and rolls back (store_job_update answers -2). Reads
+	 * take no lock, so a batch holds row locks only from its writes on. */
 	[Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
 	[Q_IDEM_GET] = "SELECT body_hash,job_id FROM idempotency WHERE customer=$1 AND key=$2",
 	[Q_IDEM_PUT] = "INSERT INTO idempotency(customer,key,body_hash,job_id,created_at) "
@@ -239,7 +243,7 @@ static int connect_db(struct store *s)
 			       "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 			       "options", "application_name", NULL };
 	const char *vals[] = { s->conninfo, "5", "1", "10", "5", "2", "10000",
-			       "-c statement_timeout=10000 -c lock_timeout=5000"
+			       "-c statement_timeout=10000 -c lock_timeout=100"
 			       " -c idle_in_transaction_session_timeout=60000",
 			       "genrelay", NULL };
 	s->conn = PQconnectdbParams(keys, vals, 1);
@@ -391,10 +395,16 @@ static int migrate(struct store *s, char *err, size_t errlen)
 	if (command(s, "SET statement_timeout=120000") < 0 || command(s, lock) < 0)
 		goto bad;
 	int version = 0;
-	PGresult *r = PQexec(s->conn, "SELECT value FROM meta WHERE key='schema_version'");
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-		version = atoi(PQgetvalue(r, 0, 0));
+	PGresult *r = PQexec(s->conn, "SELECT to_regclass('meta') IS NOT NULL");
+	int have_meta = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+			strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
+	if (have_meta) {
+		r = PQexec(s->conn, "SELECT value FROM meta WHERE key='schema_version'");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			version = atoi(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
 	if (version > PG_SCHEMA_VERSION) {
 		snprintf(err, errlen, "store schema version %d is newer than this build (%d)",
 			 version, PG_SCHEMA_VERSION);
@@ -658,7 +668,20 @@ int store_job_update(struct store *s, const struct job *j)
 		p_text(&p, NULL);
 	p_int(&p, j->submit_deadline);
 	p_int(&p, j->deadline);
-	return write_q(s, Q_JOB_UPDATE, &p, NULL);
+	PGresult *r;
+	int rc = write_q(s, Q_JOB_UPDATE, &p, &r);
+	if (rc < 0)
+		return rc;
+	int n = atoi(PQcmdTuples(r));
+	PQclear(r);
+	if (n == 0) {
+		/* Ended meanwhile by another worker or instance (a callback racing a
+		 * poll): this caller's copy is stale. It rolls back, and its work
+		 * row, run again, finds the job ended. */
+		snprintf(s->err, sizeof s->err, "postgresql: job %s already ended elsewhere", j->id);
+		return -2;
+	}
+	return 0;
 }
 
 static char *val_dup(PGresult *r, int row, int col)
@@ -707,7 +730,7 @@ int store_job_get(struct store *s, const char *id, const char *customer, struct 
 	p_text(&p, id);
 	if (customer)
 		p_text(&p, customer);
-	int q = customer ? Q_JOB_GET_C : s->open ? Q_JOB_GET_LOCK : Q_JOB_GET;
+	int q = customer ? Q_JOB_GET_C : Q_JOB_GET;
 	int rc = read_row(s, q, &p, &r);
 	if (rc == 0) {
 		read_job(r, 0, j);

@@ -82,6 +82,19 @@ const live = new Set();
 process.on('exit', () => {
   for (const s of live) s.destroySync();
 });
+// A test process ended by a signal (a ctest timeout) still stops its
+// servers: installed with the first server.
+let signalsHooked = false;
+function hookSignals() {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    process.once(sig, () => {
+      for (const s of live) s.destroySync();
+      process.kill(process.pid, sig);
+    });
+  }
+}
 
 // Starts a fresh server. Resolves {port, dir, url(db), createDb(name), stop(), start(), destroy()}.
 async function start({ settings = {} } = {}) {
@@ -160,6 +173,7 @@ async function start({ settings = {} } = {}) {
     },
   };
   live.add(server);
+  hookSignals();
   try {
     await server.start();
   } catch (e) {
@@ -171,10 +185,31 @@ async function start({ settings = {} } = {}) {
 }
 
 // The test file's shared server (started on first use, destroyed at exit).
+// GENRELAY_TEST_PG_RTT_MS=N puts tools/delayproxy.js (N ms of added round
+// trip) between genrelay and it: dbForDir's URLs then name the proxy.
 let sharedP = null;
 function shared() {
-  if (!sharedP) sharedP = start();
+  if (!sharedP) sharedP = start().then(async (server) => {
+    const rtt = Number(process.env.GENRELAY_TEST_PG_RTT_MS || 0);
+    server.clientPort = rtt > 0 ? await startDelayProxy(server.port, rtt) : server.port;
+    return server;
+  });
   return sharedP;
+}
+
+function startDelayProxy(port, rtt) {
+  const proxy = path.resolve(__dirname, '..', '..', '..', 'tools', 'delayproxy.js');
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [proxy, '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${port}`, '--rtt-ms', String(rtt)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    process.on('exit', () => c.kill('SIGKILL'));
+    let out = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    c.on('exit', (code) => reject(new Error(`delayproxy exited (${code})`)));
+  });
 }
 
 // One database per genrelay store directory, created on first use: a
@@ -185,7 +220,7 @@ async function dbForDir(dir) {
   if (dbs.has(dir)) return dbs.get(dir);
   const server = await shared();
   const name = `gr_${process.pid}_${++dbSeq}`;
-  const url = await server.createDb(name);
+  const url = (await server.createDb(name)).replace(`:${server.port}/`, `:${server.clientPort}/`);
   dbs.set(dir, url);
   return url;
 }

@@ -236,6 +236,13 @@ static void drop_conn(struct store *s)
 	s->retry_at = mono_ms() + PG_RETRY_MS;
 }
 
+/* Server notices (WARNING/NOTICE) are not errors: dropped. */
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 /* Opens the connection; 0, or -2 (unreachable; err says why). */
 static int connect_db(struct store *s)
 {
@@ -252,7 +259,7 @@ static int connect_db(struct store *s)
 		drop_conn(s);
 		return -2;
 	}
-	PQsetNoticeProcessor(s->conn, NULL, NULL);
+	PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
 	s->retry_at = 0;
 	return 0;
 }

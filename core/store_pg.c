@@ -89,7 +89,10 @@ static const char *const sql[Q_COUNT] = {
 	[Q_WORK_RELEASE] = "UPDATE work SET lease_owner=NULL, lease_until=0 WHERE lease_owner=$1",
 	[Q_WORK_RELEASE_P] = "UPDATE work SET lease_owner=NULL, lease_until=0 "
 			     "WHERE left(lease_owner,length($1))=$1",
-	[Q_WORK_RENEW] = "UPDATE work SET lease_until=$2 WHERE lease_owner=$1 AND lease_until>0",
+	/* A row another transaction has locked (being dropped or claimed) is
+	 * skipped, never waited for: the heartbeat runs outside any savepoint. */
+	[Q_WORK_RENEW] = "UPDATE work SET lease_until=$2 WHERE id IN (SELECT id FROM work "
+			 "WHERE lease_owner=$1 AND lease_until>0 FOR UPDATE SKIP LOCKED)",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
 	[Q_WORK_COUNT] = "SELECT count(*) FROM work WHERE kind=$1",
 	[Q_DLV_INSERT] = "INSERT INTO deliveries(id,job_id,event,url,status,attempts,created_at,next_at) "

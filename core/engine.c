@@ -127,6 +127,33 @@ void engine_shutdown(struct worker *w)
 
 /* ---------- helpers ---------- */
 
+/* The lease heartbeat (worker.c) renews exactly the rows of running steps:
+ * each step's work id is listed while it runs. */
+static void live_add(struct worker *w, int64_t id)
+{
+	if (id <= 0)
+		return;
+	if (w->nlive == w->caplive) {
+		size_t ncap = w->caplive ? w->caplive * 2 : 64;
+		int64_t *nl = realloc(w->live_work, ncap * sizeof *nl);
+		if (!nl)
+			return; /* not renewed: the row's lease may expire and it runs again */
+		w->live_work = nl;
+		w->caplive = ncap;
+	}
+	w->live_work[w->nlive++] = id;
+}
+
+static void live_remove(struct worker *w, int64_t id)
+{
+	for (size_t i = w->nlive; id > 0 && i-- > 0;) {
+		if (w->live_work[i] == id) {
+			w->live_work[i] = w->live_work[--w->nlive];
+			return;
+		}
+	}
+}
+
 static struct step *step_new(struct worker *w, enum step_kind kind, const struct work *wk)
 {
 	struct step *s = calloc(1, sizeof *s);
@@ -138,12 +165,14 @@ static struct step *step_new(struct worker *w, enum step_kind kind, const struct
 		s->wk = *wk;
 	s->started_ms = now_ms();
 	w->inflight_steps++;
+	live_add(w, s->wk.id);
 	return s;
 }
 
 static void step_free(struct step *s)
 {
 	s->w->inflight_steps--;
+	live_remove(s->w, s->wk.id);
 	free(s);
 }
 
@@ -1109,6 +1138,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	ds->base.started_ms = now_ms();
 	snprintf(ds->base.version, sizeof ds->base.version, "%s", ver);
 	w->inflight_steps++;
+	live_add(w, wk->id);
 	ds->d = d;
 	d.url = NULL; /* owned by ds now */
 	struct fetch_request fr = {
@@ -1121,6 +1151,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver);
 		free(ds->d.url);
 		w->inflight_steps--;
+		live_remove(w, wk->id);
 		free(ds);
 	}
 done:
@@ -1157,6 +1188,7 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 	}
 	free(d->url);
 	w->inflight_steps--;
+	live_remove(w, wk->id);
 	free(ds);
 }
 

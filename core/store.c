@@ -195,9 +195,9 @@ int store_work_release_prefix(struct store *s, const char *prefix)
 	return OPS(s)->work_release_prefix(s, prefix);
 }
 
-int store_work_renew(struct store *s, const char *owner, int64_t lease_until)
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n, int64_t lease_until)
 {
-	return OPS(s)->work_renew(s, owner, lease_until);
+	return OPS(s)->work_renew(s, owner, ids, n, lease_until);
 }
 
 json_t *store_work_owners(struct store *s)

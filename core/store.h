@@ -132,9 +132,11 @@ int store_work_next_due(struct store *s, int64_t now, int64_t *due);
 int store_work_release(struct store *s, const char *owner);
 /* Drops leases whose owner starts with prefix (a dead process's). */
 int store_work_release_prefix(struct store *s, const char *prefix);
-/* Extends every lease held by owner to lease_until (the heartbeat of long
- * steps, so a lease can be short). */
-int store_work_renew(struct store *s, const char *owner, int64_t lease_until);
+/* Extends to lease_until the leases of rows ids[0..n) still held by owner
+ * (the heartbeat of the steps in flight, so a lease can be short; a row
+ * whose step ended without releasing it is not among them and expires). */
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		     int64_t lease_until);
 /* Lists distinct lease owners (caller owns the array of strings). */
 json_t *store_work_owners(struct store *s);
 int64_t store_work_count(struct store *s, enum work_kind kind);

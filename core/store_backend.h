@@ -61,7 +61,8 @@ struct store_ops {
 	int (*work_next_due)(struct store *s, int64_t now, int64_t *due);
 	int (*work_release)(struct store *s, const char *owner);
 	int (*work_release_prefix)(struct store *s, const char *prefix);
-	int (*work_renew)(struct store *s, const char *owner, int64_t lease_until);
+	int (*work_renew)(struct store *s, const char *owner, const int64_t *ids, size_t n,
+			  int64_t lease_until);
 	json_t *(*work_owners)(struct store *s);
 	int64_t (*work_count)(struct store *s, enum work_kind kind);
 	int (*delivery_insert)(struct store *s, const struct delivery *d);

@@ -92,7 +92,8 @@ static const char *const sql[Q_COUNT] = {
 	/* A row another transaction has locked (being dropped or claimed) is
 	 * skipped, never waited for: the heartbeat runs outside any savepoint. */
 	[Q_WORK_RENEW] = "UPDATE work SET lease_until=$2 WHERE id IN (SELECT id FROM work "
-			 "WHERE lease_owner=$1 AND lease_until>0 FOR UPDATE SKIP LOCKED)",
+			 "WHERE id=ANY($3::bigint[]) AND lease_owner=$1 AND lease_until>0 "
+			 "FOR UPDATE SKIP LOCKED)",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
 	[Q_WORK_COUNT] = "SELECT count(*) FROM work WHERE kind=$1",
 	[Q_DLV_INSERT] = "INSERT INTO deliveries(id,job_id,event,url,status,attempts,created_at,next_at) "
@@ -969,12 +970,30 @@ int store_work_release_prefix(struct store *s, const char *prefix)
 	return write_q(s, Q_WORK_RELEASE_P, &p, NULL);
 }
 
-int store_work_renew(struct store *s, const char *owner, int64_t lease_until)
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		     int64_t lease_until)
 {
+	if (n == 0)
+		return 0;
+	/* The ids as an array literal, "{1,2,3}". */
+	char *arr = malloc(n * 21 + 3);
+	if (!arr) {
+		snprintf(s->err, sizeof s->err, "out of memory");
+		return -1;
+	}
+	size_t len = 0;
+	arr[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(arr + len, "%s%lld", i ? "," : "", (long long)ids[i]);
+	arr[len++] = '}';
+	arr[len] = '\0';
 	struct params p = { 0 };
 	p_text(&p, owner);
 	p_int(&p, lease_until);
-	return write_q(s, Q_WORK_RENEW, &p, NULL);
+	p_text(&p, arr);
+	int rc = write_q(s, Q_WORK_RENEW, &p, NULL);
+	free(arr);
+	return rc;
 }
 
 json_t *store_work_owners(struct store *s)

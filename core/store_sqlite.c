@@ -93,7 +93,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_CB_INSERT] = "INSERT INTO callbacks(job_id,provider,at,outcome,body) VALUES(?1,?2,?3,?4,?5)",
 	[Q_EV_ADD] = "INSERT INTO events(job_id,at,kind,detail) VALUES(?1,?2,?3,?4)",
 	[Q_EV_LIST] = "SELECT at,kind,detail FROM events WHERE job_id=?1 ORDER BY id",
-	[Q_WORK_RENEW] = "UPDATE work SET lease_until=?2 WHERE lease_owner=?1 AND lease_until>0",
+	[Q_WORK_RENEW] = "UPDATE work SET lease_until=?2 WHERE id=?3 AND lease_owner=?1 AND lease_until>0",
 };
 
 static const char schema_v1[] =
@@ -955,12 +955,18 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	return arr;
 }
 
-int store_work_renew(struct store *s, const char *owner, int64_t lease_until)
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		     int64_t lease_until)
 {
-	sqlite3_stmt *st = q(s, Q_WORK_RENEW);
-	bind_text(st, 1, owner);
-	sqlite3_bind_int64(st, 2, lease_until);
-	return write_stmt(s, st);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		sqlite3_stmt *st = q(s, Q_WORK_RENEW);
+		bind_text(st, 1, owner);
+		sqlite3_bind_int64(st, 2, lease_until);
+		sqlite3_bind_int64(st, 3, ids[i]);
+		rc = write_stmt(s, st);
+	}
+	return rc;
 }
 
 /* The purge's steps, in order: pick the batch, delete its rows table by

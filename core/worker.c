@@ -124,8 +124,8 @@ static void tick(struct loop_timer *t)
 	int64_t lease_ms = (int64_t)(w->cfg->lease_s * 1000);
 	if (loop_now_ms() >= renew_at[w->index]) {
 		renew_at[w->index] = loop_now_ms() + lease_ms / 3;
-		if (w->inflight_steps > 0 &&
-		    store_work_renew(w->store, w->owner, loop_wall_ms() + lease_ms) < 0)
+		if (w->nlive > 0 && store_work_renew(w->store, w->owner, w->live_work, w->nlive,
+							     loop_wall_ms() + lease_ms) < 0)
 			log_warn("store: renewing leases: %s", store_errmsg(w->store));
 	}
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
@@ -245,6 +245,7 @@ void worker_join(struct worker *w)
 		close(w->inotify_fd);
 	script_host_free(w->scripts);
 	store_close(w->store);
+	free(w->live_work);
 	json_decref(w->jwks);
 	free(w->after);
 	loop_free(w->loop);

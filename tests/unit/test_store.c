@@ -57,7 +57,8 @@ static void test_sqlite(void)
 	int64_t a, b, c;
 	CHECK_EQ_INT(store_work_add(s, "job_a", WORK_POLL, NULL, 0, "me", 5000, &a), 0);
 	CHECK_EQ_INT(store_work_add(s, "job_b", WORK_POLL, NULL, 0, "other", 5000, &b), 0);
-	CHECK_EQ_INT(store_work_renew(s, "me", 90000), 0);
+	int64_t renew[] = { a, b };
+	CHECK_EQ_INT(store_work_renew(s, "me", renew, 2, 90000), 0); /* b is not mine */
 	struct work w[4];
 	size_t n = 0;
 	CHECK_EQ_INT(store_work_claim(s, "claimer", 6000, 1000, w, 4, &n), 0);

@@ -496,7 +496,7 @@ void api_flush(struct worker *w)
 		int run_now = room-- > 0;
 		if (store_job_insert(w->store, &r->job) < 0 ||
 		    store_work_add(w->store, r->job.id, WORK_SUBMIT, NULL, now,
-				   run_now ? w->owner : NULL, now + 120000, &r->work_id) < 0)
+				   run_now ? w->owner : NULL, now + (int64_t)(w->cfg->lease_s * 1000), &r->work_id) < 0)
 			ok = 0;
 		if (!run_now)
 			r->work_id = -r->work_id - 1; /* marks "left for the due timer" */
@@ -818,6 +818,11 @@ void api_dispatch(struct request *r)
 	}
 	if (ui_owns(url)) {
 		ui_dispatch(r);
+		return;
+	}
+	if (r->w->cfg->role == ROLE_WORKER) {
+		server_respond_error(r, 404, "NOT_FOUND",
+				     "this instance serves with --role worker: only /healthz and /metrics");
 		return;
 	}
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {

@@ -431,7 +431,7 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "submit_window_s", "job_deadline_s",
 		"poll_after_s", "poll_interval_s", "poll_max_s", "sync_wait_s",
-		"failover_after", NULL };
+		"failover_after", "lease_s", NULL };
 	int r = sub_table(d, env, "jobs", "jobs");
 	if (r <= 0)
 		return r;
@@ -443,7 +443,8 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 	    get_num(d, t, "poll_after_s", "jobs.poll_after_s", &c->poll_after_s, 0, 30 * day, 1) < 0 ||
 	    get_num(d, t, "poll_interval_s", "jobs.poll_interval_s", &c->poll_interval_s, 0, 30 * day, 1) < 0 ||
 	    get_num(d, t, "poll_max_s", "jobs.poll_max_s", &c->poll_max_s, 0, 30 * day, 1) < 0 ||
-	    get_num(d, t, "sync_wait_s", "jobs.sync_wait_s", &c->sync_wait_s, 0, 3600, 1) < 0)
+	    get_num(d, t, "sync_wait_s", "jobs.sync_wait_s", &c->sync_wait_s, 0, 3600, 1) < 0 ||
+	    get_num(d, t, "lease_s", "jobs.lease_s", &c->lease_s, 3, 3600, 0) < 0)
 		return -1;
 	long long fa = c->failover_after;
 	if (get_int(d, t, "failover_after", "jobs.failover_after", &fa, 1, 1000) < 0)
@@ -814,6 +815,7 @@ static int set_defaults(struct config *c)
 	c->poll_max_s = 300;
 	c->sync_wait_s = 55;
 	c->failover_after = 3;
+	c->lease_s = 30;
 	c->max_inflight = 1024;
 	c->store_max_mb = 0;
 	c->body_bytes = 1048576;
@@ -904,8 +906,21 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 			c->public_url[--n] = '\0';
 	}
 
-	if (get_str(d, env, "store", "store", &c->store, 1) < 0)
-		return -1;
+	/* store = "spec", or store = { url = "spec", retention_days = N }. */
+	if (rawfield(d->L, env, "store") == LUA_TTABLE) {
+		static const char *const skeys[] = { "url", "retention_days", NULL };
+		int st = lua_gettop(d->L);
+		if (check_keys(d, st, "store", skeys) < 0 ||
+		    get_str(d, st, "url", "store.url", &c->store, 1) < 0 ||
+		    get_num(d, st, "retention_days", "store.retention_days", &c->retention_days,
+			    0, 36500, 0) < 0)
+			return -1;
+		lua_settop(d->L, st - 1);
+	} else {
+		lua_pop(d->L, 1);
+		if (get_str(d, env, "store", "store", &c->store, 1) < 0)
+			return -1;
+	}
 	if (!((strncmp(c->store, "sqlite:", 7) == 0 && c->store[7]) ||
 	      strncmp(c->store, "postgresql://", 13) == 0 ||
 	      strncmp(c->store, "postgres://", 11) == 0))

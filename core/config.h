@@ -29,11 +29,19 @@ struct config_alias {
 	int failover_on_failure; /* also move on after PROVIDER_FAILURE/REJECTED */
 };
 
+/* What a serving instance does (`genrelay serve --role`). */
+enum config_role {
+	ROLE_ALL = 0, /* answers HTTP and runs due work */
+	ROLE_API,     /* answers HTTP (run, jobs, callbacks), never runs due work */
+	ROLE_WORKER,  /* runs due work, answers only /healthz and /metrics */
+};
+
 struct config {
 	char *path;           /* file it came from, or NULL */
 	char *listen;         /* "127.0.0.1:8080" or "[::1]:8080" */
 	char *public_url;     /* base URL providers call back, no trailing '/' */
-	char *store;          /* "sqlite:PATH" */
+	char *store;          /* "sqlite:PATH" or "postgresql://..." (store = { url = ... } too) */
+	double retention_days; /* store.retention_days: finished jobs purged after (0: kept) */
 	char *scripts;        /* scripts directory */
 	int workers;
 	/* Callback-token key: the config, else GENRELAY_SERVER_SECRET, else NULL
@@ -81,6 +89,8 @@ struct config {
 	double poll_max_s;
 	double sync_wait_s;       /* default wait for sync / Prefer: wait */
 	int failover_after;       /* retryable submit failures on a target before the next target */
+	double lease_s;           /* a claimed row's lease; renewed every lease_s/3 while it runs */
+	int role;                 /* enum config_role: set by `serve --role` (not a config key) */
 
 	/* limits = { ... } */
 	size_t body_bytes;

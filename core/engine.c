@@ -26,7 +26,8 @@
 #include <strings.h>
 
 #define CLAIM_MAX 128
-#define LEASE_MS 120000
+/* A claimed row's lease (jobs.lease_s); the worker renews it while it runs. */
+#define LEASE_MS ((int64_t)(w->cfg->lease_s * 1000))
 #define PROVIDER_TIMEOUT_MS 30000
 #define PROVIDER_RESPONSE_MAX (4 << 20)
 #define MAX_NEXT_HOPS 5
@@ -67,7 +68,7 @@ static void due_fire(struct loop_timer *t);
 
 void engine_kick(struct worker *w, int64_t due_at)
 {
-	if (w->stopping)
+	if (w->stopping || w->cfg->role == ROLE_API)
 		return;
 	int64_t delay = due_at - now_ms();
 	if (delay < 0)
@@ -120,7 +121,8 @@ static void due_fire(struct loop_timer *t)
 void engine_init(struct worker *w)
 {
 	loop_timer_init(&w->due_timer, due_fire, w);
-	loop_timer_set(w->loop, &w->due_timer, loop_now_ms());
+	if (w->cfg->role != ROLE_API)
+		loop_timer_set(w->loop, &w->due_timer, loop_now_ms());
 }
 
 void engine_shutdown(struct worker *w)
@@ -129,6 +131,33 @@ void engine_shutdown(struct worker *w)
 }
 
 /* ---------- helpers ---------- */
+
+/* The lease heartbeat (worker.c) renews exactly the rows of running steps:
+ * each step's work id is listed while it runs. */
+static void live_add(struct worker *w, int64_t id)
+{
+	if (id <= 0)
+		return;
+	if (w->nlive == w->caplive) {
+		size_t ncap = w->caplive ? w->caplive * 2 : 64;
+		int64_t *nl = realloc(w->live_work, ncap * sizeof *nl);
+		if (!nl)
+			return; /* not renewed: the row's lease may expire and it runs again */
+		w->live_work = nl;
+		w->caplive = ncap;
+	}
+	w->live_work[w->nlive++] = id;
+}
+
+static void live_remove(struct worker *w, int64_t id)
+{
+	for (size_t i = w->nlive; id > 0 && i-- > 0;) {
+		if (w->live_work[i] == id) {
+			w->live_work[i] = w->live_work[--w->nlive];
+			return;
+		}
+	}
+}
 
 static struct step *step_new(struct worker *w, enum step_kind kind, const struct work *wk)
 {
@@ -141,12 +170,14 @@ static struct step *step_new(struct worker *w, enum step_kind kind, const struct
 		s->wk = *wk;
 	s->started_ms = now_ms();
 	w->inflight_steps++;
+	live_add(w, s->wk.id);
 	return s;
 }
 
 static void step_free(struct step *s)
 {
 	s->w->inflight_steps--;
+	live_remove(s->w, s->wk.id);
 	free(s);
 }
 
@@ -1347,6 +1378,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	ds->base.started_ms = now_ms();
 	snprintf(ds->base.version, sizeof ds->base.version, "%s", ver);
 	w->inflight_steps++;
+	live_add(w, wk->id);
 	ds->d = d;
 	d.url = NULL; /* owned by ds now */
 	struct fetch_request fr = {
@@ -1360,6 +1392,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, ver, NULL, 0);
 		free(ds->d.url);
 		w->inflight_steps--;
+		live_remove(w, wk->id);
 		free(ds);
 	}
 done:
@@ -1397,6 +1430,7 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 	}
 	free(d->url);
 	w->inflight_steps--;
+	live_remove(w, wk->id);
 	free(ds);
 }
 
@@ -1480,6 +1514,13 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 			w->capafter = ncap;
 		}
 		w->after[w->nafter++] = *wk;
+		return;
+	}
+	if (w->cfg->role == ROLE_API) {
+		/* --role api never runs work: the row goes back to the store, due
+		 * now and unleased, for the workers to claim. */
+		if (store_work_reschedule(w->store, wk->id, now_ms(), wk->tries) < 0)
+			log_warn("store: handing work over: %s", store_errmsg(w->store));
 		return;
 	}
 	switch (wk->kind) {

@@ -2,6 +2,7 @@
  * loop.c: epoll event loop with a binary min-heap of timers.
  */
 #include "loop.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -235,6 +236,8 @@ int loop_run(struct loop *l)
 		int n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		struct timespec woke;
+		clock_gettime(CLOCK_MONOTONIC, &woke);
 		for (int i = 0; i < n; i++) {
 			struct loop_io *io = evs[i].data.ptr;
 			if (io->cb)
@@ -245,6 +248,10 @@ int loop_run(struct loop *l)
 		if (l->idle)
 			l->idle(l->idle_arg);
 		run_deferred(l);
+		struct timespec done;
+		clock_gettime(CLOCK_MONOTONIC, &done);
+		metrics_loop_iteration((long)((done.tv_sec - woke.tv_sec) * 1000000L +
+					      (done.tv_nsec - woke.tv_nsec) / 1000));
 	}
 	return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * main.c: the genrelay command line.
  *
- *   genrelay serve [--config FILE]
+ *   genrelay serve [--config FILE] [--role api|worker|all]
  *   genrelay listen [--port N] [--secret whsec_...] [--forward URL] ...
+ *   genrelay store migrate --from SPEC --to SPEC
  *   genrelay check [--config FILE]
  *   genrelay scripts check [--config FILE] [FILE...]
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
@@ -18,10 +19,12 @@
 #include "engine.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "retention.h"
 #include "script.h"
 #include "scrub.h"
 #include "sign.h"
 #include "store.h"
+#include "store_migrate.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -34,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,8 +51,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: genrelay serve [--config FILE]\n"
+		"usage: genrelay serve [--config FILE] [--role api|worker|all]\n"
 		"       genrelay listen [--port N] [--secret whsec_...] [--forward URL] (--help for more)\n"
+		"       genrelay store migrate --from sqlite:FILE --to postgresql://...\n"
 		"       genrelay check [--config FILE]\n"
 		"       genrelay scripts check [--config FILE] [FILE...]\n"
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
@@ -292,12 +299,55 @@ fail:
 	return -1;
 }
 
-static int serve(const char *path)
+/*
+ * SQLite allows one serving instance per store file: an exclusive lock on
+ * PATH.lock, held until the process ends (the kernel drops it when the
+ * process dies, so a restart after a crash finds it free). 0, or -1 with err.
+ */
+static int lock_sqlite_store(const char *spec, char *err, size_t errlen)
+{
+	if (strncmp(spec, "sqlite:", 7) != 0)
+		return 0;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s.lock", spec + 7) >= (int)sizeof path) {
+		snprintf(err, errlen, "store: path too long");
+		return -1;
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "store: cannot open %.900s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(err, errlen, "store %s is in use by another genrelay%s%s%s: SQLite allows one "
+			 "instance per store file (several instances need a PostgreSQL store)",
+			 spec, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(fd);
+		return -1;
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) < 0)
+		log_warn("store: cannot write %s: %s", path, strerror(errno));
+	return 0; /* fd stays open (and locked) until exit */
+}
+
+static int serve(const char *path, int role)
 {
 	char err[1024];
 	struct config *cfg = config_load(path, err, sizeof err);
 	if (!cfg) {
 		fprintf(stderr, "genrelay: %s\n", err);
+		return 2;
+	}
+	cfg->role = role;
+	if (lock_sqlite_store(cfg->store, err, sizeof err) < 0) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		config_free(cfg);
 		return 2;
 	}
 	log_set_level(log_level_parse(cfg->log_level));
@@ -371,6 +421,13 @@ static int serve(const char *path)
 		config_free(cfg);
 		return 2;
 	}
+	struct retention *ret = retention_start(cfg, err, sizeof err);
+	if (!ret && err[0]) {
+		fprintf(stderr, "genrelay: %s\n", err);
+		checkpointer_stop(ckpt);
+		config_free(cfg);
+		return 2;
+	}
 	int n = cfg->workers;
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
 	struct ratelimit *rates = ratelimit_new(cfg);
@@ -417,8 +474,11 @@ static int serve(const char *path)
 		started++;
 	}
 	if (rc == 0) {
-		log_info("genrelay %s listening on http://%s (%d worker%s, store %s)", VERSION,
-			 cfg->listen, n, n > 1 ? "s" : "", cfg->store);
+		char where[512];
+		store_describe(cfg->store, where, sizeof where);
+		log_info("genrelay %s listening on http://%s (%d worker%s, role %s, store %s)", VERSION,
+			 cfg->listen, n, n > 1 ? "s" : "", cfg->role == ROLE_API ? "api"
+			 : cfg->role == ROLE_WORKER ? "worker" : "all", where);
 		if (cfg->metrics_listen)
 			log_info("metrics (open) on http://%s/metrics", cfg->metrics_listen);
 		int sig = 0;
@@ -432,6 +492,7 @@ static int serve(const char *path)
 			worker_join(&ws[i]);
 	free(ws);
 	ratelimit_free(rates);
+	retention_stop(ret);
 	checkpointer_stop(ckpt);
 	log_set_scrub(NULL);
 	config_free(cfg);
@@ -532,14 +593,28 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "listen") == 0)
 		return cli_listen(argc - 2, argv + 2);
 	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
-		int first;
-		const char *path = arg_config(argc - 2, argv + 2, &first);
-		if (first != argc - 2) {
-			usage(stderr);
+		const char *path = NULL, *role = "all";
+		for (int i = 2; i < argc; i++) {
+			if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+				path = argv[++i];
+			} else if (strcmp(cmd, "serve") == 0 && strcmp(argv[i], "--role") == 0 &&
+				   i + 1 < argc) {
+				role = argv[++i];
+			} else {
+				usage(stderr);
+				return 2;
+			}
+		}
+		int r = strcmp(role, "all") == 0 ? ROLE_ALL : strcmp(role, "api") == 0 ? ROLE_API
+			: strcmp(role, "worker") == 0 ? ROLE_WORKER : -1;
+		if (r < 0) {
+			fprintf(stderr, "genrelay: --role must be api, worker or all (not '%s')\n", role);
 			return 2;
 		}
-		return strcmp(cmd, "serve") == 0 ? serve(path) : check(path);
+		return strcmp(cmd, "serve") == 0 ? serve(path, r) : check(path);
 	}
+	if (strcmp(cmd, "store") == 0 && argc >= 3 && strcmp(argv[2], "migrate") == 0)
+		return store_migrate_main(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
 		return scripts_check(argc - 3, argv + 3);
 	if (strcmp(cmd, "scripts") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)

@@ -38,6 +38,17 @@ void metrics_add(enum metric m, long n)
 	atomic_fetch_add_explicit(&counters[m], n, memory_order_relaxed);
 }
 
+static atomic_long loop_max_us;
+
+void metrics_loop_iteration(long us)
+{
+	long cur = atomic_load_explicit(&loop_max_us, memory_order_relaxed);
+	while (us > cur && !atomic_compare_exchange_weak_explicit(&loop_max_us, &cur, us,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+		;
+}
+
 void metrics_render(struct buf *b, long inflight_fetches, long jobs_stored)
 {
 	for (int i = 0; i < M_COUNT; i++) {
@@ -51,4 +62,7 @@ void metrics_render(struct buf *b, long inflight_fetches, long jobs_stored)
 	buf_printf(b, "# HELP genrelay_jobs_stored Jobs in the store\n"
 		      "# TYPE genrelay_jobs_stored gauge\ngenrelay_jobs_stored %ld\n",
 		   jobs_stored);
+	buf_printf(b, "# HELP genrelay_loop_stall_max_seconds Longest event-loop iteration since start\n"
+		      "# TYPE genrelay_loop_stall_max_seconds gauge\ngenrelay_loop_stall_max_seconds %.6f\n",
+		   (double)atomic_load_explicit(&loop_max_us, memory_order_relaxed) / 1e6);
 }

@@ -30,6 +30,9 @@ enum metric {
 };
 
 void metrics_inc(enum metric m);
+/* One loop iteration (epoll wake to the next wait) took us microseconds:
+ * keeps the longest, exported as genrelay_loop_stall_max_seconds. */
+void metrics_loop_iteration(long us);
 void metrics_add(enum metric m, long n);
 /* Appends the text exposition; gauges are passed by the caller. */
 void metrics_render(struct buf *b, long inflight_fetches, long jobs_stored);

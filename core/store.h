@@ -47,13 +47,24 @@ struct delivery {
  * (store_open creates it 0600) or the store is not a file.
  */
 int store_check_permissions(const char *spec, int allow_insecure, char *err, size_t errlen);
-/* spec is "sqlite:PATH". fsync: synchronous=FULL instead of NORMAL. A new
- * database file is created 0600 (its -wal and -shm get its mode). */
+/*
+ * spec is "sqlite:PATH" (store_sqlite.c) or "postgresql://..." /
+ * "postgres://..." (a libpq connection URI, store_pg.c); store.c dispatches
+ * every function below to the backend the spec names. fsync: SQLite's
+ * synchronous=FULL instead of NORMAL (PostgreSQL: synchronous_commit stays
+ * on either way).
+ * A new SQLite database file is created 0600 (its -wal and -shm get its
+ * mode).
+ */
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Caps the store file at max_bytes (0: no cap); writes past it fail with -2. */
 int store_set_max_size(struct store *s, long long max_bytes);
 const char *store_errmsg(struct store *s);
+/* The spec for logs: a PostgreSQL URL without its password and query. */
+void store_describe(const char *spec, char *out, size_t outlen);
+/* "sqlite" or "postgresql". */
+const char *store_kind(struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);
 
@@ -143,6 +154,11 @@ int store_work_next_due(struct store *s, int64_t now, int64_t *due);
 int store_work_release(struct store *s, const char *owner);
 /* Drops leases whose owner starts with prefix (a dead process's). */
 int store_work_release_prefix(struct store *s, const char *prefix);
+/* Extends to lease_until the leases of rows ids[0..n) still held by owner
+ * (the heartbeat of the steps in flight, so a lease can be short; a row
+ * whose step ended without releasing it is not among them and expires). */
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		     int64_t lease_until);
 /* Lists distinct lease owners (caller owns the array of strings). */
 json_t *store_work_owners(struct store *s);
 int64_t store_work_count(struct store *s, enum work_kind kind);
@@ -189,5 +205,10 @@ json_t *store_delivery_list(struct store *s, const char *state, const char *cust
 json_t *store_provider_stats(struct store *s, int64_t since);
 /* [{"at","provider","outcome","body_bytes"}] of the callbacks a job got. */
 json_t *store_job_callbacks(struct store *s, const char *job_id);
+/* Retention: deletes up to limit finished jobs (succeeded, failed, canceled)
+ * completed before `before` (wall ms) with their work, deliveries, attempts,
+ * callbacks, events and idempotency keys, in one short transaction of its
+ * own (never inside a batch). *purged says how many jobs went. */
+int store_purge(struct store *s, int64_t before, int limit, int *purged);
 
 #endif

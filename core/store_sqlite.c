@@ -5,6 +5,8 @@
  * no read snapshot is held. Write transactions begin IMMEDIATE, so a writer
  * waits on the busy timeout instead of failing when it would upgrade.
  */
+#define STORE_FN(name) sqlite_store_##name
+#include "store_backend.h"
 #include "store.h"
 
 #include <errno.h>
@@ -17,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -34,7 +36,7 @@ enum {
 	Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE, Q_WORK_RELEASE_P,
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
-	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST, Q_WORK_RENEW,
 	Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT,
 	Q_COUNT
 };
@@ -111,6 +113,7 @@ static const char *const sql[Q_COUNT] = {
 			"WHERE id=?1 AND coalesce(lease_owner,'') NOT LIKE '%#slot'",
 	[Q_SLOT_HOLD] = "UPDATE work SET lease_owner='cap-wait', lease_until=?2 WHERE id=?1",
 	[Q_EV_COUNT] = "SELECT count(*) FROM events WHERE job_id=?1 AND kind=?2",
+	[Q_WORK_RENEW] = "UPDATE work SET lease_until=?2 WHERE id=?3 AND lease_owner=?1 AND lease_until>0",
 };
 
 static const char schema_v1[] =
@@ -146,13 +149,18 @@ static const char schema_v1[] =
 	" kind TEXT, detail TEXT);"
 	"CREATE INDEX events_job ON events(job_id);";
 
-/* Migrations: migrations[v] brings a store at version v to v+1. */
-/* v2: the body each delivery attempt sent. */
-static const char schema_v2[] = "ALTER TABLE attempts ADD COLUMN body TEXT;";
+/* Retention (store_purge) finds finished jobs by completion time. */
+static const char schema_v2[] =
+	"CREATE INDEX jobs_completed ON jobs(completed_at) WHERE completed_at IS NOT NULL;";
 
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
+/* Migrations: migrations[v] brings a store at version v to v+1. */
+/* v3: the body each delivery attempt sent. */
+static const char schema_v3[] = "ALTER TABLE attempts ADD COLUMN body TEXT;";
+
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
 
 struct store {
+	const struct store_ops *ops; /* first: store.c dispatches through it */
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
 	int in_tx;
@@ -368,6 +376,8 @@ int store_check_permissions(const char *spec, int allow_insecure, char *err, siz
 	return 0;
 }
 
+static const struct store_ops sqlite_ops;
+
 struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 {
 	if (strncmp(spec, "sqlite:", 7) != 0) {
@@ -381,6 +391,7 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	s->ops = &sqlite_ops;
 	int rc = sqlite3_open_v2(spec + 7, &s->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 				 NULL);
@@ -1240,3 +1251,71 @@ json_t *store_job_callbacks(struct store *s, const char *job_id)
 	sqlite3_finalize(st);
 	return arr;
 }
+int store_work_renew(struct store *s, const char *owner, const int64_t *ids, size_t n,
+		     int64_t lease_until)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		sqlite3_stmt *st = q(s, Q_WORK_RENEW);
+		bind_text(st, 1, owner);
+		sqlite3_bind_int64(st, 2, lease_until);
+		sqlite3_bind_int64(st, 3, ids[i]);
+		rc = write_stmt(s, st);
+	}
+	return rc;
+}
+
+/* The purge's steps, in order: pick the batch, delete its rows table by
+ * table (jobs last), forget the batch. */
+static const char *const purge_sql[] = {
+	"CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY) WITHOUT ROWID",
+	"DELETE FROM purge_ids",
+	"INSERT INTO purge_ids SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at<?1"
+	" AND status IN (2,3,4) AND NOT EXISTS (SELECT 1 FROM work WHERE work.job_id=jobs.id)"
+	" ORDER BY completed_at LIMIT ?2",
+	"DELETE FROM attempts WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM deliveries WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM events WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM callbacks WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM idempotency WHERE job_id IN (SELECT id FROM purge_ids)",
+	"DELETE FROM jobs WHERE id IN (SELECT id FROM purge_ids)",
+};
+
+int store_purge(struct store *s, int64_t before, int limit, int *purged)
+{
+	*purged = 0;
+	if (s->batching || s->in_tx) {
+		snprintf(s->err, sizeof s->err, "store_purge runs outside transactions");
+		return -1;
+	}
+	int rc = exec_stmt(s, q(s, Q_BEGIN));
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < sizeof purge_sql / sizeof purge_sql[0] && rc == 0; i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->db, purge_sql[i], -1, &st, NULL) != SQLITE_OK) {
+			rc = fail(s, sqlite3_errcode(s->db));
+			break;
+		}
+		if (i == 2) {
+			sqlite3_bind_int64(st, 1, before);
+			sqlite3_bind_int(st, 2, limit);
+		}
+		int src = sqlite3_step(st);
+		if (src != SQLITE_DONE && src != SQLITE_ROW)
+			rc = fail(s, src);
+		else if (i == 2)
+			*purged = sqlite3_changes(s->db);
+		sqlite3_finalize(st);
+	}
+	if (rc == 0)
+		rc = exec_stmt(s, q(s, Q_COMMIT));
+	if (rc < 0) {
+		*purged = 0;
+		if (sqlite3_get_autocommit(s->db) == 0)
+			exec_stmt(s, q(s, Q_ROLLBACK));
+	}
+	return rc;
+}
+
+static const struct store_ops sqlite_ops = { STORE_OPS_INIT("sqlite") };

@@ -115,10 +115,22 @@ static void idle(void *arg)
 	}
 }
 
+static int64_t renew_at[64];
+
 static void tick(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
 	api_waiters_tick(w);
+	/* Lease heartbeat: every lease_s/3 the rows this worker runs get a
+	 * fresh lease, so a step may outlast one lease and a dead worker's
+	 * rows free up within one. */
+	int64_t lease_ms = (int64_t)(w->cfg->lease_s * 1000);
+	if (loop_now_ms() >= renew_at[w->index]) {
+		renew_at[w->index] = loop_now_ms() + lease_ms / 3;
+		if (w->nlive > 0 && store_work_renew(w->store, w->owner, w->live_work, w->nlive,
+							     loop_wall_ms() + lease_ms) < 0)
+			log_warn("store: renewing leases: %s", store_errmsg(w->store));
+	}
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
 }
 
@@ -243,6 +255,7 @@ void worker_join(struct worker *w)
 		close(w->inotify_fd);
 	script_host_free(w->scripts);
 	store_close(w->store);
+	free(w->live_work);
 	json_decref(w->jwks);
 	free(w->after);
 	loop_free(w->loop);

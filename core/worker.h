@@ -55,6 +55,8 @@ struct worker {
 	int64_t reload_at;             /* debounce: refresh scripts at this time */
 	int stopping;
 	long inflight_steps;           /* provider steps and deliveries running */
+	int64_t *live_work;            /* work ids of the steps running (lease heartbeat) */
+	size_t nlive, caplive;
 	struct work *after;            /* work to start once the store commits */
 	size_t nafter, capafter;
 

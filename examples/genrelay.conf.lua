@@ -12,6 +12,11 @@ end
 
 listen     = os.getenv("GENRELAY_LISTEN") or "127.0.0.1:8080"
 public_url = os.getenv("GENRELAY_PUBLIC_URL") or ("http://" .. listen)
+-- "sqlite:PATH" (one instance) or a libpq URL, "postgresql://user@host:5432/db"
+-- (any number of instances; docs/deploy.md). The table form adds retention:
+--   store = { url = "postgresql://genrelay@db:5432/genrelay", retention_days = 30 }
+-- (finished jobs, their deliveries, attempts, callbacks and events are purged
+-- that many days after they finished; fractions allowed; 0 or absent: kept).
 store      = os.getenv("GENRELAY_STORE") or "sqlite:genrelay.db"
 scripts    = os.getenv("GENRELAY_SCRIPTS") or "scripts"
 workers    = 1
@@ -83,6 +88,13 @@ customers = {
 
 models = {
   ["flux-dev"] = { "krea:image/bfl/flux-1-dev", "fal:fal-ai/flux/dev" },
+}
+
+jobs = {
+  -- A claimed row's lease; the worker renews it every lease_s / 3 while the
+  -- step runs, so a dead instance's work is picked up by the others within
+  -- one lease.
+  lease_s = 30,
 }
 
 webhooks = {

@@ -18,6 +18,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { after, before } = require('node:test');
+const pg = require('./pg');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const SRC = process.env.GENRELAY_SRC || REPO;
@@ -462,14 +463,26 @@ async function startReceiver({ secret = ACME.webhook_secret } = {}) {
 // ---------------------------------------------------------------------------
 // genrelay
 
+// The SQLite file of a store spec ("sqlite:PATH" or { url = ... }), or the
+// PostgreSQL URL itself.
+function storeFile(store) {
+  const spec = store && typeof store === 'object' ? store.url : store;
+  if (typeof spec !== 'string') return null;
+  return spec.startsWith('sqlite:') ? spec.slice(7) : spec;
+}
+
 // Starts genrelay with the default test config deep-merged with `config`
 // (an object, or a function (defaults) => config). Files go to a fresh temp
-// dir (or `dir`). Resolves once GET /healthz answers 200 (bounded by readyMs).
-async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {}) {
+// dir (or `dir`); args are added to `serve` (e.g. ['--role', 'api']).
+// Resolves once GET /healthz answers 200 (bounded by readyMs).
+async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env, args = [] } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`genrelay binary not found at ${BIN} (set GENRELAY_BIN)`);
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-e2e-'));
   const port = await freePort();
   const base = defaultConfig({ port, dir, simUrl: simUrl || 'http://127.0.0.1:9' });
+  // GENRELAY_TEST_STORE=pg: the store is a database of its own on the test
+  // file's PostgreSQL (lib/pg.js), the same one again for the same dir.
+  if (pg.enabled()) base.store = await pg.dbForDir(dir);
   const cfg = typeof config === 'function' ? config(base) : deepMerge(base, config || {});
   const configPath = path.join(dir, 'genrelay.conf.lua');
   fs.writeFileSync(configPath, renderConfig(cfg));
@@ -480,7 +493,7 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
   let proc = null;
   const launches = []; // every process started, for the sanitizer check
   async function launch() {
-    const p = await spawnAndWait(BIN, ['serve', '--config', configPath], { cwd: dir, env: Object.assign({}, process.env, env || {}), logFile });
+    const p = await spawnAndWait(BIN, ['serve', '--config', configPath, ...args], { cwd: dir, env: Object.assign({}, process.env, env || {}), logFile });
     proc = p;
     launches.push(p);
     const healthy = () =>
@@ -514,7 +527,9 @@ async function startGenrelay({ simUrl, config, dir, readyMs = 10000, env } = {})
     dir,
     configPath,
     config: cfg,
-    dbPath: cfg.store && cfg.store.startsWith('sqlite:') ? cfg.store.slice(7) : null,
+    // The SQLite file, or (GENRELAY_TEST_STORE=pg) the database's URL, which
+    // reliability.js's store readers take as well.
+    dbPath: storeFile(cfg.store),
     api,
     // api bound to another customer's key (or null for none).
     as: (key) => makeApi(url, key),

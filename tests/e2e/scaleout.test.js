@@ -91,7 +91,7 @@ describe('scale-out', () => {
     assert.equal(w404.body.error.code, 'NOT_FOUND');
     assert.equal((await worker.api('GET', `/v1/jobs/${ids[0]}`)).status, 404);
     assert.equal((await worker.api('GET', '/healthz')).status, 200);
-    assert.equal((await worker.api('GET', '/metrics')).status, 200);
+    assert.equal((await worker.admin('GET', '/metrics')).status, 200);
 
     await h.waitFor(() => ids.every((id) => rcv.delivered(id).length >= 1), 60000, { what: 'every job delivered by the worker' });
     for (const id of ids) assert.equal(await status(api, id), 'succeeded');

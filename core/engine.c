@@ -1187,9 +1187,18 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	/* The customer's hook as configured now (not when the job was made), so
 	 * an operator's change applies to pending deliveries too. */
 	const char *hook = cust && cust->hook ? cust->hook : "default";
+	/* A job submitted through a front with the client's own webhook shape
+	 * (fal's fal_webhook) records "front:NAME": that front's webhook(). */
+	enum script_kind hkind = SCRIPT_HOOK;
+	const char *hfn = "transform";
+	if (j.hook && strncmp(j.hook, "front:", 6) == 0) {
+		hkind = SCRIPT_FRONT;
+		hook = j.hook + 6;
+		hfn = "webhook";
+	}
 	json_t *event = job_to_json(&j);
 	json_object_set_new(event, "type", json_string(d.event));
-	const char *version = script_version(w->scripts, SCRIPT_HOOK, hook);
+	const char *version = script_version(w->scripts, hkind, hook);
 	char ver[32];
 	snprintf(ver, sizeof ver, "%s", version ? version : "");
 	char *body = NULL;
@@ -1201,14 +1210,15 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		 * start-up): retry on the schedule rather than send another shape. */
 		metrics_inc(M_SCRIPT_ERRORS);
 		char msg[ERR_MAX];
-		snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: not loaded", hook);
+		snprintf(msg, sizeof msg, "SCRIPT_ERROR: %s/%.64s.lua: not loaded",
+			 hkind == SCRIPT_FRONT ? "fronts" : "hooks", hook);
 		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL);
 		goto done;
 	}
-	if (script_exists(w->scripts, SCRIPT_HOOK, hook)) {
+	if (script_exists(w->scripts, hkind, hook)) {
 		json_t *out = NULL;
 		struct script_ctx ctx = {0};
-		if (script_call(w->scripts, SCRIPT_HOOK, hook, "transform", &event, 1, &ctx,
+		if (script_call(w->scripts, hkind, hook, hfn, &event, 1, &ctx,
 				&out, err, sizeof err) < 0) {
 			metrics_inc(M_SCRIPT_ERRORS);
 			char msg[ERR_MAX + 16];

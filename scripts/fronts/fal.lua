@@ -21,7 +21,7 @@ local function parse_query(q, into)
 end
 
 local function detail(status, msg, extra)
-	local body = { detail = msg }
+	local body = { detail = msg, message = msg }
 	for k, v in pairs(extra or {}) do body[k] = v end
 	return { op = "respond", status = status, body = body }
 end
@@ -69,7 +69,7 @@ end
 
 local function validation(msg)
 	return { op = "respond", status = 422,
-		body = { detail = { { loc = { "body" }, msg = msg, type = "value_error" } } } }
+		body = { detail = { { loc = { "body" }, msg = msg, type = "value_error" } }, message = msg } }
 end
 
 local function urls(base, app, id)
@@ -106,7 +106,7 @@ local function failed(job)
 	if job.status == "canceled" then msg = "the request was canceled" end
 	return { op = "respond", status = ERR_STATUS[U.val(e.code) or ""] or 500,
 		headers = { ["x-fal-request-id"] = job.job_id },
-		body = { detail = msg, error_type = U.val(e.code) } }
+		body = { detail = msg, message = msg, error_type = U.val(e.code) } }
 end
 
 local FAL_STATUS = { queued = "IN_QUEUE", processing = "IN_PROGRESS" }
@@ -204,9 +204,10 @@ return {
 
 	error = function(err, req, ctx)
 		if err.status == 400 then
-			return { status = 422, body = { detail = { { loc = { "body" }, msg = err.message, type = "value_error" } } } }
+			return { status = 422, body = { detail = { { loc = { "body" }, msg = err.message, type = "value_error" } },
+				message = err.message } }
 		end
-		return { status = err.status, body = { detail = err.message } }
+		return { status = err.status, body = { detail = err.message, message = err.message } }
 	end,
 
 	-- fal's webhook body for fal_webhook; signed by the core (Standard Webhooks).

@@ -44,6 +44,9 @@ local function fields(req, edits)
 end
 
 local FORMATS = { url = true, b64_json = true }
+-- Fields the front maps itself (or drops: user, stream, moderation).
+local OWN = { model = true, prompt = true, n = true, size = true, response_format = true,
+	stream = true, user = true, moderation = true, partial_images = true }
 
 local function map(req, edits)
 	local f, why = fields(req, edits)
@@ -64,8 +67,10 @@ local function map(req, edits)
 	if f.stream == true or f.stream == "true" then return bad("streaming is not supported", "stream") end
 	local input = { prompt = prompt, num_images = n }
 	if size then input.image_size = size end
-	for _, k in ipairs({ "quality", "style", "background", "output_format", "seed" }) do
-		if U.val(f[k]) ~= nil then input[k] = f[k] end
+	-- Everything else (quality, style, background, a provider's own fields)
+	-- goes to the provider as it came.
+	for k, v in pairs(f) do
+		if not OWN[k] and input[k] == nil then input[k] = v end
 	end
 	if edits then
 		local urls = {}

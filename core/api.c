@@ -665,59 +665,13 @@ static void handle_list_jobs(struct request *r)
 		server_respond_json(r, 200, res);
 }
 
-int api_cancel_job(struct worker *w, const struct config_customer *c, const char *id,
-		   struct job *jout)
-{
-	struct job j;
-	memset(jout, 0, sizeof *jout);
-	if (!id_ok(id))
-		return 1;
-	if (store_begin(w->store) < 0)
-		return -1;
-	int rc = store_job_get(w->store, id, c->name, &j);
-	if (rc != 0) {
-		store_rollback(w->store);
-		return rc == 1 ? 1 : -1;
-	}
-	if (job_terminal(j.status)) {
-		store_rollback(w->store);
-		*jout = j;
-		return 0;
-	}
-	struct work out[2];
-	int nout = 0;
-	j.status = JOB_CANCELED;
-	job_set(&j.error_code, "CANCELED");
-	job_set(&j.error_message, "canceled by the customer");
-	int64_t now = loop_wall_ms();
-	int ok = engine_end_job_tx(w, &j, out, &nout) == 0;
-	if (ok && j.request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j.provider, "cancel")) {
-		struct work *ck = &out[nout];
-		memset(ck, 0, sizeof *ck);
-		ck->kind = WORK_CANCEL;
-		ck->due_at = now;
-		snprintf(ck->job_id, sizeof ck->job_id, "%s", j.id);
-		ok = store_work_add(w->store, j.id, WORK_CANCEL, NULL, now, w->owner,
-				    now + 120000, &ck->id) == 0;
-		nout++;
-	}
-	if (!ok || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		job_clear(&j);
-		return -1;
-	}
-	engine_job_ended(w, &j, out, nout);
-	*jout = j;
-	return 0;
-}
-
 static void handle_cancel(struct request *r, const char *id)
 {
 	const struct config_customer *c = authenticate(r);
 	struct job j;
 	if (!c)
 		return;
-	int rc = api_cancel_job(r->w, c, id, &j);
+	int rc = id_ok(id) ? engine_cancel_job(r->w, id, c->name, &j) : 1;
 	if (rc != 0) {
 		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;

@@ -43,13 +43,6 @@ struct api_error {
  */
 int api_submit(struct request *r, const struct config_customer *c, const struct api_run *run,
 	       struct api_error *err);
-/*
- * Cancels the customer's job (forwarded to the provider where it can
- * cancel), committed before it returns. 0: *j holds the job as it is now
- * (caller clears it), 1: no such job, -1: the store failed.
- */
-int api_cancel_job(struct worker *w, const struct config_customer *c, const char *id,
-		   struct job *j);
 
 /* Routes a complete request; answers it or suspends it. */
 void api_dispatch(struct request *r);

@@ -1433,6 +1433,45 @@ json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh
 
 /* ---------- dispatch ---------- */
 
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j)
+{
+	if (store_begin(w->store) < 0)
+		return -1;
+	int rc = store_job_get(w->store, id, customer, j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		return rc;
+	}
+	if (job_terminal(j->status)) {
+		store_rollback(w->store);
+		return 0;
+	}
+	struct work out[2];
+	int nout = 0;
+	j->status = JOB_CANCELED;
+	job_set(&j->error_code, "CANCELED");
+	job_set(&j->error_message, customer ? "canceled by the customer" : "canceled by an operator");
+	int64_t now = now_ms();
+	int ok = engine_end_job_tx(w, j, out, &nout) == 0;
+	if (ok && j->request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j->provider, "cancel")) {
+		struct work *ck = &out[nout];
+		memset(ck, 0, sizeof *ck);
+		ck->kind = WORK_CANCEL;
+		ck->due_at = now;
+		snprintf(ck->job_id, sizeof ck->job_id, "%s", j->id);
+		ok = store_work_add(w->store, j->id, WORK_CANCEL, NULL, now, w->owner,
+				    now + LEASE_MS, &ck->id) == 0;
+		nout++;
+	}
+	if (!ok || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		job_clear(j);
+		return -1;
+	}
+	engine_job_ended(w, j, out, nout);
+	return 0;
+}
+
 void engine_dispatch(struct worker *w, const struct work *wk)
 {
 	if (store_pending(w->store)) {

@@ -7,7 +7,7 @@
  *      multipart into fields and data-URL files) into `req`.
  *   2. The script's request(req, ctx) returns an operation (docs/scripts.md,
  *      "Fronts"): respond, submit, get, cancel or stream.
- *   3. The core carries it out (api_submit, the store, api_cancel_job, a
+ *   3. The core carries it out (api_submit, the store, engine_cancel_job, a
  *      status-stream timer) and, once there is a job to show, calls the
  *      script's respond(reply, job, req, ctx) for the answer's status, body
  *      and headers; errors go through error(err, req, ctx).
@@ -19,6 +19,7 @@
 #include "api.h"
 #include "buf.h"
 #include "config.h"
+#include "engine.h"
 #include "fetch.h"
 #include "job.h"
 #include "log.h"
@@ -38,6 +39,7 @@
 
 #define FRONT_NAME_MAX 40
 #define STREAM_TICK_MS 200
+#define FRONT_BODY_DEPTH 32 /* well inside what the Lua bridge takes (LUAJSON_MAX_DEPTH) */
 #define STREAM_OUT_MAX ((size_t)1 << 20)
 
 /* The front's state of one request (r->front); freed by front_request_gone,
@@ -412,6 +414,34 @@ static void add_query(void *arg, const char *name, const char *value)
 	json_object_set_new(arg, name, json_string(value));
 }
 
+/* Nesting depth of v (a scalar is 0), counting no further than max + 1. */
+static int json_depth(const json_t *v, int max)
+{
+	int d = 0;
+	size_t i;
+	const char *k;
+	json_t *x;
+	if (max < 0)
+		return 1;
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, x) {
+			int e = json_depth(x, max - 1);
+			if (e > d)
+				d = e;
+		}
+		return d + 1;
+	}
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, x) {
+			int e = json_depth(x, max - 1);
+			if (e > d)
+				d = e;
+		}
+		return d + 1;
+	}
+	return 0;
+}
+
 /* The request table request() and respond() get. Caller owns. */
 static json_t *build_req(struct request *r, const char *name, const char *rest)
 {
@@ -440,7 +470,11 @@ static json_t *build_req(struct request *r, const char *name, const char *rest)
 	}
 	json_error_t je;
 	json_t *body = json_loadb(r->body.p, r->body.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
-	if (body) {
+	if (body && json_depth(body, FRONT_BODY_DEPTH) > FRONT_BODY_DEPTH) {
+		json_decref(body);
+		json_object_set_new(req, "body_error",
+				    json_string("body is nested too deeply (at most 32 levels)"));
+	} else if (body) {
 		json_object_set_new(req, "body", body);
 	} else {
 		char why[256];
@@ -563,7 +597,7 @@ static void run_op(struct front_req *fr, struct request *r, json_t *op)
 	}
 	struct job j;
 	if (strcmp(kind, "cancel") == 0) {
-		int rc = api_cancel_job(fr->w, fr->c, id, &j);
+		int rc = engine_cancel_job(fr->w, id, fr->c->name, &j);
 		if (rc != 0) {
 			answer_error(fr, r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
 				     rc == 1 ? "no such request" : "the store is unavailable");
@@ -597,6 +631,9 @@ int front_dispatch(struct request *r)
 		return 0;
 	memcpy(name, url, n);
 	name[n] = '\0';
+	/* the unified API's own first segments are never a front's */
+	if (strcmp(name, "v1") == 0 || strcmp(name, "healthz") == 0 || strcmp(name, "metrics") == 0)
+		return 0;
 	if (!script_exists(w->scripts, SCRIPT_FRONT, name))
 		return 0;
 	struct front_req *fr = calloc(1, sizeof *fr);

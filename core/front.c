@@ -616,25 +616,43 @@ static void run_op(struct front_req *fr, struct request *r, json_t *op)
 	job_clear(&j);
 }
 
-int front_dispatch(struct request *r)
+/* Copies the front name of r's path (/NAME/...) into name; 0, or -1 when
+ * the path names no loaded front. *rest: the path after /NAME. */
+static int front_of(struct request *r, char name[FRONT_NAME_MAX + 1], const char **rest)
 {
-	struct worker *w = r->w;
 	const char *url = r->url;
-	char name[FRONT_NAME_MAX + 1];
 	size_t n = 0;
 	if (url[0] != '/')
-		return 0;
+		return -1;
 	for (url++; url[n] && url[n] != '/'; n++)
 		if (n >= FRONT_NAME_MAX || !(isalnum((unsigned char)url[n]) || url[n] == '_'))
-			return 0;
+			return -1;
 	if (n == 0)
-		return 0;
+		return -1;
 	memcpy(name, url, n);
 	name[n] = '\0';
 	/* the unified API's own first segments are never a front's */
 	if (strcmp(name, "v1") == 0 || strcmp(name, "healthz") == 0 || strcmp(name, "metrics") == 0)
-		return 0;
-	if (!script_exists(w->scripts, SCRIPT_FRONT, name))
+		return -1;
+	if (!script_exists(r->w->scripts, SCRIPT_FRONT, name))
+		return -1;
+	*rest = url[n] ? url + n : "/";
+	return 0;
+}
+
+int front_owns(struct request *r)
+{
+	char name[FRONT_NAME_MAX + 1];
+	const char *rest;
+	return front_of(r, name, &rest) == 0;
+}
+
+int front_dispatch(struct request *r)
+{
+	struct worker *w = r->w;
+	char name[FRONT_NAME_MAX + 1];
+	const char *rest;
+	if (front_of(r, name, &rest) < 0)
 		return 0;
 	struct front_req *fr = calloc(1, sizeof *fr);
 	if (!fr) {
@@ -646,7 +664,6 @@ int front_dispatch(struct request *r)
 	loop_timer_init(&fr->timer, NULL, fr);
 	snprintf(fr->name, sizeof fr->name, "%s", name);
 	r->front = fr;
-	const char *rest = url[n] ? url + n : "/";
 	fr->c = front_customer(r);
 	if (!fr->c) {
 		fr->req = json_pack("{s:s,s:s}", "method", r->method, "path", rest);

@@ -27,6 +27,9 @@ struct config_customer;
  * it or suspends it, and returns 1. Returns 0 (nothing done) otherwise.
  */
 int front_dispatch(struct request *r);
+/* 1 when r's path belongs to a loaded front (from the URL alone: callable
+ * as soon as the headers are in, before any body byte is read). */
+int front_owns(struct request *r);
 /*
  * The customer a front request authenticates as, from its headers alone
  * (Authorization: Key <key> or Bearer <key>), so it can be checked before

@@ -87,6 +87,13 @@ describe('client-compatible fronts with the vendors\' clients', { skip: SKIP }, 
     assert.equal(sent[0].headers.authorization, 'Bearer krea-test-key');
   });
 
+  test('fal.run (fal\'s sync protocol) through proxyUrl', async () => {
+    const res = await falProxied().run(FAL_MODEL, { input: { prompt: 'sync through the proxy' } });
+    assert.match(res.requestId, /^job_/);
+    assert.match(res.data.images[0].url, new RegExp(`^${stack.sim.url}/files/`));
+    assert.equal((await getJob(res.requestId)).status, 'succeeded');
+  });
+
   test('fal.queue submit / status / result with genrelay as the queue host', async () => {
     const seen = [];
     const fal = falDirect(seen);

@@ -102,13 +102,18 @@ void front_request_gone(struct request *r)
 
 /* ---------- answers ---------- */
 
-/* Sends a script's answer {status, body, headers, content_type}. */
+/* Sends a script's answer {status, body, headers, content_type} (ans
+ * borrowed); a status outside 200..599 becomes dflt_status, headers that
+ * break the hook header rules are left out. */
 static void send_answer(struct request *r, json_t *ans, unsigned dflt_status)
 {
 	json_t *st = json_object_get(ans, "status");
 	json_t *body = json_object_get(ans, "body");
 	const char *ct = json_string_value(json_object_get(ans, "content_type"));
 	unsigned status = dflt_status;
+	char cerr[128];
+	if (ct && fetch_header_field_check("Content-Type", ct, strlen(ct), cerr, sizeof cerr) < 0)
+		ct = NULL; /* a script's type with CR, LF ... is never sent */
 	if (json_is_integer(st) && json_integer_value(st) >= 200 && json_integer_value(st) <= 599)
 		status = (unsigned)json_integer_value(st);
 	char *text = NULL;

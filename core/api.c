@@ -190,6 +190,7 @@ static void waiter_add(struct request *r, double secs)
 void api_job_ended(struct worker *w, const char *job_id)
 {
 	struct request *r = w->waiters, *n;
+	front_job_ended(w, job_id);
 	for (; r; r = n) {
 		n = r->next;
 		if (strcmp(r->wait_job, job_id) == 0)

@@ -390,6 +390,18 @@ static void stream_start(struct front_req *fr, struct request *r)
 	stream_poll(fr);
 }
 
+void front_job_ended(struct worker *w, const char *job_id)
+{
+	struct front_req *fr = *streams_of(w), *n;
+	for (; fr; fr = n) {
+		n = fr->next;
+		if (strcmp(fr->job_id, job_id) == 0) {
+			loop_timer_stop(w->loop, &fr->timer);
+			stream_poll(fr);
+		}
+	}
+}
+
 void front_abort_all(struct worker *w)
 {
 	for (struct front_req *fr = *streams_of(w); fr; fr = fr->next) {

@@ -42,6 +42,9 @@ void front_answer(struct request *r, const struct job *j);
 void front_error(struct request *r, unsigned status, const char *code, const char *msg);
 /* The connection of r ended: frees the front's state of r. */
 void front_request_gone(struct request *r);
+/* A job ended on this worker: its status streams send the change now
+ * (streams of jobs ended elsewhere see it on their next read). */
+void front_job_ended(struct worker *w, const char *job_id);
 /* Shutdown: ends every status stream of the worker. */
 void front_abort_all(struct worker *w);
 

@@ -171,6 +171,17 @@ describe('client-compatible fronts with the vendors\' clients', { skip: SKIP }, 
     assert.equal(d.body.request_id, sub.request_id);
     assert.equal(d.body.status, 'OK');
     assert.match(d.body.payload.images[0].url, new RegExp(`^${stack.sim.url}/files/`));
+    // a failed job: fal's ERROR shape
+    const failPath = `/fal-hook/${crypto.randomUUID()}`;
+    const sub2 = await falProxied().queue.submit(FAL_MODEL, { input: { prompt: 'hook fail', sim: { outcome: 'fail', message: 'no ink' } }, webhookUrl: stack.receiver.url + failPath });
+    const got2 = await h.waitFor(async () => {
+      const all = await stack.receiver.forPath(failPath);
+      return all.length > 0 && all;
+    }, 15000, { what: 'fal webhook of a failed job', interval: 100 });
+    assert.equal(got2[0].verified, true, got2[0].reason);
+    assert.equal(got2[0].body.request_id, sub2.request_id);
+    assert.equal(got2[0].body.status, 'ERROR');
+    assert.match(got2[0].body.error, /no ink/);
   });
 
   test('bad input through the fal front gets fal\'s error shapes, never a 500', async () => {

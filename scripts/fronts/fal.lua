@@ -152,7 +152,8 @@ return {
 					reply = "sync", inline = input.sync_mode == true }
 			end
 			return { op = "submit", model = model_of(endpoint), input = input, webhook_url = hook,
-				webhook_shape = hook ~= nil, reply = "queue" }
+				webhook_shape = hook ~= nil, reply = "queue",
+				idempotency_key = U.val(req.headers["idempotency-key"]) }
 		end
 		local app, id, rest = path:match("^/(.-)/requests/([^/]+)(.*)$")
 		if not id then return detail(404, "no such route") end

@@ -83,7 +83,8 @@ local function map(req, edits)
 		input.image_urls = urls
 	end
 	return { op = "submit", model = model, input = input, wait = true,
-		reply = fmt, inline = fmt == "b64_json" }
+		reply = fmt, inline = fmt == "b64_json",
+		idempotency_key = U.val(req.headers and req.headers["idempotency-key"]) }
 end
 
 local ERR = {

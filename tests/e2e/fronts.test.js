@@ -269,6 +269,18 @@ describe('client-compatible fronts with the vendors\' clients', { skip: SKIP }, 
     assert.deepEqual(Buffer.from(b.data[0].b64_json, 'base64').subarray(0, 8), PNG);
   });
 
+  test('an Idempotency-Key header through the OpenAI front answers the same job again', async () => {
+    const key = `idem-${crypto.randomUUID()}`;
+    const client = new libs.OpenAI({ apiKey: h.ACME.api_key, baseURL: `${stack.gr.url}/openai/v1`, maxRetries: 0, defaultHeaders: { 'Idempotency-Key': key } });
+    const prompt = `idem ${crypto.randomUUID()}`;
+    const a = await client.images.generate({ model: FAL_MODEL, prompt });
+    const b = await client.images.generate({ model: FAL_MODEL, prompt });
+    assert.equal(b.data[0].url, a.data[0].url);
+    const sent = await simRequests((x) => x.provider === 'fal' && x.method === 'POST' && x.body && x.body.prompt === prompt);
+    assert.equal(sent.length, 1, 'one job');
+    await assert.rejects(client.images.generate({ model: FAL_MODEL, prompt: 'another body' }), (e) => e.status === 409 && e.error.type === 'invalid_request_error');
+  });
+
   test('openai images.edit with an uploaded file: the image reaches the provider', async () => {
     const img = Buffer.concat([PNG, crypto.randomBytes(64)]);
     const prompt = `edit ${crypto.randomUUID()}`;

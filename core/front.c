@@ -526,14 +526,15 @@ static void op_submit(struct front_req *fr, struct request *r, json_t *op)
 	char *text = json_dumps(input, JSON_COMPACT);
 	json_t *wait = json_object_get(op, "wait");
 	double wait_s = 0;
-	if (json_is_true(wait))
-		wait_s = fr->w->cfg->sync_wait_s;
-	else if (json_is_number(wait))
-		wait_s = json_number_value(wait);
-	if (wait_s < 0 || wait_s != wait_s)
-		wait_s = 0;
-	if (wait_s > 300)
-		wait_s = 300;
+	if (json_is_true(wait)) {
+		wait_s = fr->w->cfg->sync_wait_s; /* the operator's, up to 3600 s */
+	} else if (json_is_number(wait)) {
+		wait_s = json_number_value(wait); /* a script's, at most 300 s */
+		if (wait_s < 0 || wait_s != wait_s)
+			wait_s = 0;
+		if (wait_s > 300)
+			wait_s = 300;
+	}
 	char hook[FRONT_NAME_MAX + 8];
 	snprintf(hook, sizeof hook, "front:%s", fr->name);
 	const char *url = json_string_value(json_object_get(op, "webhook_url"));

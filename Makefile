@@ -56,6 +56,7 @@ reliability-report:
 bench: build
 	@GENRELAY_BENCH=1 tools/install-deps
 	@bench/run $(BUILD)
+	@node bench/fronts.js $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build-asan

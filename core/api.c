@@ -8,6 +8,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fetch.h"
+#include "front.h"
 #include "jscan.h"
 #include "log.h"
 #include "metrics.h"
@@ -23,6 +24,7 @@
 #include "openapi.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +123,10 @@ static int authenticate_metrics(struct request *r)
  * built as text since it is on the ingest path of every job. */
 static void respond_run_shape(struct request *r, unsigned status, const struct job *j)
 {
+	if (r->front) { /* submitted through a front: the front shapes it */
+		front_answer(r, j);
+		return;
+	}
 	struct buf b;
 	buf_init(&b, 4096);
 	buf_adds(&b, "{\"job_id\":");
@@ -135,6 +141,15 @@ static void respond_run_shape(struct request *r, unsigned status, const struct j
 	size_t len;
 	char *text = buf_steal(&b, &len);
 	server_respond_raw(r, status, text, len, "application/json");
+}
+
+/* An error answer of a run: in the front's shape when it came through one. */
+static void run_error(struct request *r, unsigned status, const char *code, const char *msg)
+{
+	if (r->front)
+		front_error(r, status, code, msg);
+	else
+		server_respond_error(r, status, code, "%s", msg);
 }
 
 /* Answers a failed lookup: 404 with code when absent (rc 1), else 503. */
@@ -169,10 +184,16 @@ static void waiter_answer(struct request *r)
 	r->wait = WAIT_NONE;
 	int rc = store_job_get(w->store, r->wait_job, NULL, &j);
 	if (rc != 0) {
-		respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
+		if (r->front)
+			run_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
+				  rc == 1 ? "no such job" : "the store is unavailable");
+		else
+			respond_lookup_error(r, rc, "JOB_NOT_FOUND", "job");
 		return;
 	}
-	if (r->sync && !job_terminal(j.status))
+	if (r->front)
+		front_answer(r, &j);
+	else if (r->sync && !job_terminal(j.status))
 		respond_run_shape(r, 202, &j);
 	else
 		server_respond_json(r, 200, job_to_json(&j));
@@ -202,6 +223,7 @@ static void waiter_add(struct request *r, double secs)
 void api_job_ended(struct worker *w, const char *job_id)
 {
 	struct request *r = w->waiters, *n;
+	front_job_ended(w, job_id);
 	for (; r; r = n) {
 		n = r->next;
 		if (strcmp(r->wait_job, job_id) == 0)
@@ -228,6 +250,8 @@ void api_waiters_tick(struct worker *w)
 
 void api_request_gone(struct request *r)
 {
+	if (r->front)
+		front_request_gone(r);
 	if (r->wait == WAIT_JOB) {
 		waiter_unlink(r);
 	} else if (r->wait == WAIT_BATCH) {
@@ -249,6 +273,7 @@ void api_abort_all(struct worker *w)
 {
 	while (w->waiters)
 		waiter_answer(w->waiters);
+	front_abort_all(w);
 	api_flush(w);
 }
 
@@ -288,6 +313,35 @@ static json_t *resolve_model(struct worker *w, const struct modelid *mid, const 
 	return NULL;
 }
 
+/* Checks a model id's grammar into *mid; 0, or -1 with err filled. */
+static int model_check(const char *model, struct modelid *mid, struct api_error *err)
+{
+	char why_model[300];
+	if (!printable(model, MODEL_MAX) || modelid_parse(model, mid, why_model, sizeof why_model) < 0) {
+		err->status = 404;
+		snprintf(err->code, sizeof err->code, "MODEL_NOT_FOUND");
+		snprintf(err->message, sizeof err->message,
+			 "invalid model id: %s (segments of letters, digits, '-', '_' and '.' "
+			 "joined by '/', an optional ':version', an optional 'provider:' prefix)",
+			 printable(model, MODEL_MAX) ? why_model : "unprintable or too long");
+		return -1;
+	}
+	return 0;
+}
+
+static int run_fail(struct api_error *err, unsigned status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int run_fail(struct api_error *err, unsigned status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	err->status = status;
+	snprintf(err->code, sizeof err->code, "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 static void handle_run(struct request *r, const char *model)
 {
 	struct worker *w = r->w;
@@ -295,12 +349,9 @@ static void handle_run(struct request *r, const char *model)
 	if (!c)
 		return;
 	struct modelid mid;
-	char why_model[300];
-	if (!printable(model, MODEL_MAX) || modelid_parse(model, &mid, why_model, sizeof why_model) < 0) {
-		server_respond_error(r, 404, "MODEL_NOT_FOUND",
-				     "invalid model id: %s (segments of letters, digits, '-', '_' and '.' "
-				     "joined by '/', an optional ':version', an optional 'provider:' prefix)",
-				     printable(model, MODEL_MAX) ? why_model : "unprintable or too long");
+	struct api_error err;
+	if (model_check(model, &mid, &err) < 0) {
+		server_respond_error(r, err.status, err.code, "%s", err.message);
 		return;
 	}
 	/* The body is validated in full but not built into a tree: `input` is
@@ -368,31 +419,6 @@ static void handle_run(struct request *r, const char *model)
 		server_respond_error(r, 400, "INVALID_REQUEST", "\"sync\" must be true or false");
 		return;
 	}
-	if (!url)
-		url = c->webhook_url;
-	if (url) {
-		char why[256];
-		if (urlguard_check_url(&w->guard, url, why, sizeof why) < 0) {
-			server_respond_error(r, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
-			return;
-		}
-		if (!c->webhook_secret) { /* deliveries are always signed */
-			server_respond_error(r, 400, "INVALID_REQUEST",
-					     "\"webhook_url\" refused: the customer has no webhook_secret to sign deliveries with");
-			return;
-		}
-	}
-	const char *idem = server_header(r, "Idempotency-Key");
-	if (idem && !printable(idem, IDEM_MAX)) {
-		server_respond_error(r, 400, "INVALID_REQUEST",
-				     "Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
-		return;
-	}
-	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
-	if (!targets) {
-		server_respond_error(r, 404, "MODEL_NOT_FOUND", "%s", why_model);
-		return;
-	}
 	const char *prefer = server_header(r, "Prefer");
 	double wait_s = 0;
 	if (sync && sync->type == JSCAN_TRUE)
@@ -407,6 +433,49 @@ static void handle_run(struct request *r, const char *model)
 				wait_s = 300;
 		}
 	}
+	struct api_run run = {
+		.model = model,
+		.input = input->val,
+		.input_len = input->len,
+		.webhook_url = url,
+		.track_id = track_id,
+		.wait_s = wait_s,
+		.idem_key = server_header(r, "Idempotency-Key"),
+		.idem_body = r->body.p,
+		.idem_body_len = r->body.len,
+	};
+	if (api_submit(r, c, &run, &err) < 0)
+		server_respond_error(r, err.status, err.code, "%s", err.message);
+}
+
+int api_submit(struct request *r, const struct config_customer *c, const struct api_run *run,
+	       struct api_error *err)
+{
+	struct worker *w = r->w;
+	const char *model = run->model;
+	const char *url = run->webhook_url, *track_id = run->track_id;
+	struct modelid mid;
+	char why_model[300];
+	if (model_check(model, &mid, err) < 0)
+		return -1;
+	if (!url)
+		url = c->webhook_url;
+	if (url) {
+		char why[256];
+		if (urlguard_check_url(&w->guard, url, why, sizeof why) < 0)
+			return run_fail(err, 400, "INVALID_REQUEST", "\"webhook_url\" refused: %s", why);
+		if (!c->webhook_secret) /* deliveries are always signed */
+			return run_fail(err, 400, "INVALID_REQUEST",
+					"\"webhook_url\" refused: the customer has no webhook_secret to sign deliveries with");
+	}
+	const char *idem = run->idem_key;
+	if (idem && !printable(idem, IDEM_MAX))
+		return run_fail(err, 400, "INVALID_REQUEST",
+				"Idempotency-Key must be 1 to %d printable characters", IDEM_MAX);
+	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
+	if (!targets)
+		return run_fail(err, 404, "MODEL_NOT_FOUND", "%s", why_model);
+	double wait_s = run->wait_s;
 
 	struct job *j = &r->job;
 	int64_t now = loop_wall_ms();
@@ -432,19 +501,19 @@ static void handle_run(struct request *r, const char *model)
 	json_decref(targets);
 	j->status = JOB_QUEUED;
 	j->track_id = track_id ? strdup(track_id) : NULL;
-	j->input = strndup(input->val, input->len);
+	j->input = strndup(run->input, run->input_len);
 	j->webhook_url = url ? strdup(url) : NULL;
-	j->hook = c->hook ? strdup(c->hook) : NULL;
+	j->hook = run->hook ? strdup(run->hook) : c->hook ? strdup(c->hook) : NULL;
 	j->created_at = j->updated_at = now;
 	j->submit_deadline = now + (int64_t)(w->cfg->submit_window_s * 1000);
 	j->deadline = now + (int64_t)(w->cfg->job_deadline_s * 1000);
 	if (idem) {
 		unsigned char h[SIGN_SHA256_LEN];
 		struct buf b;
-		buf_init(&b, r->body.len + MODEL_MAX + 2);
+		buf_init(&b, run->idem_body_len + MODEL_MAX + 2);
 		buf_adds(&b, model);
 		buf_add(&b, "\n", 1);
-		buf_add(&b, r->body.p, r->body.len);
+		buf_add(&b, run->idem_body, run->idem_body_len);
 		sign_sha256(b.p, b.len, h);
 		buf_free(&b);
 		sign_hex_encode(h, sizeof h, r->idem_hash, sizeof r->idem_hash);
@@ -458,6 +527,7 @@ static void handle_run(struct request *r, const char *model)
 	*w->batch_tail = r;
 	w->batch_tail = &r->next;
 	server_suspend(r);
+	return 0;
 }
 
 void api_flush(struct worker *w)
@@ -513,13 +583,12 @@ void api_flush(struct worker *w)
 		r->next = NULL;
 		r->wait = WAIT_NONE;
 		if (!ok) {
-			server_respond_error(r, 503, "UNAVAILABLE",
-					     "the job store is unavailable; retry later");
+			run_error(r, 503, "UNAVAILABLE", "the job store is unavailable; retry later");
 			continue;
 		}
 		if (r->outcome == 2) {
-			server_respond_error(r, 409, "IDEMPOTENCY_CONFLICT",
-					     "Idempotency-Key was used with a different request");
+			run_error(r, 409, "IDEMPOTENCY_CONFLICT",
+				  "Idempotency-Key was used with a different request");
 			continue;
 		}
 		if (r->outcome == 1) {
@@ -528,7 +597,7 @@ void api_flush(struct worker *w)
 				respond_run_shape(r, 202, &j);
 				job_clear(&j);
 			} else {
-				server_respond_error(r, 503, "UNAVAILABLE", "the job store is unavailable");
+				run_error(r, 503, "UNAVAILABLE", "the job store is unavailable");
 			}
 			continue;
 		}
@@ -784,6 +853,15 @@ int api_admit(struct request *r)
 	}
 	if (ui_owns(r->url))
 		return ui_admit(r);
+	if (front_owns(r)) {
+		/* A front's client sends its key as the front allows (Key or
+		 * Bearer); without a known one the front answers 401 in its
+		 * client's shape, before any body byte is read. */
+		if (front_customer(r))
+			return 0;
+		front_dispatch(r);
+		return -1;
+	}
 	const char *h = server_header(r, "Authorization");
 	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7))
 		return 0;
@@ -825,6 +903,8 @@ void api_dispatch(struct request *r)
 				     "this instance serves with --role worker: only /healthz and /metrics");
 		return;
 	}
+	if (front_dispatch(r)) /* /NAME/... of a loaded front script */
+		return;
 	if (strncmp(url, "/v1/models/", 11) == 0 && post) {
 		size_t n = strlen(url);
 		if (n > 15 && strcmp(url + n - 4, "/run") == 0) {

@@ -192,6 +192,12 @@ int cli_scripts_test(int argc, char **argv)
 			goto out;
 		}
 		fn = "transform";
+	} else if (kind == SCRIPT_FRONT) {
+		if (!fn || (strcmp(fn, "request") != 0 && strcmp(fn, "respond") != 0 &&
+			    strcmp(fn, "error") != 0 && strcmp(fn, "webhook") != 0)) {
+			fprintf(stderr, "genrelay: a front needs --fn request, respond, error or webhook\n");
+			goto out;
+		}
 	} else if (!fn || !known_provider_fn(fn)) {
 		fprintf(stderr, "genrelay: a provider script needs --fn submit, on_submitted, "
 			"on_callback, on_polled, poll, cancel or verify%s%s\n",

@@ -1250,9 +1250,18 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	/* The customer's hook as configured now (not when the job was made), so
 	 * an operator's change applies to pending deliveries too. */
 	const char *hook = cust && cust->hook ? cust->hook : "default";
+	/* A job submitted through a front with the client's own webhook shape
+	 * (fal's fal_webhook) records "front:NAME": that front's webhook(). */
+	enum script_kind hkind = SCRIPT_HOOK;
+	const char *hfn = "transform";
+	if (j.hook && strncmp(j.hook, "front:", 6) == 0) {
+		hkind = SCRIPT_FRONT;
+		hook = j.hook + 6;
+		hfn = "webhook";
+	}
 	json_t *event = job_to_json(&j);
 	json_object_set_new(event, "type", json_string(d.event));
-	const char *version = script_version(w->scripts, SCRIPT_HOOK, hook);
+	const char *version = script_version(w->scripts, hkind, hook);
 	char ver[32];
 	snprintf(ver, sizeof ver, "%s", version ? version : "");
 	char *body = NULL;
@@ -1264,14 +1273,15 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		 * start-up): retry on the schedule rather than send another shape. */
 		metrics_inc(M_SCRIPT_ERRORS);
 		char msg[ERR_MAX];
-		snprintf(msg, sizeof msg, "SCRIPT_ERROR: hooks/%.64s.lua: not loaded", hook);
+		snprintf(msg, sizeof msg, "SCRIPT_ERROR: %s/%.64s.lua: not loaded",
+			 hkind == SCRIPT_FRONT ? "fronts" : "hooks", hook);
 		delivery_failed(w, &d, wk, 0, 0, msg, -1, NULL, NULL, 0);
 		goto done;
 	}
-	if (script_exists(w->scripts, SCRIPT_HOOK, hook)) {
+	if (script_exists(w->scripts, hkind, hook)) {
 		json_t *out = NULL;
 		struct script_ctx ctx = {0};
-		if (script_call(w->scripts, SCRIPT_HOOK, hook, "transform", &event, 1, &ctx,
+		if (script_call(w->scripts, hkind, hook, hfn, &event, 1, &ctx,
 				&out, err, sizeof err) < 0) {
 			metrics_inc(M_SCRIPT_ERRORS);
 			char msg[ERR_MAX + 16];
@@ -1501,6 +1511,45 @@ json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh
 
 /* ---------- dispatch ---------- */
 
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j)
+{
+	if (store_begin(w->store) < 0)
+		return -1;
+	int rc = store_job_get(w->store, id, customer, j);
+	if (rc != 0) {
+		store_rollback(w->store);
+		return rc;
+	}
+	if (job_terminal(j->status)) {
+		store_rollback(w->store);
+		return 0;
+	}
+	struct work out[2];
+	int nout = 0;
+	j->status = JOB_CANCELED;
+	job_set(&j->error_code, "CANCELED");
+	job_set(&j->error_message, customer ? "canceled by the customer" : "canceled by an operator");
+	int64_t now = now_ms();
+	int ok = engine_end_job_tx(w, j, out, &nout) == 0;
+	if (ok && j->request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j->provider, "cancel")) {
+		struct work *ck = &out[nout];
+		memset(ck, 0, sizeof *ck);
+		ck->kind = WORK_CANCEL;
+		ck->due_at = now;
+		snprintf(ck->job_id, sizeof ck->job_id, "%s", j->id);
+		ok = store_work_add(w->store, j->id, WORK_CANCEL, NULL, now, w->owner,
+				    now + LEASE_MS, &ck->id) == 0;
+		nout++;
+	}
+	if (!ok || store_commit(w->store) < 0) {
+		store_rollback(w->store);
+		job_clear(j);
+		return -1;
+	}
+	engine_job_ended(w, j, out, nout);
+	return 0;
+}
+
 void engine_dispatch(struct worker *w, const struct work *wk)
 {
 	if (store_pending(w->store)) {
@@ -1566,48 +1615,3 @@ int engine_redeliver(struct worker *w, struct delivery *d)
 	return 0;
 }
 
-/*
- * Cancels job id (of customer, or of anyone when customer is NULL): ends it
- * canceled and queues the provider's cancel where its script has one, in
- * one transaction, then starts what follows. A job already ended is left as
- * it is. *j gets the job (caller clears) on 0; 1 when there is no such job,
- * <0 on a store error.
- */
-int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j)
-{
-	if (store_begin(w->store) < 0)
-		return -1;
-	int rc = store_job_get(w->store, id, customer, j);
-	if (rc != 0) {
-		store_rollback(w->store);
-		return rc;
-	}
-	if (job_terminal(j->status)) {
-		store_rollback(w->store);
-		return 0;
-	}
-	struct work out[2];
-	int nout = 0;
-	j->status = JOB_CANCELED;
-	job_set(&j->error_code, "CANCELED");
-	job_set(&j->error_message, customer ? "canceled by the customer" : "canceled by an operator");
-	int64_t now = now_ms();
-	int ok = engine_end_job_tx(w, j, out, &nout) == 0;
-	if (ok && j->request_id && script_has_fn(w->scripts, SCRIPT_PROVIDER, j->provider, "cancel")) {
-		struct work *ck = &out[nout];
-		memset(ck, 0, sizeof *ck);
-		ck->kind = WORK_CANCEL;
-		ck->due_at = now;
-		snprintf(ck->job_id, sizeof ck->job_id, "%s", j->id);
-		ok = store_work_add(w->store, j->id, WORK_CANCEL, NULL, now, w->owner,
-				    now + LEASE_MS, &ck->id) == 0;
-		nout++;
-	}
-	if (!ok || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		job_clear(j);
-		return -1;
-	}
-	engine_job_ended(w, j, out, nout);
-	return 0;
-}

@@ -77,4 +77,11 @@ int engine_cancel_job(struct worker *w, const char *id, const char *customer, st
 void engine_fail_job(struct worker *w, const char *job_id, const char *code,
 		     const char *message);
 
+/*
+ * Cancels job id (customer's, or anyone's when customer is NULL) in its own
+ * transaction; an ended job is left as it is. 0 with *j filled (caller
+ * clears), 1 when absent, <0 on a store error.
+ */
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
+
 #endif

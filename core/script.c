@@ -49,8 +49,8 @@ int luaopen_cjson_safe(lua_State *L);
 /* Registry keys (addresses of these bytes). */
 static const char K_ENV = 0, K_LOADED = 0, K_LIBSRC = 0, K_LOADING = 0;
 
-static const char *const kind_dir[] = { "providers", "hooks" };
-static const char *const kind_name[] = { "provider", "hook" };
+static const char *const kind_dir[] = { "providers", "hooks", "fronts" };
+static const char *const kind_name[] = { "provider", "hook", "front" };
 
 /* One loaded version of one script. */
 struct vm {
@@ -1345,8 +1345,10 @@ static int vm_load_body(lua_State *L)
 	{
 		static const char *const prov_fns[] = { "submit", "on_submitted", "on_callback", NULL };
 		static const char *const hook_fns[] = { "transform", NULL };
+		static const char *const front_fns[] = { "request", "respond", "error", NULL };
 		static const char *const opt_fns[] = { "verify", "poll", "on_polled", "cancel", NULL };
-		const char *const *req = vm->kind == SCRIPT_PROVIDER ? prov_fns : hook_fns;
+		const char *const *req = vm->kind == SCRIPT_PROVIDER ? prov_fns
+				       : vm->kind == SCRIPT_FRONT ? front_fns : hook_fns;
 		for (; *req; req++) {
 			if (lua_getfield(L, T, *req) != LUA_TFUNCTION)
 				return load_fail(L, "missing function %s", *req);
@@ -1366,6 +1368,12 @@ static int vm_load_body(lua_State *L)
 			lua_pop(L, 2);
 			if (has_poll && !has_polled)
 				return load_fail(L, "missing function on_polled (needed with poll)");
+		}
+		if (vm->kind == SCRIPT_FRONT) {
+			int t = lua_getfield(L, T, "webhook");
+			lua_pop(L, 1);
+			if (t != LUA_TNIL && t != LUA_TFUNCTION)
+				return load_fail(L, "webhook must be a function");
 		}
 	}
 
@@ -2027,7 +2035,7 @@ static int host_scan(struct script_host *h, char *first_err, size_t errlen, int 
 	*failures = 0;
 	for (size_t i = 0; i < h->n; i++)
 		h->e[i].seen = 0;
-	for (int kind = 0; kind < 2; kind++) {
+	for (int kind = 0; kind < SCRIPT_KINDS; kind++) {
 		DIR *d;
 		struct dirent *de;
 		snprintf(path, sizeof path, "%s/%s", dir, kind_dir[kind]);
@@ -2192,7 +2200,7 @@ int script_call(struct script_host *h, enum script_kind kind, const char *name,
 	if (out)
 		*out = NULL;
 	if (!vm || !fn || !out) {
-		set_err(err, errlen, "%s/%s.lua: not loaded", kind_dir[kind & 1],
+		set_err(err, errlen, "%s/%s.lua: not loaded", kind_dir[(unsigned)kind < SCRIPT_KINDS ? kind : 0],
 			name ? name : "?");
 		return -2;
 	}
@@ -2342,7 +2350,7 @@ static int split_script_path(const char *path, char *dir, size_t dirlen,
 		return -1;
 	}
 	if (!slash) {
-		set_err(err, errlen, "%s: must be under providers/ or hooks/", path);
+		set_err(err, errlen, "%s: must be under providers/, hooks/ or fronts/", path);
 		return -1;
 	}
 	dir[slash - dir] = '\0';
@@ -2359,8 +2367,10 @@ static int split_script_path(const char *path, char *dir, size_t dirlen,
 		*kind = SCRIPT_PROVIDER;
 	else if (strcmp(parent, "hooks") == 0)
 		*kind = SCRIPT_HOOK;
+	else if (strcmp(parent, "fronts") == 0)
+		*kind = SCRIPT_FRONT;
 	else {
-		set_err(err, errlen, "%s: must be under providers/ or hooks/", path);
+		set_err(err, errlen, "%s: must be under providers/, hooks/ or fronts/", path);
 		return -1;
 	}
 	if (slash)

@@ -3,7 +3,8 @@
  *
  * A script host belongs to one worker thread. It loads every script under the
  * configured scripts directory: provider adapters (providers/NAME.lua) and
- * webhook transforms (hooks/NAME.lua); scripts/lib/NAME.lua are modules those
+ * webhook transforms (hooks/NAME.lua), client-protocol fronts
+ * (fronts/NAME.lua, docs/fronts.md); scripts/lib/NAME.lua are modules those
  * scripts may require as require("lib.NAME"). Each loaded script lives in a
  * lua_State of its own (so a script that changes a shared metatable affects
  * nobody else), with a sandboxed environment, a memory cap (limits.lua_memory_mb)
@@ -25,7 +26,8 @@
 struct config;
 struct script_host;
 
-enum script_kind { SCRIPT_PROVIDER = 0, SCRIPT_HOOK = 1 };
+enum script_kind { SCRIPT_PROVIDER = 0, SCRIPT_HOOK = 1, SCRIPT_FRONT = 2 };
+#define SCRIPT_KINDS 3
 
 /* What ctx holds for one call. All pointers are borrowed for the call. */
 struct script_ctx {

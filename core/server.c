@@ -62,6 +62,15 @@ struct conn {
 	int linger;             /* answered from the headers: linger when MHD closes it */
 };
 
+/* The stream's state as MHD's content reader sees it. */
+struct stream_ctx {
+	struct request *r;   /* NULL once the request is gone */
+	server_stream_fn read;
+	void *cls;
+	void (*free_cls)(void *);
+	int paused;
+};
+
 /*
  * Lingering close. A request answered from its headers (401, 413, 429, 503)
  * is closed by MHD without reading the body the client may still be sending,
@@ -417,6 +426,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (k)
 		k->holds_body = 0;
 	api_request_gone(r);
+	if (r->front_stream)
+		((struct stream_ctx *)r->front_stream)->r = NULL;
 	if (r->response)
 		MHD_destroy_response(r->response);
 	loop_timer_stop(r->w->loop, &r->timer);
@@ -556,6 +567,14 @@ void server_each_header(struct request *r,
 	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, each_cb, &c);
 }
 
+void server_each_query(struct request *r,
+		       void (*fn)(void *arg, const char *name, const char *value),
+		       void *arg)
+{
+	struct each_ctx c = { fn, arg };
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, each_cb, &c);
+}
+
 void server_suspend(struct request *r)
 {
 	if (r->suspended)
@@ -656,6 +675,84 @@ void server_release(struct server *s, int committed)
 		MHD_resume_connection(r->conn);
 		s->need_run = 1;
 	}
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_ctx *sc = cls;
+	(void)pos;
+	long n = sc->read(sc->cls, buf, max);
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n == 0 && sc->r && !sc->paused) {
+		/* Nothing yet: pause, so MHD does not spin on this connection. */
+		sc->paused = 1;
+		sc->r->suspended = 1;
+		MHD_suspend_connection(sc->r->conn);
+	}
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream_ctx *sc = cls;
+	if (sc->free_cls)
+		sc->free_cls(sc->cls);
+	if (sc->r && sc->r->front_stream == sc)
+		sc->r->front_stream = NULL;
+	free(sc);
+}
+
+void server_respond_stream(struct request *r, unsigned status, const char *content_type,
+			   server_stream_fn read, void *cls, void (*free_cls)(void *))
+{
+	struct stream_ctx *sc = calloc(1, sizeof *sc);
+	if (r->answered || !sc) {
+		free(sc);
+		if (free_cls)
+			free_cls(cls);
+		return;
+	}
+	sc->r = r;
+	sc->read = read;
+	sc->cls = cls;
+	sc->free_cls = free_cls;
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+								      stream_reader, sc, stream_free);
+	if (!resp) {
+		stream_free(sc);
+		server_respond_error(r, 503, "UNAVAILABLE", "cannot stream");
+		return;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	r->front_stream = sc;
+	r->response = resp;
+	r->status = status;
+	r->answered = 1;
+	metrics_inc(M_HTTP_REQUESTS);
+	if (r->suspended) {
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+		r->w->server->need_run = 1;
+	}
+}
+
+void server_stream_wake(struct request *r)
+{
+	struct stream_ctx *sc = r->front_stream;
+	if (!sc || !sc->paused)
+		return;
+	sc->paused = 0;
+	r->suspended = 0;
+	MHD_resume_connection(r->conn);
+	r->w->server->need_run = 1;
+}
+
+void server_answer_header(struct request *r, const char *name, const char *value)
+{
+	if (r->response)
+		MHD_add_response_header(r->response, name, value);
 }
 
 int server_need_run(struct server *s)

@@ -55,6 +55,8 @@ struct request {
 	char wait_job[48];
 	struct loop_timer timer;
 	struct request *dnext;   /* answered, waiting for the store commit */
+	void *front;             /* front.c's state when a front handles it */
+	void *front_stream;      /* server.c's state of a streamed answer */
 };
 
 /*
@@ -84,6 +86,11 @@ void server_each_header(struct request *r,
 			void (*fn)(void *arg, const char *name, const char *value),
 			void *arg);
 
+/* Calls fn for every query-string argument (value "" when it has none). */
+void server_each_query(struct request *r,
+		       void (*fn)(void *arg, const char *name, const char *value),
+		       void *arg);
+
 void server_suspend(struct request *r);
 /* Sends body (ownership taken, malloc'd) with a status and content type. */
 void server_respond_raw(struct request *r, unsigned status, char *body, size_t len,
@@ -104,6 +111,21 @@ void server_respond_error(struct request *r, unsigned status, const char *code,
  * and they are answered 503 instead.
  */
 void server_release(struct server *s, int committed);
+/*
+ * A streamed answer (chunked, e.g. text/event-stream). read(cls, buf, max)
+ * returns bytes written, 0 when it has nothing yet (the connection is then
+ * paused until server_stream_wake), or -1 at the end of the stream.
+ * free_cls(cls) runs once MHD is done with the response. The request may be
+ * gone before that (api_request_gone tells its owner).
+ */
+typedef long (*server_stream_fn)(void *cls, char *buf, size_t max);
+void server_respond_stream(struct request *r, unsigned status, const char *content_type,
+			   server_stream_fn read, void *cls, void (*free_cls)(void *));
+/* Resumes a stream paused by its read function returning 0. */
+void server_stream_wake(struct request *r);
+/* Adds a header to the answer queued or held for r (after server_respond_*). */
+void server_answer_header(struct request *r, const char *name, const char *value);
+
 /* 1 when a resumed request waits for server_run(). */
 int server_need_run(struct server *s);
 

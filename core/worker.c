@@ -162,7 +162,7 @@ static void inotify_cb(struct loop_io *io, uint32_t events)
 
 static void watch_scripts(struct worker *w)
 {
-	static const char *const sub[] = { "", "/providers", "/hooks", "/lib" };
+	static const char *const sub[] = { "", "/providers", "/hooks", "/fronts", "/lib" };
 	w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->inotify_fd < 0)
 		return;

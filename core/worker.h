@@ -49,6 +49,7 @@ struct worker {
 	struct request *batch;         /* run requests waiting for the group commit */
 	struct request **batch_tail;
 	struct request *waiters;       /* sync / long-poll requests */
+	void *front_streams;           /* front.c: status streams (server-sent events) */
 	json_t *jwks;                  /* provider -> {"keys":[...],"at":ms} */
 	int inotify_fd;
 	struct loop_io inotify_io;

@@ -7,7 +7,7 @@
 # Without clang they are registered as skipped. `make fuzz` runs them longer.
 set(GENRELAY_FUZZ AUTO CACHE STRING "Build the libFuzzer targets: AUTO, ON or OFF")
 set(GENRELAY_FUZZ_TEST_SECONDS 3 CACHE STRING "Seconds each fuzz target runs under ctest")
-set(GENRELAY_FUZZ_TARGETS urlguard sign api callbacks)
+set(GENRELAY_FUZZ_TARGETS urlguard sign api callbacks multipart)
 
 set(_fuzz_ok FALSE)
 if(NOT GENRELAY_FUZZ STREQUAL "OFF")

@@ -911,8 +911,23 @@ static void test_check_file(void)
 	write_file("lib/notascript.lua", "return {}");
 	snprintf(path, sizeof path, "%s/lib/notascript.lua", root);
 	CHECK_EQ_INT(script_check_file(cfg, path, err, sizeof err), -1);
-	CHECK(strstr(err, "providers/ or hooks/") != NULL);
+	CHECK(strstr(err, "providers/, hooks/ or fronts/") != NULL);
 	remove_file("lib/notascript.lua");
+
+	/* fronts: request, respond and error are required; webhook optional */
+	write_file("fronts/half.lua", "return { request = function() end, error = function() end }");
+	snprintf(path, sizeof path, "%s/fronts/half.lua", root);
+	CHECK_EQ_INT(script_check_file(cfg, path, err, sizeof err), -1);
+	CHECK(strstr(err, "missing function respond") != NULL);
+	write_file("fronts/half.lua", "return { request = function() end, respond = function() end,"
+				      " error = function() end, webhook = 1 }");
+	CHECK_EQ_INT(script_check_file(cfg, path, err, sizeof err), -1);
+	CHECK(strstr(err, "webhook must be a function") != NULL);
+	write_file("fronts/half.lua", "return { request = function(req) return { op = 'get', job_id = req.path } end,"
+				      " respond = function() end, error = function() end,"
+				      " examples = { { fn = 'request', args = { { path = 'j' } }, expect = { op = 'get', job_id = 'j' } } } }");
+	CHECK_EQ_INT(script_check_file(cfg, path, err, sizeof err), 0);
+	remove_file("fronts/half.lua");
 
 	snprintf(path, sizeof path, "%s/providers/absent.lua", root);
 	CHECK_EQ_INT(script_check_file(cfg, path, err, sizeof err), -1);
@@ -968,8 +983,8 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	const char *dirs[] = { "providers", "hooks", "lib" };
-	for (int i = 0; i < 3; i++) {
+	const char *dirs[] = { "providers", "hooks", "lib", "fronts" };
+	for (int i = 0; i < 4; i++) {
 		snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
 		mkdir(path, 0700);
 	}

@@ -71,7 +71,7 @@ async function scripts(api) {
   const r = await api('GET', '/v1/scripts');
   if (r.status !== 200) throw new Error(`GET /v1/scripts: ${r.status} ${r.text}`);
   const out = {};
-  for (const s of r.body.data) out[`${s.kind === 'hook' ? 'hooks' : 'providers'}/${s.name}`] = s;
+  for (const s of r.body.data) out[`${{ hook: 'hooks', front: 'fronts' }[s.kind] || 'providers'}/${s.name}`] = s;
   return out;
 }
 

@@ -862,6 +862,11 @@ int api_admit(struct request *r)
 		front_dispatch(r);
 		return -1;
 	}
+	if (strncmp(r->url, "/v1/", 4) != 0 && strcmp(r->url, "/metrics") != 0) {
+		/* No route outside /v1/ takes a body: no key can make it one. */
+		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+		return -1;
+	}
 	const char *h = server_header(r, "Authorization");
 	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7))
 		return 0;

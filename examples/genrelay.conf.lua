@@ -32,8 +32,10 @@ workers    = 1
 -- The store's files are created 0600; genrelay refuses to start on a store
 -- that group or others may read or write, unless this is true.
 -- store_insecure_permissions = false
--- The key of the admin surfaces (GET /v1/scripts), at least 16 bytes.
--- admin_key = os.getenv("GENRELAY_ADMIN_KEY")
+-- The key of the admin surfaces (the dashboard at /ui, GET /v1/scripts,
+-- /metrics, `genrelay jobs` and `genrelay deliveries`), at least 16 bytes.
+-- With the simulator (make run) a demo key is set so the dashboard opens.
+admin_key = os.getenv("GENRELAY_ADMIN_KEY") or (sim and "demo-admin-key-0123456789")
 -- /metrics on the API listener takes `Authorization: Bearer` with the
 -- admin_key or the metrics_token (which may read /metrics only: a scraper's
 -- token; at least 16 bytes).

@@ -1234,16 +1234,23 @@ static void run_deliver(struct worker *w, const struct work *wk)
 	struct delivery d;
 	struct job j;
 	char err[ERR_MAX];
+	/* A store error leaves the row for a second later (never leased for a
+	 * whole lease, never dropped); a delivery or job that is gone, or a
+	 * delivery no longer pending, finishes the row. */
 	int rc = store_delivery_get(w->store, wk->ref, &d);
-	if (rc != 0) {
-		if (rc == 1)
-			work_done(w, wk);
-		return;
-	}
-	if (strcmp(d.status, "pending") != 0 ||
-	    store_job_get(w->store, d.job_id, NULL, &j) != 0) {
+	if (rc == 0 && strcmp(d.status, "pending") != 0) {
 		free(d.url);
-		work_done(w, wk);
+		rc = 1;
+	} else if (rc == 0 && (rc = store_job_get(w->store, d.job_id, NULL, &j)) != 0) {
+		free(d.url);
+	}
+	if (rc != 0) {
+		if (rc == 1) {
+			work_done(w, wk);
+		} else {
+			metrics_inc(M_STORE_ERRORS);
+			reschedule(w, wk, now_ms() + 1000, wk->tries);
+		}
 		return;
 	}
 	const struct config_customer *cust = config_customer_by_name(w->cfg, j.customer);

@@ -9,9 +9,13 @@
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
  *   genrelay jobs list|show|cancel ...      (cli_admin.h)
  *   genrelay deliveries list|retry ...
+ *   genrelay customers add|list|rotate-key|remove ...   (cli_customers.h)
+ *   genrelay reload [--config FILE] [--pid PID]
  *   genrelay version
  */
 #include "cli_admin.h"
+#include "cli_customers.h"
+#include "customers.h"
 #include "cli_scripts.h"
 #include "cli_listen.h"
 #include "checkpointer.h"
@@ -59,6 +63,8 @@ static void usage(FILE *f)
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
 		"       genrelay jobs list|show|cancel ...        (genrelay jobs --help)\n"
 		"       genrelay deliveries list|retry ...        (genrelay deliveries --help)\n"
+		"       genrelay customers add|list|rotate-key|remove ... (genrelay customers --help)\n"
+		"       genrelay reload [--config FILE] [--pid PID]\n"
 		"       genrelay version\n");
 }
 
@@ -300,6 +306,37 @@ fail:
 }
 
 /*
+ * The webhook secrets of the customers kept in the store join cfg->scrub
+ * (it is read-only once the workers run, so customers added later are
+ * scrubbed from the next reload or restart on; their secret is only ever
+ * used as an HMAC key, never put in outgoing text). 0 or -1 (printed).
+ */
+static int scrub_stored_secrets(struct config *cfg, struct store *s)
+{
+	json_t *l = store_customer_list(s);
+	if (!l) {
+		fprintf(stderr, "genrelay: store: %s\n", store_errmsg(s));
+		return -1;
+	}
+	size_t i;
+	json_t *o;
+	int rc = 0;
+	json_array_foreach(l, i, o) {
+		struct store_customer c;
+		if (!json_is_true(json_object_get(o, "has_webhook_secret")) ||
+		    store_customer_get(s, NULL, json_string_value(json_object_get(o, "name")), &c) != 0)
+			continue;
+		if (scrub_add(cfg->scrub, c.webhook_secret) < 0)
+			rc = -1;
+		memset(c.webhook_secret, 0, sizeof c.webhook_secret);
+	}
+	json_decref(l);
+	if (rc < 0)
+		fprintf(stderr, "genrelay: out of memory\n");
+	return rc;
+}
+
+/*
  * SQLite allows one serving instance per store file: an exclusive lock on
  * PATH.lock, held until the process ends (the kernel drops it when the
  * process dies, so a restart after a crash finds it free). 0, or -1 with err.
@@ -407,6 +444,11 @@ static int serve(const char *path, int role)
 		if (*p == ':')
 			*p = '_';
 	release_dead_leases(s, host);
+	if (scrub_stored_secrets(cfg, s) < 0) {
+		store_close(s);
+		config_free(cfg);
+		return 2;
+	}
 	store_close(s);
 
 	sigset_t set;
@@ -621,6 +663,8 @@ int main(int argc, char **argv)
 		return cli_scripts_test(argc - 3, argv + 3);
 	if (strcmp(cmd, "jobs") == 0 || strcmp(cmd, "deliveries") == 0)
 		return cli_admin(cmd, argc - 2, argv + 2);
+	if (strcmp(cmd, "customers") == 0)
+		return cli_customers(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

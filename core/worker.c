@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "customers.h"
 #include "engine.h"
 #include "fetch.h"
 #include "log.h"
@@ -199,6 +200,10 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	w->batch_tail = &w->batch;
 	w->inotify_fd = -1;
 	w->jwks = json_object();
+	if (!(w->customers = customers_new())) {
+		snprintf(err, errlen, "worker %d: out of memory", w->index);
+		return -1;
+	}
 	w->guard.require_https = w->cfg->require_https;
 	w->guard.allow_private = w->cfg->allow_private;
 	if (!(w->loop = loop_new()) || !(w->fetch = fetcher_new(w->loop, (long)w->cfg->max_inflight + 64))) {
@@ -257,6 +262,7 @@ void worker_join(struct worker *w)
 	store_close(w->store);
 	free(w->live_work);
 	json_decref(w->jwks);
+	customers_free(w->customers);
 	free(w->after);
 	loop_free(w->loop);
 }

@@ -34,6 +34,7 @@ struct worker {
 	int listen_fd;               /* shared SO_REUSEPORT socket of this worker */
 	int metrics_fd;              /* metrics_listen socket (worker 0 only), else -1 */
 	struct ratelimit *rates;     /* customers' token buckets; shared, owned by main */
+	struct customers *customers; /* stored customers' cache (customers.h), owned */
 
 	struct loop *loop;
 	struct fetcher *fetch;

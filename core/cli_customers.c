@@ -101,7 +101,8 @@ static int cmd_add(struct store *s, const struct config *cfg, const char *name, 
 		return 1;
 	}
 	snprintf(c.name, sizeof c.name, "%s", name);
-	snprintf(c.webhook_secret, sizeof c.webhook_secret, "%s", secret ? secret : "");
+	if (secret) /* shorter than the field: checked above */
+		memcpy(c.webhook_secret, secret, strlen(secret) + 1);
 	snprintf(c.hook, sizeof c.hook, "%s", hook ? hook : "");
 	snprintf(c.webhook_url, sizeof c.webhook_url, "%s", url ? url : "");
 	c.created_at = wall_ms();

@@ -6,6 +6,7 @@
 
 #include "callbacks.h"
 #include "config.h"
+#include "customers.h"
 #include "engine.h"
 #include "fetch.h"
 #include "front.h"
@@ -70,7 +71,7 @@ static const struct config_customer *authenticate(struct request *r)
 				     "missing Authorization: Bearer <api key>");
 		return NULL;
 	}
-	const struct config_customer *c = config_customer_by_key(r->w->cfg, h + 7);
+	const struct config_customer *c = customers_by_key(r->w->customers, r->w->cfg, r->w->store, h + 7);
 	if (!c) {
 		server_respond_error(r, 401, "UNAUTHORIZED", "unknown API key");
 		return NULL;

@@ -110,6 +110,19 @@ struct config {
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
 
+/*
+ * A reload (SIGHUP, `genrelay reload`): reads cur->path again. Returns the
+ * new config (caller frees) or NULL with the reason in err, cur untouched.
+ * Settings a running process cannot change (listen, metrics_listen,
+ * workers, store, store.retention_days, durability, scripts, the server
+ * secrets, limits.max_connections, limits.connection_timeout_s,
+ * limits.max_inflight, limits.buffered_bytes) keep cur's values in the new
+ * config; the keys of those that differed in the file are listed in
+ * changed ("" when none), for the log.
+ */
+struct config *config_reload(const struct config *cur, char *changed, size_t changedlen,
+			     char *err, size_t errlen);
+
 /* Customer whose api_key equals key (constant time per customer), or NULL. */
 const struct config_customer *config_customer_by_key(const struct config *c,
 						     const char *key);

@@ -8,6 +8,7 @@
 #include "api.h"
 #include "buf.h"
 #include "config.h"
+#include "customers.h"
 #include "fetch.h"
 #include "log.h"
 #include "metrics.h"
@@ -1253,7 +1254,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		}
 		return;
 	}
-	const struct config_customer *cust = config_customer_by_name(w->cfg, j.customer);
+	const struct config_customer *cust = customers_by_name(w->customers, w->cfg, w->store, j.customer);
 	/* The customer's hook as configured now (not when the job was made), so
 	 * an operator's change applies to pending deliveries too. */
 	const char *hook = cust && cust->hook ? cust->hook : "default";

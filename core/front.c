@@ -19,6 +19,7 @@
 #include "api.h"
 #include "buf.h"
 #include "config.h"
+#include "customers.h"
 #include "engine.h"
 #include "fetch.h"
 #include "job.h"
@@ -511,7 +512,7 @@ const struct config_customer *front_customer(struct request *r)
 		key = h + 4;
 	else if (h && strncasecmp(h, "Bearer ", 7) == 0)
 		key = h + 7;
-	return key ? config_customer_by_key(r->w->cfg, key) : NULL;
+	return key ? customers_by_key(r->w->customers, r->w->cfg, r->w->store, key) : NULL;
 }
 
 static void op_submit(struct front_req *fr, struct request *r, json_t *op)

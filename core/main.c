@@ -9,9 +9,13 @@
  *   genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]
  *   genrelay jobs list|show|cancel ...      (cli_admin.h)
  *   genrelay deliveries list|retry ...
+ *   genrelay customers add|list|rotate-key|remove ...   (cli_customers.h)
+ *   genrelay reload [--config FILE] [--pid PID]
  *   genrelay version
  */
 #include "cli_admin.h"
+#include "cli_customers.h"
+#include "customers.h"
 #include "cli_scripts.h"
 #include "cli_listen.h"
 #include "checkpointer.h"
@@ -59,6 +63,8 @@ static void usage(FILE *f)
 		"       genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]\n"
 		"       genrelay jobs list|show|cancel ...        (genrelay jobs --help)\n"
 		"       genrelay deliveries list|retry ...        (genrelay deliveries --help)\n"
+		"       genrelay customers add|list|rotate-key|remove ... (genrelay customers --help)\n"
+		"       genrelay reload [--config FILE] [--pid PID]\n"
 		"       genrelay version\n");
 }
 
@@ -300,6 +306,37 @@ fail:
 }
 
 /*
+ * The webhook secrets of the customers kept in the store join cfg->scrub
+ * (it is read-only once the workers run, so customers added later are
+ * scrubbed from the next reload or restart on; their secret is only ever
+ * used as an HMAC key, never put in outgoing text). 0 or -1 (printed).
+ */
+static int scrub_stored_secrets(struct config *cfg, struct store *s)
+{
+	json_t *l = store_customer_list(s);
+	if (!l) {
+		fprintf(stderr, "genrelay: store: %s\n", store_errmsg(s));
+		return -1;
+	}
+	size_t i;
+	json_t *o;
+	int rc = 0;
+	json_array_foreach(l, i, o) {
+		struct store_customer c;
+		if (!json_is_true(json_object_get(o, "has_webhook_secret")) ||
+		    store_customer_get(s, NULL, json_string_value(json_object_get(o, "name")), &c) != 0)
+			continue;
+		if (scrub_add(cfg->scrub, c.webhook_secret) < 0)
+			rc = -1;
+		memset(c.webhook_secret, 0, sizeof c.webhook_secret);
+	}
+	json_decref(l);
+	if (rc < 0)
+		fprintf(stderr, "genrelay: out of memory\n");
+	return rc;
+}
+
+/*
  * SQLite allows one serving instance per store file: an exclusive lock on
  * PATH.lock, held until the process ends (the kernel drops it when the
  * process dies, so a restart after a crash finds it free). 0, or -1 with err.
@@ -334,6 +371,86 @@ static int lock_sqlite_store(const char *spec, char *err, size_t errlen)
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) < 0)
 		log_warn("store: cannot write %s: %s", path, strerror(errno));
 	return 0; /* fd stays open (and locked) until exit */
+}
+
+/* The configurations of a serving process: the first, and one generation
+ * per applied reload (kept until the workers are joined). */
+struct reload_ctx {
+	struct config *cur;         /* in use now (the first one is serve's) */
+	struct worker *ws;
+	int n;
+	const char *secret;         /* the callback-token secrets, for scrubbing */
+	const char *stored_prev;
+	struct config_gen **gens;   /* owned, with their cfg and rates */
+	size_t ngens;
+};
+
+/*
+ * SIGHUP: reads the config file again; a config that does not load or whose
+ * customers name a hook with no script changes nothing (the reason is
+ * logged). Otherwise the workers switch to it at their next loop
+ * iteration: customers, keys, rates, providers, models, webhooks, jobs and
+ * most limits at once; the restart-only settings keep their values and are
+ * named in the log when the file changed them.
+ */
+static void reload_config(struct reload_ctx *rc)
+{
+	char err[1024], changed[512];
+	struct config *next = config_reload(rc->cur, changed, sizeof changed, err, sizeof err);
+	if (!next) {
+		log_warn("reload: %s; the configuration in use is unchanged", err);
+		return;
+	}
+	struct script_host *sh = script_host_new(next);
+	int ok = sh != NULL;
+	if (sh) {
+		script_host_load(sh, err, sizeof err); /* the workers report script failures */
+		for (size_t i = 0; ok && i < next->ncustomers; i++) {
+			const char *hook = next->customers[i].hook ? next->customers[i].hook : "default";
+			if (!script_exists(sh, SCRIPT_HOOK, hook)) {
+				log_warn("reload: customers.%s.hook: no script hooks/%s.lua; the "
+					 "configuration in use is unchanged", next->customers[i].name, hook);
+				ok = 0;
+			}
+		}
+		if (ok)
+			warn_providers(next, sh, 1);
+	}
+	script_host_free(sh);
+	struct store *s = ok ? store_open(next->store, strcmp(next->durability, "fsync") == 0,
+					  err, sizeof err) : NULL;
+	if (ok && !s)
+		log_warn("reload: store: %s; the configuration in use is unchanged", err);
+	ok = ok && s && scrub_add(next->scrub, rc->secret) == 0 &&
+	     scrub_add(next->scrub, rc->stored_prev) == 0 && scrub_stored_secrets(next, s) == 0;
+	store_close(s);
+	struct config_gen *g = ok ? calloc(1, sizeof *g) : NULL;
+	struct config_gen **gens = g ? realloc(rc->gens, (rc->ngens + 1) * sizeof *gens) : NULL;
+	struct ratelimit *rates = gens ? ratelimit_new(next) : NULL;
+	if (!rates) {
+		if (ok)
+			log_warn("reload: out of memory; the configuration in use is unchanged");
+		if (gens)
+			rc->gens = gens;
+		free(g);
+		config_free(next);
+		return;
+	}
+	g->cfg = next;
+	g->rates = rates;
+	rc->gens = gens;
+	rc->gens[rc->ngens++] = g;
+	log_set_level(log_level_parse(next->log_level));
+	log_set_scrub(next->scrub);
+	warn_short_secrets(next);
+	for (int i = 0; i < rc->n; i++)
+		worker_set_config(&rc->ws[i], g);
+	rc->cur = next;
+	log_info("reload: configuration applied (%zu customer(s), %zu provider(s), %zu model alias(es))",
+		 next->ncustomers, json_object_size(next->providers), next->naliases);
+	if (changed[0])
+		log_warn("reload: %s changed in the file: these need a restart and keep their "
+			 "values until then", changed);
 }
 
 static int serve(const char *path, int role)
@@ -407,13 +524,20 @@ static int serve(const char *path, int role)
 		if (*p == ':')
 			*p = '_';
 	release_dead_leases(s, host);
+	if (scrub_stored_secrets(cfg, s) < 0) {
+		store_close(s);
+		config_free(cfg);
+		return 2;
+	}
 	store_close(s);
 
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	struct reload_ctx reload = { .cur = cfg };
 
 	struct checkpointer *ckpt = checkpointer_start(cfg, err, sizeof err);
 	if (!ckpt) {
@@ -481,8 +605,15 @@ static int serve(const char *path, int role)
 			 : cfg->role == ROLE_WORKER ? "worker" : "all", where);
 		if (cfg->metrics_listen)
 			log_info("metrics (open) on http://%s/metrics", cfg->metrics_listen);
+		reload.ws = ws;
+		reload.n = n;
+		reload.secret = secret;
+		reload.stored_prev = stored_prev;
 		int sig = 0;
-		sigwait(&set, &sig);
+		while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+			log_info("SIGHUP: reloading %s", cfg->path ? cfg->path : "the configuration");
+			reload_config(&reload);
+		}
 		log_info("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	}
 	for (int i = 0; i < started; i++)
@@ -495,6 +626,12 @@ static int serve(const char *path, int role)
 	retention_stop(ret);
 	checkpointer_stop(ckpt);
 	log_set_scrub(NULL);
+	for (size_t i = 0; i < reload.ngens; i++) {
+		ratelimit_free(reload.gens[i]->rates);
+		config_free((struct config *)reload.gens[i]->cfg);
+		free(reload.gens[i]);
+	}
+	free(reload.gens);
 	config_free(cfg);
 	curl_global_cleanup();
 	log_info("stopped");
@@ -583,6 +720,80 @@ static int scripts_check(int argc, char **argv)
 	return rc;
 }
 
+/*
+ * genrelay reload [--config FILE] [--pid PID]: sends SIGHUP to the running
+ * genrelay. Without --pid it is found through its store: a serving process
+ * holds the lock file STORE.lock of a SQLite store with its pid in it (a
+ * PostgreSQL store has no such file: give --pid, or kill -HUP). The
+ * process re-reads its own --config file; the log says what happened.
+ */
+static int reload_cmd(int argc, char **argv)
+{
+	const char *path = NULL;
+	long pid = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			path = argv[++i];
+		} else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) {
+			char *end;
+			pid = strtol(argv[++i], &end, 10);
+			if (*end || pid <= 0) {
+				fprintf(stderr, "genrelay: --pid: not a process id\n");
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "usage: genrelay reload [--config FILE] [--pid PID]\n");
+			return 2;
+		}
+	}
+	if (!pid) {
+		char err[1024], lock[PATH_MAX];
+		struct config *cfg = config_load(path, err, sizeof err);
+		if (!cfg) {
+			fprintf(stderr, "genrelay: %s\n", err);
+			return 2;
+		}
+		int sqlite = strncmp(cfg->store, "sqlite:", 7) == 0;
+		snprintf(lock, sizeof lock, "%s.lock", sqlite ? cfg->store + 7 : "");
+		config_free(cfg);
+		if (!sqlite) {
+			fprintf(stderr, "genrelay: the store is not SQLite: give --pid PID (or send SIGHUP)\n");
+			return 2;
+		}
+		int fd = open(lock, O_RDONLY | O_CLOEXEC);
+		char buf[32] = "";
+		if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+			ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+			buf[got > 0 ? got : 0] = '\0';
+			pid = strtol(buf, NULL, 10);
+		}
+		if (fd >= 0)
+			close(fd);
+		if (pid <= 0) {
+			fprintf(stderr, "genrelay: no genrelay is serving the store of this configuration\n");
+			return 1;
+		}
+	}
+	char comm_path[64], comm[64] = "";
+	snprintf(comm_path, sizeof comm_path, "/proc/%ld/comm", pid);
+	FILE *f = fopen(comm_path, "r");
+	if (f) {
+		if (!fgets(comm, sizeof comm, f))
+			comm[0] = '\0';
+		fclose(f);
+	}
+	if (strncmp(comm, "genrelay", 8) != 0) {
+		fprintf(stderr, "genrelay: process %ld is not a genrelay\n", pid);
+		return 1;
+	}
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		fprintf(stderr, "genrelay: signalling %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	printf("sent SIGHUP to genrelay (pid %ld); its log says whether the configuration was applied\n", pid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -621,6 +832,10 @@ int main(int argc, char **argv)
 		return cli_scripts_test(argc - 3, argv + 3);
 	if (strcmp(cmd, "jobs") == 0 || strcmp(cmd, "deliveries") == 0)
 		return cli_admin(cmd, argc - 2, argv + 2);
+	if (strcmp(cmd, "customers") == 0)
+		return cli_customers(argc - 2, argv + 2);
+	if (strcmp(cmd, "reload") == 0)
+		return reload_cmd(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -1949,6 +1949,16 @@ struct script_host *script_host_new(const struct config *cfg)
 	return h;
 }
 
+void script_host_set_config(struct script_host *h, const struct config *cfg)
+{
+	if (!h || !cfg)
+		return;
+	h->cfg = cfg;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->e[i].vm)
+			h->e[i].vm->cfg = cfg;
+}
+
 void script_host_free(struct script_host *h)
 {
 	if (!h)

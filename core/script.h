@@ -39,6 +39,9 @@ struct script_ctx {
 
 /* Creates a host for cfg (borrowed for the host's lifetime). Loads nothing. */
 struct script_host *script_host_new(const struct config *cfg);
+/* A config reload: the host and its scripts read cfg from now on (provider
+ * settings, scrub set); cfg must outlive the host. Owner thread only. */
+void script_host_set_config(struct script_host *h, const struct config *cfg);
 void script_host_free(struct script_host *h);
 
 /*

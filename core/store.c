@@ -285,3 +285,29 @@ json_t *store_job_callbacks(struct store *s, const char *job_id)
 {
 	return OPS(s)->job_callbacks(s, job_id);
 }
+
+int store_customer_add(struct store *s, const struct store_customer *c)
+{
+	return OPS(s)->customer_add(s, c);
+}
+
+int store_customer_set_key(struct store *s, const char *name, const char *key_sha256)
+{
+	return OPS(s)->customer_set_key(s, name, key_sha256);
+}
+
+int store_customer_get(struct store *s, const char *key_sha256, const char *name,
+		       struct store_customer *out)
+{
+	return OPS(s)->customer_get(s, key_sha256, name, out);
+}
+
+json_t *store_customer_list(struct store *s)
+{
+	return OPS(s)->customer_list(s);
+}
+
+int store_customer_remove(struct store *s, const char *name)
+{
+	return OPS(s)->customer_remove(s, name);
+}

@@ -211,4 +211,32 @@ json_t *store_job_callbacks(struct store *s, const char *job_id);
  * own (never inside a batch). *purged says how many jobs went. */
 int store_purge(struct store *s, int64_t before, int limit, int *purged);
 
+/*
+ * Stored customers (`genrelay customers ...`, core/customers.c): one row per
+ * customer. The API key is kept only as its SHA-256 (lowercase hex); the
+ * webhook secret is kept in clear (deliveries are signed with it), which is
+ * why the store file is 0600. Fixed-size fields: no ownership to track.
+ */
+struct store_customer {
+	char name[65];
+	char key_sha256[65];      /* hex of SHA-256(api key) */
+	char webhook_secret[256]; /* "" when none */
+	char hook[65];            /* "" when none (the default hook) */
+	char webhook_url[2048];   /* "" when none */
+	int64_t created_at;       /* wall ms */
+};
+/* 0 added, 1 a customer of that name (or that key hash) exists, <0 error. */
+int store_customer_add(struct store *s, const struct store_customer *c);
+/* Replaces the key hash of customer name: 0, 1 no such customer, <0 error. */
+int store_customer_set_key(struct store *s, const char *name, const char *key_sha256);
+/* The customer whose key hash is key_sha256 (when not NULL) or whose name is
+ * name: 0 found (*out filled), 1 none, <0 error. */
+int store_customer_get(struct store *s, const char *key_sha256, const char *name,
+		       struct store_customer *out);
+/* [{"name","hook","webhook_url","has_webhook_secret","created_at"}] by name
+ * (never the key hash nor the secret); NULL on a store error. */
+json_t *store_customer_list(struct store *s);
+/* 0 removed, 1 no such customer, <0 error. */
+int store_customer_remove(struct store *s, const char *name);
+
 #endif

@@ -23,6 +23,7 @@ struct store;
 struct work;
 struct delivery;
 struct job_filter;
+struct store_customer;
 enum work_kind;
 
 struct store_ops {
@@ -87,6 +88,12 @@ struct store_ops {
 				 int limit);
 	json_t *(*provider_stats)(struct store *s, int64_t since);
 	json_t *(*job_callbacks)(struct store *s, const char *job_id);
+	int (*customer_add)(struct store *s, const struct store_customer *c);
+	int (*customer_set_key)(struct store *s, const char *name, const char *key_sha256);
+	int (*customer_get)(struct store *s, const char *key_sha256, const char *name,
+			    struct store_customer *out);
+	json_t *(*customer_list)(struct store *s);
+	int (*customer_remove)(struct store *s, const char *name);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -145,6 +152,11 @@ int pg_store_schema_version(void);
 #define store_delivery_list STORE_FN(delivery_list)
 #define store_provider_stats STORE_FN(provider_stats)
 #define store_job_callbacks STORE_FN(job_callbacks)
+#define store_customer_add STORE_FN(customer_add)
+#define store_customer_set_key STORE_FN(customer_set_key)
+#define store_customer_get STORE_FN(customer_get)
+#define store_customer_list STORE_FN(customer_list)
+#define store_customer_remove STORE_FN(customer_remove)
 
 /* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") }; */
 #define STORE_OPS_INIT(backend_name) \
@@ -168,7 +180,10 @@ int pg_store_schema_version(void);
 	.job_events = store_job_events, .purge = store_purge, \
 	.work_take_slot = store_work_take_slot, .event_count = store_event_count, \
 	.job_search = store_job_search, .delivery_list = store_delivery_list, \
-	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks
+	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks, \
+	.customer_add = store_customer_add, .customer_set_key = store_customer_set_key, \
+	.customer_get = store_customer_get, .customer_list = store_customer_list, \
+	.customer_remove = store_customer_remove
 #endif
 
 #endif

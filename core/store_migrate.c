@@ -47,6 +47,8 @@ static const struct table tables[] = {
 	  "id", 1, -1 },
 	{ "callbacks", "id,job_id,provider,at,outcome,body", "id", 1, 5 },
 	{ "events", "id,job_id,at,kind,detail", "id", 1, -1 },
+	{ "customers", "name,key_sha256,webhook_secret,hook,webhook_url,created_at,updated_at",
+	  "name", 0, -1 },
 };
 
 /* Appends v to buf (COPY text format: backslash escapes, \N for NULL). */

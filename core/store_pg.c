@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* Back-off between reconnect attempts while PostgreSQL is unreachable. */
 #define PG_RETRY_MS 1000
 /* pg_advisory_lock key of migrations ("genrelay" in ASCII, truncated). */
@@ -49,6 +49,7 @@ enum {
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
 	Q_SLOT_LOCK, Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_CB_OF_JOB,
+	Q_CUST_ADD, Q_CUST_KEY, Q_CUST_BY_KEY, Q_CUST_BY_NAME, Q_CUST_LIST, Q_CUST_DEL,
 	Q_COUNT
 };
 
@@ -129,6 +130,16 @@ static const char *const sql[Q_COUNT] = {
 	[Q_SLOT_HOLD] = "UPDATE work SET lease_owner='cap-wait', lease_until=$2 WHERE id=$1",
 	[Q_EV_COUNT] = "SELECT count(*) FROM events WHERE job_id=$1 AND kind=$2",
 	[Q_CB_OF_JOB] = "SELECT at,provider,outcome,length(body) FROM callbacks WHERE job_id=$1 ORDER BY id",
+	[Q_CUST_ADD] = "INSERT INTO customers(name,key_sha256,webhook_secret,hook,webhook_url,created_at,"
+		       "updated_at) VALUES($1,$2,$3,$4,$5,$6,$6) ON CONFLICT DO NOTHING",
+	[Q_CUST_KEY] = "UPDATE customers SET key_sha256=$2, updated_at=$3 WHERE name=$1",
+	[Q_CUST_BY_KEY] = "SELECT name,key_sha256,webhook_secret,hook,webhook_url,created_at "
+			  "FROM customers WHERE key_sha256=$1",
+	[Q_CUST_BY_NAME] = "SELECT name,key_sha256,webhook_secret,hook,webhook_url,created_at "
+			   "FROM customers WHERE name=$1",
+	[Q_CUST_LIST] = "SELECT name,hook,webhook_url,webhook_secret IS NOT NULL,created_at "
+			"FROM customers ORDER BY name COLLATE \"C\"",
+	[Q_CUST_DEL] = "DELETE FROM customers WHERE name=$1",
 };
 
 static const char pg_schema_v1[] =
@@ -173,7 +184,12 @@ static const char pg_schema_v1[] =
 /* v2: the body each delivery attempt sent (bytes: a hook may send any). */
 static const char pg_schema_v2[] = "ALTER TABLE attempts ADD COLUMN body BYTEA;";
 
-static const char *const pg_migrations[PG_SCHEMA_VERSION] = { pg_schema_v1, pg_schema_v2 };
+/* v3: customers added with `genrelay customers add` (API key hashed). */
+static const char pg_schema_v3[] =
+	"CREATE TABLE customers(name TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,"
+	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at BIGINT, updated_at BIGINT);";
+
+static const char *const pg_migrations[PG_SCHEMA_VERSION] = { pg_schema_v1, pg_schema_v2, pg_schema_v3 };
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -1463,6 +1479,96 @@ json_t *store_job_callbacks(struct store *s, const char *job_id)
 	}
 	PQclear(r);
 	return arr;
+}
+
+static const char *nonempty(const char *v)
+{
+	return v && v[0] ? v : NULL;
+}
+
+static int64_t pg_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A write of one row: 0 when it changed one, 1 when none, <0 error. */
+static int write_one(struct store *s, int qi, struct params *p)
+{
+	PGresult *r;
+	int rc = write_q(s, qi, p, &r);
+	if (rc < 0)
+		return rc;
+	int n = r ? atoi(PQcmdTuples(r)) : 0;
+	PQclear(r);
+	return n == 1 ? 0 : 1;
+}
+
+int store_customer_add(struct store *s, const struct store_customer *c)
+{
+	struct params p = { 0 };
+	p_text(&p, c->name);
+	p_text(&p, c->key_sha256);
+	p_text(&p, nonempty(c->webhook_secret));
+	p_text(&p, nonempty(c->hook));
+	p_text(&p, nonempty(c->webhook_url));
+	p_int(&p, c->created_at);
+	return write_one(s, Q_CUST_ADD, &p);
+}
+
+int store_customer_set_key(struct store *s, const char *name, const char *key_sha256)
+{
+	struct params p = { 0 };
+	p_text(&p, name);
+	p_text(&p, key_sha256);
+	p_int(&p, pg_wall_ms());
+	return write_one(s, Q_CUST_KEY, &p);
+}
+
+int store_customer_get(struct store *s, const char *key_sha256, const char *name,
+		       struct store_customer *out)
+{
+	struct params p = { 0 };
+	PGresult *r;
+	p_text(&p, key_sha256 ? key_sha256 : name);
+	int rc = read_row(s, key_sha256 ? Q_CUST_BY_KEY : Q_CUST_BY_NAME, &p, &r);
+	if (rc == 0) {
+		copy_val(r, 0, 0, out->name, sizeof out->name);
+		copy_val(r, 0, 1, out->key_sha256, sizeof out->key_sha256);
+		copy_val(r, 0, 2, out->webhook_secret, sizeof out->webhook_secret);
+		copy_val(r, 0, 3, out->hook, sizeof out->hook);
+		copy_val(r, 0, 4, out->webhook_url, sizeof out->webhook_url);
+		out->created_at = val_int(r, 0, 5);
+		PQclear(r);
+	}
+	return rc;
+}
+
+json_t *store_customer_list(struct store *s)
+{
+	PGresult *r;
+	if (run(s, Q_CUST_LIST, NULL, &r) < 0)
+		return NULL;
+	json_t *arr = json_array();
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "name", val_json_str(r, i, 0));
+		json_object_set_new(o, "hook", val_json_str(r, i, 1));
+		json_object_set_new(o, "webhook_url", val_json_str(r, i, 2));
+		json_object_set_new(o, "has_webhook_secret", json_boolean(PQgetvalue(r, i, 3)[0] == 't'));
+		json_object_set_new(o, "created_at", job_time_json(val_int(r, i, 4)));
+		json_array_append_new(arr, o);
+	}
+	PQclear(r);
+	return arr;
+}
+
+int store_customer_remove(struct store *s, const char *name)
+{
+	struct params p = { 0 };
+	p_text(&p, name);
+	return write_one(s, Q_CUST_DEL, &p);
 }
 
 static const struct store_ops pg_ops = { STORE_OPS_INIT("postgresql") };

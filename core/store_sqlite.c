@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -157,7 +157,13 @@ static const char schema_v2[] =
 /* v3: the body each delivery attempt sent. */
 static const char schema_v3[] = "ALTER TABLE attempts ADD COLUMN body TEXT;";
 
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
+/* v4: customers added with `genrelay customers add` (API key hashed). */
+static const char schema_v4[] =
+	"CREATE TABLE customers(name TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,"
+	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at INTEGER,"
+	" updated_at INTEGER) WITHOUT ROWID;";
+
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3, schema_v4 };
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -1316,6 +1322,124 @@ int store_purge(struct store *s, int64_t before, int limit, int *purged)
 			exec_stmt(s, q(s, Q_ROLLBACK));
 	}
 	return rc;
+}
+
+/* Runs a one-off write (prepared, stepped, finalized): 0 with *changes, or <0. */
+static int write_once(struct store *s, sqlite3_stmt *st, int *changes)
+{
+	int rc = write_stmt(s, st);
+	*changes = rc == 0 ? sqlite3_changes(s->db) : 0;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int64_t wall_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *or_null(const char *v)
+{
+	return v && v[0] ? v : NULL;
+}
+
+int store_customer_add(struct store *s, const struct store_customer *c)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"INSERT INTO customers(name,key_sha256,webhook_secret,hook,webhook_url,created_at,"
+		"updated_at) VALUES(?1,?2,?3,?4,?5,?6,?6) ON CONFLICT DO NOTHING");
+	if (!st)
+		return -1;
+	bind_text(st, 1, c->name);
+	bind_text(st, 2, c->key_sha256);
+	bind_text(st, 3, or_null(c->webhook_secret));
+	bind_text(st, 4, or_null(c->hook));
+	bind_text(st, 5, or_null(c->webhook_url));
+	sqlite3_bind_int64(st, 6, c->created_at);
+	int n, rc = write_once(s, st, &n);
+	return rc < 0 ? rc : n == 1 ? 0 : 1;
+}
+
+int store_customer_set_key(struct store *s, const char *name, const char *key_sha256)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"UPDATE customers SET key_sha256=?2, updated_at=?3 WHERE name=?1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, name);
+	bind_text(st, 2, key_sha256);
+	sqlite3_bind_int64(st, 3, wall_now_ms());
+	int n, rc = write_once(s, st, &n);
+	return rc < 0 ? rc : n == 1 ? 0 : 1;
+}
+
+static void col_copy(sqlite3_stmt *st, int col, char *out, size_t outlen)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	snprintf(out, outlen, "%s", v ? (const char *)v : "");
+}
+
+int store_customer_get(struct store *s, const char *key_sha256, const char *name,
+		       struct store_customer *out)
+{
+	sqlite3_stmt *st = prepare_once(s, key_sha256
+		? "SELECT name,key_sha256,webhook_secret,hook,webhook_url,created_at FROM customers WHERE key_sha256=?1"
+		: "SELECT name,key_sha256,webhook_secret,hook,webhook_url,created_at FROM customers WHERE name=?1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, key_sha256 ? key_sha256 : name);
+	int rc = sqlite3_step(st), ret = 1;
+	if (rc == SQLITE_ROW) {
+		col_copy(st, 0, out->name, sizeof out->name);
+		col_copy(st, 1, out->key_sha256, sizeof out->key_sha256);
+		col_copy(st, 2, out->webhook_secret, sizeof out->webhook_secret);
+		col_copy(st, 3, out->hook, sizeof out->hook);
+		col_copy(st, 4, out->webhook_url, sizeof out->webhook_url);
+		out->created_at = sqlite3_column_int64(st, 5);
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = fail(s, rc);
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+json_t *store_customer_list(struct store *s)
+{
+	sqlite3_stmt *st = prepare_once(s,
+		"SELECT name,hook,webhook_url,webhook_secret IS NOT NULL,created_at FROM customers ORDER BY name");
+	if (!st)
+		return NULL;
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		json_object_set_new(o, "name", col_json_str(st, 0));
+		json_object_set_new(o, "hook", col_json_str(st, 1));
+		json_object_set_new(o, "webhook_url", col_json_str(st, 2));
+		json_object_set_new(o, "has_webhook_secret", json_boolean(sqlite3_column_int(st, 3)));
+		json_object_set_new(o, "created_at", job_time_json(sqlite3_column_int64(st, 4)));
+		json_array_append_new(arr, o);
+	}
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		arr = NULL;
+	}
+	sqlite3_finalize(st);
+	return arr;
+}
+
+int store_customer_remove(struct store *s, const char *name)
+{
+	sqlite3_stmt *st = prepare_once(s, "DELETE FROM customers WHERE name=?1");
+	if (!st)
+		return -1;
+	bind_text(st, 1, name);
+	int n, rc = write_once(s, st, &n);
+	return rc < 0 ? rc : n == 1 ? 0 : 1;
 }
 
 static const struct store_ops sqlite_ops = { STORE_OPS_INIT("sqlite") };

@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "customers.h"
 #include "engine.h"
 #include "fetch.h"
 #include "log.h"
@@ -35,6 +36,30 @@ static int64_t drain_deadline[64];
 static int64_t reload_first_event[64];
 
 static int finishing[64];
+static _Atomic(const struct config_gen *) pending_gen[64];
+
+void worker_set_config(struct worker *w, const struct config_gen *g)
+{
+	atomic_store(&pending_gen[w->index], g);
+	if (w->loop)
+		loop_wake(w->loop);
+}
+
+/* Switches to a published config generation (the worker's thread, between
+ * callbacks, so nothing running sees a half-changed config). */
+static void take_config(struct worker *w)
+{
+	const struct config_gen *g = atomic_exchange(&pending_gen[w->index], NULL);
+	if (!g)
+		return;
+	w->cfg = g->cfg;
+	w->rates = g->rates;
+	w->guard.require_https = g->cfg->require_https;
+	w->guard.allow_private = g->cfg->allow_private;
+	store_set_max_size(w->store, (long long)g->cfg->store_max_mb * 1024 * 1024);
+	script_host_set_config(w->scripts, g->cfg);
+	log_debug("worker %d: reloaded configuration in use", w->index);
+}
 
 static void finish_drain(struct worker *w)
 {
@@ -103,6 +128,7 @@ void worker_commit(struct worker *w)
 static void idle(void *arg)
 {
 	struct worker *w = arg;
+	take_config(w);
 	if (atomic_load(&stop_requested[w->index]))
 		begin_drain(w);
 	api_flush(w);
@@ -199,6 +225,10 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	w->batch_tail = &w->batch;
 	w->inotify_fd = -1;
 	w->jwks = json_object();
+	if (!(w->customers = customers_new())) {
+		snprintf(err, errlen, "worker %d: out of memory", w->index);
+		return -1;
+	}
 	w->guard.require_https = w->cfg->require_https;
 	w->guard.allow_private = w->cfg->allow_private;
 	if (!(w->loop = loop_new()) || !(w->fetch = fetcher_new(w->loop, (long)w->cfg->max_inflight + 64))) {
@@ -257,6 +287,7 @@ void worker_join(struct worker *w)
 	store_close(w->store);
 	free(w->live_work);
 	json_decref(w->jwks);
+	customers_free(w->customers);
 	free(w->after);
 	loop_free(w->loop);
 }

@@ -34,6 +34,7 @@ struct worker {
 	int listen_fd;               /* shared SO_REUSEPORT socket of this worker */
 	int metrics_fd;              /* metrics_listen socket (worker 0 only), else -1 */
 	struct ratelimit *rates;     /* customers' token buckets; shared, owned by main */
+	struct customers *customers; /* stored customers' cache (customers.h), owned */
 
 	struct loop *loop;
 	struct fetcher *fetch;
@@ -64,6 +65,20 @@ struct worker {
 	pthread_t thread;
 	int started;
 };
+
+/*
+ * A config generation (a reload): the config and the rate buckets built for
+ * it. Owned by main, which keeps every generation until the workers are
+ * joined (requests and steps in flight may hold pointers into an older one).
+ */
+struct config_gen {
+	const struct config *cfg;
+	struct ratelimit *rates;
+};
+/* Hands g to the worker (thread-safe): it switches to it at the top of its
+ * next loop iteration (w->cfg, w->rates, the URL guard policy, the store
+ * size cap, its script host), never in the middle of a callback. */
+void worker_set_config(struct worker *w, const struct config_gen *g);
 
 /* Commits the store's pending writes, releases the answers held for them
  * and starts the work that waited for them. */

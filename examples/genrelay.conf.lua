@@ -74,6 +74,9 @@ if sim then
   providers.artificialstudio.callback_requires = false
 end
 
+-- Customers can also be kept in the store, added and rotated while genrelay
+-- runs: genrelay customers add NAME (docs/customers.md). Edits here take
+-- effect on SIGHUP or `genrelay reload`, no restart needed.
 customers = {
   demo = {
     api_key = os.getenv("GENRELAY_DEMO_KEY") or "demo-key",

@@ -503,6 +503,47 @@ static int load_limits(struct ld *d, struct config *c, int env)
  * terminal, 0 no cap), callbacks (false: poll only), callback_requires (a
  * table { https = bool, public = bool } or false: overrides the adapter's).
  */
+/* providers.NAME.keys: an array of { key = string, weight = integer 1..1000,
+ * id = identifier (default "key" and the position, from 1) }, ids unique. */
+static int check_key_pool(struct ld *d, const char *name, json_t *keys)
+{
+	if (!keys)
+		return 0;
+	if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 1024)
+		return lerr(d, "providers.%s.keys: must be a list of 1 to 1024 { key = \"...\", weight = n, id = \"name\" }", name);
+	for (size_t i = 0; i < json_array_size(keys); i++) {
+		json_t *e = json_array_get(keys, i), *v;
+		const char *k;
+		if (!json_is_object(e))
+			return lerr(d, "providers.%s.keys[%zu]: must be a table { key = \"...\", weight = n, id = \"name\" }", name, i + 1);
+		json_object_foreach(e, k, v) {
+			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id"))
+				return lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id)", name, i + 1, k);
+		}
+		v = json_object_get(e, "key");
+		if (!json_is_string(v) || !json_string_length(v))
+			return lerr(d, "providers.%s.keys[%zu].key: must be a non-empty string", name, i + 1);
+		v = json_object_get(e, "weight");
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000))
+			return lerr(d, "providers.%s.keys[%zu].weight: must be an integer from 1 to 1000", name, i + 1);
+		v = json_object_get(e, "id");
+		if (v && (!json_is_string(v) || !json_string_length(v) || json_string_length(v) > 63 ||
+			  !is_ident(json_string_value(v))))
+			return lerr(d, "providers.%s.keys[%zu].id: must be an identifier ([A-Za-z0-9_]+, at most 63)", name, i + 1);
+		char id[32];
+		snprintf(id, sizeof id, "key%zu", i + 1);
+		const char *mine = v ? json_string_value(v) : id;
+		for (size_t j = 0; j < i; j++) {
+			json_t *o = json_object_get(json_array_get(keys, j), "id");
+			char oid[32];
+			snprintf(oid, sizeof oid, "key%zu", j + 1);
+			if (strcmp(o ? json_string_value(o) : oid, mine) == 0)
+				return lerr(d, "providers.%s.keys[%zu].id: %s is taken by keys[%zu]", name, i + 1, mine, j + 1);
+		}
+	}
+	return 0;
+}
+
 static int check_provider_keys(struct ld *d, const char *name, json_t *o)
 {
 	static const char *const caps[] = { "max_inflight", "queue_limit", NULL };
@@ -512,6 +553,8 @@ static int check_provider_keys(struct ld *d, const char *name, json_t *o)
 			  json_integer_value(v) > 1000000))
 			return lerr(d, "providers.%s.%s: must be an integer from 0 to 1000000", name, *k);
 	}
+	if (check_key_pool(d, name, json_object_get(o, "keys")) < 0)
+		return -1;
 	json_t *cb = json_object_get(o, "callbacks");
 	if (cb && !json_is_boolean(cb))
 		return lerr(d, "providers.%s.callbacks: must be true or false", name);
@@ -1013,7 +1056,8 @@ static int load_secrets_env(struct ld *d, struct config *c)
 	return 0;
 }
 
-/* Every string under a secret-looking key, at any depth, is a secret. */
+/* Every string under a secret-looking key, at any depth, is a secret; but
+ * not an `id` (a key pool's ids are recorded with jobs: names, not secrets). */
 static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
 {
 	const char *k;
@@ -1023,7 +1067,8 @@ static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
 		return secret && scrub_add(s, json_string_value(v)) < 0 ? -1 : 0;
 	if (json_is_object(v)) {
 		json_object_foreach(v, k, x)
-			if (scrub_json_secrets(s, x, secret || scrub_key_is_secret(k)) < 0)
+			if (scrub_json_secrets(s, x, scrub_key_is_secret(k) ||
+					       (secret && strcmp(k, "id") != 0)) < 0)
 				return -1;
 	} else if (json_is_array(v)) {
 		json_array_foreach(v, i, x)

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "config.h"
 #include "fetch.h"
+#include "keypool.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry.h"
@@ -637,6 +638,38 @@ static int step_stale(const struct step *st, const struct job *j)
 	       strcmp(j->provider, st->provider) != 0;
 }
 
+/* ---------- key pools ---------- */
+
+/* The id of the pool key a job took (its data's "key_id") into id; "" none. */
+static void job_key_id(const struct job *j, char *id, size_t idlen)
+{
+	json_t *d = j->data ? json_loads(j->data, 0, NULL) : NULL;
+	const char *v = json_string_value(json_object_get(d, "key_id"));
+	snprintf(id, idlen, "%s", v ? v : "");
+	json_decref(d);
+}
+
+/* The job's key from its provider's pool (borrowed from the config), or
+ * NULL: no pool, or the config no longer has the job's key (the adapter then
+ * reads the settings' `key`). */
+static const char *job_pool_key(struct worker *w, const struct job *j)
+{
+	json_t *ps = config_provider(w->cfg, j->provider);
+	char id[KEYPOOL_ID_MAX];
+	if (!keypool_size(ps))
+		return NULL;
+	job_key_id(j, id, sizeof id);
+	return id[0] ? keypool_key(ps, id) : NULL;
+}
+
+/* A usable key remains in the provider's pool now (1), else 0. */
+static int pool_has_usable(const char *provider, const json_t *ps)
+{
+	char id[KEYPOOL_ID_MAX];
+	int64_t wait;
+	return keypool_pick(provider, ps, now_ms(), 0, id, sizeof id, &wait) == 0;
+}
+
 static int call_provider(struct worker *w, struct job *j, const char *fn,
 			 json_t *first, json_t **out, char *err, size_t errlen)
 {
@@ -652,7 +685,8 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 	script_provider_info(w->scripts, j->provider, &info);
 	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
 	struct script_ctx ctx = { .provider = j->provider,
-				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL };
+				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL,
+				  .key = job_pool_key(w, j) };
 	int rc = script_call(w->scripts, SCRIPT_PROVIDER, j->provider, fn, args, nargs,
 			     &ctx, out, err, errlen);
 	json_decref(jarg);
@@ -669,6 +703,8 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 static void submit_done(void *arg, const struct fetch_response *res);
 static void submit_give_up(struct worker *w, struct job *j, const struct work *wk,
 			   const char *code, const char *reason, int allow_failover);
+static void submit_retry(struct worker *w, struct job *j, const struct work *wk,
+			 int64_t retry_after, const char *reason);
 
 int engine_callbacks_refused(const char *public_url, const char *provider,
 			     const struct script_provider_info *info, char *why, size_t whylen)
@@ -746,6 +782,30 @@ static void run_submit(struct worker *w, const struct work *wk)
 			return;
 		}
 	}
+	/* A provider with a key pool: every submit takes a usable key, whose id
+	 * is kept with the job before the request goes out. */
+	json_t *ps = config_provider(w->cfg, j.provider);
+	int pooled = keypool_size(ps) > 0;
+	if (pooled) {
+		char kid[KEYPOOL_ID_MAX];
+		int64_t wait;
+		if (keypool_pick(j.provider, ps, now_ms(), rnd01(), kid, sizeof kid, &wait) < 0) {
+			if (wait < 0) {
+				snprintf(why, sizeof why, "every key of providers.%s.keys was refused (HTTP 401/403)",
+					 j.provider);
+				submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+			} else {
+				snprintf(why, sizeof why, "every key of providers.%s.keys cools down after HTTP 429",
+					 j.provider);
+				submit_retry(w, &j, wk, wait, why);
+			}
+			job_clear(&j);
+			return;
+		}
+		json_t *kd = json_pack("{s:s}", "key_id", kid);
+		merge_data(&j, kd);
+		json_decref(kd);
+	}
 	json_t *req = NULL;
 	if (call_provider(w, &j, "submit", NULL, &req, err, sizeof err) < 0) {
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
@@ -755,7 +815,8 @@ static void run_submit(struct worker *w, const struct work *wk)
 	/* A submit request's `data` (e.g. a per-job secret the provider will sign
 	 * its callback with) is stored before the request goes out. */
 	json_t *rdata = json_object_get(req, "data");
-	if (json_is_object(rdata) && json_object_size(rdata) > 0) {
+	int has_rdata = json_is_object(rdata) && json_object_size(rdata) > 0;
+	if (has_rdata || pooled) {
 		merge_data(&j, rdata);
 		j.updated_at = now_ms();
 		if (store_job_update(w->store, &j) < 0) {
@@ -892,6 +953,21 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	if (step_stale(st, &j))
 		goto out_job;
 	describe(res, why, sizeof why);
+	json_t *ps = config_provider(w->cfg, j.provider);
+	char kid[KEYPOOL_ID_MAX] = "";
+	if (keypool_size(ps))
+		job_key_id(&j, kid, sizeof kid);
+	if (kid[0] && !res->error && (res->status == 401 || res->status == 403)) {
+		/* A refused key leaves the pool until the config changes; the job
+		 * tries another one at once while one is left. */
+		if (keypool_break(j.provider, ps, kid))
+			log_warn("provider %s: key %s refused (HTTP %ld): out of the pool until the config changes",
+				 j.provider, kid, res->status);
+		if (pool_has_usable(j.provider, ps)) {
+			submit_retry(w, &j, wk, 0, why);
+			goto out_job;
+		}
+	}
 	if (res->error || retry_status_retryable(res->status)) {
 		int64_t after = header_retry_after(res);
 		if (!res->error && res->status == 429) {
@@ -911,6 +987,14 @@ static void submit_done(void *arg, const struct fetch_response *res)
 			}
 			json_decref(rarg);
 			json_decref(result);
+			/* A rate-limited pool key cools down for the time the
+			 * provider named (a minute when it named none); the job's
+			 * next submit takes another key at once if one is usable. */
+			if (kid[0]) {
+				keypool_cool(j.provider, ps, kid, now_ms() + (after >= 0 ? after : 60000));
+				if (pool_has_usable(j.provider, ps))
+					after = 0;
+			}
 		}
 		submit_retry(w, &j, wk, after, why);
 		goto out_job;
@@ -954,9 +1038,9 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	j.updated_at = now;
 	if (store_begin(w->store) < 0)
 		goto store_fail;
-	event_add(w, j.id, "submitted", json_pack("{s:s,s:s,s:s?,s:i,s:s}", "provider", j.provider,
+	event_add(w, j.id, "submitted", json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s?}", "provider", j.provider,
 		  "model", j.model, "request_id", j.request_id, "http_status", (int)res->status,
-		  "script_version", st->version));
+		  "script_version", st->version, "key_id", kid[0] ? kid : NULL));
 	if (store_job_update(w->store, &j) < 0 ||
 	    store_work_become(w->store, wk->id, WORK_POLL, due) < 0 || store_commit(w->store) < 0) {
 		store_rollback(w->store);

@@ -63,6 +63,10 @@ providers = {
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
                key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-provider-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
+  -- Any provider may take a pool of keys instead of `key` (docs/providers.md):
+  --   keys = { { id = "main", key = os.getenv("FAL_KEY_MAIN"), weight = 3 },
+  --            { id = "spare", key = os.getenv("FAL_KEY_SPARE") } },
+  -- each job takes one by weight; a 429 cools a key down, a 401/403 retires it.
   -- Any provider may go through a proxy of its own (else curl's environment
   -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }

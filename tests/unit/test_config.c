@@ -545,6 +545,36 @@ static void test_scrub_set(void)
 	config_free(c);
 }
 
+/* providers.NAME.keys: checked, its keys are secrets, its ids are not. */
+static void test_key_pool(void)
+{
+	char err[512];
+	check_refused("providers = { fal = { keys = 'pool-secret-0' } }\n", "providers.fal.keys: must be a list", "pool-secret-0");
+	check_refused("providers = { fal = { keys = {} } }\n", "providers.fal.keys: must be a list", NULL);
+	check_refused("providers = { fal = { keys = { { key = '' } } } }\n", "providers.fal.keys[1].key", NULL);
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', weight = 0 } } } }\n",
+		      "providers.fal.keys[1].weight", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', wieght = 2 } } } }\n",
+		      "providers.fal.keys[1].wieght: unknown", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', id = 'a b' } } } }\n",
+		      "providers.fal.keys[1].id", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1' }, { key = 'pool-secret-2', id = 'key1' } } } }\n",
+		      "providers.fal.keys[2].id: key1 is taken", "pool-secret-2");
+	struct config *c = config_load(write_conf(
+		"providers = { fal = { base_url = 'http://127.0.0.1:1/fal', keys = {\n"
+		"  { key = 'pool-secret-1', weight = 3, id = 'primary' }, { key = 'pool-secret-2' } } } }\n"),
+		err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	CHECK(scrub_found(c->scrub, "pool-secret-1", 13));
+	CHECK(scrub_found(c->scrub, "pool-secret-2", 13));
+	CHECK(!scrub_found(c->scrub, "primary", 7));
+	config_free(c);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -557,6 +587,7 @@ int main(void)
 	test_errors();
 	test_server_secret_env();
 	test_scrub_set();
+	test_key_pool();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return check_done();

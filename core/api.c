@@ -3,6 +3,7 @@
  * jobs, sync waits and long-polls.
  */
 #include "api.h"
+#include "usage_api.h"
 
 #include "callbacks.h"
 #include "config.h"
@@ -939,6 +940,22 @@ void api_dispatch(struct request *r)
 			/* Script errors are for the operator, not for customers. */
 			json_t *o = json_pack("{s:o}", "data", script_host_list(r->w->scripts));
 			server_respond_json(r, 200, o);
+		}
+		return;
+	}
+	if (strcmp(url, "/v1/usage") == 0) {
+		if (!get) {
+			method_not_allowed(r);
+		} else {
+			/* The admin key sees every customer's totals, per customer. */
+			const char *h = server_header(r, "Authorization");
+			if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7)) {
+				usage_api_respond(r, r->w->store, NULL);
+			} else {
+				const struct config_customer *c = authenticate(r);
+				if (c)
+					usage_api_respond(r, r->w->store, c->name);
+			}
 		}
 		return;
 	}

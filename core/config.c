@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
+#include "usage.h"
 #include "modelid.h"
 #include "luajson.h"
 #include "sign.h"
@@ -555,6 +556,10 @@ static int check_provider_keys(struct ld *d, const char *name, json_t *o)
 	}
 	if (check_key_pool(d, name, json_object_get(o, "keys")) < 0)
 		return -1;
+	json_t *prices = json_object_get(o, "prices");
+	char pwhy[300];
+	if (prices && usage_prices_check(prices, pwhy, sizeof pwhy) < 0)
+		return lerr(d, "providers.%s.prices%s%s", name, pwhy[0] == '[' ? "" : ": ", pwhy);
 	json_t *cb = json_object_get(o, "callbacks");
 	if (cb && !json_is_boolean(cb))
 		return lerr(d, "providers.%s.callbacks: must be true or false", name);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fetch.h"
 #include "keypool.h"
+#include "usage.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry.h"
@@ -357,6 +358,13 @@ int engine_apply_result(struct worker *w, struct job *j, json_t *res,
 		job_set(&j->request_id, b);
 	}
 	merge_data(j, json_object_get(res, "data"));
+	/* An adapter's cost of the job is kept with it (data.cost). */
+	json_t *cost = usage_cost_of(json_object_get(res, "cost"));
+	if (cost) {
+		json_t *cd = json_pack("{s:o}", "cost", cost);
+		merge_data(j, cd);
+		json_decref(cd);
+	}
 	j->status = st;
 	if (st == JOB_SUCCEEDED) {
 		json_t *out = json_object_get(res, "output");
@@ -454,6 +462,35 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 	return engine_end_job_via_tx(w, j, NULL, out, nout);
 }
 
+/*
+ * The cost of an ending job: the adapter's (data.cost) or, for a succeeded
+ * job without one, the estimate of its provider's price table (kept in
+ * data.cost too); recorded as the job's usage row in the caller's
+ * transaction. <0 on a store error.
+ */
+static int record_cost(struct worker *w, struct job *j, int64_t now)
+{
+	json_t *d = j->data ? json_loads(j->data, 0, NULL) : NULL;
+	json_t *cost = usage_cost_of(json_object_get(d, "cost"));
+	json_decref(d);
+	if (!cost && j->status == JOB_SUCCEEDED && j->provider) {
+		cost = usage_estimate(config_provider(w->cfg, j->provider), j->model, j->output);
+		if (cost) {
+			json_t *cd = json_pack("{s:O}", "cost", cost);
+			merge_data(j, cd);
+			json_decref(cd);
+		}
+	}
+	if (!cost)
+		return 0;
+	int rc = store_usage_add(w->store, j->id, j->customer, j->provider, j->model,
+				 json_number_value(json_object_get(cost, "amount")),
+				 json_string_value(json_object_get(cost, "unit")),
+				 json_string_value(json_object_get(cost, "source")), now);
+	json_decref(cost);
+	return rc < 0 ? -1 : 0;
+}
+
 int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
 			  struct work *out, int *nout)
 {
@@ -488,6 +525,8 @@ int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
 	j->updated_at = now;
 	if (!j->completed_at)
 		j->completed_at = now;
+	if (record_cost(w, j, now) < 0)
+		return -1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
 	/* script_version: the provider script in effect when the job ended;

@@ -87,6 +87,11 @@ struct store_ops {
 				 int limit);
 	json_t *(*provider_stats)(struct store *s, int64_t since);
 	json_t *(*job_callbacks)(struct store *s, const char *job_id);
+	int (*usage_add)(struct store *s, const char *job_id, const char *customer,
+			 const char *provider, const char *model, double amount,
+			 const char *unit, const char *source, int64_t at);
+	json_t *(*usage_totals)(struct store *s, const char *customer, int64_t from, int64_t to,
+				const char *group_by);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -141,6 +146,8 @@ int pg_store_schema_version(void);
 #define store_purge STORE_FN(purge)
 #define store_work_take_slot STORE_FN(work_take_slot)
 #define store_event_count STORE_FN(event_count)
+#define store_usage_add STORE_FN(usage_add)
+#define store_usage_totals STORE_FN(usage_totals)
 #define store_job_search STORE_FN(job_search)
 #define store_delivery_list STORE_FN(delivery_list)
 #define store_provider_stats STORE_FN(provider_stats)
@@ -168,7 +175,8 @@ int pg_store_schema_version(void);
 	.job_events = store_job_events, .purge = store_purge, \
 	.work_take_slot = store_work_take_slot, .event_count = store_event_count, \
 	.job_search = store_job_search, .delivery_list = store_delivery_list, \
-	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks
+	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks, \
+	.usage_add = store_usage_add, .usage_totals = store_usage_totals
 #endif
 
 #endif

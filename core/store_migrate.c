@@ -47,6 +47,7 @@ static const struct table tables[] = {
 	  "id", 1, -1 },
 	{ "callbacks", "id,job_id,provider,at,outcome,body", "id", 1, 5 },
 	{ "events", "id,job_id,at,kind,detail", "id", 1, -1 },
+	{ "usage", "job_id,customer,provider,model,amount,unit,source,at", "job_id", 0, -1 },
 };
 
 /* Appends v to buf (COPY text format: backslash escapes, \N for NULL). */

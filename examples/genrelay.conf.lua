@@ -67,6 +67,8 @@ providers = {
   --   keys = { { id = "main", key = os.getenv("FAL_KEY_MAIN"), weight = 3 },
   --            { id = "spare", key = os.getenv("FAL_KEY_SPARE") } },
   -- each job takes one by weight; a 429 cools a key down, a 401/403 retires it.
+  -- Estimated costs (GET /v1/usage) when a provider reports none:
+  --   prices = { ["fal-ai/flux/dev"] = { per_image = 0.025 } },
   -- Any provider may go through a proxy of its own (else curl's environment
   -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }

@@ -4,6 +4,7 @@
  */
 #include "api.h"
 #include "usage_api.h"
+#include "budget.h"
 
 #include "callbacks.h"
 #include "config.h"
@@ -476,6 +477,16 @@ int api_submit(struct request *r, const struct config_customer *c, const struct 
 	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
 	if (!targets)
 		return run_fail(err, 404, "MODEL_NOT_FOUND", "%s", why_model);
+	/* A customer past its budget: refused before the job exists. */
+	double spent = 0;
+	int over = budget_exceeded(w->store, c, loop_wall_ms(), &spent);
+	if (over != 0) {
+		json_decref(targets);
+		if (over < 0)
+			return run_fail(err, 503, "UNAVAILABLE", "the store is unavailable");
+		return run_fail(err, 402, "BUDGET_EXCEEDED", "the budget of %g %s (per %s) is used up: %g spent",
+				c->budget_amount, c->budget_unit, c->budget_period, spent);
+	}
 	double wait_s = run->wait_s;
 
 	struct job *j = &r->job;

@@ -657,10 +657,74 @@ static int load_rate(struct ld *d, int ct, const char *prefix, struct config_cus
 	return 0;
 }
 
+/* The string field of table t into out (one of the allowed values); nil
+ * keeps out. */
+static int get_word(struct ld *d, int t, const char *field, const char *key,
+		    const char *const *allowed, char *out, size_t outlen)
+{
+	int ty = rawfield(d->L, t, field);
+	if (ty == LUA_TNIL) {
+		lua_pop(d->L, 1);
+		return 0;
+	}
+	const char *v = ty == LUA_TSTRING ? lua_tostring(d->L, -1) : NULL;
+	for (const char *const *a = allowed; v && *a; a++) {
+		if (strcmp(v, *a) == 0) {
+			snprintf(out, outlen, "%s", v);
+			lua_pop(d->L, 1);
+			return 0;
+		}
+	}
+	lua_pop(d->L, 1);
+	char list[96] = "";
+	for (const char *const *a = allowed; *a; a++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+			 a == allowed ? "" : a[1] ? ", " : " or ", *a);
+	return lerr(d, "%s: must be %s", key, list);
+}
+
+/* customers.NAME.budget = { amount = n > 0, unit = "usd" | "credits",
+ * period = "month" | "day" | "total", warn_at = fraction (0, 1) }. */
+static int load_budget(struct ld *d, int ct, const char *prefix, struct config_customer *cu)
+{
+	static const char *const keys[] = { "amount", "unit", "period", "warn_at", NULL };
+	static const char *const units[] = { "usd", "credits", NULL };
+	static const char *const periods[] = { "month", "day", "total", NULL };
+	char key[160];
+	snprintf(cu->budget_unit, sizeof cu->budget_unit, "usd");
+	snprintf(cu->budget_period, sizeof cu->budget_period, "month");
+	snprintf(key, sizeof key, "%s.budget", prefix);
+	int r = sub_table(d, ct, "budget", key);
+	if (r <= 0)
+		return r;
+	int t = lua_gettop(d->L);
+	if (check_keys(d, t, key, keys) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.amount", prefix);
+	if (rawfield(d->L, t, "amount") == LUA_TNIL)
+		return lerr(d, "%s: is required", key);
+	lua_pop(d->L, 1);
+	if (get_num(d, t, "amount", key, &cu->budget_amount, 0, 1e12, 1) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.unit", prefix);
+	if (get_word(d, t, "unit", key, units, cu->budget_unit, sizeof cu->budget_unit) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.period", prefix);
+	if (get_word(d, t, "period", key, periods, cu->budget_period, sizeof cu->budget_period) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.warn_at", prefix);
+	if (get_num(d, t, "warn_at", key, &cu->budget_warn_at, 0, 1, 1) < 0)
+		return -1;
+	if (cu->budget_warn_at >= 1)
+		return lerr(d, "%s: must be a fraction below 1", key);
+	lua_settop(d->L, t - 1);
+	return 0;
+}
+
 static int load_customers(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "api_key", "webhook_secret", "hook",
-		"webhook_url", "rate", NULL };
+		"webhook_url", "rate", "budget", NULL };
 	lua_State *L = d->L;
 	char key[160], prefix[100];
 	int r = sub_table(d, env, "customers", "customers");
@@ -708,7 +772,7 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (!is_ident(cu->hook))
 			return lerr(d, "%s: must be a hook name ([A-Za-z0-9_]+)", key);
-		if (load_rate(d, ct, prefix, cu) < 0)
+		if (load_rate(d, ct, prefix, cu) < 0 || load_budget(d, ct, prefix, cu) < 0)
 			return -1;
 		snprintf(key, sizeof key, "%s.webhook_url", prefix);
 		if (get_str(d, ct, "webhook_url", key, &cu->webhook_url, 1) < 0)

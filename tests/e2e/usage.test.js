@@ -115,3 +115,72 @@ describe('cost per job and usage totals', () => {
     assert.equal(post.status, 405);
   });
 });
+
+describe('customer budgets', () => {
+  const BUDGET = 0.1;
+  const stack = h.useStack({
+    config: {
+      providers: { fal: { prices: { 'fal-ai/flux/dev': { per_image: PER_IMAGE } } } },
+      customers: { acme: { budget: { amount: BUDGET, unit: 'usd', period: 'month' } } },
+    },
+  });
+  const { waitTerminal } = h.jobHelpers(stack);
+  const run = (prompt, delay = 50, api = stack.api) =>
+    api('POST', '/v1/models/fal:fal-ai/flux/dev/run', { input: { prompt, num_images: 1, sim: { delay_ms: delay } } });
+  const spentNow = async () => {
+    const u = await stack.api('GET', '/v1/usage');
+    assert.equal(u.status, 200, u.text);
+    const t = u.body.totals.find((x) => x.unit === 'usd');
+    return t ? t.amount : 0;
+  };
+
+  test('runs under the budget go; concurrent runs at the edge overshoot by at most N x one job; then 402', T, async () => {
+    const costs = [];
+    // 3 x 0.025 = 0.075: under the budget
+    for (let i = 0; i < 3; i++) {
+      const r = await run(`budget ${i}`);
+      assert.equal(r.status, 202, r.text);
+      const j = await waitTerminal(r.body.job_id, 30000);
+      assert.equal(j.status, 'succeeded');
+      costs.push(j.cost.amount);
+    }
+    assert.ok(await spentNow() < BUDGET);
+    // N runs at once at the edge: each is admitted while the recorded spend
+    // is under the budget; the ones admitted all finish.
+    const N = 6;
+    const answers = await Promise.all(Array.from({ length: N }, (_, i) => run(`budget edge ${i}`, 1500)));
+    const admitted = answers.filter((a) => a.status === 202);
+    for (const a of answers) assert.ok(a.status === 202 || a.status === 402, a.text);
+    assert.ok(admitted.length >= 1, 'the spend was under the budget: the first run goes');
+    for (const a of admitted) {
+      const j = await waitTerminal(a.body.job_id, 30000);
+      assert.equal(j.status, 'succeeded', 'a job that crosses the line still finishes');
+      costs.push(j.cost.amount);
+    }
+    const spent = await spentNow();
+    assert.ok(Math.abs(spent - costs.reduce((a, b) => a + b, 0)) < 1e-9, 'usage is the sum of the jobs');
+    const maxCost = Math.max(...costs);
+    assert.ok(spent >= BUDGET, `spent ${spent}`);
+    assert.ok(spent - BUDGET <= N * maxCost + 1e-9, `overshoot ${spent - BUDGET} within N x ${maxCost}`);
+
+    // past the budget: refused with 402 before anything reaches a provider
+    const before = (await stack.sim.requests('fal')).length;
+    const r = await run('budget refused');
+    assert.equal(r.status, 402, r.text);
+    assert.equal(r.body.error.code, 'BUDGET_EXCEEDED');
+    assert.match(r.body.error.message, /budget/);
+    await h.sleep(300);
+    assert.equal((await stack.sim.requests('fal')).length, before, 'nothing sent to a provider');
+    const list = await stack.api('GET', '/v1/jobs?limit=100');
+    assert.ok(!list.body.data.some((j) => j.status === 'queued'), 'no job was created');
+
+    // another customer without a budget still runs
+    const g = await run('budget globex', 50, stack.gr.as(h.GLOBEX.api_key));
+    assert.equal(g.status, 202, g.text);
+    const gj = await h.waitFor(async () => {
+      const x = (await stack.gr.as(h.GLOBEX.api_key)('GET', `/v1/jobs/${g.body.job_id}`)).body;
+      return h.TERMINAL.has(x.status) && x;
+    }, 30000, { what: 'the globex job' });
+    assert.equal(gj.status, 'succeeded');
+  });
+});

@@ -4,6 +4,7 @@
  */
 #include "usage.h"
 #include "usage_api.h"
+#include "budget.h"
 #include "store.h"
 #include "check.h"
 
@@ -126,8 +127,17 @@ static void test_store_usage(void)
 	CHECK_EQ_INT(system(cmd), 0);
 }
 
+static void test_period_start(void)
+{
+	int64_t now = usage_parse_time("2026-12-17T13:45:10Z") + 250;
+	CHECK_EQ_INT(budget_period_start("month", now), usage_parse_time("2026-12-01"));
+	CHECK_EQ_INT(budget_period_start("day", now), usage_parse_time("2026-12-17"));
+	CHECK_EQ_INT(budget_period_start("total", now), 0);
+}
+
 int main(void)
 {
+	test_period_start();
 	test_cost_of();
 	test_estimate();
 	test_parse_time();

@@ -3,6 +3,8 @@
  * jobs, sync waits and long-polls.
  */
 #include "api.h"
+#include "usage_api.h"
+#include "budget.h"
 
 #include "callbacks.h"
 #include "config.h"
@@ -476,6 +478,16 @@ int api_submit(struct request *r, const struct config_customer *c, const struct 
 	json_t *targets = resolve_model(w, &mid, model, why_model, sizeof why_model);
 	if (!targets)
 		return run_fail(err, 404, "MODEL_NOT_FOUND", "%s", why_model);
+	/* A customer past its budget: refused before the job exists. */
+	double spent = 0;
+	int over = budget_exceeded(w->store, c, loop_wall_ms(), &spent);
+	if (over != 0) {
+		json_decref(targets);
+		if (over < 0)
+			return run_fail(err, 503, "UNAVAILABLE", "the store is unavailable");
+		return run_fail(err, 402, "BUDGET_EXCEEDED", "the budget of %g %s (per %s) is used up: %g spent",
+				c->budget_amount, c->budget_unit, c->budget_period, spent);
+	}
 	double wait_s = run->wait_s;
 
 	struct job *j = &r->job;
@@ -940,6 +952,22 @@ void api_dispatch(struct request *r)
 			/* Script errors are for the operator, not for customers. */
 			json_t *o = json_pack("{s:o}", "data", script_host_list(r->w->scripts));
 			server_respond_json(r, 200, o);
+		}
+		return;
+	}
+	if (strcmp(url, "/v1/usage") == 0) {
+		if (!get) {
+			method_not_allowed(r);
+		} else {
+			/* The admin key sees every customer's totals, per customer. */
+			const char *h = server_header(r, "Authorization");
+			if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7)) {
+				usage_api_respond(r, r->w->store, NULL);
+			} else {
+				const struct config_customer *c = authenticate(r);
+				if (c)
+					usage_api_respond(r, r->w->store, c->name);
+			}
 		}
 		return;
 	}

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include "config.h"
+#include "usage.h"
 #include "modelid.h"
 #include "luajson.h"
 #include "sign.h"
@@ -503,6 +504,47 @@ static int load_limits(struct ld *d, struct config *c, int env)
  * terminal, 0 no cap), callbacks (false: poll only), callback_requires (a
  * table { https = bool, public = bool } or false: overrides the adapter's).
  */
+/* providers.NAME.keys: an array of { key = string, weight = integer 1..1000,
+ * id = identifier (default "key" and the position, from 1) }, ids unique. */
+static int check_key_pool(struct ld *d, const char *name, json_t *keys)
+{
+	if (!keys)
+		return 0;
+	if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 1024)
+		return lerr(d, "providers.%s.keys: must be a list of 1 to 1024 { key = \"...\", weight = n, id = \"name\" }", name);
+	for (size_t i = 0; i < json_array_size(keys); i++) {
+		json_t *e = json_array_get(keys, i), *v;
+		const char *k;
+		if (!json_is_object(e))
+			return lerr(d, "providers.%s.keys[%zu]: must be a table { key = \"...\", weight = n, id = \"name\" }", name, i + 1);
+		json_object_foreach(e, k, v) {
+			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id"))
+				return lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id)", name, i + 1, k);
+		}
+		v = json_object_get(e, "key");
+		if (!json_is_string(v) || !json_string_length(v))
+			return lerr(d, "providers.%s.keys[%zu].key: must be a non-empty string", name, i + 1);
+		v = json_object_get(e, "weight");
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000))
+			return lerr(d, "providers.%s.keys[%zu].weight: must be an integer from 1 to 1000", name, i + 1);
+		v = json_object_get(e, "id");
+		if (v && (!json_is_string(v) || !json_string_length(v) || json_string_length(v) > 63 ||
+			  !is_ident(json_string_value(v))))
+			return lerr(d, "providers.%s.keys[%zu].id: must be an identifier ([A-Za-z0-9_]+, at most 63)", name, i + 1);
+		char id[32];
+		snprintf(id, sizeof id, "key%zu", i + 1);
+		const char *mine = v ? json_string_value(v) : id;
+		for (size_t j = 0; j < i; j++) {
+			json_t *o = json_object_get(json_array_get(keys, j), "id");
+			char oid[32];
+			snprintf(oid, sizeof oid, "key%zu", j + 1);
+			if (strcmp(o ? json_string_value(o) : oid, mine) == 0)
+				return lerr(d, "providers.%s.keys[%zu].id: %s is taken by keys[%zu]", name, i + 1, mine, j + 1);
+		}
+	}
+	return 0;
+}
+
 static int check_provider_keys(struct ld *d, const char *name, json_t *o)
 {
 	static const char *const caps[] = { "max_inflight", "queue_limit", NULL };
@@ -512,6 +554,12 @@ static int check_provider_keys(struct ld *d, const char *name, json_t *o)
 			  json_integer_value(v) > 1000000))
 			return lerr(d, "providers.%s.%s: must be an integer from 0 to 1000000", name, *k);
 	}
+	if (check_key_pool(d, name, json_object_get(o, "keys")) < 0)
+		return -1;
+	json_t *prices = json_object_get(o, "prices");
+	char pwhy[300];
+	if (prices && usage_prices_check(prices, pwhy, sizeof pwhy) < 0)
+		return lerr(d, "providers.%s.prices%s%s", name, pwhy[0] == '[' ? "" : ": ", pwhy);
 	json_t *cb = json_object_get(o, "callbacks");
 	if (cb && !json_is_boolean(cb))
 		return lerr(d, "providers.%s.callbacks: must be true or false", name);
@@ -609,10 +657,74 @@ static int load_rate(struct ld *d, int ct, const char *prefix, struct config_cus
 	return 0;
 }
 
+/* The string field of table t into out (one of the allowed values); nil
+ * keeps out. */
+static int get_word(struct ld *d, int t, const char *field, const char *key,
+		    const char *const *allowed, char *out, size_t outlen)
+{
+	int ty = rawfield(d->L, t, field);
+	if (ty == LUA_TNIL) {
+		lua_pop(d->L, 1);
+		return 0;
+	}
+	const char *v = ty == LUA_TSTRING ? lua_tostring(d->L, -1) : NULL;
+	for (const char *const *a = allowed; v && *a; a++) {
+		if (strcmp(v, *a) == 0) {
+			snprintf(out, outlen, "%s", v);
+			lua_pop(d->L, 1);
+			return 0;
+		}
+	}
+	lua_pop(d->L, 1);
+	char list[96] = "";
+	for (const char *const *a = allowed; *a; a++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+			 a == allowed ? "" : a[1] ? ", " : " or ", *a);
+	return lerr(d, "%s: must be %s", key, list);
+}
+
+/* customers.NAME.budget = { amount = n > 0, unit = "usd" | "credits",
+ * period = "month" | "day" | "total", warn_at = fraction (0, 1) }. */
+static int load_budget(struct ld *d, int ct, const char *prefix, struct config_customer *cu)
+{
+	static const char *const keys[] = { "amount", "unit", "period", "warn_at", NULL };
+	static const char *const units[] = { "usd", "credits", NULL };
+	static const char *const periods[] = { "month", "day", "total", NULL };
+	char key[160];
+	snprintf(cu->budget_unit, sizeof cu->budget_unit, "usd");
+	snprintf(cu->budget_period, sizeof cu->budget_period, "month");
+	snprintf(key, sizeof key, "%s.budget", prefix);
+	int r = sub_table(d, ct, "budget", key);
+	if (r <= 0)
+		return r;
+	int t = lua_gettop(d->L);
+	if (check_keys(d, t, key, keys) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.amount", prefix);
+	if (rawfield(d->L, t, "amount") == LUA_TNIL)
+		return lerr(d, "%s: is required", key);
+	lua_pop(d->L, 1);
+	if (get_num(d, t, "amount", key, &cu->budget_amount, 0, 1e12, 1) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.unit", prefix);
+	if (get_word(d, t, "unit", key, units, cu->budget_unit, sizeof cu->budget_unit) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.period", prefix);
+	if (get_word(d, t, "period", key, periods, cu->budget_period, sizeof cu->budget_period) < 0)
+		return -1;
+	snprintf(key, sizeof key, "%s.budget.warn_at", prefix);
+	if (get_num(d, t, "warn_at", key, &cu->budget_warn_at, 0, 1, 1) < 0)
+		return -1;
+	if (cu->budget_warn_at >= 1)
+		return lerr(d, "%s: must be a fraction below 1", key);
+	lua_settop(d->L, t - 1);
+	return 0;
+}
+
 static int load_customers(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "api_key", "webhook_secret", "hook",
-		"webhook_url", "rate", NULL };
+		"webhook_url", "rate", "budget", NULL };
 	lua_State *L = d->L;
 	char key[160], prefix[100];
 	int r = sub_table(d, env, "customers", "customers");
@@ -660,7 +772,7 @@ static int load_customers(struct ld *d, struct config *c, int env)
 			return -1;
 		if (!is_ident(cu->hook))
 			return lerr(d, "%s: must be a hook name ([A-Za-z0-9_]+)", key);
-		if (load_rate(d, ct, prefix, cu) < 0)
+		if (load_rate(d, ct, prefix, cu) < 0 || load_budget(d, ct, prefix, cu) < 0)
 			return -1;
 		snprintf(key, sizeof key, "%s.webhook_url", prefix);
 		if (get_str(d, ct, "webhook_url", key, &cu->webhook_url, 1) < 0)
@@ -1013,7 +1125,8 @@ static int load_secrets_env(struct ld *d, struct config *c)
 	return 0;
 }
 
-/* Every string under a secret-looking key, at any depth, is a secret. */
+/* Every string under a secret-looking key, at any depth, is a secret; but
+ * not an `id` (a key pool's ids are recorded with jobs: names, not secrets). */
 static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
 {
 	const char *k;
@@ -1023,7 +1136,8 @@ static int scrub_json_secrets(struct scrub *s, json_t *v, int secret)
 		return secret && scrub_add(s, json_string_value(v)) < 0 ? -1 : 0;
 	if (json_is_object(v)) {
 		json_object_foreach(v, k, x)
-			if (scrub_json_secrets(s, x, secret || scrub_key_is_secret(k)) < 0)
+			if (scrub_json_secrets(s, x, scrub_key_is_secret(k) ||
+					       (secret && strcmp(k, "id") != 0)) < 0)
 				return -1;
 	} else if (json_is_array(v)) {
 		json_array_foreach(v, i, x)

@@ -20,6 +20,11 @@ struct config_customer {
 	unsigned char api_key_sha256[32]; /* for the constant-time key lookup */
 	double rate_per_s;    /* rate = { per_s, burst }: token refill per second; 0: no limit */
 	double rate_burst;    /* bucket size (requests), at least 1 */
+	/* budget = { amount, unit, period, warn_at }: budget_amount 0 is none */
+	double budget_amount;
+	char budget_unit[8];    /* "usd" or "credits" */
+	char budget_period[8];  /* "month", "day" or "total" (UTC) */
+	double budget_warn_at;  /* fraction for budget.warning, 0: none */
 };
 
 struct config_alias {

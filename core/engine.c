@@ -10,6 +10,8 @@
 #include "config.h"
 #include "customers.h"
 #include "fetch.h"
+#include "keypool.h"
+#include "usage.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry.h"
@@ -357,6 +359,13 @@ int engine_apply_result(struct worker *w, struct job *j, json_t *res,
 		job_set(&j->request_id, b);
 	}
 	merge_data(j, json_object_get(res, "data"));
+	/* An adapter's cost of the job is kept with it (data.cost). */
+	json_t *cost = usage_cost_of(json_object_get(res, "cost"));
+	if (cost) {
+		json_t *cd = json_pack("{s:o}", "cost", cost);
+		merge_data(j, cd);
+		json_decref(cd);
+	}
 	j->status = st;
 	if (st == JOB_SUCCEEDED) {
 		json_t *out = json_object_get(res, "output");
@@ -454,6 +463,35 @@ int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *no
 	return engine_end_job_via_tx(w, j, NULL, out, nout);
 }
 
+/*
+ * The cost of an ending job: the adapter's (data.cost) or, for a succeeded
+ * job without one, the estimate of its provider's price table (kept in
+ * data.cost too); recorded as the job's usage row in the caller's
+ * transaction. <0 on a store error.
+ */
+static int record_cost(struct worker *w, struct job *j, int64_t now)
+{
+	json_t *d = j->data ? json_loads(j->data, 0, NULL) : NULL;
+	json_t *cost = usage_cost_of(json_object_get(d, "cost"));
+	json_decref(d);
+	if (!cost && j->status == JOB_SUCCEEDED && j->provider) {
+		cost = usage_estimate(config_provider(w->cfg, j->provider), j->model, j->output);
+		if (cost) {
+			json_t *cd = json_pack("{s:O}", "cost", cost);
+			merge_data(j, cd);
+			json_decref(cd);
+		}
+	}
+	if (!cost)
+		return 0;
+	int rc = store_usage_add(w->store, j->id, j->customer, j->provider, j->model,
+				 json_number_value(json_object_get(cost, "amount")),
+				 json_string_value(json_object_get(cost, "unit")),
+				 json_string_value(json_object_get(cost, "source")), now);
+	json_decref(cost);
+	return rc < 0 ? -1 : 0;
+}
+
 int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
 			  struct work *out, int *nout)
 {
@@ -488,6 +526,8 @@ int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
 	j->updated_at = now;
 	if (!j->completed_at)
 		j->completed_at = now;
+	if (record_cost(w, j, now) < 0)
+		return -1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
 	/* script_version: the provider script in effect when the job ended;
@@ -638,6 +678,38 @@ static int step_stale(const struct step *st, const struct job *j)
 	       strcmp(j->provider, st->provider) != 0;
 }
 
+/* ---------- key pools ---------- */
+
+/* The id of the pool key a job took (its data's "key_id") into id; "" none. */
+static void job_key_id(const struct job *j, char *id, size_t idlen)
+{
+	json_t *d = j->data ? json_loads(j->data, 0, NULL) : NULL;
+	const char *v = json_string_value(json_object_get(d, "key_id"));
+	snprintf(id, idlen, "%s", v ? v : "");
+	json_decref(d);
+}
+
+/* The job's key from its provider's pool (borrowed from the config), or
+ * NULL: no pool, or the config no longer has the job's key (the adapter then
+ * reads the settings' `key`). */
+static const char *job_pool_key(struct worker *w, const struct job *j)
+{
+	json_t *ps = config_provider(w->cfg, j->provider);
+	char id[KEYPOOL_ID_MAX];
+	if (!keypool_size(ps))
+		return NULL;
+	job_key_id(j, id, sizeof id);
+	return id[0] ? keypool_key(ps, id) : NULL;
+}
+
+/* A usable key remains in the provider's pool now (1), else 0. */
+static int pool_has_usable(const char *provider, const json_t *ps)
+{
+	char id[KEYPOOL_ID_MAX];
+	int64_t wait;
+	return keypool_pick(provider, ps, now_ms(), 0, id, sizeof id, &wait) == 0;
+}
+
 static int call_provider(struct worker *w, struct job *j, const char *fn,
 			 json_t *first, json_t **out, char *err, size_t errlen)
 {
@@ -653,7 +725,8 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 	script_provider_info(w->scripts, j->provider, &info);
 	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
 	struct script_ctx ctx = { .provider = j->provider,
-				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL };
+				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL,
+				  .key = job_pool_key(w, j) };
 	int rc = script_call(w->scripts, SCRIPT_PROVIDER, j->provider, fn, args, nargs,
 			     &ctx, out, err, errlen);
 	json_decref(jarg);
@@ -670,6 +743,8 @@ static int call_provider(struct worker *w, struct job *j, const char *fn,
 static void submit_done(void *arg, const struct fetch_response *res);
 static void submit_give_up(struct worker *w, struct job *j, const struct work *wk,
 			   const char *code, const char *reason, int allow_failover);
+static void submit_retry(struct worker *w, struct job *j, const struct work *wk,
+			 int64_t retry_after, const char *reason);
 
 int engine_callbacks_refused(const char *public_url, const char *provider,
 			     const struct script_provider_info *info, char *why, size_t whylen)
@@ -747,6 +822,30 @@ static void run_submit(struct worker *w, const struct work *wk)
 			return;
 		}
 	}
+	/* A provider with a key pool: every submit takes a usable key, whose id
+	 * is kept with the job before the request goes out. */
+	json_t *ps = config_provider(w->cfg, j.provider);
+	int pooled = keypool_size(ps) > 0;
+	if (pooled) {
+		char kid[KEYPOOL_ID_MAX];
+		int64_t wait;
+		if (keypool_pick(j.provider, ps, now_ms(), rnd01(), kid, sizeof kid, &wait) < 0) {
+			if (wait < 0) {
+				snprintf(why, sizeof why, "every key of providers.%s.keys was refused (HTTP 401/403)",
+					 j.provider);
+				submit_give_up(w, &j, wk, "PROVIDER_UNAVAILABLE", why, 1);
+			} else {
+				snprintf(why, sizeof why, "every key of providers.%s.keys cools down after HTTP 429",
+					 j.provider);
+				submit_retry(w, &j, wk, wait, why);
+			}
+			job_clear(&j);
+			return;
+		}
+		json_t *kd = json_pack("{s:s}", "key_id", kid);
+		merge_data(&j, kd);
+		json_decref(kd);
+	}
 	json_t *req = NULL;
 	if (call_provider(w, &j, "submit", NULL, &req, err, sizeof err) < 0) {
 		fail_loaded(w, &j, wk->id, "SCRIPT_ERROR", err);
@@ -756,7 +855,8 @@ static void run_submit(struct worker *w, const struct work *wk)
 	/* A submit request's `data` (e.g. a per-job secret the provider will sign
 	 * its callback with) is stored before the request goes out. */
 	json_t *rdata = json_object_get(req, "data");
-	if (json_is_object(rdata) && json_object_size(rdata) > 0) {
+	int has_rdata = json_is_object(rdata) && json_object_size(rdata) > 0;
+	if (has_rdata || pooled) {
 		merge_data(&j, rdata);
 		j.updated_at = now_ms();
 		if (store_job_update(w->store, &j) < 0) {
@@ -893,6 +993,21 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	if (step_stale(st, &j))
 		goto out_job;
 	describe(res, why, sizeof why);
+	json_t *ps = config_provider(w->cfg, j.provider);
+	char kid[KEYPOOL_ID_MAX] = "";
+	if (keypool_size(ps))
+		job_key_id(&j, kid, sizeof kid);
+	if (kid[0] && !res->error && (res->status == 401 || res->status == 403)) {
+		/* A refused key leaves the pool until the config changes; the job
+		 * tries another one at once while one is left. */
+		if (keypool_break(j.provider, ps, kid))
+			log_warn("provider %s: key %s refused (HTTP %ld): out of the pool until the config changes",
+				 j.provider, kid, res->status);
+		if (pool_has_usable(j.provider, ps)) {
+			submit_retry(w, &j, wk, 0, why);
+			goto out_job;
+		}
+	}
 	if (res->error || retry_status_retryable(res->status)) {
 		int64_t after = header_retry_after(res);
 		if (!res->error && res->status == 429) {
@@ -912,6 +1027,14 @@ static void submit_done(void *arg, const struct fetch_response *res)
 			}
 			json_decref(rarg);
 			json_decref(result);
+			/* A rate-limited pool key cools down for the time the
+			 * provider named (a minute when it named none); the job's
+			 * next submit takes another key at once if one is usable. */
+			if (kid[0]) {
+				keypool_cool(j.provider, ps, kid, now_ms() + (after >= 0 ? after : 60000));
+				if (pool_has_usable(j.provider, ps))
+					after = 0;
+			}
 		}
 		submit_retry(w, &j, wk, after, why);
 		goto out_job;
@@ -955,9 +1078,9 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	j.updated_at = now;
 	if (store_begin(w->store) < 0)
 		goto store_fail;
-	event_add(w, j.id, "submitted", json_pack("{s:s,s:s,s:s?,s:i,s:s}", "provider", j.provider,
+	event_add(w, j.id, "submitted", json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s?}", "provider", j.provider,
 		  "model", j.model, "request_id", j.request_id, "http_status", (int)res->status,
-		  "script_version", st->version));
+		  "script_version", st->version, "key_id", kid[0] ? kid : NULL));
 	if (store_job_update(w->store, &j) < 0 ||
 	    store_work_become(w->store, wk->id, WORK_POLL, due) < 0 || store_commit(w->store) < 0) {
 		store_rollback(w->store);

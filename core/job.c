@@ -96,5 +96,15 @@ json_t *job_to_json(const struct job *j)
 	}
 	json_object_set_new(o, "created_at", job_time_json(j->created_at));
 	json_object_set_new(o, "completed_at", job_time_json(j->completed_at));
+	/* cost: what the job cost (data.cost, kept by the engine), or null. */
+	json_t *cost = NULL;
+	if (j->data && strstr(j->data, "\"cost\"")) {
+		json_t *d = json_loads(j->data, 0, NULL);
+		cost = json_incref(json_object_get(d, "cost"));
+		json_decref(d);
+	}
+	json_object_set_new(o, "cost", cost && json_is_object(cost) ? cost : json_null());
+	if (cost && !json_is_object(cost))
+		json_decref(cost);
 	return o;
 }

@@ -73,6 +73,7 @@ struct vm {
 	int example_mode;
 	const json_t *example_secrets;
 	double now; /* ctx.now() for this call when > 0 */
+	const char *key; /* ctx.secret("key") for this call when set (a pool key) */
 	/* registry refs */
 	int ref_table, ref_ctx, ref_config, ref_defaults, ref_find, ref_patterns;
 	size_t npatterns;
@@ -838,6 +839,9 @@ static int ctx_secret(lua_State *L)
 			lua_pushfstring(L, "example-%s", k);
 			return 1;
 		}
+	} else if (vm->key && strcmp(k, "key") == 0) {
+		lua_pushstring(L, vm->key);
+		return 1;
 	} else {
 		json_t *p = config_provider(vm->cfg, vm->name);
 		v = p ? json_object_get(p, k) : NULL;
@@ -1550,12 +1554,14 @@ static int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t na
 	vm->example_mode = example;
 	vm->example_secrets = ex_ctx ? json_object_get(ex_ctx, "secrets") : NULL;
 	vm->now = ctx ? ctx->now : 0;
+	vm->key = ctx && !example ? ctx->key : NULL;
 	if (ex_ctx && json_is_number(json_object_get(ex_ctx, "now")))
 		vm->now = json_number_value(json_object_get(ex_ctx, "now"));
 	rc = vm_pcall(vm, call_tramp, &c, 2, err, errlen, &base);
 	vm->example_mode = 0;
 	vm->example_secrets = NULL;
 	vm->now = 0;
+	vm->key = NULL;
 	if (rc < 0)
 		return -1;
 	if (c.missing) {

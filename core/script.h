@@ -35,6 +35,7 @@ struct script_ctx {
 	const char *callback_url; /* ctx.callback_url, or NULL */
 	json_t *keys;             /* ctx.keys: the provider's cached JWKS "keys" array, or NULL */
 	double now;               /* ctx.now() returns this when > 0 (tests); else the wall clock */
+	const char *key;          /* the job's key from providers.NAME.keys: ctx.secret("key") returns it; NULL: the settings' key */
 };
 
 /* Creates a host for cfg (borrowed for the host's lifetime). Loads nothing. */

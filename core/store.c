@@ -311,3 +311,16 @@ int store_customer_remove(struct store *s, const char *name)
 {
 	return OPS(s)->customer_remove(s, name);
 }
+
+int store_usage_add(struct store *s, const char *job_id, const char *customer,
+		    const char *provider, const char *model, double amount,
+		    const char *unit, const char *source, int64_t at)
+{
+	return OPS(s)->usage_add(s, job_id, customer, provider, model, amount, unit, source, at);
+}
+
+json_t *store_usage_totals(struct store *s, const char *customer, int64_t from, int64_t to,
+			   const char *group_by)
+{
+	return OPS(s)->usage_totals(s, customer, from, to, group_by);
+}

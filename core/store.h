@@ -182,6 +182,24 @@ int store_event_add(struct store *s, const char *job_id, int64_t at,
 		    const char *kind, const char *detail);
 /* Number of the job's events of one kind (>= 0), or -1 on error. */
 int64_t store_event_count(struct store *s, const char *job_id, const char *kind);
+
+/*
+ * Usage: the cost of an ended job, one row per job (a second call for the
+ * same job changes nothing). unit is "usd" or "credits", source "provider"
+ * or "estimate". 0, or <0 on a store error.
+ */
+int store_usage_add(struct store *s, const char *job_id, const char *customer,
+		    const char *provider, const char *model, double amount,
+		    const char *unit, const char *source, int64_t at);
+/*
+ * Totals of the usage rows at [from, to) (ms) of customer (NULL: every
+ * customer, each row then naming its "customer"), grouped by group_by
+ * ("model": "provider:model", "provider", "day": UTC "YYYY-MM-DD", or NULL:
+ * no "key") and unit: a new JSON array of {customer?, key?, unit, amount,
+ * jobs}, in key order; NULL on a store error.
+ */
+json_t *store_usage_totals(struct store *s, const char *customer, int64_t from, int64_t to,
+			   const char *group_by);
 json_t *store_job_events(struct store *s, const char *job_id);
 
 /*

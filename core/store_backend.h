@@ -94,6 +94,11 @@ struct store_ops {
 			    struct store_customer *out);
 	json_t *(*customer_list)(struct store *s);
 	int (*customer_remove)(struct store *s, const char *name);
+	int (*usage_add)(struct store *s, const char *job_id, const char *customer,
+			 const char *provider, const char *model, double amount,
+			 const char *unit, const char *source, int64_t at);
+	json_t *(*usage_totals)(struct store *s, const char *customer, int64_t from, int64_t to,
+				const char *group_by);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -148,6 +153,8 @@ int pg_store_schema_version(void);
 #define store_purge STORE_FN(purge)
 #define store_work_take_slot STORE_FN(work_take_slot)
 #define store_event_count STORE_FN(event_count)
+#define store_usage_add STORE_FN(usage_add)
+#define store_usage_totals STORE_FN(usage_totals)
 #define store_job_search STORE_FN(job_search)
 #define store_delivery_list STORE_FN(delivery_list)
 #define store_provider_stats STORE_FN(provider_stats)
@@ -183,7 +190,8 @@ int pg_store_schema_version(void);
 	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks, \
 	.customer_add = store_customer_add, .customer_set_key = store_customer_set_key, \
 	.customer_get = store_customer_get, .customer_list = store_customer_list, \
-	.customer_remove = store_customer_remove
+	.customer_remove = store_customer_remove, \
+	.usage_add = store_usage_add, .usage_totals = store_usage_totals
 #endif
 
 #endif

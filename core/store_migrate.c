@@ -49,6 +49,7 @@ static const struct table tables[] = {
 	{ "events", "id,job_id,at,kind,detail", "id", 1, -1 },
 	{ "customers", "name,key_sha256,webhook_secret,hook,webhook_url,created_at,updated_at",
 	  "name", 0, -1 },
+	{ "usage", "job_id,customer,provider,model,amount,unit,source,at", "job_id", 0, -1 },
 };
 
 /* Appends v to buf (COPY text format: backslash escapes, \N for NULL). */

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* Back-off between reconnect attempts while PostgreSQL is unreachable. */
 #define PG_RETRY_MS 1000
 /* pg_advisory_lock key of migrations ("genrelay" in ASCII, truncated). */
@@ -189,7 +189,14 @@ static const char pg_schema_v3[] =
 	"CREATE TABLE customers(name TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,"
 	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at BIGINT, updated_at BIGINT);";
 
-static const char *const pg_migrations[PG_SCHEMA_VERSION] = { pg_schema_v1, pg_schema_v2, pg_schema_v3 };
+/* v4: the cost of each ended job that has one (GET /v1/usage, budgets). */
+static const char pg_schema_v4[] =
+	"CREATE TABLE usage(job_id TEXT PRIMARY KEY, customer TEXT NOT NULL, provider TEXT,"
+	" model TEXT, amount DOUBLE PRECISION NOT NULL, unit TEXT NOT NULL, source TEXT,"
+	" at BIGINT NOT NULL);"
+	"CREATE INDEX usage_customer_at ON usage(customer, at);";
+
+static const char *const pg_migrations[PG_SCHEMA_VERSION] = { pg_schema_v1, pg_schema_v2, pg_schema_v3, pg_schema_v4 };
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -1324,6 +1331,67 @@ static PGresult *query_once(struct store *s, const char *text, struct params *p)
 		return NULL;
 	}
 	return r;
+}
+
+/* ---------- usage ---------- */
+
+int store_usage_add(struct store *s, const char *job_id, const char *customer,
+		    const char *provider, const char *model, double amount,
+		    const char *unit, const char *source, int64_t at)
+{
+	struct params p = { 0 };
+	char amt[40];
+	snprintf(amt, sizeof amt, "%.17g", amount);
+	p_text(&p, job_id);
+	p_text(&p, customer);
+	p_text(&p, provider);
+	p_text(&p, model);
+	p_text(&p, amt);
+	p_text(&p, unit);
+	p_text(&p, source);
+	p_int(&p, at);
+	PGresult *r = query_once(s, "INSERT INTO usage(job_id,customer,provider,model,amount,unit,source,at)"
+				 " VALUES($1,$2,$3,$4,$5::double precision,$6,$7,$8::bigint)"
+				 " ON CONFLICT (job_id) DO NOTHING RETURNING 1", &p);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+json_t *store_usage_totals(struct store *s, const char *customer, int64_t from, int64_t to,
+			   const char *group_by)
+{
+	const char *key = !group_by ? "''"
+		: strcmp(group_by, "model") == 0 ? "coalesce(provider,'')||':'||coalesce(model,'')"
+		: strcmp(group_by, "provider") == 0 ? "coalesce(provider,'')"
+		: strcmp(group_by, "day") == 0
+		? "to_char(to_timestamp(at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')" : "''";
+	char text[600];
+	snprintf(text, sizeof text, "SELECT customer, %s, unit, sum(amount), count(*) FROM usage"
+		 " WHERE ($1::text IS NULL OR customer=$1::text) AND at>=$2::bigint AND at<$3::bigint"
+		 " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", key);
+	struct params p = { 0 };
+	p_text(&p, customer);
+	p_int(&p, from);
+	p_int(&p, to);
+	PGresult *r = query_once(s, text, &p);
+	if (!r)
+		return NULL;
+	json_t *arr = json_array();
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *o = json_object();
+		if (!customer)
+			json_object_set_new(o, "customer", json_string(PQgetvalue(r, i, 0)));
+		if (group_by)
+			json_object_set_new(o, "key", json_string(PQgetvalue(r, i, 1)));
+		json_object_set_new(o, "unit", json_string(PQgetvalue(r, i, 2)));
+		json_object_set_new(o, "amount", json_real(strtod(PQgetvalue(r, i, 3), NULL)));
+		json_object_set_new(o, "jobs", json_integer(val_int(r, i, 4)));
+		json_array_append_new(arr, o);
+	}
+	PQclear(r);
+	return arr;
 }
 
 /* Appends " AND <col><op>$n" for a parameter just added. */

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* How long a worker may wait on another writer's lock (workers of one
  * process hold it for one loop iteration, a few ms), and how long writes then
  * fail fast before the next try, so a lock held elsewhere stalls the loop at
@@ -163,7 +163,13 @@ static const char schema_v4[] =
 	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at INTEGER,"
 	" updated_at INTEGER) WITHOUT ROWID;";
 
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3, schema_v4 };
+/* v5: the cost of each ended job that has one (GET /v1/usage, budgets). */
+static const char schema_v5[] =
+	"CREATE TABLE usage(job_id TEXT PRIMARY KEY, customer TEXT NOT NULL, provider TEXT,"
+	" model TEXT, amount REAL NOT NULL, unit TEXT NOT NULL, source TEXT, at INTEGER NOT NULL);"
+	"CREATE INDEX usage_customer_at ON usage(customer, at);";
+
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5 };
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -1109,6 +1115,68 @@ static sqlite3_stmt *prepare_once(struct store *s, const char *text)
 		return NULL;
 	}
 	return st;
+}
+
+/* ---------- usage ---------- */
+
+int store_usage_add(struct store *s, const char *job_id, const char *customer,
+		    const char *provider, const char *model, double amount,
+		    const char *unit, const char *source, int64_t at)
+{
+	sqlite3_stmt *st = prepare_once(s, "INSERT OR IGNORE INTO usage(job_id,customer,provider,"
+					"model,amount,unit,source,at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
+	if (!st)
+		return -1;
+	bind_text(st, 1, job_id);
+	bind_text(st, 2, customer);
+	bind_text(st, 3, provider);
+	bind_text(st, 4, model);
+	sqlite3_bind_double(st, 5, amount);
+	bind_text(st, 6, unit);
+	bind_text(st, 7, source);
+	sqlite3_bind_int64(st, 8, at);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, rc);
+}
+
+json_t *store_usage_totals(struct store *s, const char *customer, int64_t from, int64_t to,
+			   const char *group_by)
+{
+	const char *key = !group_by ? "''"
+		: strcmp(group_by, "model") == 0 ? "coalesce(provider,'')||':'||coalesce(model,'')"
+		: strcmp(group_by, "provider") == 0 ? "coalesce(provider,'')"
+		: strcmp(group_by, "day") == 0 ? "strftime('%Y-%m-%d', at / 1000, 'unixepoch')" : "''";
+	char text[600];
+	snprintf(text, sizeof text, "SELECT customer, %s, unit, sum(amount), count(*) FROM usage"
+		 " WHERE (?1 IS NULL OR customer=?1) AND at>=?2 AND at<?3"
+		 " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", key);
+	sqlite3_stmt *st = prepare_once(s, text);
+	if (!st)
+		return NULL;
+	bind_text(st, 1, customer);
+	sqlite3_bind_int64(st, 2, from);
+	sqlite3_bind_int64(st, 3, to);
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		if (!customer)
+			json_object_set_new(o, "customer", json_string((const char *)sqlite3_column_text(st, 0)));
+		if (group_by)
+			json_object_set_new(o, "key", json_string((const char *)sqlite3_column_text(st, 1)));
+		json_object_set_new(o, "unit", json_string((const char *)sqlite3_column_text(st, 2)));
+		json_object_set_new(o, "amount", json_real(sqlite3_column_double(st, 3)));
+		json_object_set_new(o, "jobs", json_integer(sqlite3_column_int64(st, 4)));
+		json_array_append_new(arr, o);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		fail(s, rc);
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
 }
 
 json_t *store_job_search(struct store *s, const struct job_filter *f)

@@ -65,6 +65,12 @@ providers = {
   abstrakt = { base_url = base("https://api.abstrakt.one", "/abstrakt"),
                key = os.getenv("ABSTRAKT_API_KEY") or (sim and "sim-provider-key"),
                webhook_secret = os.getenv("ABSTRAKT_WEBHOOK_SECRET") or (sim and "abstrakt-sim-secret") },
+  -- Any provider may take a pool of keys instead of `key` (docs/providers.md):
+  --   keys = { { id = "main", key = os.getenv("FAL_KEY_MAIN"), weight = 3 },
+  --            { id = "spare", key = os.getenv("FAL_KEY_SPARE") } },
+  -- each job takes one by weight; a 429 cools a key down, a 401/403 retires it.
+  -- Estimated costs (GET /v1/usage; budgets count them) when a provider reports none:
+  --   prices = { ["fal-ai/flux/dev"] = { per_image = 0.025 } },
   -- Any provider may go through a proxy of its own (else curl's environment
   -- variables apply to provider calls): proxy = "http://egress-proxy.internal:3128",
 }
@@ -88,6 +94,10 @@ customers = {
     -- genrelay process: burst requests at once, per_s on average; past it
     -- 429 RATE_LIMITED with Retry-After. Unset: no limit.
     -- rate = { per_s = 10, burst = 20 },
+    -- Spend cap per UTC month (or day, or total) over the jobs' costs (GET
+    -- /v1/usage); past it runs answer 402 BUDGET_EXCEEDED. Jobs in flight
+    -- finish: with N in flight the spend ends at most N jobs' cost past it.
+    -- budget = { amount = 50, unit = "usd", period = "month" },
   },
 }
 

@@ -43,7 +43,10 @@ local function from_job(b, ctx)
 	local id = U.str(U.first(b.job_id, b.request_id, b.id))
 	local state = STATE[st]
 	if state == "succeeded" then
-		return { state = "succeeded", request_id = id, output = output(U.first(b.output, b.result), ctx) }
+		-- abstrakt reports what a job cost in credits
+		local credits = tonumber(U.val(b.credits_used))
+		return { state = "succeeded", request_id = id, output = output(U.first(b.output, b.result), ctx),
+			cost = credits and credits >= 0 and { amount = credits, unit = "credits", source = "provider" } or nil }
 	elseif state == "failed" then
 		local e = U.val(b.error)
 		return U.failed((type(e) == "string" and e ~= "" and e) or U.message(e) or U.message(b)
@@ -136,6 +139,11 @@ return {
 				output = { type = "image", items = { { type = "image", url = "https://c/a.png" } } } } },
 				{ id = "job_1", model = "fal-ai/flux/schnell", data = {} } },
 			expect = { state = "succeeded", output = { type = "image", items = { { type = "image", url = "https://c/a.png" } } } } },
+		{ fn = "on_callback",
+			args = { { headers = {}, json = { job_id = "job_b", status = "succeeded", credits_used = 3,
+				output = { type = "image", items = { { type = "image", url = "https://c/b.png" } } } } },
+				{ id = "job_2", model = "fal-ai/flux/schnell", data = {} } },
+			expect = { state = "succeeded", cost = { amount = 3, unit = "credits", source = "provider" } } },
 		{ fn = "on_callback",
 			args = { { headers = {}, json = { event = "job.failed", data = { request_id = "r1", status = "failed",
 				error = { message = "boom" } } } }, { id = "job_1", model = "m", data = {} } },

@@ -25,6 +25,9 @@
 //       GET  /_control/callbacks[?provider=P] callbacks sent: {provider,url,ref,kind,attempt,status,error,at}
 //       POST /_control/reset                  clear both logs, http_status counters, down switches
 //
+// Per-key behaviour: a credential whose value contains "sim-429" answers 429
+// (Retry-After: 60) on every call, "sim-401" 401 and "sim-403" 403.
+//
 // Tests steer each job with an optional `sim` object in the model input:
 //   {"delay_ms":200, "outcome":"success|fail", "callback":"normal|none|duplicate|late|malformed",
 //    "http_status":503, "http_times":1, "message":"failure text"}
@@ -156,6 +159,13 @@ function createProvsim(opts) {
     if (own && typeof own === 'object') Object.assign(steer, own);
   }
 
+  function keyBehaviour(headers, json) {
+    const auth = String(headers.authorization || '').replace(/^\S+\s+/, '');
+    const cred = [auth, String(headers['x-api-key'] || ''), json && typeof json === 'object' && typeof json.key === 'string' ? json.key : ''].join(' ');
+    const m = /sim-(429|401|403)/.exec(cred);
+    return m ? Number(m[1]) : 0;
+  }
+
   function route(req, res, raw) {
     const url = req.url;
     const q = url.indexOf('?');
@@ -191,6 +201,15 @@ function createProvsim(opts) {
     if (sim.down.has(first) && !exempt) {
       const e = prov.error(503, 'Service temporarily unavailable (provsim: surface is down)');
       return ctx.send(503, e.body, Object.assign({ 'retry-after': '1' }, e.headers));
+    }
+    // Per-key behaviour, steered by the credential's value (Authorization
+    // after its scheme, X-Api-Key, or a body `key`): one containing
+    // "sim-429" is rate-limited (429, Retry-After: 60), "sim-401" /
+    // "sim-403" is refused, on every call.
+    const keyStatus = keyBehaviour(req.headers, ctx.json);
+    if (keyStatus) {
+      const e = prov.error(keyStatus, keyStatus === 429 ? 'Rate limit exceeded for this key (provsim)' : 'Invalid API key (provsim)');
+      return ctx.send(keyStatus, e.body, Object.assign(keyStatus === 429 ? { 'retry-after': '60' } : {}, e.headers));
     }
     try {
       prov.handle(ctx);

@@ -545,6 +545,66 @@ static void test_scrub_set(void)
 	config_free(c);
 }
 
+/* providers.NAME.keys: checked, its keys are secrets, its ids are not. */
+static void test_key_pool(void)
+{
+	char err[512];
+	check_refused("providers = { fal = { keys = 'pool-secret-0' } }\n", "providers.fal.keys: must be a list", "pool-secret-0");
+	check_refused("providers = { fal = { keys = {} } }\n", "providers.fal.keys: must be a list", NULL);
+	check_refused("providers = { fal = { keys = { { key = '' } } } }\n", "providers.fal.keys[1].key", NULL);
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', weight = 0 } } } }\n",
+		      "providers.fal.keys[1].weight", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', wieght = 2 } } } }\n",
+		      "providers.fal.keys[1].wieght: unknown", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', id = 'a b' } } } }\n",
+		      "providers.fal.keys[1].id", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1' }, { key = 'pool-secret-2', id = 'key1' } } } }\n",
+		      "providers.fal.keys[2].id: key1 is taken", "pool-secret-2");
+	struct config *c = config_load(write_conf(
+		"providers = { fal = { base_url = 'http://127.0.0.1:1/fal', keys = {\n"
+		"  { key = 'pool-secret-1', weight = 3, id = 'primary' }, { key = 'pool-secret-2' } } } }\n"),
+		err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	CHECK(scrub_found(c->scrub, "pool-secret-1", 13));
+	CHECK(scrub_found(c->scrub, "pool-secret-2", 13));
+	CHECK(!scrub_found(c->scrub, "primary", 7));
+	config_free(c);
+}
+
+/* customers.NAME.budget */
+static void test_budget(void)
+{
+	char err[512];
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = 5 } }\n", "customers.acme.budget: must be a table", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = {} } }\n", "customers.acme.budget.amount: is required", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 0 } } }\n", "customers.acme.budget.amount", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, unit = 'eur' } } }\n",
+		      "customers.acme.budget.unit: must be \"usd\" or \"credits\"", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, period = 'week' } } }\n",
+		      "customers.acme.budget.period: must be \"month\", \"day\" or \"total\"", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, warn_at = 1 } } }\n",
+		      "customers.acme.budget.warn_at", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, limit = 2 } } }\n",
+		      "unknown key 'customers.acme.budget.limit'", "sk_b_1");
+	struct config *c = config_load(write_conf(
+		"customers = { acme = { api_key = 'sk_b_1', budget = { amount = 25, unit = 'credits', period = 'day' } },\n"
+		"  globex = { api_key = 'sk_b_2' } }\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (!c) {
+		fprintf(stderr, "    %s\n", err);
+		return;
+	}
+	CHECK(c->customers[0].budget_amount == 25);
+	CHECK_STR_EQ(c->customers[0].budget_unit, "credits");
+	CHECK_STR_EQ(c->customers[0].budget_period, "day");
+	CHECK(c->customers[1].budget_amount == 0);
+	config_free(c);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -557,6 +617,8 @@ int main(void)
 	test_errors();
 	test_server_secret_env();
 	test_scrub_set();
+	test_key_pool();
+	test_budget();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return check_done();

@@ -1,0 +1,202 @@
+/*
+ * keypool.c: weighted choice of a provider's API key, with 429 cool-downs
+ * and 401/403 broken marks (see keypool.h). The marks live in one small
+ * array under a mutex; an instance has a few pools of a few keys.
+ */
+#include "keypool.h"
+#include "sign.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mark {
+	char ident[160]; /* provider/id/digest */
+	int64_t cool_until;
+	int broken;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mark *marks;
+static size_t nmarks, capmarks;
+
+static const json_t *pool_of(const json_t *settings)
+{
+	const json_t *k = json_object_get(settings, "keys");
+	return json_is_array(k) ? k : NULL;
+}
+
+/* The id of pool entry i: its `id`, else "key" and its 1-based position. */
+static void entry_id(const json_t *e, size_t i, char *out, size_t outlen)
+{
+	const char *id = json_string_value(json_object_get(e, "id"));
+	if (id)
+		snprintf(out, outlen, "%s", id);
+	else
+		snprintf(out, outlen, "key%zu", i + 1);
+}
+
+size_t keypool_size(const json_t *settings)
+{
+	const json_t *p = pool_of(settings);
+	return p ? json_array_size(p) : 0;
+}
+
+static const json_t *entry_by_id(const json_t *settings, const char *id)
+{
+	const json_t *p = pool_of(settings);
+	char eid[KEYPOOL_ID_MAX];
+	for (size_t i = 0; p && id && i < json_array_size(p); i++) {
+		const json_t *e = json_array_get(p, i);
+		entry_id(e, i, eid, sizeof eid);
+		if (strcmp(eid, id) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+const char *keypool_key(const json_t *settings, const char *id)
+{
+	return json_string_value(json_object_get(entry_by_id(settings, id), "key"));
+}
+
+static void ident_of(const char *provider, const char *id, const char *key, char *out, size_t outlen)
+{
+	unsigned char d[SIGN_SHA256_LEN];
+	sign_sha256(key ? key : "", key ? strlen(key) : 0, d);
+	snprintf(out, outlen, "%.60s/%.64s/%02x%02x%02x%02x%02x%02x%02x%02x", provider, id,
+		 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+}
+
+/* The mark of ident; created when create. Called under lock. */
+static struct mark *mark_get(const char *ident, int create)
+{
+	for (size_t i = 0; i < nmarks; i++)
+		if (strcmp(marks[i].ident, ident) == 0)
+			return &marks[i];
+	if (!create)
+		return NULL;
+	if (nmarks == capmarks) {
+		size_t nc = capmarks ? capmarks * 2 : 8;
+		struct mark *m = realloc(marks, nc * sizeof *m);
+		if (!m)
+			return NULL;
+		marks = m;
+		capmarks = nc;
+	}
+	struct mark *m = &marks[nmarks++];
+	memset(m, 0, sizeof *m);
+	snprintf(m->ident, sizeof m->ident, "%s", ident);
+	return m;
+}
+
+static long weight_of(const json_t *e)
+{
+	const json_t *w = json_object_get(e, "weight");
+	return json_is_integer(w) && json_integer_value(w) > 0 ? (long)json_integer_value(w) : 1;
+}
+
+int keypool_pick(const char *provider, const json_t *settings, int64_t now, double r,
+		 char *id, size_t idlen, int64_t *wait_ms)
+{
+	const json_t *p = pool_of(settings);
+	size_t n = p ? json_array_size(p) : 0;
+	char eid[KEYPOOL_ID_MAX], ident[160];
+	long total = 0;
+	int64_t first_end = -1;
+	*wait_ms = -1;
+	if (n == 0 || n > 1024)
+		return -1;
+	char usable[1024];
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(p, i);
+		entry_id(e, i, eid, sizeof eid);
+		ident_of(provider, eid, json_string_value(json_object_get(e, "key")), ident, sizeof ident);
+		const struct mark *m = mark_get(ident, 0);
+		usable[i] = !m || (!m->broken && m->cool_until <= now);
+		if (m && !m->broken && m->cool_until > now &&
+		    (first_end < 0 || m->cool_until < first_end))
+			first_end = m->cool_until;
+		if (usable[i])
+			total += weight_of(e);
+	}
+	pthread_mutex_unlock(&lock);
+	if (total == 0) {
+		*wait_ms = first_end < 0 ? -1 : first_end - now;
+		return -1;
+	}
+	long at = (long)(r * (double)total);
+	if (at >= total)
+		at = total - 1;
+	for (size_t i = 0; i < n; i++) {
+		if (!usable[i])
+			continue;
+		const json_t *e = json_array_get(p, i);
+		at -= weight_of(e);
+		if (at < 0) {
+			entry_id(e, i, id, idlen);
+			return 0;
+		}
+	}
+	return -1; /* not reached */
+}
+
+static struct mark *mark_of_locked(const char *provider, const json_t *settings, const char *id)
+{
+	const json_t *e = entry_by_id(settings, id);
+	char ident[160];
+	if (!e)
+		return NULL;
+	ident_of(provider, id, json_string_value(json_object_get(e, "key")), ident, sizeof ident);
+	return mark_get(ident, 1);
+}
+
+void keypool_cool(const char *provider, const json_t *settings, const char *id, int64_t until)
+{
+	pthread_mutex_lock(&lock);
+	struct mark *m = mark_of_locked(provider, settings, id);
+	if (m && until > m->cool_until)
+		m->cool_until = until;
+	pthread_mutex_unlock(&lock);
+}
+
+int keypool_break(const char *provider, const json_t *settings, const char *id)
+{
+	int first = 0;
+	pthread_mutex_lock(&lock);
+	struct mark *m = mark_of_locked(provider, settings, id);
+	if (m && !m->broken) {
+		m->broken = 1;
+		first = 1;
+	}
+	pthread_mutex_unlock(&lock);
+	return first;
+}
+
+size_t keypool_broken_count(const char *provider, const json_t *settings)
+{
+	const json_t *p = pool_of(settings);
+	char eid[KEYPOOL_ID_MAX], ident[160];
+	size_t broken = 0;
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; p && i < json_array_size(p); i++) {
+		const json_t *e = json_array_get(p, i);
+		entry_id(e, i, eid, sizeof eid);
+		ident_of(provider, eid, json_string_value(json_object_get(e, "key")), ident, sizeof ident);
+		const struct mark *m = mark_get(ident, 0);
+		broken += m && m->broken;
+	}
+	pthread_mutex_unlock(&lock);
+	return broken;
+}
+
+void keypool_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	free(marks);
+	marks = NULL;
+	nmarks = capmarks = 0;
+	pthread_mutex_unlock(&lock);
+}

@@ -530,6 +530,8 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
 	}
 	metrics_inc(j->status == JOB_SUCCEEDED ? M_JOBS_SUCCEEDED
 		    : j->status == JOB_CANCELED ? M_JOBS_CANCELED : M_JOBS_FAILED);
+	metrics_job(j->provider, j->model_id, job_status_name(j->status),
+		    j->completed_at > j->created_at ? (double)(j->completed_at - j->created_at) / 1000.0 : 0);
 	for (int i = 0; i < nout; i++)
 		engine_dispatch(w, &out[i]);
 	api_job_ended(w, j->id);
@@ -887,6 +889,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	struct job j;
 	char err[ERR_MAX], why[256];
 	const struct work *wk = &st->wk;
+	metrics_provider_call(st->provider, "submit", res->error != NULL, res->status, res->total_ms);
 	if (load_live_job(w, wk, &j))
 		goto out;
 	if (step_stale(st, &j))
@@ -1051,6 +1054,7 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	struct job j;
 	char err[ERR_MAX];
 	const struct work *wk = &st->wk;
+	metrics_provider_call(st->provider, "poll", res->error != NULL, res->status, res->total_ms);
 	if (load_live_job(w, wk, &j))
 		goto out;
 	if (step_stale(st, &j))
@@ -1117,6 +1121,7 @@ static void cancel_done(void *arg, const struct fetch_response *res)
 	struct step *st = arg;
 	struct worker *w = st->w;
 	char why[256];
+	metrics_provider_call(st->provider, "cancel", res->error != NULL, res->status, res->total_ms);
 	describe(res, why, sizeof why);
 	if ((res->error || retry_status_retryable(res->status)) && st->wk.tries < 5) {
 		reschedule(w, &st->wk, now_ms() + 2000 * (st->wk.tries + 1), st->wk.tries + 1);
@@ -1418,11 +1423,14 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 	struct worker *w = ds->base.w;
 	struct delivery *d = &ds->d;
 	const struct work *wk = &ds->base.wk;
+	metrics_delivery(res->error != NULL, res->status, res->total_ms);
 	if (!res->error && res->status >= 200 && res->status < 300) {
 		d->attempts++;
 		snprintf(d->status, sizeof d->status, "delivered");
 		d->next_at = 0;
 		metrics_inc(M_DELIVERIES_OK);
+		if (d->created_at > 0)
+			metrics_result_to_webhook((double)(now_ms() - d->created_at) / 1000.0);
 		if (store_begin(w->store) < 0 ||
 		    store_attempt_insert(w->store, d->id, d->job_id, now_ms(), res->status,
 					 res->total_ms, NULL, ds->base.version, ds->sent, ds->sent_len) < 0 ||

@@ -23,6 +23,7 @@ struct store;
 struct work;
 struct delivery;
 struct job_filter;
+struct store_queue;
 enum work_kind;
 
 struct store_ops {
@@ -87,6 +88,7 @@ struct store_ops {
 				 int limit);
 	json_t *(*provider_stats)(struct store *s, int64_t since);
 	json_t *(*job_callbacks)(struct store *s, const char *job_id);
+	int (*queue_stats)(struct store *s, int64_t now, struct store_queue *q);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -145,6 +147,7 @@ int pg_store_schema_version(void);
 #define store_delivery_list STORE_FN(delivery_list)
 #define store_provider_stats STORE_FN(provider_stats)
 #define store_job_callbacks STORE_FN(job_callbacks)
+#define store_queue_stats STORE_FN(queue_stats)
 
 /* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") }; */
 #define STORE_OPS_INIT(backend_name) \
@@ -168,7 +171,8 @@ int pg_store_schema_version(void);
 	.job_events = store_job_events, .purge = store_purge, \
 	.work_take_slot = store_work_take_slot, .event_count = store_event_count, \
 	.job_search = store_job_search, .delivery_list = store_delivery_list, \
-	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks
+	.provider_stats = store_provider_stats, .job_callbacks = store_job_callbacks, \
+	.queue_stats = store_queue_stats
 #endif
 
 #endif

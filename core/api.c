@@ -602,7 +602,11 @@ void api_flush(struct worker *w)
 			continue;
 		}
 		metrics_inc(M_JOBS_ACCEPTED);
-		metrics_job(r->job.provider, r->job.model_id, "accepted", -1);
+		metrics_job(r->job.provider, config_alias(w->cfg, r->job.model_id) ? r->job.model_id : "direct",
+			    "accepted", -1);
+		log_ctx_job(r->job.id, r->job.customer, r->job.provider);
+		log_ctx_request(r->request_id);
+		log_info("job %s accepted for model %s", r->job.id, r->job.model_id);
 		int run_now = r->work_id >= 0;
 		struct work wk = { .id = r->work_id, .kind = WORK_SUBMIT, .due_at = now };
 		snprintf(wk.job_id, sizeof wk.job_id, "%s", r->job.id);

@@ -212,6 +212,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 				     rc == 1 ? "no such job" : "the store is unavailable");
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	struct script_provider_info info;
 	int loaded = script_provider_info(w->scripts, provider, &info) == 0;
 	if (!targets_include(&j, provider) || !loaded || !info.configured) {

@@ -530,7 +530,10 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
 	}
 	metrics_inc(j->status == JOB_SUCCEEDED ? M_JOBS_SUCCEEDED
 		    : j->status == JOB_CANCELED ? M_JOBS_CANCELED : M_JOBS_FAILED);
-	metrics_job(j->provider, j->model_id, job_status_name(j->status),
+	log_ctx_job(j->id, j->customer, j->provider);
+	log_info("job %s %s", j->id, job_status_name(j->status));
+	metrics_job(j->provider, config_alias(w->cfg, j->model_id) ? j->model_id : "direct",
+		    job_status_name(j->status),
 		    j->completed_at > j->created_at ? (double)(j->completed_at - j->created_at) / 1000.0 : 0);
 	for (int i = 0; i < nout; i++)
 		engine_dispatch(w, &out[i]);
@@ -624,6 +627,7 @@ static int load_live_job(struct worker *w, const struct work *wk, struct job *j)
 		work_done(w, wk);
 		return 1;
 	}
+	log_ctx_job(j->id, j->customer, j->provider);
 	return 0;
 }
 
@@ -1573,6 +1577,7 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 		w->after[w->nafter++] = *wk;
 		return;
 	}
+	log_ctx_job(wk->job_id, NULL, NULL); /* the step's load adds customer and provider */
 	if (w->cfg->role == ROLE_API) {
 		/* --role api never runs work: the row goes back to the store, due
 		 * now and unleased, for the workers to claim. */

@@ -1150,6 +1150,7 @@ static void run_cancel(struct worker *w, const struct work *wk)
 		work_done(w, wk);
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	json_t *req = NULL;
 	if (!j.request_id || call_provider(w, &j, "cancel", NULL, &req, err, sizeof err) < 0 ||
 	    !json_is_object(req)) {
@@ -1255,6 +1256,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		work_done(w, wk);
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	const struct config_customer *cust = config_customer_by_name(w->cfg, j.customer);
 	/* The customer's hook as configured now (not when the job was made), so
 	 * an operator's change applies to pending deliveries too. */

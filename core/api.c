@@ -788,7 +788,7 @@ static void handle_models(struct request *r)
 static void handle_metrics(struct request *r)
 {
 	struct buf b;
-	buf_init(&b, 1 << 20);
+	buf_init(&b, 1 << 22); /* a cap: every family at its series cap fits */
 	struct metrics_gauges g = { .inflight_fetches = (long)fetcher_inflight(r->w->fetch),
 				    .jobs_stored = (long)store_job_count(r->w->store),
 				    .queue_due = -1, .store_bytes = -1,

@@ -250,6 +250,7 @@ int loop_run(struct loop *l)
 		run_timers(l);
 		if (l->idle)
 			l->idle(l->idle_arg);
+		log_ctx_clear();
 		run_deferred(l);
 		struct timespec done;
 		clock_gettime(CLOCK_MONOTONIC, &done);

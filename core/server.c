@@ -418,10 +418,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		if (!r->url)
 			return MHD_NO;
 		request_id_choose(s, r);
+		log_ctx_clear();
 		log_ctx_request(r->request_id);
 		intake(s, r);
 		return MHD_YES;
 	}
+	log_ctx_clear();
 	log_ctx_request(r->request_id);
 	if (*upload_data_size) {
 		if (!r->too_large && !r->answered &&

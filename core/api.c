@@ -615,6 +615,11 @@ void api_flush(struct worker *w)
 			continue;
 		}
 		metrics_inc(M_JOBS_ACCEPTED);
+		metrics_job(r->job.provider, config_alias(w->cfg, r->job.model_id) ? r->job.model_id : "direct",
+			    "accepted", -1);
+		log_ctx_job(r->job.id, r->job.customer, r->job.provider);
+		log_ctx_request(r->request_id);
+		log_info("job %s accepted for model %s", r->job.id, r->job.model_id);
 		int run_now = r->work_id >= 0;
 		struct work wk = { .id = r->work_id, .kind = WORK_SUBMIT, .due_at = now };
 		snprintf(wk.job_id, sizeof wk.job_id, "%s", r->job.id);
@@ -796,8 +801,24 @@ static void handle_models(struct request *r)
 static void handle_metrics(struct request *r)
 {
 	struct buf b;
-	buf_init(&b, 1 << 20);
-	metrics_render(&b, (long)fetcher_inflight(r->w->fetch), (long)store_job_count(r->w->store));
+	buf_init(&b, 1 << 22); /* a cap: every family at its series cap fits */
+	struct metrics_gauges g = { .inflight_fetches = (long)fetcher_inflight(r->w->fetch),
+				    .jobs_stored = (long)store_job_count(r->w->store),
+				    .queue_due = -1, .store_bytes = -1,
+				    .store_max_bytes = (long long)r->w->cfg->store_max_mb << 20 };
+	struct store_queue q;
+	int64_t now = loop_wall_ms();
+	if (store_queue_stats(r->w->store, now, &q) == 0) {
+		g.queue_due = (long)q.due;
+		g.queue_leased = (long)q.leased;
+		g.queue_waiting = (long)q.waiting;
+		g.oldest_due_age_s = q.oldest_due_at > 0 && q.oldest_due_at < now
+					     ? (double)(now - q.oldest_due_at) / 1000.0 : 0;
+		g.store_bytes = (long long)q.size_bytes;
+	} else {
+		metrics_inc(M_STORE_ERRORS);
+	}
+	metrics_render(&b, &g);
 	buf_printf(&b, "# HELP genrelay_buffered_bytes Request body bytes reserved now (limits.buffered_bytes)\n"
 		       "# TYPE genrelay_buffered_bytes gauge\ngenrelay_buffered_bytes %zu\n",
 		   server_buffered_bytes());

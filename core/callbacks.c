@@ -82,6 +82,7 @@ static void record(struct worker *w, const char *job_id, const char *provider,
 		   const char *outcome, struct request *r)
 {
 	size_t n = r->body.len > CALLBACK_BODY_KEEP ? CALLBACK_BODY_KEEP : r->body.len;
+	metrics_callback(provider, outcome); /* a configured provider of the job */
 	if (store_callback_insert(w->store, job_id, provider, loop_wall_ms(), outcome,
 				  r->body.p, n) < 0)
 		metrics_inc(M_STORE_ERRORS);
@@ -185,6 +186,7 @@ int callbacks_admit(struct request *r, const char *provider, const char *job_id,
 		return 0;
 	metrics_inc(M_CALLBACKS);
 	metrics_inc(M_CALLBACKS_REJECTED);
+	metrics_callback(NULL, "rejected"); /* the path's provider is not checked yet */
 	refused_event_tx(r->w, job_id, provider, "invalid callback token");
 	server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
 	return -1;
@@ -210,6 +212,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 				     rc == 1 ? "no such job" : "the store is unavailable");
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	struct script_provider_info info;
 	int loaded = script_provider_info(w->scripts, provider, &info) == 0;
 	if (!targets_include(&j, provider) || !loaded || !info.configured) {
@@ -221,6 +224,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 			store_rollback(w->store);
 		job_clear(&j);
 		metrics_inc(M_CALLBACKS_REJECTED);
+		metrics_callback(NULL, "rejected");
 		server_respond_error(r, 404, "JOB_NOT_FOUND", "%s", why);
 		return;
 	}

@@ -457,6 +457,22 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 	return 0;
 }
 
+/* log = { level = "info", format = "text" }; log.level overrides log_level. */
+static int load_log(struct ld *d, struct config *c, int env)
+{
+	static const char *const keys[] = { "level", "format", NULL };
+	int r = sub_table(d, env, "log", "log");
+	if (r <= 0)
+		return r;
+	int t = lua_gettop(d->L);
+	if (check_keys(d, t, "log", keys) < 0 ||
+	    get_str(d, t, "level", "log.level", &c->log_level, 1) < 0 ||
+	    get_str(d, t, "format", "log.format", &c->log_format, 1) < 0)
+		return -1;
+	lua_settop(d->L, t - 1);
+	return 0;
+}
+
 static int load_limits(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "body_bytes", "lua_instructions",
@@ -907,10 +923,11 @@ static int set_defaults(struct config *c)
 	c->scripts = strdup("scripts");
 	c->durability = strdup("normal");
 	c->log_level = strdup("info");
+	c->log_format = strdup("text");
 	c->providers = json_object();
 	c->retry = malloc(sizeof default_retry);
 	if (!c->listen || !c->store || !c->scripts || !c->durability ||
-	    !c->log_level || !c->providers || !c->retry)
+	    !c->log_level || !c->log_format || !c->providers || !c->retry)
 		return -1;
 	memcpy(c->retry, default_retry, sizeof default_retry);
 	c->nretry = sizeof default_retry / sizeof default_retry[0];
@@ -965,7 +982,7 @@ static void redact_lua_error(char *msg, size_t cap, const char *path)
 static const char *const top_keys[] = { "listen", "public_url", "store",
 	"scripts", "workers", "server_secret", "server_secret_previous",
 	"store_insecure_permissions", "admin_key", "metrics_token", "metrics_listen",
-	"durability", "log_level",
+	"durability", "log_level", "log",
 	"providers", "customers", "models", "webhooks", "jobs", "limits", NULL };
 
 /* Runs the file and reads its keys into c. 0 or -1 with d->err set. */
@@ -1083,11 +1100,13 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "fsync") != 0)
 		return lerr(d, "durability: must be \"normal\" or \"fsync\"");
 
-	if (get_str(d, env, "log_level", "log_level", &c->log_level, 1) < 0)
+	if (get_str(d, env, "log_level", "log_level", &c->log_level, 1) < 0 || load_log(d, c, env) < 0)
 		return -1;
 	if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
 	    strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
-		return lerr(d, "log_level: must be \"debug\", \"info\", \"warn\" or \"error\"");
+		return lerr(d, "log_level: must be \"debug\", \"info\", \"warn\" or \"error\" (so must log.level)");
+	if (strcmp(c->log_format, "text") && strcmp(c->log_format, "json"))
+		return lerr(d, "log.format: must be \"text\" or \"json\"");
 
 	if (load_providers(d, c, env) < 0 || load_customers(d, c, env) < 0 ||
 	    load_models(d, c, env) < 0 || load_webhooks(d, c, env) < 0 ||
@@ -1236,6 +1255,7 @@ void config_free(struct config *c)
 	free(c->metrics_listen);
 	free(c->durability);
 	free(c->log_level);
+	free(c->log_format);
 	if (c->webhook_proxy)
 		OPENSSL_cleanse(c->webhook_proxy, strlen(c->webhook_proxy));
 	free(c->webhook_proxy);

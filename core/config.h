@@ -62,7 +62,8 @@ struct config {
 	unsigned char metrics_token_sha256[32];
 	char *metrics_listen; /* "host:port": open /metrics and /healthz only; NULL: none */
 	char *durability;     /* "normal" (survives a crash) or "fsync" (survives power loss) */
-	char *log_level;      /* "debug", "info", "warn", "error" */
+	char *log_level;      /* "debug", "info", "warn", "error" (log.level or log_level) */
+	char *log_format;     /* "text" or "json" (log.format) */
 
 	json_t *providers;    /* object: name -> object of settings (secrets inside) */
 	/* Every configured secret, for scrub_*() on outgoing text. Built by

@@ -571,6 +571,11 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
 	}
 	metrics_inc(j->status == JOB_SUCCEEDED ? M_JOBS_SUCCEEDED
 		    : j->status == JOB_CANCELED ? M_JOBS_CANCELED : M_JOBS_FAILED);
+	log_ctx_job(j->id, j->customer, j->provider);
+	log_info("job %s %s", j->id, job_status_name(j->status));
+	metrics_job(j->provider, config_alias(w->cfg, j->model_id) ? j->model_id : "direct",
+		    job_status_name(j->status),
+		    j->completed_at > j->created_at ? (double)(j->completed_at - j->created_at) / 1000.0 : 0);
 	for (int i = 0; i < nout; i++)
 		engine_dispatch(w, &out[i]);
 	api_job_ended(w, j->id);
@@ -663,6 +668,7 @@ static int load_live_job(struct worker *w, const struct work *wk, struct job *j)
 		work_done(w, wk);
 		return 1;
 	}
+	log_ctx_job(j->id, j->customer, j->provider);
 	return 0;
 }
 
@@ -988,6 +994,7 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	struct job j;
 	char err[ERR_MAX], why[256];
 	const struct work *wk = &st->wk;
+	metrics_provider_call(st->provider, "submit", res->error != NULL, res->status, res->total_ms);
 	if (load_live_job(w, wk, &j))
 		goto out;
 	if (step_stale(st, &j))
@@ -1175,6 +1182,7 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	struct job j;
 	char err[ERR_MAX];
 	const struct work *wk = &st->wk;
+	metrics_provider_call(st->provider, "poll", res->error != NULL, res->status, res->total_ms);
 	if (load_live_job(w, wk, &j))
 		goto out;
 	if (step_stale(st, &j))
@@ -1241,6 +1249,7 @@ static void cancel_done(void *arg, const struct fetch_response *res)
 	struct step *st = arg;
 	struct worker *w = st->w;
 	char why[256];
+	metrics_provider_call(st->provider, "cancel", res->error != NULL, res->status, res->total_ms);
 	describe(res, why, sizeof why);
 	if ((res->error || retry_status_retryable(res->status)) && st->wk.tries < 5) {
 		reschedule(w, &st->wk, now_ms() + 2000 * (st->wk.tries + 1), st->wk.tries + 1);
@@ -1265,6 +1274,7 @@ static void run_cancel(struct worker *w, const struct work *wk)
 		work_done(w, wk);
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	json_t *req = NULL;
 	if (!j.request_id || call_provider(w, &j, "cancel", NULL, &req, err, sizeof err) < 0 ||
 	    !json_is_object(req)) {
@@ -1377,6 +1387,7 @@ static void run_deliver(struct worker *w, const struct work *wk)
 		}
 		return;
 	}
+	log_ctx_job(j.id, j.customer, j.provider);
 	const struct config_customer *cust = customers_by_name(w->customers, w->cfg, w->store, j.customer);
 	/* The customer's hook as configured now (not when the job was made), so
 	 * an operator's change applies to pending deliveries too. */
@@ -1549,11 +1560,14 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 	struct worker *w = ds->base.w;
 	struct delivery *d = &ds->d;
 	const struct work *wk = &ds->base.wk;
+	metrics_delivery(res->error != NULL, res->status, res->total_ms);
 	if (!res->error && res->status >= 200 && res->status < 300) {
 		d->attempts++;
 		snprintf(d->status, sizeof d->status, "delivered");
 		d->next_at = 0;
 		metrics_inc(M_DELIVERIES_OK);
+		if (d->created_at > 0)
+			metrics_result_to_webhook((double)(now_ms() - d->created_at) / 1000.0);
 		if (store_begin(w->store) < 0 ||
 		    store_attempt_insert(w->store, d->id, d->job_id, now_ms(), res->status,
 					 res->total_ms, NULL, ds->base.version, ds->sent, ds->sent_len) < 0 ||
@@ -1696,6 +1710,7 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 		w->after[w->nafter++] = *wk;
 		return;
 	}
+	log_ctx_job(wk->job_id, NULL, NULL); /* the step's load adds customer and provider */
 	if (w->cfg->role == ROLE_API) {
 		/* --role api never runs work: the row goes back to the store, due
 		 * now and unleased, for the workers to claim. */

@@ -23,6 +23,7 @@
 #include "fetch.h"
 
 #include "buf.h"
+#include "log.h"
 #include "loop.h"
 #include "urlguard.h"
 
@@ -409,6 +410,7 @@ static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
 	curl_multi_remove_handle(t->pool->multi, t->easy);
 
 	t->cb(t->arg, &res);
+	log_ctx_clear();
 	recycle(f, t);
 }
 

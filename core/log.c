@@ -16,6 +16,94 @@
 #include <time.h>
 
 static atomic_int log_level = LOG_LEVEL_INFO;
+static atomic_int log_format = LOG_FORMAT_TEXT;
+
+static _Thread_local struct {
+	char job_id[LOG_CTX_MAX], customer[LOG_CTX_MAX], provider[LOG_CTX_MAX],
+		request_id[LOG_CTX_MAX];
+} ctx;
+
+void log_set_format(int format)
+{
+	atomic_store(&log_format, format == LOG_FORMAT_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+}
+
+int log_format_parse(const char *s)
+{
+	if (s && strcmp(s, "text") == 0)
+		return LOG_FORMAT_TEXT;
+	if (s && strcmp(s, "json") == 0)
+		return LOG_FORMAT_JSON;
+	return -1;
+}
+
+static void ctx_put(char *dst, const char *v)
+{
+	snprintf(dst, LOG_CTX_MAX, "%s", v ? v : "");
+}
+
+void log_ctx_job(const char *job_id, const char *customer, const char *provider)
+{
+	ctx_put(ctx.job_id, job_id);
+	ctx_put(ctx.customer, customer);
+	ctx_put(ctx.provider, provider);
+}
+
+void log_ctx_request(const char *request_id)
+{
+	ctx_put(ctx.request_id, request_id);
+}
+
+void log_ctx_clear(void)
+{
+	ctx.job_id[0] = ctx.customer[0] = ctx.provider[0] = ctx.request_id[0] = '\0';
+}
+
+/* Appends v to out[*n..cap) as the inside of a JSON string. */
+static void json_put(char *out, size_t *n, size_t cap, const char *v, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < len && *n + 7 < cap; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '"' || c == '\\') {
+			out[(*n)++] = '\\';
+			out[(*n)++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			out[(*n)++] = '\\';
+			out[(*n)++] = 'u';
+			out[(*n)++] = '0';
+			out[(*n)++] = '0';
+			out[(*n)++] = hex[c >> 4];
+			out[(*n)++] = hex[c & 15];
+		} else {
+			out[(*n)++] = (char)c;
+		}
+	}
+}
+
+/* Appends the thread's context fields in the chosen format. */
+static void put_ctx(char *out, size_t *n, size_t cap, int json)
+{
+	const char *names[] = { "job_id", "customer", "provider", "request_id" };
+	const char *vals[] = { ctx.job_id, ctx.customer, ctx.provider, ctx.request_id };
+	for (int i = 0; i < 4; i++) {
+		if (!vals[i][0])
+			continue;
+		int r = snprintf(out + *n, cap - *n, json ? ",\"%s\":\"" : " %s=", names[i]);
+		if (r < 0 || (size_t)r >= cap - *n)
+			return;
+		*n += (size_t)r;
+		if (json) {
+			json_put(out, n, cap, vals[i], strlen(vals[i]));
+			if (*n + 1 < cap)
+				out[(*n)++] = '"';
+		} else {
+			for (const char *p = vals[i]; *p && *n + 1 < cap; p++)
+				out[(*n)++] = (unsigned char)*p <= ' ' || *p == 0x7f ? '_' : *p;
+		}
+	}
+	out[*n] = '\0';
+}
 static _Atomic(const struct scrub *) log_scrub;
 
 void log_set_scrub(const struct scrub *s)
@@ -59,9 +147,10 @@ int log_enabled(int level)
 static void log_vwrite(int level, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX + 64];
+	char ts_s[40];
 	struct timespec ts;
 	struct tm tm;
-	size_t n;
+	size_t n = 0;
 	int r;
 
 	if (level < LOG_LEVEL_DEBUG || level > LOG_LEVEL_ERROR)
@@ -70,15 +159,11 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof line - n, ".%03ldZ level=%s ",
-		     ts.tv_nsec / 1000000L, level_names[level]);
-	if (r < 0)
-		return;
-	n += (size_t)r;
+	size_t tn = strftime(ts_s, sizeof ts_s, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts_s + tn, sizeof ts_s - tn, ".%03ldZ", ts.tv_nsec / 1000000L);
 	va_list full;
 	va_copy(full, ap);
-	r = vsnprintf(line + n, LOG_LINE_MAX + 1, fmt, ap);
+	r = vsnprintf(line, LOG_LINE_MAX + 1, fmt, ap);
 	if (r < 0) {
 		va_end(full);
 		return;
@@ -95,23 +180,42 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 			char *t = scrub_dup(sc, whole, (size_t)r, NULL);
 			const char *src = t ? t : whole;
 			m = strlen(src) > LOG_LINE_MAX ? LOG_LINE_MAX : strlen(src);
-			memcpy(line + n, src, m);
-			line[n + m] = '\0';
+			memcpy(line, src, m);
+			line[m] = '\0';
 			free(t);
 			free(whole);
-		} else if (sc && scrub_found(sc, line + n, m)) {
-			scrub_buf(sc, line + n, LOG_LINE_MAX + 1);
-			m = strlen(line + n);
+		} else if (sc && scrub_found(sc, line, m)) {
+			scrub_buf(sc, line, LOG_LINE_MAX + 1);
+			m = strlen(line);
 		}
 		va_end(full);
-		for (size_t i = n; i < n + m; i++)
+		n = m;
+	}
+	/* line[0..n) is the scrubbed message; the output goes to out. */
+	char out[LOG_LINE_MAX * 2 + 6 * LOG_CTX_MAX * 4 + 128];
+	size_t o = 0;
+	if (atomic_load(&log_format) == LOG_FORMAT_JSON) {
+		r = snprintf(out, sizeof out, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts_s,
+			     level_names[level]);
+		o = (size_t)(r < 0 ? 0 : r);
+		json_put(out, &o, sizeof out - 8 * LOG_CTX_MAX, line, n);
+		out[o++] = '"';
+		put_ctx(out, &o, sizeof out - 4, 1);
+		out[o++] = '}';
+	} else {
+		for (size_t i = 0; i < n; i++)
 			if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
 				line[i] = ' ';
-		n += m;
+		r = snprintf(out, sizeof out, "%s level=%s %.*s", ts_s, level_names[level], (int)n,
+			     line);
+		o = (size_t)(r < 0 ? 0 : r);
+		if (o >= sizeof out)
+			o = sizeof out - 1;
+		put_ctx(out, &o, sizeof out - 4, 0);
 	}
-	line[n++] = '\n';
-	line[n] = '\0';
-	fputs(line, stderr);
+	out[o++] = '\n';
+	out[o] = '\0';
+	fputs(out, stderr);
 }
 
 void log_msg(int level, const char *fmt, ...)

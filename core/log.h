@@ -1,8 +1,12 @@
 /*
  * log.h: a tiny thread-safe logger.
  *
- * One line per message on stderr:
- *   2026-11-22T19:00:00.123Z level=info <message>
+ * One line per message on stderr, text (the default):
+ *   2026-11-22T19:00:00.123Z level=info <message> [job_id=.. customer=.. provider=.. request_id=..]
+ * or JSON (log_set_format), one object per line:
+ *   {"ts":"2026-11-22T19:00:00.123Z","level":"info","msg":"...","job_id":"..",...}
+ * The bracketed/extra fields are the calling thread's log context (below),
+ * each present only when set.
  * Control characters in the message are replaced by spaces so that one call
  * always gives one line. Messages above LOG_LINE_MAX bytes are truncated.
  * Never pass secrets in a message; configured ones are scrubbed anyway
@@ -40,6 +44,23 @@ int log_get_level(void);
 int log_level_parse(const char *s);
 /* 1 when a message at level would be written (skip expensive formatting). */
 int log_enabled(int level);
+
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 };
+/* Default LOG_FORMAT_TEXT. Set before other threads start. */
+void log_set_format(int format);
+/* "text" or "json" -> format; -1 otherwise. */
+int log_format_parse(const char *s);
+
+/*
+ * The calling thread's log context: added to each line it logs until
+ * changed or cleared. Values are copied (cut at LOG_CTX_MAX - 1 bytes);
+ * NULL or "" clears that field. The event loop clears it after each event
+ * it dispatches, so a context never leaks into an unrelated line.
+ */
+#define LOG_CTX_MAX 64
+void log_ctx_job(const char *job_id, const char *customer, const char *provider);
+void log_ctx_request(const char *request_id);
+void log_ctx_clear(void);
 
 void log_msg(int level, const char *fmt, ...) LOG_PRINTF(2, 3);
 void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);

@@ -2,6 +2,7 @@
  * loop.c: epoll event loop with a binary min-heap of timers.
  */
 #include "loop.h"
+#include "log.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -201,6 +202,7 @@ static void run_timers(struct loop *l)
 		struct loop_timer *t = l->heap[1];
 		loop_timer_stop(l, t);
 		t->cb(t);
+		log_ctx_clear();
 	}
 }
 
@@ -242,11 +244,13 @@ int loop_run(struct loop *l)
 			struct loop_io *io = evs[i].data.ptr;
 			if (io->cb)
 				io->cb(io, evs[i].events);
+			log_ctx_clear(); /* no event's log context leaks into the next */
 		}
 		run_deferred(l);
 		run_timers(l);
 		if (l->idle)
 			l->idle(l->idle_arg);
+		log_ctx_clear();
 		run_deferred(l);
 		struct timespec done;
 		clock_gettime(CLOCK_MONOTONIC, &done);

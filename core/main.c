@@ -468,6 +468,7 @@ static int serve(const char *path, int role)
 		return 2;
 	}
 	log_set_level(log_level_parse(cfg->log_level));
+	log_set_format(log_format_parse(cfg->log_format));
 	log_set_scrub(cfg->scrub);
 	warn_short_secrets(cfg);
 	signal(SIGPIPE, SIG_IGN);

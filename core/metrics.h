@@ -1,11 +1,23 @@
 /*
- * metrics.h: process-wide counters, exported in Prometheus text format.
- * Counters are relaxed atomics: any worker may bump them.
+ * metrics.h: process-wide counters and histograms, exported in Prometheus
+ * text format (version 0.0.4).
+ *
+ * Every worker thread may bump any metric: values are relaxed atomics, and
+ * a labelled series is created once under a mutex and never freed (see
+ * metrics.c). Label values come from the configuration and the scripts
+ * (provider names, model aliases, script names) or from fixed sets
+ * (step, outcome, state, verdict, status class); never a job id, customer
+ * or URL. Each labelled family holds at most METRICS_MAX_SERIES series;
+ * past that, new label sets are counted in one series whose labels are
+ * all "_other", so a scrape stays bounded whatever the configuration.
  */
 #ifndef GENRELAY_METRICS_H
 #define GENRELAY_METRICS_H
 
 #include "buf.h"
+
+#define METRICS_MAX_SERIES 64
+#define METRICS_LABEL_MAX 64 /* longer label values are cut */
 
 enum metric {
 	M_HTTP_REQUESTS,
@@ -34,7 +46,42 @@ void metrics_inc(enum metric m);
  * keeps the longest, exported as genrelay_loop_stall_max_seconds. */
 void metrics_loop_iteration(long us);
 void metrics_add(enum metric m, long n);
-/* Appends the text exposition; gauges are passed by the caller. */
-void metrics_render(struct buf *b, long inflight_fetches, long jobs_stored);
+
+/* A job reached state (accepted, succeeded, failed, canceled) on provider
+ * for model alias (genrelay_jobs_total). Terminal states with secs >= 0 also
+ * observe genrelay_job_duration_seconds (created to terminal). */
+void metrics_job(const char *provider, const char *alias, const char *state, double secs);
+/* A provider call of step (submit, poll, cancel) ended: error (transport) or
+ * an HTTP status; ms its duration (submits feed
+ * genrelay_provider_submit_duration_seconds). */
+void metrics_provider_call(const char *provider, const char *step, int error, long status,
+			   double ms);
+/* A webhook attempt ended: error (transport) or an HTTP status, ms long. */
+void metrics_delivery(int error, long status, double ms);
+/* A delivery answered 2xx secs after its job's result came in. */
+void metrics_result_to_webhook(double secs);
+/* A callback for provider (a configured one, else NULL) got verdict
+ * (applied, duplicate, ignored, rejected). */
+void metrics_callback(const char *provider, const char *verdict);
+/* A call into script (its chunk name); failed when it raised or broke a limit. */
+void metrics_script_call(const char *script, int failed);
+/* n scripts were reloaded. */
+void metrics_reloads(long n);
+/* A store commit took secs. */
+void metrics_store_commit(double secs);
+
+/* Figures read at scrape time; a negative value leaves its metric out. */
+struct metrics_gauges {
+	long inflight_fetches;  /* this worker's outbound requests */
+	long jobs_stored;
+	long queue_due;         /* work due and not leased */
+	long queue_leased;      /* work under a live lease (running) */
+	long queue_waiting;     /* poll rows not yet due: jobs waiting for a result */
+	double oldest_due_age_s;
+	long long store_bytes;
+	long long store_max_bytes;
+};
+/* Appends the text exposition. */
+void metrics_render(struct buf *b, const struct metrics_gauges *g);
 
 #endif

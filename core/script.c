@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "luajson.h"
+#include "metrics.h"
 #include "scrub.h"
 #include "sign.h"
 
@@ -1558,6 +1559,7 @@ static int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t na
 	if (ex_ctx && json_is_number(json_object_get(ex_ctx, "now")))
 		vm->now = json_number_value(json_object_get(ex_ctx, "now"));
 	rc = vm_pcall(vm, call_tramp, &c, 2, err, errlen, &base);
+	metrics_script_call(vm->chunk, rc < 0);
 	vm->example_mode = 0;
 	vm->example_secrets = NULL;
 	vm->now = 0;

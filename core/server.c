@@ -15,6 +15,9 @@
 #include "metrics.h"
 #include "worker.h"
 
+#include "scrub.h"
+
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -24,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -360,6 +365,33 @@ static void intake(struct server *s, struct request *r)
 	}
 }
 
+/*
+ * The request id: the client's X-Request-Id when it is a sane token (1 to
+ * 63 bytes of letters, digits and "-_.:", no configured secret), else
+ * "req_" and 16 random hex digits (a per-thread generator seeded once from
+ * the kernel).
+ */
+static void request_id_choose(struct server *s, struct request *r)
+{
+	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+	size_t n = h ? strlen(h) : 0;
+	int sane = n > 0 && n < sizeof r->request_id;
+	for (size_t i = 0; sane && i < n; i++)
+		sane = isalnum((unsigned char)h[i]) || strchr("-_.:", h[i]) != NULL;
+	if (sane && !scrub_found(s->w->cfg->scrub, h, n)) {
+		memcpy(r->request_id, h, n + 1);
+		return;
+	}
+	static _Thread_local uint64_t state;
+	if (!state && (getrandom(&state, sizeof state, 0) != sizeof state || !state))
+		state = (uint64_t)loop_wall_ms() ^ (uint64_t)(uintptr_t)r;
+	uint64_t z = (state += 0x9e3779b97f4a7c15ULL); /* splitmix64 */
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	snprintf(r->request_id, sizeof r->request_id, "req_%016llx", (unsigned long long)z);
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 				 const char *url, const char *method,
 				 const char *version, const char *upload_data,
@@ -385,9 +417,14 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		conn_phase(conn, CONN_BODY);
 		if (!r->url)
 			return MHD_NO;
+		request_id_choose(s, r);
+		log_ctx_clear();
+		log_ctx_request(r->request_id);
 		intake(s, r);
 		return MHD_YES;
 	}
+	log_ctx_clear();
+	log_ctx_request(r->request_id);
 	if (*upload_data_size) {
 		if (!r->too_large && !r->answered &&
 		    buf_add(&r->body, upload_data, *upload_data_size) < 0)
@@ -597,10 +634,13 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 		return;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
 	r->response = resp;
 	r->status = status;
 	r->answered = 1;
 	metrics_inc(M_HTTP_REQUESTS);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_debug("http: %s answered %u (request %s)", r->method, status, r->request_id);
 	if (store_pending(r->w->store) && !r->at_intake) {
 		/* Hold it until the commit: what it says may not be durable yet.
 		 * (An answer from the headers says nothing about the store.) */
@@ -726,6 +766,7 @@ void server_respond_stream(struct request *r, unsigned status, const char *conte
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
 	r->front_stream = sc;
 	r->response = resp;
 	r->status = status;

@@ -39,6 +39,7 @@ struct request {
 	struct MHD_Response *response;
 	unsigned status;
 	int64_t started_ms;
+	char request_id[64];     /* X-Request-Id: the client's when sane, else generated */
 
 	/* API state while suspended */
 	enum request_wait wait;

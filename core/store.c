@@ -4,9 +4,11 @@
  */
 #include "store.h"
 #include "store_backend.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* Every backend's struct store begins with its ops pointer. */
 #define OPS(s) (*(const struct store_ops *const *)(const void *)(s))
@@ -85,9 +87,22 @@ int store_pending(struct store *s)
 	return OPS(s)->pending(s);
 }
 
+/* Seconds on the monotonic clock, for genrelay_store_commit_duration_seconds. */
+static double mono_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 int store_flush(struct store *s)
 {
-	return OPS(s)->flush(s);
+	if (!OPS(s)->pending(s))
+		return OPS(s)->flush(s);
+	double t0 = mono_s();
+	int rc = OPS(s)->flush(s);
+	metrics_store_commit(mono_s() - t0);
+	return rc;
 }
 
 int store_begin(struct store *s)
@@ -97,7 +112,10 @@ int store_begin(struct store *s)
 
 int store_commit(struct store *s)
 {
-	return OPS(s)->commit(s);
+	double t0 = mono_s();
+	int rc = OPS(s)->commit(s);
+	metrics_store_commit(mono_s() - t0);
+	return rc;
 }
 
 void store_rollback(struct store *s)
@@ -323,4 +341,9 @@ json_t *store_usage_totals(struct store *s, const char *customer, int64_t from, 
 			   const char *group_by)
 {
 	return OPS(s)->usage_totals(s, customer, from, to, group_by);
+}
+
+int store_queue_stats(struct store *s, int64_t now, struct store_queue *q)
+{
+	return OPS(s)->queue_stats(s, now, q);
 }

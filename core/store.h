@@ -223,6 +223,15 @@ json_t *store_delivery_list(struct store *s, const char *state, const char *cust
 json_t *store_provider_stats(struct store *s, int64_t since);
 /* [{"at","provider","outcome","body_bytes"}] of the callbacks a job got. */
 json_t *store_job_callbacks(struct store *s, const char *job_id);
+/* Work queue figures at now (wall ms) and the store's size, for /metrics. */
+struct store_queue {
+	int64_t due;           /* due and not under a live lease */
+	int64_t leased;        /* under a live lease (running) */
+	int64_t waiting;       /* poll rows not due yet: submitted, waiting for a result */
+	int64_t oldest_due_at; /* due_at of the oldest due row; 0: none */
+	int64_t size_bytes;    /* the file's or the database's size */
+};
+int store_queue_stats(struct store *s, int64_t now, struct store_queue *q);
 /* Retention: deletes up to limit finished jobs (succeeded, failed, canceled)
  * completed before `before` (wall ms) with their work, deliveries, attempts,
  * callbacks, events and idempotency keys, in one short transaction of its

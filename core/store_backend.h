@@ -24,6 +24,7 @@ struct work;
 struct delivery;
 struct job_filter;
 struct store_customer;
+struct store_queue;
 enum work_kind;
 
 struct store_ops {
@@ -99,6 +100,7 @@ struct store_ops {
 			 const char *unit, const char *source, int64_t at);
 	json_t *(*usage_totals)(struct store *s, const char *customer, int64_t from, int64_t to,
 				const char *group_by);
+	int (*queue_stats)(struct store *s, int64_t now, struct store_queue *q);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -164,6 +166,7 @@ int pg_store_schema_version(void);
 #define store_customer_get STORE_FN(customer_get)
 #define store_customer_list STORE_FN(customer_list)
 #define store_customer_remove STORE_FN(customer_remove)
+#define store_queue_stats STORE_FN(queue_stats)
 
 /* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") }; */
 #define STORE_OPS_INIT(backend_name) \
@@ -191,7 +194,8 @@ int pg_store_schema_version(void);
 	.customer_add = store_customer_add, .customer_set_key = store_customer_set_key, \
 	.customer_get = store_customer_get, .customer_list = store_customer_list, \
 	.customer_remove = store_customer_remove, \
-	.usage_add = store_usage_add, .usage_totals = store_usage_totals
+	.usage_add = store_usage_add, .usage_totals = store_usage_totals, \
+	.queue_stats = store_queue_stats
 #endif
 
 #endif

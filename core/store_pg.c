@@ -50,6 +50,7 @@ enum {
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
 	Q_SLOT_LOCK, Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_CB_OF_JOB,
 	Q_CUST_ADD, Q_CUST_KEY, Q_CUST_BY_KEY, Q_CUST_BY_NAME, Q_CUST_LIST, Q_CUST_DEL,
+	Q_QUEUE_STATS,
 	Q_COUNT
 };
 
@@ -100,6 +101,11 @@ static const char *const sql[Q_COUNT] = {
 			 "FOR UPDATE SKIP LOCKED)",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
 	[Q_WORK_COUNT] = "SELECT count(*) FROM work WHERE kind=$1",
+	[Q_QUEUE_STATS] = "SELECT COALESCE(SUM(CASE WHEN lease_until<=$1 AND due_at<=$1 THEN 1 ELSE 0 END),0),"
+			  " COALESCE(SUM(CASE WHEN lease_until>$1 THEN 1 ELSE 0 END),0),"
+			  " COALESCE(SUM(CASE WHEN kind=2 AND lease_until<=$1 AND due_at>$1 THEN 1 ELSE 0 END),0),"
+			  " COALESCE(MIN(CASE WHEN lease_until<=$1 AND due_at<=$1 THEN due_at END),0),"
+			  " pg_database_size(current_database()) FROM work",
 	[Q_DLV_INSERT] = "INSERT INTO deliveries(id,job_id,event,url,status,attempts,created_at,next_at) "
 			 "VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
 	[Q_DLV_GET] = "SELECT id,job_id,event,url,status,attempts,created_at,next_at "
@@ -864,6 +870,22 @@ static int64_t count_query(struct store *s, int qi, int kind)
 int64_t store_job_count(struct store *s)
 {
 	return count_query(s, Q_JOB_COUNT, 0);
+}
+
+int store_queue_stats(struct store *s, int64_t now, struct store_queue *qs)
+{
+	struct params p = { 0 };
+	PGresult *r;
+	p_int(&p, now);
+	if (read_row(s, Q_QUEUE_STATS, &p, &r) != 0)
+		return -1;
+	qs->due = val_int(r, 0, 0);
+	qs->leased = val_int(r, 0, 1);
+	qs->waiting = val_int(r, 0, 2);
+	qs->oldest_due_at = val_int(r, 0, 3);
+	qs->size_bytes = val_int(r, 0, 4);
+	PQclear(r);
+	return 0;
 }
 
 int64_t store_work_count(struct store *s, enum work_kind kind)

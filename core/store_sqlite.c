@@ -37,7 +37,7 @@ enum {
 	Q_WORK_OWNERS, Q_WORK_COUNT,
 	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST, Q_WORK_RENEW,
-	Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT,
+	Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_QUEUE_STATS,
 	Q_COUNT
 };
 
@@ -85,6 +85,12 @@ static const char *const sql[Q_COUNT] = {
 			     "WHERE substr(lease_owner,1,length(?1))=?1",
 	[Q_WORK_OWNERS] = "SELECT DISTINCT lease_owner FROM work WHERE lease_owner IS NOT NULL",
 	[Q_WORK_COUNT] = "SELECT count(*) FROM work WHERE kind=?1",
+	[Q_QUEUE_STATS] = "SELECT COALESCE(SUM(lease_until<=?1 AND due_at<=?1),0),"
+			  " COALESCE(SUM(lease_until>?1),0),"
+			  " COALESCE(SUM(kind=2 AND lease_until<=?1 AND due_at>?1),0),"
+			  " COALESCE(MIN(CASE WHEN lease_until<=?1 AND due_at<=?1 THEN due_at END),0),"
+			  " (SELECT page_count*page_size FROM pragma_page_count(), pragma_page_size())"
+			  " FROM work",
 	[Q_DLV_INSERT] = "INSERT INTO deliveries(id,job_id,event,url,status,attempts,created_at,next_at) "
 			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 	[Q_DLV_GET] = "SELECT id,job_id,event,url,status,attempts,created_at,next_at "
@@ -727,6 +733,25 @@ static int64_t count_query(struct store *s, int qi, int kind)
 int64_t store_job_count(struct store *s)
 {
 	return count_query(s, Q_JOB_COUNT, 0);
+}
+
+int store_queue_stats(struct store *s, int64_t now, struct store_queue *qs)
+{
+	sqlite3_stmt *st = q(s, Q_QUEUE_STATS);
+	sqlite3_bind_int64(st, 1, now);
+	int rc = sqlite3_step(st), ret = 0;
+	if (rc == SQLITE_ROW) {
+		qs->due = sqlite3_column_int64(st, 0);
+		qs->leased = sqlite3_column_int64(st, 1);
+		qs->waiting = sqlite3_column_int64(st, 2);
+		qs->oldest_due_at = sqlite3_column_int64(st, 3);
+		qs->size_bytes = sqlite3_column_int64(st, 4);
+	} else {
+		ret = fail(s, rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
 }
 
 int64_t store_work_count(struct store *s, enum work_kind kind)

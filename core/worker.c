@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "log.h"
+#include "metrics.h"
 #include "script.h"
 #include "server.h"
 #include "store.h"
@@ -167,8 +168,10 @@ static void reload_fire(struct loop_timer *t)
 	 * write lock (and the other workers) through it. */
 	worker_commit(w);
 	int n = script_host_refresh(w->scripts);
-	if (n > 0)
+	if (n > 0) {
+		metrics_reloads(n);
 		log_info("worker %d: %d script(s) reloaded", w->index, n);
+	}
 }
 
 static void inotify_cb(struct loop_io *io, uint32_t events)

@@ -43,6 +43,10 @@ admin_key = os.getenv("GENRELAY_ADMIN_KEY") or (sim and "demo-admin-key-01234567
 -- An extra listener serving /metrics and /healthz without a key, and nothing
 -- else: bind it to a private address only.
 -- metrics_listen = "127.0.0.1:9090"
+-- Logs on stderr: format "text" (default) or "json" (one object per line with
+-- ts, level, msg and job_id/customer/provider/request_id when known); level
+-- debug, info (default), warn or error (the older log_level is still read).
+-- log = { format = "json", level = "info" }
 
 providers = {
   fal = {

@@ -45,6 +45,27 @@ static void check_refused(const char *text, const char *want, const char *secret
 	config_free(c);
 }
 
+/* log.level and log.format; log.level wins over the older log_level. */
+static void test_log_keys(void)
+{
+	char err[512];
+	struct config *c = config_load(write_conf("log_level = 'warn'\nlog = { level = 'debug', format = 'json' }\n"),
+				       err, sizeof err);
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	CHECK_STR_EQ(c->log_level, "debug");
+	CHECK_STR_EQ(c->log_format, "json");
+	config_free(c);
+	c = config_load(write_conf("log_level = 'warn'\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	CHECK_STR_EQ(c->log_level, "warn");
+	CHECK_STR_EQ(c->log_format, "text");
+	config_free(c);
+}
+
 static void test_defaults(void)
 {
 	char err[256];
@@ -329,6 +350,10 @@ static void test_errors(void)
 	check_refused("workers = '2'\n", "workers: must be an integer", NULL);
 	check_refused("durability = 'sometimes'\n", "durability:", NULL);
 	check_refused("log_level = 'loud'\n", "log_level:", NULL);
+	check_refused("log = { level = 'loud' }\n", "log_level:", NULL);
+	check_refused("log = { format = 'xml' }\n", "log.format:", NULL);
+	check_refused("log = { colour = 'red' }\n", "log", NULL);
+	check_refused("log = 'json'\n", "log: must be a table", NULL);
 	check_refused("server_secret = 'short-secret'\n", "server_secret:", "short-secret");
 	check_refused("server_secret = 12345678901234567\n", "server_secret: must be a string", "12345678901234567");
 
@@ -619,6 +644,7 @@ int main(void)
 	test_scrub_set();
 	test_key_pool();
 	test_budget();
+	test_log_keys();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	return check_done();

@@ -58,6 +58,35 @@ int main(void)
 	log_info("plain %s", "ZQXJK-secret-0123456789");
 	t = captured();
 	CHECK(strstr(t, "plain ZQXJK-secret-0123456789") != NULL);
+
+	/* The thread's context goes on each line, text and JSON. */
+	log_set_scrub(s);
+	log_ctx_job("job_abc", "acme", "fal");
+	log_ctx_request("req_1");
+	log_info("step done");
+	t = captured();
+	CHECK(strstr(t, "level=info step done job_id=job_abc customer=acme provider=fal request_id=req_1\n") != NULL);
+	CHECK(log_format_parse("json") == LOG_FORMAT_JSON && log_format_parse("text") == LOG_FORMAT_TEXT);
+	CHECK(log_format_parse("xml") == -1);
+	log_set_format(LOG_FORMAT_JSON);
+	log_warn("quote \" backslash \\ tab\t secret %s", "ZQXJK-secret-0123456789");
+	t = captured();
+	CHECK(strncmp(t, "{\"ts\":\"", 7) == 0);
+	CHECK(strstr(t, "\"level\":\"warn\",\"msg\":\"quote \\\" backslash \\\\ tab\\u0009 secret [redacted]\","
+			"\"job_id\":\"job_abc\",\"customer\":\"acme\",\"provider\":\"fal\",\"request_id\":\"req_1\"}\n") != NULL);
+	CHECK(strstr(t, "ZQXJK") == NULL);
+	/* Cleared: no context fields at all. */
+	log_ctx_clear();
+	log_info("bare");
+	t = captured();
+	CHECK(strstr(t, "\"msg\":\"bare\"}\n") != NULL);
+	CHECK(strstr(t, "job_id") == NULL);
+	/* A cut line is still one JSON object. */
+	log_info("%s", big);
+	t = captured();
+	CHECK(t[0] == '{' && strlen(t) > 2 && t[strlen(t) - 2] == '}' && strchr(t, '\n') == t + strlen(t) - 1);
+	log_set_format(LOG_FORMAT_TEXT);
+	log_set_scrub(NULL);
 	scrub_free(s);
 	unlink(path);
 	return check_done();

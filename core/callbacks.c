@@ -182,8 +182,10 @@ static int64_t poll_soon(struct worker *w, const struct job *j, json_t *res)
 int callbacks_admit(struct request *r, const char *provider, const char *job_id,
 		    const char *token)
 {
-	if (callbacks_token_ok(r->w, job_id, token))
+	if (r->token_checked || callbacks_token_ok(r->w, job_id, token)) {
+		r->token_checked = 1; /* intake checked it: the handler does not again */
 		return 0;
+	}
 	metrics_inc(M_CALLBACKS);
 	metrics_inc(M_CALLBACKS_REJECTED);
 	metrics_callback(NULL, "rejected"); /* the path's provider is not checked yet */

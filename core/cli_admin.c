@@ -110,6 +110,15 @@ static void add_query(struct buf *q, const char *name, const char *value)
 	curl_free(enc);
 }
 
+/* "<prefix><id, percent-encoded><suffix>" into out (a path under /ui/api/). */
+static void id_path(char *out, size_t outlen, const char *prefix, const char *id,
+		    const char *suffix)
+{
+	char *enc = curl_easy_escape(NULL, id, 0);
+	snprintf(out, outlen, "%s%s%s", prefix, enc ? enc : "", suffix);
+	curl_free(enc);
+}
+
 static const char *str(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -160,9 +169,7 @@ static int jobs_show(struct opts *o, const char *id)
 {
 	char path[256];
 	json_t *v;
-	char *enc = curl_easy_escape(NULL, id, 0);
-	snprintf(path, sizeof path, "jobs/%s", enc ? enc : "");
-	curl_free(enc);
+	id_path(path, sizeof path, "jobs/", id, "");
 	if (call(o, "GET", path, &v))
 		return 1;
 	if (o->json) {
@@ -208,9 +215,7 @@ static int jobs_cancel(struct opts *o, const char *id)
 {
 	char path[256];
 	json_t *v;
-	char *enc = curl_easy_escape(NULL, id, 0);
-	snprintf(path, sizeof path, "jobs/%s/cancel", enc ? enc : "");
-	curl_free(enc);
+	id_path(path, sizeof path, "jobs/", id, "/cancel");
 	if (call(o, "POST", path, &v))
 		return 1;
 	if (o->json)
@@ -265,9 +270,7 @@ static int retry_one(struct opts *o, const char *id)
 {
 	char path[256];
 	json_t *v;
-	char *enc = curl_easy_escape(NULL, id, 0);
-	snprintf(path, sizeof path, "deliveries/%s/retry", enc ? enc : "");
-	curl_free(enc);
+	id_path(path, sizeof path, "deliveries/", id, "/retry");
 	int rc = call(o, "POST", path, &v);
 	json_decref(v);
 	return rc;

@@ -30,6 +30,7 @@ struct request {
 	int at_intake;           /* answering from the headers, before any body byte */
 	size_t reserved;         /* bytes of limits.buffered_bytes held for the body */
 	const struct config_customer *authed; /* authenticated customer (api.c), or NULL */
+	int token_checked;       /* a callback's URL token held at intake (callbacks.c) */
 	char method[8];
 	char *url;               /* path, percent-decoded by MHD */
 	struct buf body;

@@ -248,18 +248,31 @@ static void view_deliveries(struct request *r)
 	send_json(r, l ? json_pack("{s:o}", "data", l) : NULL);
 }
 
+/*
+ * "{id}/{action}" into id (idlen bytes): 0, or -1 after answering 404 when seg
+ * is not that shape.
+ */
+static int id_action(struct request *r, const char *seg, const char *action, char *id,
+		     size_t idlen)
+{
+	const char *slash = strchr(seg, '/');
+	if (!slash || slash[1] == '\0' || strcmp(slash + 1, action) != 0 ||
+	    (size_t)(slash - seg) >= idlen) {
+		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+		return -1;
+	}
+	memcpy(id, seg, (size_t)(slash - seg));
+	id[slash - seg] = '\0';
+	return 0;
+}
+
 /* POST /ui/api/jobs/{id}/cancel: seg is "{id}/cancel". */
 static void action_cancel(struct request *r, const char *seg)
 {
 	char id[64];
-	const char *slash = strchr(seg, '/');
 	struct job j;
-	if (!slash || strcmp(slash, "/cancel") != 0 || (size_t)(slash - seg) >= sizeof id) {
-		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
+	if (id_action(r, seg, "cancel", id, sizeof id) < 0)
 		return;
-	}
-	memcpy(id, seg, (size_t)(slash - seg));
-	id[slash - seg] = '\0';
 	int rc = engine_cancel_job(r->w, id, NULL, &j);
 	if (rc != 0) {
 		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
@@ -363,15 +376,9 @@ static void api(struct request *r, const char *seg, const char *session,
 	} else if (post && strcmp(seg, "deliveries/retry") == 0) {
 		action_retry_all(r);
 	} else if (post && strncmp(seg, "deliveries/", 11) == 0) {
-		const char *id = seg + 11, *slash = strchr(id, '/');
-		char buf[64];
-		if (!slash || strcmp(slash, "/retry") != 0 || (size_t)(slash - id) >= sizeof buf) {
-			server_respond_error(r, 404, "NOT_FOUND", "no such resource");
-			return;
-		}
-		memcpy(buf, id, (size_t)(slash - id));
-		buf[slash - id] = '\0';
-		action_retry(r, buf);
+		char id[64];
+		if (id_action(r, seg + 11, "retry", id, sizeof id) == 0)
+			action_retry(r, id);
 	} else if (get && strcmp(seg, "scripts") == 0) {
 		send_json(r, json_pack("{s:o}", "data", script_host_list(r->w->scripts)));
 	} else if (get && strcmp(seg, "providers") == 0) {

@@ -5,7 +5,6 @@
  */
 #include "engine.h"
 
-#include "api.h"
 #include "buf.h"
 #include "config.h"
 #include "customers.h"
@@ -578,7 +577,8 @@ void engine_job_ended(struct worker *w, const struct job *j, const struct work *
 		    j->completed_at > j->created_at ? (double)(j->completed_at - j->created_at) / 1000.0 : 0);
 	for (int i = 0; i < nout; i++)
 		engine_dispatch(w, &out[i]);
-	api_job_ended(w, j->id);
+	if (w->hooks.job_ended)
+		w->hooks.job_ended(w, j->id);
 }
 
 /*

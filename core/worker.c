@@ -208,6 +208,7 @@ static void watch_scripts(struct worker *w)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	w->hooks.job_ended = api_job_ended;
 	engine_init(w);
 	loop_timer_init(&w->tick_timer, tick, w);
 	loop_timer_set(w->loop, &w->tick_timer, loop_now_ms() + 1000);

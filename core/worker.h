@@ -61,6 +61,15 @@ struct worker {
 	size_t nlive, caplive;
 	struct work *after;            /* work to start once the store commits */
 	size_t nafter, capafter;
+	/*
+	 * Notifications that go up a layer. The worker sets them at start; the
+	 * lower layers call them and never include the higher ones' headers.
+	 * job_ended: a job reached a terminal state and its transaction is
+	 * committed (wakes long-poll waiters and front streams).
+	 */
+	struct {
+		void (*job_ended)(struct worker *w, const char *job_id);
+	} hooks;
 
 	pthread_t thread;
 	int started;

@@ -240,25 +240,20 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 		return;
 	}
 	json_t *req = request_arg(r), *jarg = engine_job_arg(&j), *res = NULL;
-	json_t *args[3] = { req, NULL, jarg };
+	json_t *args[2] = { req, jarg };
 	struct script_ctx ctx = { .provider = provider };
 	if (script_has_fn(w->scripts, SCRIPT_PROVIDER, provider, "verify")) {
 		ctx.keys = engine_provider_keys(w, provider, 0);
-		json_t *settings = script_provider_settings(w->scripts, provider);
-		int needs_keys = json_object_get(settings, "jwks_url") != NULL;
-		json_decref(settings);
+		int needs_keys = json_object_get(script_provider_settings_ref(w->scripts, provider),
+						 "jwks_url") != NULL;
 		if (needs_keys && !ctx.keys) {
 			store_rollback(w->store);
 			server_respond_error(r, 503, "UNAVAILABLE",
 					     "signing keys are not loaded yet; retry");
 			goto out;
 		}
-		/* verify(req, ctx, job): ctx is appended by the host. */
-		args[1] = jarg;
-		err[0] = '\0';
-		rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "verify", args, 2, &ctx,
-				 &res, err, sizeof err);
-		if (rc < 0 || !json_is_true(res)) {
+		/* verify(req, ctx, job) */
+		if (script_verify(w->scripts, provider, req, jarg, &ctx, err, sizeof err) != 1) {
 			/* verify's `false, "reason"`: the reason comes back in err. */
 			const char *why = err[0] ? err : "signature verification failed";
 			metrics_inc(M_CALLBACKS_REJECTED);
@@ -274,10 +269,7 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 			server_respond_error(r, 401, "UNAUTHORIZED", "callback refused: %s", why);
 			goto out;
 		}
-		json_decref(res);
-		res = NULL;
 	}
-	args[1] = jarg;
 	rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "on_callback", args, 2, &ctx,
 			 &res, err, sizeof err);
 	if (rc < 0) {

@@ -8,12 +8,18 @@
  *   script_limits.c    limits_    memory cap, instruction budget, C-call charging
  *   script_sandbox.c   sandbox_   the sandboxed builtins, require of scripts/lib
  *   script_ctx.c       ctxlib_    the ctx table and its per-call fields
+ *   script_contract.c  contract_  load-time checks: what each kind must provide,
+ *                                 parameter order, the provider fields
  *   script_vm.c        vm_        one state: setup, chunk loading, protected calls
- *   script_contract.c  contract_  what each kind must provide, argument order,
- *                                 and the core's checks around provider steps
+ *   script_call.c      scall_     the call path: the core's checks around
+ *                                 on_submitted and on_polled
  *   script_examples.c  examples_  a script's own examples; the JSON subset matcher
+ *   script_fs.c        scriptfs_  the scripts directory: names, reads, lib sources
  *   script_host.c      script_    scan, reload (compile, check, swap), routing,
- *                                 listing, provider info and settings
+ *                                 listing, provider info and settings, verify
+ *
+ * Each calls only those above it in this list (host -> examples -> call ->
+ * vm -> contract, ctx, sandbox, limits).
  *
  * Everything that may allocate Lua memory runs inside lua_pcall (memory
  * errors raise), so a cap hit never reaches the panic handler.

@@ -38,8 +38,19 @@ static int message_tramp(lua_State *L)
 	return 0;
 }
 
-/* The message of an error answer: lib/util.lua's res_message, else the
- * start of a body that is not JSON, else "HTTP <status>". */
+/* A non-empty string, or NULL. */
+static const char *text_of(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s && *s ? s : NULL;
+}
+
+/*
+ * The message of an error answer: lib/util.lua's res_message when the
+ * scripts directory has it (every shape of error body it knows); else the
+ * JSON body's error.message, error, message or detail (a string); else
+ * the start of a body that is not JSON; else "HTTP <status>".
+ */
 static void answer_message(struct vm *vm, const json_t *res, long status, char *out, size_t outlen)
 {
 	struct message_args a = { res, "" };
@@ -49,8 +60,20 @@ static void answer_message(struct vm *vm, const json_t *res, long status, char *
 		snprintf(out, outlen, "%s", a.msg);
 		return;
 	}
+	const json_t *j = json_object_get(res, "json"), *e = json_object_get(j, "error");
+	const char *m = text_of(json_object_get(e, "message"));
+	if (!m)
+		m = text_of(e);
+	if (!m)
+		m = text_of(json_object_get(j, "message"));
+	if (!m)
+		m = text_of(json_object_get(j, "detail"));
+	if (m) {
+		snprintf(out, outlen, "%.500s", m);
+		return;
+	}
 	const char *body = json_string_value(json_object_get(res, "body"));
-	if (body && *body && !json_object_get(res, "json"))
+	if (body && *body && !j)
 		snprintf(out, outlen, "%.200s", body);
 	else
 		snprintf(out, outlen, "HTTP %ld", status);

@@ -18,7 +18,7 @@
  *   script_host.c      script_    scan, reload (compile, check, swap), routing,
  *                                 listing, provider info and settings, verify
  *
- * Each calls only those above it in this list (host -> examples -> call ->
+ * Each calls only modules earlier in this list (host -> examples -> call ->
  * vm -> contract, ctx, sandbox, limits).
  *
  * Everything that may allocate Lua memory runs inside lua_pcall (memory

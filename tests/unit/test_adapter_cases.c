@@ -15,7 +15,9 @@
  *
  * SCRIPTS is $GENRELAY_SCRIPTS_DIR or $GENRELAY_SRC/scripts; CASES is
  * $GENRELAY_CASES_DIR or $GENRELAY_SRC/tests/adapter_cases ($GENRELAY_SRC defaults
- * to "."). $GENRELAY_CASE_FILTER runs only case files whose name contains it.
+ * to "."). Without either variable it then runs docs/examples/tests against
+ * docs/examples (the Lumen example of docs/providers.md).
+ * $GENRELAY_CASE_FILTER runs only case files whose name contains it.
  */
 #include "check.h"
 #include "config.h"
@@ -283,13 +285,35 @@ static size_t run_file(const char *file)
 	return ran;
 }
 
+/* Runs every case file of cases_dir against scripts_dir; returns the
+ * number of cases run. */
+static size_t run_dir(const char *filter)
+{
+	struct dirent **files = NULL;
+	size_t total = 0;
+	int n = scandir(cases_dir, &files, is_json_file, alphasort);
+	if (n <= 0) {
+		fprintf(stderr, "no case files (*.json) in %s\n", cases_dir);
+		CHECK(n > 0);
+		free(files);
+		return 0;
+	}
+	check_all_load();
+	for (int i = 0; i < n; i++) {
+		if (!filter || strstr(files[i]->d_name, filter))
+			total += run_file(files[i]->d_name);
+		free(files[i]);
+	}
+	free(files);
+	printf("%s: %d case files, %zu cases\n", cases_dir, n, total);
+	return total;
+}
+
 int main(void)
 {
 	const char *src = getenv("GENRELAY_SRC") ? getenv("GENRELAY_SRC") : ".";
 	const char *filter = getenv("GENRELAY_CASE_FILTER");
-	struct dirent **files = NULL;
-	size_t total = 0;
-	int n;
+	size_t total;
 
 	log_set_level(getenv("GENRELAY_TEST_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	if (getenv("GENRELAY_SCRIPTS_DIR"))
@@ -300,22 +324,13 @@ int main(void)
 		snprintf(cases_dir, sizeof cases_dir, "%s", getenv("GENRELAY_CASES_DIR"));
 	else
 		snprintf(cases_dir, sizeof cases_dir, "%s/tests/adapter_cases", src);
-
-	n = scandir(cases_dir, &files, is_json_file, alphasort);
-	if (n <= 0) {
-		fprintf(stderr, "no case files (*.json) in %s\n", cases_dir);
-		CHECK(n > 0);
-		free(files);
-		return check_done();
-	}
-	check_all_load();
-	for (int i = 0; i < n; i++) {
-		if (!filter || strstr(files[i]->d_name, filter))
-			total += run_file(files[i]->d_name);
-		free(files[i]);
-	}
-	free(files);
-	printf("%d case files, %zu cases\n", n, total);
+	total = run_dir(filter);
 	CHECK(total > 0);
+	/* the worked example of docs/providers.md, Lumen, with its own cases */
+	if (!getenv("GENRELAY_SCRIPTS_DIR") && !getenv("GENRELAY_CASES_DIR")) {
+		snprintf(scripts_dir, sizeof scripts_dir, "%s/docs/examples", src);
+		snprintf(cases_dir, sizeof cases_dir, "%s/docs/examples/tests", src);
+		CHECK(run_dir(filter) > 0 || filter);
+	}
 	return check_done();
 }

@@ -73,6 +73,20 @@ static void test_error_answers(void)
 	CHECK_STR_EQ(str_at(r, "error", "message"), "HTTP 404");
 	CHECK_STR_EQ(str_at(r, "error", "code"), "PROVIDER_FAILURE");
 	json_decref(r);
+	/* ... and the common shapes of a JSON error body */
+	r = step("on_submitted", "{\"status\":422,\"json\":{\"error\":{\"message\":\"width too large\"}}}",
+		 &rc, err, sizeof err);
+	CHECK_STR_EQ(str_at(r, "error", "message"), "width too large");
+	json_decref(r);
+	r = step("on_submitted", "{\"status\":401,\"json\":{\"error\":\"bad key\"}}", &rc, err, sizeof err);
+	CHECK_STR_EQ(str_at(r, "error", "message"), "bad key");
+	json_decref(r);
+	r = step("on_submitted", "{\"status\":402,\"json\":{\"message\":\"no credits\"}}", &rc, err, sizeof err);
+	CHECK_STR_EQ(str_at(r, "error", "message"), "no credits");
+	json_decref(r);
+	r = step("on_polled", "{\"status\":404,\"json\":{\"detail\":\"Not Found\"}}", &rc, err, sizeof err);
+	CHECK_STR_EQ(str_at(r, "error", "message"), "Not Found");
+	json_decref(r);
 
 	/* with the shipped lib/util.lua: the body's message in its many shapes */
 	{

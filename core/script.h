@@ -81,10 +81,10 @@ const char *script_version(struct script_host *h, enum script_kind kind,
  * "...: memory cap exceeded").
  *
  * For a provider's on_submitted and on_polled the core's checks apply
- * (docs/scripts.md, "What the core checks"): a non-2xx res goes to the
- * adapter's on_error or becomes a failed result without calling fn (unless
- * the adapter declares errors = "script"); after on_submitted, "processing"
- * without a request_id becomes failed PROVIDER_FAILURE.
+ * (docs/scripts.md, "What the core checks"): for an adapter declaring
+ * errors = "core" (or on_error), a non-2xx res goes to its on_error or
+ * becomes a failed result without calling fn; after on_submitted,
+ * "processing" without a request_id becomes failed PROVIDER_FAILURE.
  *
  * On success, a second return value that is a string (verify's `false,
  * "reason"`) is copied into err; otherwise err is emptied. ctx->provider is

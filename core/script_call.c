@@ -119,7 +119,7 @@ int scall_run(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
 	if (!submit && strcmp(fn, "on_polled") != 0)
 		return vm_call(vm, fn, args, nargs, ctx, ex_ctx, example, out, err, errlen);
 
-	status = vm->errors_by_script ? 0 : error_status(args, nargs);
+	status = vm->errors_by_core ? error_status(args, nargs) : 0;
 	if (!status) {
 		rc = vm_call(vm, fn, args, nargs, ctx, ex_ctx, example, out, err, errlen);
 	} else {

@@ -2,15 +2,16 @@
  * script_call.h: the call path into a script, with the core's part of the
  * provider contract (docs/scripts.md, "What the core checks"):
  *
- * - on_submitted and on_polled never see a non-2xx answer (res.status a
- *   number outside 200..299), unless the adapter declares errors = "script".
- *   The adapter's on_error(res, job, ctx), when it has one, sees it first;
- *   a result from it is used as is. Otherwise (or when on_error returns
- *   nil) the result is { state = "failed", error = { message =
+ * - for an adapter that declares errors = "core" (or has on_error),
+ *   on_submitted and on_polled never see a non-2xx answer (res.status a
+ *   number outside 200..299). Its on_error(res, job, ctx), when it has one,
+ *   sees it first; a result from it is used as is. Otherwise (or when
+ *   on_error returns nil) the result is { state = "failed", error = { message =
  *   lib/util.lua's res_message(res) } }, with code PROVIDER_FAILURE after a
  *   poll; after a submit the code is left to the core (PROVIDER_REJECTED
  *   for a 4xx).
- * - after a submit, a result with state "processing" and no request_id
+ *   Adapters that declare nothing (written before) see every answer.
+ * - after any submit, a result with state "processing" and no request_id
  *   becomes failed PROVIDER_FAILURE "<provider>: submit answer has no
  *   request id".
  */

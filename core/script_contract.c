@@ -169,18 +169,20 @@ static int provider_fields(lua_State *L, int T, struct vm *vm)
 		vm->poll_404_limit = (int)lua_tointeger(L, -1);
 	}
 	lua_pop(L, 1);
-	vm->errors_by_script = 0;
+	vm->errors_by_core = 0;
 	if (lua_getfield(L, T, "errors") != LUA_TNIL) {
 		const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		if (!e || (strcmp(e, "core") != 0 && strcmp(e, "script") != 0)) {
-			lua_pushliteral(L, "errors must be \"core\" (the default) or \"script\"");
+			lua_pushliteral(L, "errors must be \"core\" or \"script\" (the default)");
 			return -1;
 		}
-		vm->errors_by_script = strcmp(e, "script") == 0;
+		vm->errors_by_core = strcmp(e, "core") == 0;
 	}
 	lua_pop(L, 1);
 	vm->has_on_error = lua_getfield(L, T, "on_error") == LUA_TFUNCTION;
 	lua_pop(L, 1);
+	if (vm->has_on_error)
+		vm->errors_by_core = 1; /* on_error exists only where the core handles them */
 	return 0;
 }
 

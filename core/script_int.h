@@ -94,8 +94,8 @@ struct vm {
 	int cb_https, cb_public; /* callback_requires, after the config's override */
 	int poll_404_limit;      /* consecutive poll 404s before on_polled sees one */
 	/* provider: how non-2xx answers reach it (script_contract.c) */
-	int errors_by_script; /* errors = "script": on_submitted/on_polled see them */
-	int has_on_error;     /* on_error(res, job, ctx) is defined */
+	int errors_by_core; /* errors = "core" or on_error defined: the core handles them */
+	int has_on_error;   /* on_error(res, job, ctx) is defined */
 	char *literals;       /* the script's string literals (scrub_lua_literals) */
 };
 

@@ -57,6 +57,7 @@ end
 
 return {
 	name = "abstrakt",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
 	defaults = { base_url = "https://api.abstrakt.one" },
 

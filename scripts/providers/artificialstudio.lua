@@ -28,6 +28,7 @@ end
 
 return {
 	name = "artificialstudio",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
 	-- Artificial Studio refuses non-HTTPS and private webhook URLs (docs/provider-facts.md).
 	callback_requires = { https = true, public = true },

@@ -50,6 +50,7 @@ local function items(payload) return U.file_items(payload, HINTS) end
 
 return {
 	name = "fal",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = { "fal%-ai/.+" },
 	defaults = { base_url = "https://queue.fal.run", jwks_url = "https://rest.alpha.fal.ai/.well-known/jwks.json" },
 

@@ -41,6 +41,7 @@ end
 
 return {
 	name = "krea",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
 	defaults = { base_url = "https://api.krea.ai" },
 

@@ -46,6 +46,7 @@ end
 
 return {
 	name = "modelslab",
+	errors = "core", -- non-2xx answers go to on_error, then the core (docs/scripts.md)
 	models = {},
 	-- ModelsLab requires an HTTPS webhook (docs/provider-facts.md); without one
 	-- the core refuses the job at submit unless providers.modelslab.callbacks = false.

@@ -1,10 +1,11 @@
 /*
  * test_script_call.c: the core's checks around provider steps
  * (core/script_call.c, docs/scripts.md "What the core checks"): a non-2xx
- * answer never reaches on_submitted or on_polled unless the adapter says
- * errors = "script"; on_error sees it first; the default is a failed
- * result with the body's message (lib/util.lua's res_message); after a
- * submit, "processing" without a request id fails PROVIDER_FAILURE.
+ * answer never reaches on_submitted or on_polled of an adapter that says
+ * errors = "core"; on_error sees it first; the default is a failed
+ * result with the body's message (lib/util.lua's res_message), for adapters
+ * that declare errors = "core" (or on_error); after any submit,
+ * "processing" without a request id fails PROVIDER_FAILURE.
  */
 #include "check.h"
 #include "script_fixture.h"
@@ -59,7 +60,16 @@ static void test_error_answers(void)
 	int rc;
 	json_t *r;
 
+	/* an adapter that declares nothing (written before) sees every answer */
 	put_steps("");
+	r = step("on_submitted", "{\"status\":400,\"json\":{}}", &rc, err, sizeof err);
+	CHECK_EQ_INT(rc, -1);
+	CHECK(strstr(err, "on_submitted saw 400") != NULL);
+	r = step("on_polled", "{\"status\":404,\"json\":{}}", &rc, err, sizeof err);
+	CHECK_EQ_INT(rc, -1);
+	CHECK(strstr(err, "on_polled saw 404") != NULL);
+
+	put_steps("  errors = 'core',\n");
 	/* the default, without lib/util.lua's res_message (the fixture's lib has
 	 * none): a body that is not JSON, else "HTTP <status>" */
 	r = step("on_submitted", "{\"status\":400,\"body\":\"plain refusal\"}", &rc, err, sizeof err);
@@ -149,7 +159,7 @@ static void test_error_answers(void)
 	CHECK(strstr(err, "providers/steps.lua:") != NULL && strstr(err, "teapot") != NULL);
 	json_decref(r);
 
-	/* errors = "script": the adapter sees everything, as before */
+	/* errors = "script" says so explicitly */
 	put_steps("  errors = 'script',\n");
 	r = step("on_submitted", "{\"status\":400,\"json\":{}}", &rc, err, sizeof err);
 	CHECK_EQ_INT(rc, -1);
@@ -165,7 +175,7 @@ static void test_request_id(void)
 	int rc;
 	json_t *r;
 
-	put_steps("");
+	put_steps(""); /* judged whatever the adapter declares */
 	r = step("on_submitted", "{\"status\":200,\"json\":{}}", &rc, err, sizeof err);
 	CHECK_EQ_INT(rc, 0);
 	CHECK_STR_EQ(str_at(r, "state", NULL), "failed");

@@ -134,7 +134,7 @@ static void test_ctx_job_gone(void)
 static void test_provider_fields(void)
 {
 	refused("providers/errs.lua", "errs", SCRIPT_PROVIDER, "  errors = 'all',\n", 1,
-		"errors must be \"core\" (the default) or \"script\"");
+		"errors must be \"core\" or \"script\" (the default)");
 	refused("providers/onerr.lua", "onerr", SCRIPT_PROVIDER, "  on_error = 5,\n", 1,
 		"on_error must be a function");
 	put("providers/errscore.lua", "errscore", "  errors = 'core', callback = true,\n", 1);

@@ -72,6 +72,7 @@ end
 
 return {
 	name = "lumen",                       -- must equal the file name
+	errors = "core",                      -- error answers are the core's (docs/scripts.md, "What the core checks")
 	models = { "photon%-[%w%-]+" },       -- unprefixed ids it serves, e.g. photon-1 (lumen:photon-1 works too)
 	defaults = { base_url = "https://api.lumen.example" },
 

@@ -341,9 +341,13 @@ static void handle_live(struct request *r, struct jobflow *f, const char *provid
 		jobflow_apply_result(j, res, 0, provider);
 	}
 	record(w, j->id, provider, "applied", r);
-	if (jobflow_end_tx(f, "callback") < 0) {
+	int rc = jobflow_end_tx(f, "callback");
+	if (rc != 0) {
 		jobflow_rollback(f);
-		goto unavailable;
+		if (rc < 0)
+			goto unavailable;
+		ack(r, "duplicate");
+		goto out;
 	}
 	if (jobflow_commit(f) < 0)
 		goto unavailable;

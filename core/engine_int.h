@@ -120,6 +120,39 @@ double engine_random(void);
  */
 json_t *engine_setting(struct worker *w, const char *provider, const char *key);
 
+/* ---------- provider.c: the calls to a provider ---------- */
+
+struct fetch_response;
+/*
+ * Calls the adapter's fn for job j (the step's job, or its row re-read
+ * later): fn(job, ctx), or fn(first, job, ctx) when first is given
+ * (borrowed). ctx carries the job's callback URL (unless the provider polls
+ * only) and its pool key. 0 with *out (caller owns), or <0 with err
+ * (counted as a script error).
+ */
+int provider_call(struct step *st, const struct job *j, const char *fn,
+		  json_t *first, json_t **out, char *err, size_t errlen);
+/*
+ * Starts the fetch of a script's request table ({method?, url, headers?,
+ * body?}) for st, which the fetch borrows until cb ran. 0, or -1 with err
+ * (cb is then never called; st is still the caller's).
+ */
+int provider_request_start(struct step *st, json_t *req,
+			   void (*cb)(void *arg, const struct fetch_response *res),
+			   char *err, size_t errlen);
+/* The `res` table handed to scripts for a provider's answer. Caller owns. */
+json_t *provider_response_arg(const struct fetch_response *res);
+/* "HTTP 503", or the transport error, into out. */
+void provider_describe(const struct fetch_response *res, char *out, size_t outlen);
+/* The answer's Retry-After in ms (capped), or -1 when it has none. */
+int64_t provider_retry_after(const struct fetch_response *res);
+/* The id of the pool key job j took (its data's "key_id") into id; "" none. */
+void provider_key_id(const struct job *j, char *id, size_t idlen);
+/* 1 when a key of the provider's pool (settings ps) is usable now. */
+int provider_pool_has_usable(const char *provider, const json_t *ps);
+
+/* ---------- steps.c ---------- */
+
 /* steps.c: runs a submit, poll or provider cancel row. job: the row's job
  * when the caller has it (taken), else NULL. */
 void steps_submit(struct worker *w, const struct work *wk, struct job *job);

@@ -96,8 +96,11 @@ int jobflow_commit(struct jobflow *f)
 int jobflow_end(struct jobflow *f, const char *via)
 {
 	struct worker *w = f->w;
-	if (jobflow_end_tx(f, via) < 0) {
+	int rc = jobflow_end_tx(f, via);
+	if (rc != 0) {
 		jobflow_rollback(f);
+		if (rc > 0)
+			return 1;
 		goto fail;
 	}
 	if (jobflow_commit(f) < 0)
@@ -361,21 +364,21 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 	struct worker *w = f->w;
 	struct job *j = &f->job;
 	int64_t now = loop_wall_ms();
-	assert(f->open && !job_terminal(f->read_status));
-	if (!f->open || job_terminal(f->read_status)) {
-		log_error("job %s: an end of a job that had ended already was refused", j->id);
+	assert(f->open);
+	if (!f->open)
 		return -1;
-	}
+	if (job_terminal(f->read_status))
+		return 1; /* ended already (by another worker, or a callback): left as it is */
 	/* What providers and scripts wrote into the job leaves genrelay (the
 	 * job record, its events, the webhook): no configured secret in it. */
 	scrub_str(w->cfg->scrub, &j->error_message);
 	scrub_str(w->cfg->scrub, &j->output);
 	scrub_str(w->cfg->scrub, &j->data);
 	if (fails_over(w, j)) {
-		int rc = jobflow_failover_tx(f, j->error_code,
-					     j->error_message ? j->error_message : "failed");
-		if (rc != 0)
-			return rc < 0 ? -1 : 0;
+		int moved = jobflow_failover_tx(f, j->error_code,
+						j->error_message ? j->error_message : "failed");
+		if (moved != 0)
+			return moved < 0 ? -1 : 0;
 	}
 	if (!job_terminal(j->status)) {
 		log_error("job %s: ended while %s", j->id, job_status_name(j->status));

@@ -14,8 +14,8 @@
  * jobflow_begin opens a transaction and reads the job row inside it; the
  * change is written to that row, so a job that another worker (or a callback
  * racing a poll) ended meanwhile is seen ended and never moved out of its
- * end: a job read terminal cannot be ended again (asserted; refused in
- * release builds). The end of a job (jobflow_end_tx) writes its terminal
+ * end: ending a job that was terminal when read changes nothing (jobflow_end
+ * returns 1). The end of a job (jobflow_end_tx) writes its terminal
  * state, its cost, drops its pending provider work, queues its webhook
  * delivery and the "ended" event, or moves it to its alias's next target;
  * after the commit come the metrics, the log line, the work to start and
@@ -65,8 +65,9 @@ int jobflow_begin(struct worker *w, struct jobflow *f, const char *job_id,
  * with a code its alias fails over on: it then moves to its next target and
  * a submit of it goes into f->after). via says how the end came, for the
  * "ended" event ("callback", "poll", "submit", "deadline"; NULL: not said,
- * e.g. a customer's cancel). 0, or <0 on a store error (the caller rolls
- * back). Refused (-1) for a job that was terminal when read.
+ * e.g. a customer's cancel). 0; 1 when the job was terminal when read
+ * (nothing written: its first end stands); <0 on a store error. On 1 or <0
+ * the caller rolls back.
  */
 int jobflow_end_tx(struct jobflow *f, const char *via);
 
@@ -77,8 +78,9 @@ int jobflow_end_tx(struct jobflow *f, const char *via);
 int jobflow_commit(struct jobflow *f);
 /* Rolls f's transaction back; nothing is started. */
 void jobflow_rollback(struct jobflow *f);
-/* jobflow_end_tx then jobflow_commit (rolled back on a store error, logged:
- * the work row that led here runs again). 0 or <0. */
+/* jobflow_end_tx then jobflow_commit (rolled back when the job had ended
+ * already, 1, or on a store error, <0, logged: the work row that led here
+ * runs again). 0 when this call ended it. */
 int jobflow_end(struct jobflow *f, const char *via);
 /* Sets f->job failed with code and message, then jobflow_end. */
 int jobflow_fail(struct jobflow *f, const char *code, const char *message, const char *via);

@@ -1,8 +1,9 @@
 /*
  * steps.c: the provider steps of a job: submit, poll and cancel at the
- * provider. Each builds a request from the adapter's request table, runs it
- * on the worker's fetcher, hands the answer to the adapter and applies the
- * result through jobflow (jobflow.h), on the job row as re-read then.
+ * provider. Each calls the adapter for a request (provider.c builds and
+ * starts it on the worker's fetcher), hands the answer to the adapter and
+ * applies the result through jobflow (jobflow.h), on the job row as re-read
+ * then.
  *
  * Also here: the keys of a provider's key pool (keypool.h), its
  * max_inflight slots (store_work_take_slot) and the retry of submits
@@ -19,216 +20,17 @@
 #include "metrics.h"
 #include "retry.h"
 #include "script.h"
-#include "sign.h"
 #include "urlguard.h"
 #include "worker.h"
 
-#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define PROVIDER_TIMEOUT_MS 30000
-#define PROVIDER_RESPONSE_MAX (4 << 20)
 #define MAX_NEXT_HOPS 5
-#define RETRY_IN_MAX_MS 300000  /* cap on an adapter's retry_in (and Retry-After) */
+#define RETRY_IN_MAX_MS 300000  /* cap on an adapter's retry_in */
 #define CAP_RECHECK_MS 500      /* a job held by a provider's max_inflight looks again after this */
-
-/* ---------- requests and answers ---------- */
-
-static void callback_url(struct worker *w, const struct job *j, char *out, size_t outlen)
-{
-	char token[40] = "invalid";
-	if (sign_callback_token(w->server_secret, j->id, token, sizeof token) < 0)
-		snprintf(token, sizeof token, "invalid");
-	snprintf(out, outlen, "%s/v1/callbacks/%s/%s/%s", w->cfg->public_url,
-		 j->provider ? j->provider : "none", j->id, token);
-}
-
-static void add_header(void *arg, const char *name, const char *value)
-{
-	json_object_set_new(arg, name, json_stringn_nocheck(value, strlen(value)));
-}
-
-/* The `res` table handed to scripts for a provider's answer. Caller owns. */
-static json_t *response_arg(const struct fetch_response *res)
-{
-	json_t *o = json_object(), *h = json_object();
-	json_object_set_new(o, "status", json_integer(res->status));
-	json_object_set_new(o, "url", json_string(res->url ? res->url : ""));
-	fetch_each_header(res->headers, res->headers_len, add_header, h);
-	json_object_set_new(o, "headers", h);
-	json_object_set_new(o, "body", json_stringn_nocheck(res->body, res->body_len));
-	json_t *parsed = res->body_len ? json_loadb(res->body, res->body_len,
-						    JSON_DECODE_ANY, NULL) : NULL;
-	if (parsed)
-		json_object_set_new(o, "json", parsed);
-	return o;
-}
-
-static void describe(const struct fetch_response *res, char *out, size_t outlen)
-{
-	if (res->error)
-		snprintf(out, outlen, "%s", res->error);
-	else
-		snprintf(out, outlen, "HTTP %ld", res->status);
-}
-
-static int64_t header_retry_after(const struct fetch_response *res)
-{
-	char v[128];
-	if (fetch_header(res->headers, res->headers_len, "retry-after", v, sizeof v) < 0)
-		return -1;
-	return retry_after_ms(v, loop_wall_ms() / 1000, RETRY_IN_MAX_MS);
-}
-
-static int header_ok(const char *s)
-{
-	for (; *s; s++)
-		if (*s == '\r' || *s == '\n')
-			return 0;
-	return 1;
-}
-
-/*
- * Turns a script's request table ({method?, url, headers?, body?}) into a
- * fetch started for st (borrowed by the fetch until cb ran). Returns 0, or
- * -1 with err (cb is then never called; st is still the caller's).
- */
-static int start_request(struct step *st, json_t *req, fetch_done_cb cb,
-			 char *err, size_t errlen)
-{
-	struct worker *w = st->w;
-	const char *provider = st->job.provider;
-	if (!json_is_object(req)) {
-		snprintf(err, errlen, "%s: request must be a table", provider);
-		return -1;
-	}
-	const char *url = json_string_value(json_object_get(req, "url"));
-	const char *method = json_string_value(json_object_get(req, "method"));
-	json_t *body = json_object_get(req, "body");
-	if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-		snprintf(err, errlen, "%s: request.url must be an http(s) URL", provider);
-		return -1;
-	}
-	if (!method)
-		method = body && !json_is_null(body) ? "POST" : "GET";
-	struct curl_slist *hl = NULL;
-	int has_ct = 0;
-	const char *k;
-	json_t *v;
-	json_object_foreach(json_object_get(req, "headers"), k, v) {
-		const char *sv = json_string_value(v);
-		char line[4096];
-		if (!sv || !header_ok(k) || !header_ok(sv)) {
-			curl_slist_free_all(hl);
-			snprintf(err, errlen, "%s: request header '%s' must be a one-line string",
-				 provider, k);
-			return -1;
-		}
-		if (strcasecmp(k, "content-type") == 0)
-			has_ct = 1;
-		snprintf(line, sizeof line, "%s: %s", k, sv);
-		hl = curl_slist_append(hl, line);
-	}
-	char *text = NULL;
-	size_t len = 0;
-	if (json_is_string(body)) {
-		len = json_string_length(body);
-		text = malloc(len + 1);
-		if (text)
-			memcpy(text, json_string_value(body), len + 1);
-	} else if (body && !json_is_null(body)) {
-		text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		len = text ? strlen(text) : 0;
-		if (!has_ct)
-			hl = curl_slist_append(hl, "Content-Type: application/json");
-	}
-	hl = curl_slist_append(hl, "Accept: application/json");
-	hl = curl_slist_append(hl, "Expect:");
-	struct fetch_request fr = {
-		.method = method, .url = url, .headers = hl,
-		.body = text, .body_len = len,
-		.timeout_ms = PROVIDER_TIMEOUT_MS,
-		.max_response = PROVIDER_RESPONSE_MAX,
-		.proxy = json_string_value(json_object_get(config_provider(w->cfg, provider), "proxy")),
-	};
-	int rc = fetch_start(w->fetch, &fr, cb, st);
-	free(text);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot start request");
-		return -1;
-	}
-	return 0;
-}
-
-/* ---------- key pools ---------- */
-
-/* The id of the pool key a job took (its data's "key_id") into id; "" none. */
-static void job_key_id(const struct job *j, char *id, size_t idlen)
-{
-	json_t *d = j->data && strstr(j->data, "\"key_id\"") ? json_loads(j->data, 0, NULL) : NULL;
-	const char *v = json_string_value(json_object_get(d, "key_id"));
-	snprintf(id, idlen, "%s", v ? v : "");
-	json_decref(d);
-}
-
-/* The job's key from its provider's pool (borrowed from the config), or
- * NULL: no pool, or the config no longer has the job's key (the adapter then
- * reads the settings' `key`). */
-static const char *job_pool_key(struct worker *w, const struct job *j)
-{
-	json_t *ps = config_provider(w->cfg, j->provider);
-	char id[KEYPOOL_ID_MAX];
-	if (!keypool_size(ps))
-		return NULL;
-	job_key_id(j, id, sizeof id);
-	return id[0] ? keypool_key(ps, id) : NULL;
-}
-
-/* A usable key remains in the provider's pool now (1), else 0. */
-static int pool_has_usable(const char *provider, const json_t *ps)
-{
-	char id[KEYPOOL_ID_MAX];
-	int64_t wait;
-	return keypool_pick(provider, ps, loop_wall_ms(), 0, id, sizeof id, &wait) == 0;
-}
-
-/*
- * Calls the adapter's fn for job j (the step's job, or its row re-read):
- * fn(job, ctx), or fn(first, job, ctx) when first is given (borrowed).
- * 0 with *out (caller owns), or <0 with err (counted as a script error).
- */
-static int call_provider(struct step *st, const struct job *j, const char *fn,
-			 json_t *first, json_t **out, char *err, size_t errlen)
-{
-	struct worker *w = st->w;
-	char cb_url[512];
-	json_t *jarg = step_job_arg(st, j);
-	json_t *args[2];
-	size_t nargs = 0;
-	if (first)
-		args[nargs++] = first;
-	args[nargs++] = jarg;
-	callback_url(w, j, cb_url, sizeof cb_url);
-	struct script_provider_info info;
-	script_provider_info(w->scripts, j->provider, &info);
-	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
-	struct script_ctx ctx = { .provider = j->provider,
-				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL,
-				  .key = job_pool_key(w, j) };
-	int rc = script_call(w->scripts, SCRIPT_PROVIDER, j->provider, fn, args, nargs,
-			     &ctx, out, err, errlen);
-	json_decref(jarg);
-	if (rc == -2)
-		snprintf(err, errlen, "providers/%s.lua: no function %s (or no such script)",
-			 j->provider, fn);
-	if (rc < 0)
-		metrics_inc(M_SCRIPT_ERRORS);
-	return rc;
-}
 
 /* ---------- the job's row, re-read ---------- */
 
@@ -448,7 +250,7 @@ static int submit_keep_data(struct step *st, json_t *rdata, int pooled)
 		return 1;
 	if (pooled) {
 		char kid[KEYPOOL_ID_MAX];
-		job_key_id(&st->job, kid, sizeof kid);
+		provider_key_id(&st->job, kid, sizeof kid);
 		json_t *kd = json_pack("{s:s}", "key_id", kid);
 		jobflow_merge_data(&f.job, kd);
 		json_decref(kd);
@@ -509,7 +311,7 @@ void steps_submit(struct worker *w, const struct work *wk, struct job *job)
 		return;
 	}
 	json_t *req = NULL;
-	if (call_provider(st, j, "submit", NULL, &req, err, sizeof err) < 0) {
+	if (provider_call(st, j, "submit", NULL, &req, err, sizeof err) < 0) {
 		step_fail(st, "SCRIPT_ERROR", err, NULL);
 		return;
 	}
@@ -523,7 +325,7 @@ void steps_submit(struct worker *w, const struct work *wk, struct job *job)
 	const char *v = script_version(w->scripts, SCRIPT_PROVIDER, j->provider);
 	snprintf(st->version, sizeof st->version, "%s", v ? v : "");
 	metrics_inc(M_SUBMITS);
-	if (start_request(st, req, submit_done, err, sizeof err) < 0)
+	if (provider_request_start(st, req, submit_done, err, sizeof err) < 0)
 		step_fail(st, "SCRIPT_ERROR", err, NULL);
 	json_decref(req);
 }
@@ -554,11 +356,11 @@ static void submit_retry_answer(struct step *st, struct jobflow *f,
 				const struct fetch_response *res, const char *kid,
 				char *why, size_t whylen)
 {
-	int64_t after = header_retry_after(res);
+	int64_t after = provider_retry_after(res);
 	if (!res->error && res->status == 429) {
 		char err[ENGINE_ERR_MAX];
-		json_t *rarg = response_arg(res), *result = NULL;
-		if (call_provider(st, &f->job, "on_submitted", rarg, &result, err, sizeof err) == 0 &&
+		json_t *rarg = provider_response_arg(res), *result = NULL;
+		if (provider_call(st, &f->job, "on_submitted", rarg, &result, err, sizeof err) == 0 &&
 		    is_retry(result)) {
 			int64_t ri = retry_in_ms(result);
 			const char *m = json_string_value(json_object_get(
@@ -573,7 +375,7 @@ static void submit_retry_answer(struct step *st, struct jobflow *f,
 		if (kid[0]) {
 			json_t *ps = config_provider(st->w->cfg, f->job.provider);
 			keypool_cool(f->job.provider, ps, kid, loop_wall_ms() + (after >= 0 ? after : 60000));
-			if (pool_has_usable(f->job.provider, ps))
+			if (provider_pool_has_usable(f->job.provider, ps))
 				after = 0;
 		}
 	}
@@ -629,18 +431,18 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	if (step_begin(st, &f))
 		goto out;
 	struct job *j = &f.job;
-	describe(res, why, sizeof why);
+	provider_describe(res, why, sizeof why);
 	json_t *ps = config_provider(w->cfg, j->provider);
 	char kid[KEYPOOL_ID_MAX] = "";
 	if (keypool_size(ps))
-		job_key_id(j, kid, sizeof kid);
+		provider_key_id(j, kid, sizeof kid);
 	if (kid[0] && !res->error && (res->status == 401 || res->status == 403)) {
 		/* A refused key leaves the pool until the config changes; the job
 		 * tries another one at once while one is left. */
 		if (keypool_break(j->provider, ps, kid))
 			log_warn("provider %s: key %s refused (HTTP %ld): out of the pool until the config changes",
 				 j->provider, kid, res->status);
-		if (pool_has_usable(j->provider, ps)) {
+		if (provider_pool_has_usable(j->provider, ps)) {
 			submit_retry(st, &f, 0, why);
 			goto out_job;
 		}
@@ -649,8 +451,8 @@ static void submit_done(void *arg, const struct fetch_response *res)
 		submit_retry_answer(st, &f, res, kid, why, sizeof why);
 		goto out_job;
 	}
-	json_t *rarg = response_arg(res), *result = NULL;
-	int rc = call_provider(st, j, "on_submitted", rarg, &result, err, sizeof err);
+	json_t *rarg = provider_response_arg(res), *result = NULL;
+	int rc = provider_call(st, j, "on_submitted", rarg, &result, err, sizeof err);
 	json_decref(rarg);
 	if (rc < 0) {
 		jobflow_fail(&f, "SCRIPT_ERROR", err, NULL);
@@ -730,12 +532,12 @@ void steps_poll(struct worker *w, const struct work *wk)
 		return;
 	}
 	json_t *req = NULL;
-	if (call_provider(st, j, "poll", NULL, &req, err, sizeof err) < 0) {
+	if (provider_call(st, j, "poll", NULL, &req, err, sizeof err) < 0) {
 		step_fail(st, "SCRIPT_ERROR", err, NULL);
 		return;
 	}
 	metrics_inc(M_POLLS);
-	if (start_request(st, req, poll_done, err, sizeof err) < 0)
+	if (provider_request_start(st, req, poll_done, err, sizeof err) < 0)
 		step_fail(st, "SCRIPT_ERROR", err, NULL);
 	json_decref(req);
 }
@@ -752,7 +554,7 @@ static int poll_next(struct step *st, struct jobflow *f, json_t *result, json_t 
 	json_t *data = json_object_get(result, "data");
 	jobflow_merge_data(&f->job, data);
 	st->hops++;
-	if (start_request(st, next, poll_done, err, sizeof err) < 0) {
+	if (provider_request_start(st, next, poll_done, err, sizeof err) < 0) {
 		jobflow_fail(f, "SCRIPT_ERROR", err, NULL);
 		return -1;
 	}
@@ -797,8 +599,8 @@ static void poll_done(void *arg, const struct fetch_response *res)
 			goto out_job;
 		}
 	}
-	json_t *rarg = response_arg(res), *result = NULL;
-	int rc = call_provider(st, j, "on_polled", rarg, &result, err, sizeof err);
+	json_t *rarg = provider_response_arg(res), *result = NULL;
+	int rc = provider_call(st, j, "on_polled", rarg, &result, err, sizeof err);
 	json_decref(rarg);
 	json_t *next = json_object_get(result, "next");
 	if (rc < 0) {
@@ -829,7 +631,7 @@ static void cancel_done(void *arg, const struct fetch_response *res)
 	struct worker *w = st->w;
 	char why[256];
 	metrics_provider_call(st->job.provider, "cancel", res->error != NULL, res->status, res->total_ms);
-	describe(res, why, sizeof why);
+	provider_describe(res, why, sizeof why);
 	if ((res->error || retry_status_retryable(res->status)) && st->wk.tries < 5) {
 		engine_reschedule(w, &st->wk, loop_wall_ms() + 2000 * (st->wk.tries + 1), st->wk.tries + 1);
 	} else if (store_begin(w->store) == 0) {
@@ -857,8 +659,8 @@ void steps_cancel(struct worker *w, const struct work *wk)
 		return;
 	json_t *req = NULL;
 	if (!st->job.request_id ||
-	    call_provider(st, &st->job, "cancel", NULL, &req, err, sizeof err) < 0 ||
-	    !json_is_object(req) || start_request(st, req, cancel_done, err, sizeof err) < 0) {
+	    provider_call(st, &st->job, "cancel", NULL, &req, err, sizeof err) < 0 ||
+	    !json_is_object(req) || provider_request_start(st, req, cancel_done, err, sizeof err) < 0) {
 		engine_work_done(w, wk);
 		step_free(st);
 	}

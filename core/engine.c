@@ -326,8 +326,8 @@ static void run(struct worker *w, const struct work *wk, struct job *job)
 	}
 	switch (wk->kind) {
 	case WORK_SUBMIT:
-		steps_submit(w, wk, job);
-		free(job); /* its contents were taken */
+		steps_submit(w, wk, job); /* takes the job's strings */
+		free(job);
 		return;
 	case WORK_POLL:
 		steps_poll(w, wk);
@@ -358,6 +358,7 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 
 void engine_dispatch_new(struct worker *w, const struct work *wk, const struct job *j)
 {
+	/* The copy is owned by the after queue, then by the submit's step. */
 	struct job *copy = calloc(1, sizeof *copy);
 	if (copy && job_copy(copy, j) < 0) {
 		free(copy);

@@ -272,7 +272,7 @@ static int submit_keep_data(struct step *st, json_t *rdata, int pooled)
 void steps_submit(struct worker *w, const struct work *wk, struct job *job)
 {
 	char err[ENGINE_ERR_MAX], why[ENGINE_ERR_MAX];
-	struct step *st = step_new(w, STEP_SUBMIT, wk, job, sizeof *st);
+	struct step *st = step_new(w, STEP_SUBMIT, wk, job, sizeof *st); /* takes job's strings */
 	if (!st)
 		return;
 	if (step_load_job(st)) {
@@ -325,7 +325,7 @@ void steps_submit(struct worker *w, const struct work *wk, struct job *job)
 	const char *v = script_version(w->scripts, SCRIPT_PROVIDER, j->provider);
 	snprintf(st->version, sizeof st->version, "%s", v ? v : "");
 	metrics_inc(M_SUBMITS);
-	if (provider_request_start(st, req, submit_done, err, sizeof err) < 0)
+	if (provider_request_start(st, req, submit_done, err, sizeof err) < 0) /* lends st */
 		step_fail(st, "SCRIPT_ERROR", err, NULL);
 	json_decref(req);
 }
@@ -654,7 +654,7 @@ void steps_cancel(struct worker *w, const struct work *wk)
 		return;
 	}
 	log_ctx_job(j.id, j.customer, j.provider);
-	struct step *st = step_new(w, STEP_CANCEL, wk, &j, sizeof *st);
+	struct step *st = step_new(w, STEP_CANCEL, wk, &j, sizeof *st); /* takes j */
 	if (!st)
 		return;
 	json_t *req = NULL;

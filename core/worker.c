@@ -192,7 +192,10 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	w->hooks.job_ended = api_job_ended;
-	engine_init(w);
+	if (engine_init(w) < 0) {
+		log_error("worker %d: out of memory", w->index);
+		return NULL;
+	}
 	loop_timer_init(&w->tick_timer, tick, w);
 	loop_timer_set(w->loop, &w->tick_timer, loop_now_ms() + 1000);
 	/* Load signing keys early so the first callbacks can be verified. */

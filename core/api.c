@@ -631,7 +631,7 @@ void api_flush(struct worker *w)
 			respond_run_shape(r, 202, &r->job);
 		}
 		if (run_now)
-			engine_dispatch(w, &wk);
+			engine_dispatch_new(w, &wk, &r->job);
 		else
 			engine_kick(w, now);
 	}

@@ -20,6 +20,7 @@ struct script_host;
 struct server;
 struct request;
 struct work;
+struct engine;
 
 struct worker {
 	int index;
@@ -51,16 +52,13 @@ struct worker {
 	struct request **batch_tail;
 	struct request *waiters;       /* sync / long-poll requests */
 	void *front_streams;           /* front.c: status streams (server-sent events) */
-	json_t *jwks;                  /* provider -> {"keys":[...],"at":ms} */
 	int inotify_fd;
 	struct loop_io inotify_io;
 	int64_t reload_at;             /* debounce: refresh scripts at this time */
 	int stopping;
 	long inflight_steps;           /* provider steps and deliveries running */
-	int64_t *live_work;            /* work ids of the steps running (lease heartbeat) */
-	size_t nlive, caplive;
-	struct work *after;            /* work to start once the store commits */
-	size_t nafter, capafter;
+	struct engine *engine;         /* engine.c's own state: steps in flight, work
+					* waiting for the commit, caches */
 	/*
 	 * Notifications that go up a layer. The worker sets them at start; the
 	 * lower layers call them and never include the higher ones' headers.

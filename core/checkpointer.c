@@ -1,6 +1,8 @@
 /*
- * checkpointer.c: see checkpointer.h. Every CHECKPOINT_MS it runs a PASSIVE
- * checkpoint, which copies what it can without waiting on anyone.
+ * checkpointer.c: see checkpointer.h. Every CHECKPOINT_MS it calls
+ * store_checkpoint(): a PASSIVE checkpoint, which copies what it can without
+ * waiting on anyone, and on SQLite, once the WAL is long, a short RESTART so
+ * that the WAL is written from its start again instead of growing.
  */
 #include "checkpointer.h"
 

@@ -79,7 +79,9 @@ void store_set_batching(struct store *s, int on);
 /*
  * WAL checkpoints. A worker's connection turns automatic checkpoints off
  * (they would run, with their fsyncs, on the event loop); a separate thread
- * calls store_checkpoint() (PASSIVE: never waits for writers or readers).
+ * calls store_checkpoint(): PASSIVE, never waiting for writers or readers,
+ * except that on SQLite a WAL past 16 MB is then restarted, which holds
+ * writers back while it copies the few frames left and syncs.
  */
 int store_set_autocheckpoint(struct store *s, int on);
 int store_checkpoint(struct store *s, int *wal_frames, int *copied);

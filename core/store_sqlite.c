@@ -26,6 +26,8 @@
  * most half the time while it lasts. */
 #define STORE_BUSY_MS 1000
 #define STORE_BACKOFF_MS 1000
+/* Bytes of WAL kept on disk for reuse after a restart (see store_checkpoint). */
+#define WAL_SIZE_LIMIT (64 * 1024 * 1024)
 
 enum {
 	Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
@@ -186,6 +188,7 @@ struct store {
 	int open;     /* that transaction is open */
 	int depth;    /* store_begin nesting (savepoints) inside it */
 	int64_t unavailable_until; /* monotonic ms: writes fail fast until then */
+	int64_t busy_deadline; /* monotonic ms: the current lock wait gives up then */
 	int aborted;  /* SQLite rolled the shared transaction back (full, I/O): the
 		       * rest of this batch fails and store_flush reports it */
 	char err[256];
@@ -237,12 +240,37 @@ static int exec_stmt(struct store *s, sqlite3_stmt *st)
 	return ret;
 }
 
-/* In batching mode, opens the shared write transaction on first use. */
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A busy handler with a deadline (monotonic ms): polls the lock every
+ * BUSY_POLL_US instead of SQLite's 1, 2, 5, 10 ms steps, so a writer that
+ * waits on a short lock waits about as long as the lock is held.
+ */
+#define BUSY_POLL_US 100
+
+static int busy_until(void *arg, int n)
+{
+	(void)n;
+	const int64_t *deadline = arg;
+	if (mono_ms() >= *deadline)
+		return 0;
+	struct timespec ts = { 0, BUSY_POLL_US * 1000L };
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+static int busy_default(void *arg, int n)
+{
+	struct store *s = arg;
+	if (n == 0)
+		s->busy_deadline = mono_ms() + STORE_BUSY_MS;
+	return busy_until(&s->busy_deadline, n);
 }
 
 /*
@@ -419,12 +447,16 @@ struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
 		store_close(s);
 		return NULL;
 	}
-	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
-	char pragmas[256];
+	sqlite3_busy_handler(s->db, busy_default, s);
+	/* journal_size_limit: a WAL that grew past it (readers held a restart
+	 * back) is cut back to it when it restarts; below it, it is kept and
+	 * overwritten in place. */
+	char pragmas[320];
 	snprintf(pragmas, sizeof pragmas,
 		 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-		 "PRAGMA cache_size=-24576; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=%d;",
-		 fsync ? "FULL" : "NORMAL", 4000);
+		 "PRAGMA cache_size=-24576; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=%d;"
+		 "PRAGMA journal_size_limit=%d;",
+		 fsync ? "FULL" : "NORMAL", 4000, WAL_SIZE_LIMIT);
 	if (exec_sql(s, pragmas) < 0 || migrate(s, err, errlen) < 0) {
 		if (!err[0] || strncmp(err, "store", 5) != 0)
 			snprintf(err, errlen, "store: %s", s->err);
@@ -507,10 +539,47 @@ int store_set_autocheckpoint(struct store *s, int on)
 	return exec_sql(s, on ? "PRAGMA wal_autocheckpoint=4000" : "PRAGMA wal_autocheckpoint=0");
 }
 
+/*
+ * The WAL is written from its start again (no file growth: the kernel
+ * neither allocates nor zeroes new blocks) once a checkpoint has copied every
+ * frame back and a writer begins. Under steady writes a PASSIVE checkpoint
+ * never catches up (new frames land while it copies), so once the WAL holds
+ * WAL_RESTART_FRAMES a RESTART follows it: it holds the write lock while it
+ * copies the few frames written since the PASSIVE one and syncs, then waits
+ * for readers of the old WAL, for at most WAL_RESTART_WAIT_MS in all (it gives
+ * up and tries at the next checkpoint rather than hold writers back).
+ */
+#define WAL_RESTART_FRAMES 4096
+#define WAL_RESTART_WAIT_MS 20
+
+/* Flushes the pages a checkpoint copied into the database file, and the
+ * WAL frames written since, without holding any lock, so that the RESTART
+ * that follows has little left to sync while writers wait. */
+static void presync(struct store *s)
+{
+	sqlite3_file *f = NULL;
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK &&
+	    f && f->pMethods)
+		f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	f = NULL;
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) == SQLITE_OK &&
+	    f && f->pMethods)
+		f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+}
+
 int store_checkpoint(struct store *s, int *wal_frames, int *copied)
 {
 	int log = 0, ckpt = 0;
 	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+	if (rc == SQLITE_OK && log >= WAL_RESTART_FRAMES) {
+		presync(s);
+		int64_t deadline = mono_ms() + WAL_RESTART_WAIT_MS;
+		sqlite3_busy_handler(s->db, busy_until, &deadline);
+		rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &ckpt);
+		sqlite3_busy_handler(s->db, busy_default, s);
+		if (rc == SQLITE_BUSY)
+			rc = SQLITE_OK; /* a writer or reader was busy: next time */
+	}
 	if (wal_frames)
 		*wal_frames = log;
 	if (copied)

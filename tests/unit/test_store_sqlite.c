@@ -1,10 +1,15 @@
 /*
  * test_store_sqlite.c: the permissions of the SQLite store's files
  * (core/store_sqlite.c): created 0600 whatever the umask, a store others may
- * read or write refused unless allowed, wider -wal/-shm files narrowed.
+ * read or write refused unless allowed, wider -wal/-shm files narrowed; and
+ * the WAL: written again from its start after checkpoints instead of growing,
+ * and a checkpoint that a reader holds back is no error.
  */
 #include "check.h"
+#include "job.h"
 #include "store.h"
+
+#include <sqlite3.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +113,96 @@ static void test_side_files_narrowed(void)
 		unlink(files[i]);
 }
 
+static long long size_of(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Writes n jobs with a 3 KB input each (about one page per job) in one
+ * worker-style batch; 0 when committed. */
+static int write_jobs(struct store *s, int from, int n)
+{
+	static char input[3000];
+	memset(input, 'x', sizeof input - 3);
+	input[0] = '"';
+	input[sizeof input - 2] = '"';
+	for (int i = from; i < from + n; i++) {
+		struct job j = { .customer = "acme", .model_id = "m", .targets = "[]",
+				 .status = JOB_QUEUED, .input = input, .created_at = i };
+		snprintf(j.id, sizeof j.id, "job_%08d", i);
+		if (store_job_insert(s, &j) < 0)
+			return -1;
+	}
+	return store_flush(s);
+}
+
+static void test_wal_reused(void)
+{
+	char db[300], spec[320], wal[320], err[512] = "";
+	path_in(db, sizeof db, "wal.db");
+	snprintf(spec, sizeof spec, "sqlite:%s", db);
+	snprintf(wal, sizeof wal, "%s-wal", db);
+	struct store *w = store_open(spec, 0, err, sizeof err);
+	struct store *c = store_open(spec, 0, err, sizeof err);
+	CHECK(w != NULL && c != NULL);
+	if (!w || !c) {
+		fprintf(stderr, "    %s\n", err);
+		store_close(w);
+		store_close(c);
+		return;
+	}
+	store_set_autocheckpoint(w, 0); /* as a worker's connection */
+	store_set_batching(w, 1);
+	int next = 0, frames = 0, copied = 0;
+	/* More than a restart's worth of frames, and a reader that holds a
+	 * snapshot in the middle of them: the checkpoint copies what it may and
+	 * is no error; the writer is not locked out afterwards. */
+	for (int b = 0; b < 25; b++, next += 200)
+		CHECK_EQ_INT(write_jobs(w, next, 200), 0);
+	sqlite3 *r = NULL;
+	CHECK_EQ_INT(sqlite3_open_v2(db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(r, "BEGIN; SELECT count(*) FROM jobs;", NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ_INT(write_jobs(w, next, 200), 0);
+	next += 200;
+	CHECK_EQ_INT(store_checkpoint(c, &frames, &copied), 0);
+	CHECK(frames > 4096);
+	CHECK(copied < frames);
+	CHECK_EQ_INT(write_jobs(w, next, 200), 0);
+	next += 200;
+	sqlite3_exec(r, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(r);
+	/* Nothing holds it back now: every frame is copied and the next writes
+	 * go to the start of the WAL, which keeps its size (reused in place,
+	 * neither grown nor cut). */
+	CHECK_EQ_INT(store_checkpoint(c, &frames, &copied), 0);
+	CHECK_EQ_INT(copied, frames);
+	long long size = size_of(wal);
+	CHECK(size > 4096LL * 4096);
+	for (int round = 0; round < 3; round++) {
+		for (int b = 0; b < 10; b++, next += 200)
+			CHECK_EQ_INT(write_jobs(w, next, 200), 0);
+		CHECK_EQ_INT(store_checkpoint(c, &frames, &copied), 0);
+		CHECK_EQ_INT(copied, frames);
+		CHECK(size_of(wal) == size);
+	}
+	struct job j;
+	CHECK_EQ_INT(store_job_get(w, "job_00000000", NULL, &j), 0);
+	job_clear(&j);
+	char last[48];
+	snprintf(last, sizeof last, "job_%08d", next - 1);
+	CHECK_EQ_INT(store_job_get(c, last, NULL, &j), 0);
+	job_clear(&j);
+	store_close(c);
+	store_close(w);
+	const char *ext[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		char f[340];
+		snprintf(f, sizeof f, "%s%s", db, ext[i]);
+		unlink(f);
+	}
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -117,6 +212,7 @@ int main(void)
 	test_created_private();
 	test_refused();
 	test_side_files_narrowed();
+	test_wal_reused();
 	rmdir(tmpdir);
 	return check_done();
 }

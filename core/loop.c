@@ -270,10 +270,13 @@ static void run_deferred(struct loop *l)
 	l->ndeferred = 0;
 }
 
+/* Each loop_stop ends one loop_run, which consumes it as it returns, so the
+ * loop may be run again; a stop asked before loop_run makes it return at
+ * once. */
 int loop_run(struct loop *l)
 {
 	struct epoll_event evs[LOOP_MAX_EVENTS];
-	while (!atomic_load(&l->stop)) {
+	while (!atomic_exchange(&l->stop, 0)) {
 		int timeout = -1;
 		if (l->nheap) {
 			int64_t d = l->heap[1]->at_ms - loop_now_ms();

@@ -71,7 +71,9 @@ void loop_set_idle(struct loop *l, loop_idle_cb cb, void *arg);
  */
 void loop_defer_free(struct loop *l, void *p);
 
-/* Runs until loop_stop is called (from a callback or another thread). */
+/* Runs until loop_stop is called (from a callback or another thread). Each
+ * loop_stop ends one loop_run (one asked before it ends it at once), and the
+ * loop may be run again after. */
 int loop_run(struct loop *l);
 /* Thread-safe: wakes the loop and makes loop_run return. */
 void loop_stop(struct loop *l);

@@ -3,7 +3,8 @@
  * never early; a timer re-armed or stopped from a callback behaves, and one
  * re-armed for a time already past cannot hold the loop; io watchers on a
  * pipe; the idle callback; loop_defer_free (ASan sees any use after free);
- * loop_wake and loop_stop from another thread; loop_stop from a callback.
+ * loop_wake and loop_stop from another thread; loop_stop from a callback,
+ * and a loop run again after a stop.
  *
  * No verdict depends on how long anything took. A watchdog (alarm) turns a
  * loop that never returns into a failed test instead of a hung one.
@@ -589,6 +590,31 @@ static void test_stop_from_callback(void)
 	loop_free(s.l);
 }
 
+/* A stop is consumed by the loop_run it ends: the loop runs again after,
+ * and a stop asked before loop_run ends it at once. */
+static void test_run_again(void)
+{
+	struct stopper s = { .l = loop_new() };
+	CHECK(s.l != NULL);
+	if (!s.l)
+		return;
+	loop_timer_init(&s.t, stopper_cb, &s);
+	loop_timer_init(&s.later, stopper_later_cb, &s);
+	loop_stop(s.l);
+	loop_timer_set(s.l, &s.t, loop_now_ms() + 5);
+	CHECK_EQ_INT(loop_run(s.l), 0);
+	CHECK_EQ_INT(s.fired, 0); /* returned before the timer was due */
+	for (int round = 1; round <= 3; round++) {
+		loop_timer_set(s.l, &s.t, loop_now_ms());
+		CHECK_EQ_INT(loop_run(s.l), 0);
+		CHECK_EQ_INT(s.fired, round);
+		/* stopper_cb armed `later` for the pass after its own: each new
+		 * run fires it first (due), then the stop timer. */
+		CHECK_EQ_INT(s.later_fired, round - 1);
+	}
+	loop_free(s.l);
+}
+
 static void test_clocks(void)
 {
 	int64_t a = loop_now_ms(), b = loop_now_ms();
@@ -610,6 +636,7 @@ int main(void)
 	test_wake_from_thread(0);
 	test_wake_from_thread(1);
 	test_stop_from_callback();
+	test_run_again();
 	test_defer_free();
 	return check_done();
 }

@@ -27,7 +27,7 @@ test-asan: deps
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) --timeout 600
 
-# The long reliability runs (issue 6): more jobs and kills, minute-long
+# The long reliability runs: more jobs and kills, minute-long
 # outages, the store-fault tests waiting for every earlier job. Figures go to
 # $(BUILD)/reliability and are printed by tools/reliability-report.
 SOAK_TESTS ?= crash outage store_faults slow_clients

@@ -1,5 +1,5 @@
 'use strict';
-// Bad input (issue 6): never a crash, never a 500, always the documented
+// Bad input: never a crash, never a 500, always the documented
 // error. Malformed, truncated, deeply nested (100,000 levels) and huge
 // JSON; invalid UTF-8; NaN and Infinity; wrong types for every field;
 // unknown and duplicate fields; empty bodies; random and mutated bodies;

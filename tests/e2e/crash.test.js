@@ -1,5 +1,5 @@
 'use strict';
-// Crashes (issue 6): jobs flow through provsim to a receiver while genrelay
+// Crashes: jobs flow through provsim to a receiver while genrelay
 // is killed with SIGKILL at random moments and restarted; then the same with
 // SIGTERM. DESIGN.md: "a 202 means the job is committed", "delivery is at
 // least once", "kill -9 at any moment loses no accepted job and no delivery",

@@ -1,5 +1,5 @@
 'use strict';
-// Customer webhook shapes (issue 4): each shipped hook's body at a real
+// Customer webhook shapes: each shipped hook's body at a real
 // receiver with a valid signature over exactly the bytes sent; a hook that
 // returns nil skips the delivery; a hook that raises fails the attempt with
 // SCRIPT_ERROR naming file and line, is retried, and goes out once the file is

@@ -52,7 +52,7 @@ describe('operations examples', () => {
     }
     const vars = dash.templating.list.map((v) => v.name);
     assert.deepEqual(vars, ['datasource', 'job', 'instance']);
-    // What the issue asks the operator to see.
+    // What an operator must be able to see.
     const text = JSON.stringify(dash);
     for (const m of ['genrelay_deliveries_dead_total', 'genrelay_jobs_failed_total', 'genrelay_provider_submit_retries_total', 'genrelay_store_errors_total']) {
       assert.ok(text.includes(m), `the dashboard shows ${m}`);

@@ -1,5 +1,5 @@
 'use strict';
-// Outages (issue 6).
+// Outages: a provider surface down, the webhook receiver down.
 //
 // Provider outage: a provsim surface answers 503 (its own error shape,
 // Retry-After: 1) for a while. Jobs submitted while it is down retry and

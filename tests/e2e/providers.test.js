@@ -1,8 +1,8 @@
 'use strict';
 // End-to-end tests of the Krea, ModelsLab, Artificial Studio and abstrakt
 // adapters (fal has tests/e2e/fal.test.js), against provsim and the example
-// receiver, plus the table-driven "Done when" of issue 3 over all five
-// providers.
+// receiver, plus one table-driven test over all five providers: the same
+// request reaches the receiver signed and in the same shape.
 //
 //   GENRELAY_BIN=$PWD/build/genrelay node --test tests/e2e/providers.test.js
 //
@@ -385,9 +385,9 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
     assert.ok(!JSON.stringify(d.body).includes('evil.example'));
   });
 
-  // --- the "Done when" of issue 3 ---------------------------------------------
+  // --- the five providers alike -----------------------------------------------
 
-  test('issue 3 "Done when": the same request to each of the five providers reaches the receiver signed and in the same shape, on success and failure, with and without callback', T, async () => {
+  test('all five providers: the same request to each of the five providers reaches the receiver signed and in the same shape, on success and failure, with and without callback', T, async () => {
     const cases = [];
     for (const prov of Object.keys(PROVIDERS)) {
       for (const outcome of ['success', 'fail']) {

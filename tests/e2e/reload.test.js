@@ -1,5 +1,5 @@
 'use strict';
-// Hot reload of scripts (issue 4): a change under scripts/ (new, changed or
+// Hot reload of scripts: a change under scripts/ (new, changed or
 // removed file) is in effect on every worker within a second, without a
 // restart; a file that fails to compile, to check or its examples never
 // replaces the running version (the reason is logged and shown by

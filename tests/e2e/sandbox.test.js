@@ -1,5 +1,5 @@
 'use strict';
-// The Lua sandbox inside a running genrelay (issue 4). A provider script and
+// The Lua sandbox inside a running genrelay. A provider script and
 // a hook script each try every item of the list: os.execute, io.open,
 // require outside scripts/lib and cjson, load of a binary chunk, debug,
 // package.loadlib, string.rep to gigabytes, an endless loop (also inside
@@ -243,8 +243,8 @@ describe('the sandbox in a running genrelay', () => {
     assert.equal(stack.gr.running(), true);
   });
 
-  // Issue 4 wants every SCRIPT_ERROR to name script and line, memory errors
-  // included (the allocator records where the script was).
+  // Every SCRIPT_ERROR names script and line, memory errors included (the
+  // allocator records where the script was).
   test('every sandbox SCRIPT_ERROR names the script line', T, () => {
     const missing = [];
     for (const [action, m] of Object.entries(errors)) {

@@ -1,6 +1,6 @@
 'use strict';
-// `genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]`
-// (issue 4): runs one hook transform or one provider step on a payload and
+// `genrelay scripts test FILE --event JSON [--fn NAME] [--config FILE]`:
+// runs one hook transform or one provider step on a payload and
 // prints the result as JSON; exits non-zero with the script error on failure.
 // The file is loaded alone (checked, examples run), with scripts/lib beside it.
 //

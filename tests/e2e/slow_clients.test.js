@@ -1,5 +1,5 @@
 'use strict';
-// Slow and many clients (issue 6): slow-loris connections dribbling headers
+// Slow and many clients: slow-loris connections dribbling headers
 // byte by byte, 10,000 idle connections, and a webhook receiver that never
 // answers. genrelay's memory stays bounded (VmRSS from /proc), slow and idle
 // connections time out (limits.connection_timeout_s), deliveries to the

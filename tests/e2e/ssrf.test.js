@@ -1,5 +1,5 @@
 'use strict';
-// SSRF (issue 6), end to end, loopback only: with allow_private = false no
+// SSRF, end to end, loopback only: with allow_private = false no
 // webhook, however spelled, reaches a receiver listening on loopback.
 //
 // - Every literal spelling of a loopback or unspecified address (decimal,

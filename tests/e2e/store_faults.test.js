@@ -1,5 +1,5 @@
 'use strict';
-// Store faults (issue 6): the disk fills up, and another process locks the
+// Store faults: the disk fills up, and another process locks the
 // store. While the fault lasts the API answers 503 UNAVAILABLE (reads still
 // work); nothing half-written remains (PRAGMA integrity_check, and every job
 // row has its work or delivery); when the fault ends genrelay recovers by

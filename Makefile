@@ -27,9 +27,10 @@ test-asan: deps
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) --timeout 600
 
-# The long reliability runs (issue 6): more jobs and kills, minute-long
+# The long reliability runs: more jobs and kills, minute-long
 # outages, the store-fault tests waiting for every earlier job. Figures go to
 # $(BUILD)/reliability and are printed by tools/reliability-report.
+# Names of tests/e2e/*/NAME.test.js.
 SOAK_TESTS ?= crash outage store_faults slow_clients
 soak: build
 	@fail=0; for t in $(SOAK_TESTS); do \
@@ -37,7 +38,7 @@ soak: build
 	  GENRELAY_SOAK=1 GENRELAY_STORE_FAULT_WAIT=1 GENRELAY_SRC=$(CURDIR) \
 	  GENRELAY_BIN=$(abspath $(BUILD))/genrelay GENRELAY_RELIABILITY_DIR=$(abspath $(BUILD))/reliability \
 	  GENRELAY_RESOLVE_SHIM=$(abspath $(BUILD))/libgenrelay_resolve_shim.so \
-	  node --test --test-reporter=spec --test-timeout=3600000 tests/e2e/$$t.test.js || fail=1; \
+	  node --test --test-reporter=spec --test-timeout=3600000 tests/e2e/*/$$t.test.js || fail=1; \
 	done; tools/reliability-report $(BUILD)/reliability; exit $$fail
 
 # Every libFuzzer target for FUZZ_SECONDS each (clang with libFuzzer needed;

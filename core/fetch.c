@@ -356,6 +356,8 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	}
 	if (strcmp(req->method, "GET") == 0 && !req->body)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(req->method, "HEAD") == 0) /* a HEAD answer has no body to wait for */
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (strcmp(req->method, "POST") != 0 || !req->body)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	if (strcmp(req->method, "POST") == 0 && !req->body) {

@@ -23,6 +23,10 @@ struct loop {
 	atomic_int stop;
 	struct loop_timer **heap; /* 1-based */
 	size_t nheap, capheap;
+	/* The timers of the pass run_timers is running, in due order; a slot is
+	 * NULL once its timer was stopped or re-armed by an earlier callback. */
+	struct loop_timer **ready;
+	size_t nready, capready;
 	loop_idle_cb idle;
 	void *idle_arg;
 	void **deferred;
@@ -79,6 +83,7 @@ void loop_free(struct loop *l)
 	for (size_t i = 0; i < l->ndeferred; i++)
 		free(l->deferred[i]);
 	free(l->deferred);
+	free(l->ready);
 	free(l->heap);
 	free(l);
 }
@@ -153,11 +158,23 @@ int loop_timer_active(const struct loop_timer *t)
 	return t->heap_idx != 0;
 }
 
+/*
+ * heap_idx of a timer taken out of the heap for the pass being run: this bit
+ * and its slot in l->ready. It stays non-zero, so the timer is still active
+ * until its callback runs.
+ */
+#define TIMER_READY ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
 void loop_timer_stop(struct loop *l, struct loop_timer *t)
 {
 	size_t i = t->heap_idx;
 	if (!i)
 		return;
+	if (i & TIMER_READY) {
+		l->ready[i & ~TIMER_READY] = NULL;
+		t->heap_idx = 0;
+		return;
+	}
 	heap_swap(l, i, l->nheap);
 	l->nheap--;
 	t->heap_idx = 0;
@@ -169,6 +186,8 @@ void loop_timer_stop(struct loop *l, struct loop_timer *t)
 
 void loop_timer_set(struct loop *l, struct loop_timer *t, int64_t at_ms)
 {
+	if (t->heap_idx & TIMER_READY)
+		loop_timer_stop(l, t); /* back into the heap, for a later pass */
 	if (t->heap_idx) {
 		t->at_ms = at_ms;
 		heap_up(l, t->heap_idx);
@@ -195,15 +214,40 @@ void loop_set_idle(struct loop *l, loop_idle_cb cb, void *arg)
 	l->idle_arg = arg;
 }
 
+/*
+ * Runs the timers due now, in due order. They leave the heap first, so a
+ * timer that a callback re-arms for a time already past (or now) runs in a
+ * later pass, after the loop has polled its descriptors again: it cannot
+ * hold the loop, nor go ahead of the other timers of this pass.
+ */
 static void run_timers(struct loop *l)
 {
 	int64_t now = loop_now_ms();
+	l->nready = 0;
 	while (l->nheap && l->heap[1]->at_ms <= now) {
 		struct loop_timer *t = l->heap[1];
 		loop_timer_stop(l, t);
+		if (l->nready == l->capready) {
+			size_t ncap = l->capready ? l->capready * 2 : 64;
+			struct loop_timer **nr = realloc(l->ready, ncap * sizeof *nr);
+			if (!nr)
+				abort(); /* as for the heap: a lost timer stalls work */
+			l->ready = nr;
+			l->capready = ncap;
+		}
+		t->heap_idx = TIMER_READY | l->nready;
+		l->ready[l->nready++] = t;
+	}
+	for (size_t i = 0; i < l->nready; i++) {
+		struct loop_timer *t = l->ready[i];
+		if (!t)
+			continue; /* stopped or re-armed by an earlier callback */
+		l->ready[i] = NULL;
+		t->heap_idx = 0;
 		t->cb(t);
 		log_ctx_clear();
 	}
+	l->nready = 0;
 }
 
 void loop_defer_free(struct loop *l, void *p)
@@ -226,10 +270,13 @@ static void run_deferred(struct loop *l)
 	l->ndeferred = 0;
 }
 
+/* Each loop_stop ends one loop_run, which consumes it as it returns, so the
+ * loop may be run again; a stop asked before loop_run makes it return at
+ * once. */
 int loop_run(struct loop *l)
 {
 	struct epoll_event evs[LOOP_MAX_EVENTS];
-	while (!atomic_load(&l->stop)) {
+	while (!atomic_exchange(&l->stop, 0)) {
 		int timeout = -1;
 		if (l->nheap) {
 			int64_t d = l->heap[1]->at_ms - loop_now_ms();

@@ -32,7 +32,7 @@ struct loop_timer {
 	int64_t at_ms;   /* monotonic deadline; see loop_now_ms() */
 	loop_timer_cb cb;
 	void *arg;
-	size_t heap_idx; /* private: position in the heap, 0 when idle */
+	size_t heap_idx; /* private: place in the heap or the pass, 0 when idle */
 };
 
 /* Creates a loop; returns NULL on failure. Caller frees with loop_free. */
@@ -50,7 +50,9 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events,
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
 int loop_io_del(struct loop *l, struct loop_io *io);
 
-/* Arms t to fire once at monotonic time at_ms (re-arming moves it). */
+/* Arms t to fire once at monotonic time at_ms (re-arming moves it). Timers
+ * due together fire in deadline order; one armed from a timer callback for a
+ * time already due fires in the next pass, after the loop polls again. */
 void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg);
 void loop_timer_set(struct loop *l, struct loop_timer *t, int64_t at_ms);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
@@ -69,7 +71,9 @@ void loop_set_idle(struct loop *l, loop_idle_cb cb, void *arg);
  */
 void loop_defer_free(struct loop *l, void *p);
 
-/* Runs until loop_stop is called (from a callback or another thread). */
+/* Runs until loop_stop is called (from a callback or another thread). Each
+ * loop_stop ends one loop_run (one asked before it ends it at once), and the
+ * loop may be run again after. */
 int loop_run(struct loop *l);
 /* Thread-safe: wakes the loop and makes loop_run return. */
 void loop_stop(struct loop *l);

@@ -2,7 +2,7 @@
  * test_ssrf_matrix.c: the SSRF guard's decision (core/urlguard.c) over a
  * generated matrix of spellings, for the addresses no end-to-end test may
  * touch: private, link-local, cloud metadata, CGNAT, multicast, reserved and
- * unspecified (loopback is here too; the e2e test tests/e2e/ssrf.test.js
+ * unspecified (loopback is here too; the e2e test tests/e2e/reliability/ssrf.test.js
  * proves it on a real socket).
  *
  * For every blocked IPv4 address: dotted, decimal, hex, octal, dotted

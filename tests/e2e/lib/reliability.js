@@ -1,5 +1,5 @@
 'use strict';
-// Helpers for the reliability tests (issue 6): figures written to
+// Helpers for the reliability tests: figures written to
 // build/reliability/*.json for tools/reliability-report, a counting webhook
 // receiver that can go down, fail, hang or redirect, a load generator, store
 // inspection through sqlite3 (python3's module or the sqlite3 CLI), and

@@ -271,7 +271,11 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
       test(`${prov}: a 429 in the provider's error shape (Retry-After: 1) is retried, then the job succeeds`, T, async () => {
         const p = hookPath(`${prov}-429`);
         const prompt = uniq(`${prov} busy`);
-        const id = await submit(prov, { prompt, sim: { http_status: 429, http_times: 1, delay_ms: 100 } }, { webhook_url: hookUrl(p) });
+        // delay_ms: the callback comes a second after the accepted submit, so
+        // that even on a loaded machine the submit answer is applied first
+        // (a callback that overtakes it is legal and ends the job without a
+        // "submitted" event, which this test does not look at).
+        const id = await submit(prov, { prompt, sim: { http_status: 429, http_times: 1, delay_ms: 1000 } }, { webhook_url: hookUrl(p) });
         const d = await oneDelivery(id, 200);
         assertUnified(d.body, { jobId: id, prov, status: 'succeeded' });
         const { submits } = await requestsOf(prov, id);
@@ -351,7 +355,9 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
 
   test('abstrakt: a forged callback (wrong X-Abstrakt-Signature) to the real callback URL is 401 and leaves the job untouched', T, async () => {
     const p = hookPath('abstrakt-forged');
-    const id = await submit('abstrakt', { prompt: uniq('abstrakt forged'), sim: { delay_ms: 1500 } }, { webhook_url: hookUrl(p) });
+    // The real callback comes after 4 s: the forged ones must all be sent
+    // while the job is still live, also on a loaded machine.
+    const id = await submit('abstrakt', { prompt: uniq('abstrakt forged'), sim: { delay_ms: 4000 } }, { webhook_url: hookUrl(p) });
     const before = await h.waitFor(async () => {
       const j = await getJob(id);
       return j.request_id && j;

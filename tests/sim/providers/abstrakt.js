@@ -163,11 +163,17 @@ module.exports = function createAbstrakt(sim, opts = {}) {
     // Sync mode: hold the request until the job ends or the window passes.
     const wait = Math.min(job.delayMs, syncMs);
     // (The timer is not the job's, so a cancel does not strand the request.)
-    sim.after(null, wait, () => {
+    // A job that ends inside the window is answered finished: a timer may
+    // fire a millisecond before the job's clock says it ended, so the answer
+    // waits for that clock (at most a few more milliseconds).
+    const settle = () => {
       if (ctx.res.destroyed) return;
-      if (state(job) === 'pending' || state(job) === 'processing') ctx.send(202, accepted(job));
+      const live = state(job) === 'pending' || state(job) === 'processing';
+      if (live && job.delayMs <= syncMs && !job.canceled) return sim.after(null, 2, settle);
+      if (live) ctx.send(202, accepted(job));
       else ctx.send(200, finished(job));
-    });
+    };
+    sim.after(null, wait, settle);
   }
 
   function cancel(ctx, job) {

@@ -402,13 +402,14 @@ static void render_keys(struct buf *b, const json_t *providers)
 	int shown = 0, overflow = 0;
 	const char *name;
 	json_t *v;
+	/* The family is declared even with no pool (no samples then), so that
+	 * rules and dashboards find it. */
+	buf_printf(b, "# HELP genrelay_provider_keys Keys of providers' key pools by state: usable, "
+		      "cooling (after a 429), broken (after a 401/403, until the key changes in "
+		      "the config)\n# TYPE genrelay_provider_keys gauge\n");
 	json_object_foreach((json_t *)providers, name, v) {
 		if (!keypool_count_states(name, v, now, n))
 			continue;
-		if (shown == 0 && !overflow)
-			buf_printf(b, "# HELP genrelay_provider_keys Keys of providers' key pools by state: "
-				      "usable, cooling (after a 429), broken (after a 401/403, until the "
-				      "key changes in the config)\n# TYPE genrelay_provider_keys gauge\n");
 		if (shown == KEY_PROVIDERS_MAX) {
 			for (int s = 0; s < KEYPOOL_NSTATES; s++)
 				other[s] += n[s];

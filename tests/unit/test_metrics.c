@@ -127,7 +127,14 @@ int main(void)
 	free(t);
 
 	/* Key pools: provider and state only; providers without a pool left
-	 * out; past METRICS_MAX_SERIES / 3 providers the rest is "_other". */
+	 * out (the family declared all the same); past METRICS_MAX_SERIES / 3
+	 * providers the rest is "_other". */
+	json_t *single = json_pack("{s:{s:s}}", "krea", "key", "k");
+	t = render_with(single);
+	CHECK(strstr(t, "# TYPE genrelay_provider_keys gauge\n") != NULL);
+	CHECK(count_lines(t, "genrelay_provider_keys{") == 0);
+	free(t);
+	json_decref(single);
 	json_t *provs = json_pack("{s:{s:s},s:{s:[{s:s,s:s},{s:s,s:s}]}}", "krea", "key", "k",
 				  "fal", "keys", "id", "one", "key", "secret-one", "id", "two", "key",
 				  "secret-two");

@@ -27,9 +27,8 @@ function run(args) {
   });
 }
 
-describe('config reload', () => {
-  const stack = h.useStack();
-  const { waitTerminal, waitDelivered } = h.jobHelpers(stack);
+// Reload helpers over a stack (its fields are filled in once `before` ran).
+function reloading(stack) {
   const count = (re) => (stack.gr.log().match(re) || []).length;
   const statusWith = async (key) => (await stack.gr.as(key)('GET', '/v1/jobs?limit=1')).status;
 
@@ -62,6 +61,12 @@ describe('config reload', () => {
     fn(c);
     return h.renderConfig(c);
   };
+  return { count, statusWith, reload, scrape, withConfig, ...h.jobHelpers(stack) };
+}
+
+describe('config reload', () => {
+  const stack = h.useStack();
+  const { statusWith, reload, scrape, withConfig, waitTerminal, waitDelivered } = reloading(stack);
 
   test('a new customer and its rate limit take effect; jobs in flight finish', T, async () => {
     assert.equal(await statusWith(INITECH.api_key), 401);
@@ -175,6 +180,13 @@ describe('config reload', () => {
     }
     await h.waitFor(async () => (await scrape()).genrelay_config_generations === 2, 20000, { what: 'freed once the request ended' });
   });
+});
+
+// Two workers: requests on either hold what they arrived under while the
+// other one switches.
+describe('config generations over many reloads', () => {
+  const stack = h.useStack({ config: { workers: 2 } });
+  const { statusWith, reload, scrape, withConfig, waitTerminal, waitDelivered } = reloading(stack);
 
   test('50 reloads while jobs and waiting requests flow: old generations are freed, every job finishes', { timeout: 300000 }, async () => {
     // Each reload differs (a customer whose rate changes), so each is a new

@@ -15,6 +15,7 @@
  */
 #include "cli_admin.h"
 #include "cli_customers.h"
+#include "cli_reload.h"
 #include "customers.h"
 #include "cli_scripts.h"
 #include "cli_listen.h"
@@ -735,80 +736,6 @@ static int scripts_check(int argc, char **argv)
 	return rc;
 }
 
-/*
- * genrelay reload [--config FILE] [--pid PID]: sends SIGHUP to the running
- * genrelay. Without --pid it is found through its store: a serving process
- * holds the lock file STORE.lock of a SQLite store with its pid in it (a
- * PostgreSQL store has no such file: give --pid, or kill -HUP). The
- * process re-reads its own --config file; the log says what happened.
- */
-static int reload_cmd(int argc, char **argv)
-{
-	const char *path = NULL;
-	long pid = 0;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			path = argv[++i];
-		} else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) {
-			char *end;
-			pid = strtol(argv[++i], &end, 10);
-			if (*end || pid <= 0) {
-				fprintf(stderr, "genrelay: --pid: not a process id\n");
-				return 2;
-			}
-		} else {
-			fprintf(stderr, "usage: genrelay reload [--config FILE] [--pid PID]\n");
-			return 2;
-		}
-	}
-	if (!pid) {
-		char err[1024], lock[PATH_MAX];
-		struct config *cfg = config_load(path, err, sizeof err);
-		if (!cfg) {
-			fprintf(stderr, "genrelay: %s\n", err);
-			return 2;
-		}
-		int sqlite = strncmp(cfg->store, "sqlite:", 7) == 0;
-		snprintf(lock, sizeof lock, "%s.lock", sqlite ? cfg->store + 7 : "");
-		config_free(cfg);
-		if (!sqlite) {
-			fprintf(stderr, "genrelay: the store is not SQLite: give --pid PID (or send SIGHUP)\n");
-			return 2;
-		}
-		int fd = open(lock, O_RDONLY | O_CLOEXEC);
-		char buf[32] = "";
-		if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-			ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-			buf[got > 0 ? got : 0] = '\0';
-			pid = strtol(buf, NULL, 10);
-		}
-		if (fd >= 0)
-			close(fd);
-		if (pid <= 0) {
-			fprintf(stderr, "genrelay: no genrelay is serving the store of this configuration\n");
-			return 1;
-		}
-	}
-	char comm_path[64], comm[64] = "";
-	snprintf(comm_path, sizeof comm_path, "/proc/%ld/comm", pid);
-	FILE *f = fopen(comm_path, "r");
-	if (f) {
-		if (!fgets(comm, sizeof comm, f))
-			comm[0] = '\0';
-		fclose(f);
-	}
-	if (strncmp(comm, "genrelay", 8) != 0) {
-		fprintf(stderr, "genrelay: process %ld is not a genrelay\n", pid);
-		return 1;
-	}
-	if (kill((pid_t)pid, SIGHUP) < 0) {
-		fprintf(stderr, "genrelay: signalling %ld: %s\n", pid, strerror(errno));
-		return 1;
-	}
-	printf("sent SIGHUP to genrelay (pid %ld); its log says whether the configuration was applied\n", pid);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -850,7 +777,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "customers") == 0)
 		return cli_customers(argc - 2, argv + 2);
 	if (strcmp(cmd, "reload") == 0)
-		return reload_cmd(argc - 2, argv + 2);
+		return cli_reload(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -805,7 +805,8 @@ static void handle_metrics(struct request *r)
 	struct metrics_gauges g = { .inflight_fetches = (long)fetcher_inflight(r->w->fetch),
 				    .jobs_stored = (long)store_job_count(r->w->store),
 				    .queue_due = -1, .store_bytes = -1,
-				    .store_max_bytes = (long long)r->w->cfg->store_max_mb << 20 };
+				    .store_max_bytes = (long long)r->w->cfg->store_max_mb << 20,
+				    .providers = r->w->cfg->providers };
 	struct store_queue q;
 	int64_t now = loop_wall_ms();
 	if (store_queue_stats(r->w->store, now, &q) == 0) {

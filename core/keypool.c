@@ -200,3 +200,67 @@ void keypool_reset(void)
 	nmarks = capmarks = 0;
 	pthread_mutex_unlock(&lock);
 }
+
+/* ------------------------------------------------ read-only operator views */
+
+const char *keypool_state_name(enum keypool_state st)
+{
+	return st == KEYPOOL_BROKEN ? "broken" : st == KEYPOOL_COOLING ? "cooling" : "usable";
+}
+
+/* The state of pool entry e (position i) at now; *cool_until its cool-down's
+ * end when cooling. Called under lock. */
+static enum keypool_state entry_state_locked(const char *provider, const json_t *e, size_t i,
+					     int64_t now, char *eid, size_t eidlen,
+					     int64_t *cool_until)
+{
+	char ident[160];
+	entry_id(e, i, eid, eidlen);
+	ident_of(provider, eid, json_string_value(json_object_get(e, "key")), ident, sizeof ident);
+	const struct mark *m = mark_get(ident, 0);
+	*cool_until = 0;
+	if (m && m->broken)
+		return KEYPOOL_BROKEN;
+	if (m && m->cool_until > now) {
+		*cool_until = m->cool_until;
+		return KEYPOOL_COOLING;
+	}
+	return KEYPOOL_USABLE;
+}
+
+size_t keypool_count_states(const char *provider, const json_t *settings, int64_t now,
+			    size_t n[KEYPOOL_NSTATES])
+{
+	const json_t *p = pool_of(settings);
+	size_t len = p ? json_array_size(p) : 0;
+	char eid[KEYPOOL_ID_MAX];
+	int64_t until;
+	for (int s = 0; s < KEYPOOL_NSTATES; s++)
+		n[s] = 0;
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < len; i++)
+		n[entry_state_locked(provider, json_array_get(p, i), i, now, eid, sizeof eid, &until)]++;
+	pthread_mutex_unlock(&lock);
+	return len;
+}
+
+json_t *keypool_describe(const char *provider, const json_t *settings, int64_t now)
+{
+	const json_t *p = pool_of(settings);
+	if (!p)
+		return NULL;
+	json_t *out = json_array();
+	char eid[KEYPOOL_ID_MAX];
+	int64_t until;
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; out && i < json_array_size(p); i++) {
+		enum keypool_state st = entry_state_locked(provider, json_array_get(p, i), i, now,
+							   eid, sizeof eid, &until);
+		json_t *o = json_pack("{s:s,s:s}", "id", eid, "state", keypool_state_name(st));
+		if (o && st == KEYPOOL_COOLING)
+			json_object_set_new(o, "cooling_s", json_integer((until - now + 999) / 1000));
+		json_array_append_new(out, o);
+	}
+	pthread_mutex_unlock(&lock);
+	return out;
+}

@@ -47,6 +47,26 @@ int keypool_break(const char *provider, const json_t *settings, const char *id);
 /* Number of keys of the pool that are broken now. */
 size_t keypool_broken_count(const char *provider, const json_t *settings);
 
+/*
+ * Read-only views for operators (the metrics and the dashboard). A key is
+ * usable, cooling (after a 429, until its cool-down ends) or broken (after a
+ * 401/403, until its value changes in the config).
+ */
+enum keypool_state { KEYPOOL_USABLE, KEYPOOL_COOLING, KEYPOOL_BROKEN, KEYPOOL_NSTATES };
+
+/* "usable", "cooling" or "broken". */
+const char *keypool_state_name(enum keypool_state st);
+
+/* Counts the keys of settings' pool by their state at now (ms) into
+ * n[KEYPOOL_NSTATES] (zeroed first). Returns the pool's size (0: no pool). */
+size_t keypool_count_states(const char *provider, const json_t *settings, int64_t now,
+			    size_t n[KEYPOOL_NSTATES]);
+
+/* The pool's keys at now (ms) as a new array (caller decrefs) of
+ * {"id", "state", "cooling_s"?} in the config's order: ids and states only,
+ * never a key's value. NULL when settings has no pool. */
+json_t *keypool_describe(const char *provider, const json_t *settings, int64_t now);
+
 /* Forgets every mark (tests). */
 void keypool_reset(void);
 

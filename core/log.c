@@ -105,10 +105,20 @@ static void put_ctx(char *out, size_t *n, size_t cap, int json)
 	out[*n] = '\0';
 }
 static _Atomic(const struct scrub *) log_scrub;
+/* Log calls between loading log_scrub and their last use of it. A caller
+ * that sees 0 after replacing log_scrub knows nobody uses the old one: a
+ * reader that loaded it had raised the count first (sequentially consistent
+ * order), and lowers it only when done. */
+static atomic_long scrub_readers;
 
 void log_set_scrub(const struct scrub *s)
 {
 	atomic_store(&log_scrub, s);
+}
+
+int log_scrub_idle(void)
+{
+	return atomic_load(&scrub_readers) == 0;
 }
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
@@ -170,6 +180,7 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 	}
 	{
 		size_t m = (size_t)r > LOG_LINE_MAX ? LOG_LINE_MAX : (size_t)r;
+		atomic_fetch_add(&scrub_readers, 1);
 		const struct scrub *sc = atomic_load(&log_scrub);
 		char *whole = NULL;
 		if (sc && scrub_count(sc) && (size_t)r > LOG_LINE_MAX &&
@@ -188,6 +199,7 @@ static void log_vwrite(int level, const char *fmt, va_list ap)
 			scrub_buf(sc, line, LOG_LINE_MAX + 1);
 			m = strlen(line);
 		}
+		atomic_fetch_sub(&scrub_readers, 1);
 		va_end(full);
 		n = m;
 	}

@@ -33,10 +33,15 @@ enum log_level {
 struct scrub;
 /*
  * Every line is scrubbed of s's secrets (scrub.h) before it is written. s is
- * borrowed and must stay valid and unchanged while anything logs; set it
- * before other threads start. NULL: no scrubbing.
+ * borrowed and must stay valid and unchanged while anything logs with it;
+ * it may be replaced while other threads log (a reload): the one replaced
+ * may be freed once log_scrub_idle() has answered 1 after the replacement.
+ * NULL: no scrubbing.
  */
 void log_set_scrub(const struct scrub *s);
+/* 1 when no log call is using a scrubber now: every scrubber replaced
+ * before this call is no longer in use. Thread-safe. */
+int log_scrub_idle(void);
 /* Messages below level are dropped. Default LOG_LEVEL_INFO. Thread-safe. */
 void log_set_level(int level);
 int log_get_level(void);

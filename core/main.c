@@ -15,13 +15,16 @@
  */
 #include "cli_admin.h"
 #include "cli_customers.h"
+#include "cli_reload.h"
 #include "customers.h"
 #include "cli_scripts.h"
 #include "cli_listen.h"
 #include "checkpointer.h"
+#include "confgen.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "retention.h"
 #include "script.h"
@@ -373,17 +376,26 @@ static int lock_sqlite_store(const char *spec, char *err, size_t errlen)
 	return 0; /* fd stays open (and locked) until exit */
 }
 
-/* The configurations of a serving process: the first, and one generation
- * per applied reload (kept until the workers are joined). */
+/* The configurations of a serving process (confgen.h: generations, and
+ * when an old one is freed). */
 struct reload_ctx {
-	struct config *cur;         /* in use now (the first one is serve's) */
+	struct config_gens *gens;   /* owned: the first config and every reload */
 	struct worker *ws;
 	int n;
 	const char *secret;         /* the callback-token secrets, for scrubbing */
 	const char *stored_prev;
-	struct config_gen **gens;   /* owned, with their cfg and rates */
-	size_t ngens;
 };
+
+static double wall_s(void)
+{
+	return (double)wall_ms() / 1000.0;
+}
+
+/* Frees the generations no one uses any more (confgen.h has the rule). */
+static void collect_configs(struct reload_ctx *rc)
+{
+	metrics_config_generations((long)confgen_collect(rc->gens));
+}
 
 /*
  * SIGHUP: reads the config file again; a config that does not load or whose
@@ -391,15 +403,16 @@ struct reload_ctx {
  * logged). Otherwise the workers switch to it at their next loop
  * iteration: customers, keys, rates, providers, models, webhooks, jobs and
  * most limits at once; the restart-only settings keep their values and are
- * named in the log when the file changed them.
+ * named in the log when the file changed them. 0 applied, -1 refused.
  */
-static void reload_config(struct reload_ctx *rc)
+static int reload_config(struct reload_ctx *rc)
 {
 	char err[1024], changed[512];
-	struct config *next = config_reload(rc->cur, changed, sizeof changed, err, sizeof err);
+	const struct config *cur = confgen_newest(rc->gens)->cfg;
+	struct config *next = config_reload(cur, changed, sizeof changed, err, sizeof err);
 	if (!next) {
 		log_warn("reload: %s; the configuration in use is unchanged", err);
-		return;
+		return -1;
 	}
 	struct script_host *sh = script_host_new(next);
 	int ok = sh != NULL;
@@ -424,33 +437,26 @@ static void reload_config(struct reload_ctx *rc)
 	ok = ok && s && scrub_add(next->scrub, rc->secret) == 0 &&
 	     scrub_add(next->scrub, rc->stored_prev) == 0 && scrub_stored_secrets(next, s) == 0;
 	store_close(s);
-	struct config_gen *g = ok ? calloc(1, sizeof *g) : NULL;
-	struct config_gen **gens = g ? realloc(rc->gens, (rc->ngens + 1) * sizeof *gens) : NULL;
-	struct ratelimit *rates = gens ? ratelimit_new(next) : NULL;
-	if (!rates) {
+	struct ratelimit *rates = ok ? ratelimit_new(next) : NULL;
+	struct config_gen *g = rates ? confgen_add(rc->gens, next, rates) : NULL;
+	if (!g) {
 		if (ok)
 			log_warn("reload: out of memory; the configuration in use is unchanged");
-		if (gens)
-			rc->gens = gens;
-		free(g);
+		ratelimit_free(rates);
 		config_free(next);
-		return;
+		return -1;
 	}
-	g->cfg = next;
-	g->rates = rates;
-	rc->gens = gens;
-	rc->gens[rc->ngens++] = g;
 	log_set_level(log_level_parse(next->log_level));
 	log_set_scrub(next->scrub);
 	warn_short_secrets(next);
 	for (int i = 0; i < rc->n; i++)
 		worker_set_config(&rc->ws[i], g);
-	rc->cur = next;
 	log_info("reload: configuration applied (%zu customer(s), %zu provider(s), %zu model alias(es))",
 		 next->ncustomers, json_object_size(next->providers), next->naliases);
 	if (changed[0])
 		log_warn("reload: %s changed in the file: these need a restart and keep their "
 			 "values until then", changed);
+	return 0;
 }
 
 static int serve(const char *path, int role)
@@ -538,7 +544,6 @@ static int serve(const char *path, int role)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	struct reload_ctx reload = { .cur = cfg };
 
 	struct checkpointer *ckpt = checkpointer_start(cfg, err, sizeof err);
 	if (!ckpt) {
@@ -556,14 +561,18 @@ static int serve(const char *path, int role)
 	int n = cfg->workers;
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
 	struct ratelimit *rates = ratelimit_new(cfg);
-	if (!ws || !rates) {
+	struct reload_ctx reload = { .gens = ws && rates ? confgen_new(cfg, rates) : NULL };
+	if (!reload.gens) {
 		fprintf(stderr, "genrelay: out of memory\n");
 		free(ws);
 		ratelimit_free(rates);
+		retention_stop(ret);
 		checkpointer_stop(ckpt);
 		config_free(cfg);
 		return 2;
 	}
+	struct config_gen *first = confgen_newest(reload.gens); /* owns cfg and rates now */
+	metrics_config_reload(0, 1, wall_s());
 	unsigned char rnd[4];
 	sign_random(rnd, sizeof rnd);
 	int rc = 0, started = 0;
@@ -571,6 +580,8 @@ static int serve(const char *path, int role)
 		struct worker *w = &ws[i];
 		w->index = i;
 		w->cfg = cfg;
+		w->gen = first;
+		confgen_hold(first);
 		w->server_secret = secret;
 		w->rates = rates;
 		w->metrics_fd = -1;
@@ -611,9 +622,20 @@ static int serve(const char *path, int role)
 		reload.secret = secret;
 		reload.stored_prev = stored_prev;
 		int sig = 0;
-		while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		for (;;) {
+			/* Once a second, old configurations no one uses are freed. */
+			struct timespec tick = { .tv_sec = 1 };
+			sig = sigtimedwait(&set, NULL, &tick);
+			if (sig < 0 && (errno == EAGAIN || errno == EINTR)) {
+				collect_configs(&reload);
+				continue;
+			}
+			if (sig != SIGHUP)
+				break;
 			log_info("SIGHUP: reloading %s", cfg->path ? cfg->path : "the configuration");
-			reload_config(&reload);
+			int applied = reload_config(&reload) == 0;
+			metrics_config_reload(1, applied, wall_s());
+			collect_configs(&reload);
 		}
 		log_info("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	}
@@ -623,17 +645,10 @@ static int serve(const char *path, int role)
 		if (ws[i].loop || ws[i].store)
 			worker_join(&ws[i]);
 	free(ws);
-	ratelimit_free(rates);
 	retention_stop(ret);
 	checkpointer_stop(ckpt);
 	log_set_scrub(NULL);
-	for (size_t i = 0; i < reload.ngens; i++) {
-		ratelimit_free(reload.gens[i]->rates);
-		config_free((struct config *)reload.gens[i]->cfg);
-		free(reload.gens[i]);
-	}
-	free(reload.gens);
-	config_free(cfg);
+	confgen_free(reload.gens); /* the first config (cfg) too */
 	curl_global_cleanup();
 	log_info("stopped");
 	return rc;
@@ -721,80 +736,6 @@ static int scripts_check(int argc, char **argv)
 	return rc;
 }
 
-/*
- * genrelay reload [--config FILE] [--pid PID]: sends SIGHUP to the running
- * genrelay. Without --pid it is found through its store: a serving process
- * holds the lock file STORE.lock of a SQLite store with its pid in it (a
- * PostgreSQL store has no such file: give --pid, or kill -HUP). The
- * process re-reads its own --config file; the log says what happened.
- */
-static int reload_cmd(int argc, char **argv)
-{
-	const char *path = NULL;
-	long pid = 0;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			path = argv[++i];
-		} else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) {
-			char *end;
-			pid = strtol(argv[++i], &end, 10);
-			if (*end || pid <= 0) {
-				fprintf(stderr, "genrelay: --pid: not a process id\n");
-				return 2;
-			}
-		} else {
-			fprintf(stderr, "usage: genrelay reload [--config FILE] [--pid PID]\n");
-			return 2;
-		}
-	}
-	if (!pid) {
-		char err[1024], lock[PATH_MAX];
-		struct config *cfg = config_load(path, err, sizeof err);
-		if (!cfg) {
-			fprintf(stderr, "genrelay: %s\n", err);
-			return 2;
-		}
-		int sqlite = strncmp(cfg->store, "sqlite:", 7) == 0;
-		snprintf(lock, sizeof lock, "%s.lock", sqlite ? cfg->store + 7 : "");
-		config_free(cfg);
-		if (!sqlite) {
-			fprintf(stderr, "genrelay: the store is not SQLite: give --pid PID (or send SIGHUP)\n");
-			return 2;
-		}
-		int fd = open(lock, O_RDONLY | O_CLOEXEC);
-		char buf[32] = "";
-		if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-			ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-			buf[got > 0 ? got : 0] = '\0';
-			pid = strtol(buf, NULL, 10);
-		}
-		if (fd >= 0)
-			close(fd);
-		if (pid <= 0) {
-			fprintf(stderr, "genrelay: no genrelay is serving the store of this configuration\n");
-			return 1;
-		}
-	}
-	char comm_path[64], comm[64] = "";
-	snprintf(comm_path, sizeof comm_path, "/proc/%ld/comm", pid);
-	FILE *f = fopen(comm_path, "r");
-	if (f) {
-		if (!fgets(comm, sizeof comm, f))
-			comm[0] = '\0';
-		fclose(f);
-	}
-	if (strncmp(comm, "genrelay", 8) != 0) {
-		fprintf(stderr, "genrelay: process %ld is not a genrelay\n", pid);
-		return 1;
-	}
-	if (kill((pid_t)pid, SIGHUP) < 0) {
-		fprintf(stderr, "genrelay: signalling %ld: %s\n", pid, strerror(errno));
-		return 1;
-	}
-	printf("sent SIGHUP to genrelay (pid %ld); its log says whether the configuration was applied\n", pid);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -836,7 +777,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "customers") == 0)
 		return cli_customers(argc - 2, argv + 2);
 	if (strcmp(cmd, "reload") == 0)
-		return reload_cmd(argc - 2, argv + 2);
+		return cli_reload(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("genrelay %s\n", VERSION);
 		return 0;

@@ -11,11 +11,13 @@
  * buckets and a _count equal to the +Inf bucket, even while workers observe.
  */
 #include "metrics.h"
+#include "keypool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static atomic_long counters[M_COUNT];
 
@@ -296,6 +298,25 @@ void metrics_store_commit(double secs)
 	observe(F_COMMIT_SECONDS, NULL, NULL, secs);
 }
 
+static atomic_long config_reloads[2]; /* refused, applied */
+static atomic_llong config_success_ms;
+static atomic_int config_last_ok = 1;
+static atomic_long config_gens = 1;
+
+void metrics_config_reload(int reload, int applied, double wall_s)
+{
+	if (reload)
+		atomic_fetch_add_explicit(&config_reloads[applied ? 1 : 0], 1, memory_order_relaxed);
+	if (applied)
+		atomic_store_explicit(&config_success_ms, (long long)(wall_s * 1000), memory_order_relaxed);
+	atomic_store_explicit(&config_last_ok, applied ? 1 : 0, memory_order_relaxed);
+}
+
+void metrics_config_generations(long n)
+{
+	atomic_store_explicit(&config_gens, n, memory_order_relaxed);
+}
+
 /* ----------------------------------------------------------------- render */
 
 static void render_series(struct buf *b, const struct family *f, const struct series *s,
@@ -349,6 +370,64 @@ static void gauge(struct buf *b, const char *name, const char *help, double v)
 	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
+static void render_config(struct buf *b)
+{
+	buf_printf(b, "# HELP genrelay_config_reloads_total Configuration reloads (SIGHUP, genrelay reload) "
+		      "by result: applied, or refused (the configuration in use stayed)\n"
+		      "# TYPE genrelay_config_reloads_total counter\n"
+		      "genrelay_config_reloads_total{result=\"applied\"} %ld\n"
+		      "genrelay_config_reloads_total{result=\"refused\"} %ld\n",
+		   atomic_load_explicit(&config_reloads[1], memory_order_relaxed),
+		   atomic_load_explicit(&config_reloads[0], memory_order_relaxed));
+	gauge(b, "genrelay_config_last_reload_successful",
+	      "1 when the last configuration reload (or the start) was applied, 0 when it was refused",
+	      (double)atomic_load_explicit(&config_last_ok, memory_order_relaxed));
+	gauge(b, "genrelay_config_last_reload_success_timestamp_seconds",
+	      "Unix time of the last applied configuration reload (the start until one is applied)",
+	      (double)atomic_load_explicit(&config_success_ms, memory_order_relaxed) / 1000.0);
+	gauge(b, "genrelay_config_generations",
+	      "Configuration generations in memory (in use, the first, and older ones requests still hold)",
+	      (double)atomic_load_explicit(&config_gens, memory_order_relaxed));
+}
+
+/* Providers past this many are summed as provider="_other" (3 series each). */
+#define KEY_PROVIDERS_MAX (METRICS_MAX_SERIES / KEYPOOL_NSTATES)
+
+static void render_keys(struct buf *b, const json_t *providers)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	size_t other[KEYPOOL_NSTATES] = { 0 }, n[KEYPOOL_NSTATES];
+	int shown = 0, overflow = 0;
+	const char *name;
+	json_t *v;
+	/* The family is declared even with no pool (no samples then), so that
+	 * rules and dashboards find it. */
+	buf_printf(b, "# HELP genrelay_provider_keys Keys of providers' key pools by state: usable, "
+		      "cooling (after a 429), broken (after a 401/403, until the key changes in "
+		      "the config)\n# TYPE genrelay_provider_keys gauge\n");
+	json_object_foreach((json_t *)providers, name, v) {
+		if (!keypool_count_states(name, v, now, n))
+			continue;
+		if (shown == KEY_PROVIDERS_MAX) {
+			for (int s = 0; s < KEYPOOL_NSTATES; s++)
+				other[s] += n[s];
+			overflow = 1;
+			continue;
+		}
+		shown++;
+		char labels[METRICS_LABEL_MAX * 2 + 24];
+		put_label(labels, 0, sizeof labels, "provider", name);
+		for (int s = 0; s < KEYPOOL_NSTATES; s++)
+			buf_printf(b, "genrelay_provider_keys{%s,state=\"%s\"} %zu\n", labels,
+				   keypool_state_name((enum keypool_state)s), n[s]);
+	}
+	for (int s = 0; overflow && s < KEYPOOL_NSTATES; s++)
+		buf_printf(b, "genrelay_provider_keys{provider=\"_other\",state=\"%s\"} %zu\n",
+			   keypool_state_name((enum keypool_state)s), other[s]);
+}
+
 void metrics_render(struct buf *b, const struct metrics_gauges *g)
 {
 	for (int i = 0; i < M_COUNT; i++) {
@@ -361,6 +440,9 @@ void metrics_render(struct buf *b, const struct metrics_gauges *g)
 	buf_printf(b, "# HELP genrelay_script_reloads_total Scripts reloaded after a change on disk\n"
 		      "# TYPE genrelay_script_reloads_total counter\ngenrelay_script_reloads_total %ld\n",
 		   atomic_load_explicit(&reloads, memory_order_relaxed));
+	render_config(b);
+	if (g->providers)
+		render_keys(b, g->providers);
 	gauge(b, "genrelay_outbound_inflight", "Outbound HTTP requests in flight on this worker",
 	      (double)g->inflight_fetches);
 	if (g->jobs_stored >= 0)

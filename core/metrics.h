@@ -16,6 +16,8 @@
 
 #include "buf.h"
 
+#include <jansson.h>
+
 #define METRICS_MAX_SERIES 64
 #define METRICS_LABEL_MAX 64 /* longer label values are cut */
 
@@ -69,6 +71,15 @@ void metrics_script_call(const char *script, int failed);
 void metrics_reloads(long n);
 /* A store commit took secs. */
 void metrics_store_commit(double secs);
+/* The configuration was loaded at start (reload 0), or a reload (SIGHUP,
+ * genrelay reload) was applied or refused (reload 1: counted in
+ * genrelay_config_reloads_total{result}). The start and an applied reload
+ * set genrelay_config_last_reload_success_timestamp_seconds to wall_s and
+ * genrelay_config_last_reload_successful to 1; a refused one sets it to 0. */
+void metrics_config_reload(int reload, int applied, double wall_s);
+/* n configuration generations are held in memory now (the one in use, the
+ * first, and older ones that requests still use). */
+void metrics_config_generations(long n);
 
 /* Figures read at scrape time; a negative value leaves its metric out. */
 struct metrics_gauges {
@@ -80,6 +91,9 @@ struct metrics_gauges {
 	double oldest_due_age_s;
 	long long store_bytes;
 	long long store_max_bytes;
+	/* The config's providers (borrowed; NULL leaves it out): their key
+	 * pools' states feed genrelay_provider_keys{provider,state}. */
+	const json_t *providers;
 };
 /* Appends the text exposition. */
 void metrics_render(struct buf *b, const struct metrics_gauges *g);

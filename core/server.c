@@ -405,6 +405,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		if (!r)
 			return MHD_NO;
 		r->w = s->w;
+		r->gen = s->w->gen;
+		confgen_hold(r->gen); /* it may keep pointers into the config */
 		r->srv = s;
 		r->conn = conn;
 		r->metrics_only = s->metrics_only;
@@ -472,6 +474,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	buf_free(&r->body);
 	buffered_release(r->reserved);
 	free(r->url);
+	confgen_release(r->gen);
 	free(r);
 	*con_cls = NULL;
 }

@@ -18,6 +18,7 @@ struct worker;
 struct MHD_Connection;
 struct MHD_Response;
 struct config_customer;
+struct config_gen;
 
 enum request_wait { WAIT_NONE = 0, WAIT_BATCH, WAIT_JOB };
 
@@ -29,6 +30,7 @@ struct request {
 	int metrics_only;        /* came in on metrics_listen: /metrics and /healthz only */
 	int at_intake;           /* answering from the headers, before any body byte */
 	size_t reserved;         /* bytes of limits.buffered_bytes held for the body */
+	struct config_gen *gen;  /* held from arrival to completion (confgen.h) */
 	const struct config_customer *authed; /* authenticated customer (api.c), or NULL */
 	int token_checked;       /* a callback's URL token held at intake (callbacks.c) */
 	char method[8];

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "engine.h"
 #include "job.h"
+#include "keypool.h"
 #include "loop.h"
 #include "script.h"
 #include "server.h"
@@ -336,19 +337,24 @@ static void action_retry_all(struct request *r)
 static void view_providers(struct request *r)
 {
 	const struct config *c = r->w->cfg;
-	json_t *names = json_array();
+	json_t *names = json_array(), *keys = json_object();
 	const char *k;
 	json_t *v;
-	json_object_foreach(c->providers, k, v)
+	json_object_foreach(c->providers, k, v) {
 		json_array_append_new(names, json_string(k));
+		json_t *pool = keypool_describe(k, v, loop_wall_ms()); /* ids and states only */
+		if (pool)
+			json_object_set_new(keys, k, pool);
+	}
 	json_t *stats = store_provider_stats(r->w->store, loop_wall_ms() - STATS_WINDOW_MS);
 	if (!stats) {
 		json_decref(names);
+		json_decref(keys);
 		send_json(r, NULL);
 		return;
 	}
-	send_json(r, json_pack("{s:o,s:o,s:i}", "configured", names, "stats", stats,
-			       "window_s", STATS_WINDOW_MS / 1000));
+	send_json(r, json_pack("{s:o,s:o,s:i,s:o}", "configured", names, "stats", stats,
+			       "window_s", STATS_WINDOW_MS / 1000, "keys", keys));
 }
 
 /* /ui/api/...: seg points past "/ui/api/". */

@@ -37,9 +37,9 @@ static int64_t drain_deadline[64];
 static int64_t reload_first_event[64];
 
 static int finishing[64];
-static _Atomic(const struct config_gen *) pending_gen[64];
+static _Atomic(struct config_gen *) pending_gen[64];
 
-void worker_set_config(struct worker *w, const struct config_gen *g)
+void worker_set_config(struct worker *w, struct config_gen *g)
 {
 	atomic_store(&pending_gen[w->index], g);
 	if (w->loop)
@@ -50,15 +50,19 @@ void worker_set_config(struct worker *w, const struct config_gen *g)
  * callbacks, so nothing running sees a half-changed config). */
 static void take_config(struct worker *w)
 {
-	const struct config_gen *g = atomic_exchange(&pending_gen[w->index], NULL);
+	struct config_gen *g = atomic_exchange(&pending_gen[w->index], NULL);
 	if (!g)
 		return;
+	struct config_gen *old = w->gen;
+	confgen_hold(g);
+	w->gen = g;
 	w->cfg = g->cfg;
 	w->rates = g->rates;
 	w->guard.require_https = g->cfg->require_https;
 	w->guard.allow_private = g->cfg->allow_private;
 	store_set_max_size(w->store, (long long)g->cfg->store_max_mb * 1024 * 1024);
 	script_host_set_config(w->scripts, g->cfg);
+	confgen_release(old); /* nothing of this worker reads it any more */
 	log_debug("worker %d: reloaded configuration in use", w->index);
 }
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "confgen.h"
 #include "loop.h"
 #include "urlguard.h"
 
@@ -25,7 +26,8 @@ struct engine;
 struct worker {
 	int index;
 	char owner[128];             /* lease owner: "host:pid:index:rand" */
-	const struct config *cfg;
+	const struct config *cfg;    /* gen->cfg */
+	struct config_gen *gen;      /* the generation it runs, held (confgen.h); NULL: none */
 	const char *server_secret;   /* borrowed from the process */
 	/* Also accepted for callbacks (NULL: none); [i] only until
 	 * server_secret_previous_until[i] (wall ms) when that is not 0. */
@@ -73,19 +75,12 @@ struct worker {
 	int started;
 };
 
-/*
- * A config generation (a reload): the config and the rate buckets built for
- * it. Owned by main, which keeps every generation until the workers are
- * joined (requests and steps in flight may hold pointers into an older one).
- */
-struct config_gen {
-	const struct config *cfg;
-	struct ratelimit *rates;
-};
-/* Hands g to the worker (thread-safe): it switches to it at the top of its
- * next loop iteration (w->cfg, w->rates, the URL guard policy, the store
- * size cap, its script host), never in the middle of a callback. */
-void worker_set_config(struct worker *w, const struct config_gen *g);
+/* Hands g (a config generation, confgen.h: owned by main) to the worker
+ * (thread-safe): it switches to it at the top of its next loop iteration
+ * (w->cfg, w->rates, the URL guard policy, the store size cap, its script
+ * host), never in the middle of a callback, holding g before it drops the
+ * hold on the one it ran. */
+void worker_set_config(struct worker *w, struct config_gen *g);
 
 /* Commits the store's pending writes, releases the answers held for them
  * and starts the work that waited for them. */

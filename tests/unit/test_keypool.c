@@ -5,6 +5,8 @@
 #include "keypool.h"
 #include "check.h"
 
+#include <stdlib.h>
+
 static json_t *pool(void)
 {
 	return json_pack("{s:[{s:s,s:i,s:s},{s:s},{s:s,s:i}]}", "keys",
@@ -81,10 +83,51 @@ static void test_cool_and_break(void)
 	json_decref(ps);
 }
 
+/* The operators' views: states by key id, counts, never a key's value. */
+static void test_views(void)
+{
+	json_t *ps = pool();
+	size_t n[KEYPOOL_NSTATES];
+	keypool_reset();
+	CHECK_EQ_INT(keypool_count_states("fal", ps, 1000, n), 3);
+	CHECK_EQ_INT(n[KEYPOOL_USABLE], 3);
+	CHECK_EQ_INT(n[KEYPOOL_COOLING] + n[KEYPOOL_BROKEN], 0);
+	keypool_cool("fal", ps, "a", 5000);
+	keypool_break("fal", ps, "key3");
+	CHECK_EQ_INT(keypool_count_states("fal", ps, 1000, n), 3);
+	CHECK_EQ_INT(n[KEYPOOL_USABLE], 1);
+	CHECK_EQ_INT(n[KEYPOOL_COOLING], 1);
+	CHECK_EQ_INT(n[KEYPOOL_BROKEN], 1);
+	/* another provider's marks are its own */
+	CHECK_EQ_INT(keypool_count_states("krea", ps, 1000, n), 3);
+	CHECK_EQ_INT(n[KEYPOOL_USABLE], 3);
+	json_t *d = keypool_describe("fal", ps, 1000);
+	char *text = json_dumps(d, JSON_COMPACT);
+	CHECK_STR_EQ(text, "[{\"id\":\"a\",\"state\":\"cooling\",\"cooling_s\":4},"
+			   "{\"id\":\"key2\",\"state\":\"usable\"},"
+			   "{\"id\":\"key3\",\"state\":\"broken\"}]");
+	CHECK(text && !strstr(text, "secret"));
+	free(text);
+	json_decref(d);
+	/* the cool-down over, a is usable again; key3 stays broken */
+	CHECK_EQ_INT(keypool_count_states("fal", ps, 5000, n), 3);
+	CHECK_EQ_INT(n[KEYPOOL_USABLE], 2);
+	CHECK_EQ_INT(n[KEYPOOL_BROKEN], 1);
+	CHECK_STR_EQ(keypool_state_name(KEYPOOL_COOLING), "cooling");
+	json_t *none = json_object();
+	CHECK(keypool_describe("fal", none, 1000) == NULL);
+	CHECK_EQ_INT(keypool_count_states("fal", none, 1000, n), 0);
+	CHECK_EQ_INT(n[KEYPOOL_USABLE], 0);
+	json_decref(none);
+	json_decref(ps);
+	keypool_reset();
+}
+
 int main(void)
 {
 	test_pick_by_weight();
 	test_cool_and_break();
+	test_views();
 	keypool_reset();
 	return check_done();
 }

@@ -1,11 +1,16 @@
 /*
  * test_log.c: the logger (core/log.c): one line per message, and every line
- * scrubbed of the configured secrets, a line cut at LOG_LINE_MAX included.
+ * scrubbed of the configured secrets, a line cut at LOG_LINE_MAX included;
+ * a scrubber replaced while threads log is freed once log_scrub_idle says
+ * so (ASan: never while a thread still uses it).
  */
 #include "check.h"
 #include "log.h"
 #include "scrub.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,52 @@ static const char *captured(void)
 	if (!freopen(path, "w", stderr))
 		text[0] = '\0';
 	return text;
+}
+
+static atomic_int lines_logged;
+
+static void *log_lines(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 3000; i++) {
+		log_info("thread line %d with ZQXJK-secret-0123456789", i);
+		atomic_fetch_add(&lines_logged, 1);
+	}
+	return NULL;
+}
+
+/* Two threads log while the scrubber is replaced; the old one is freed as
+ * soon as the log says no call uses it. */
+static void test_replace_while_logging(void)
+{
+	struct scrub *old = scrub_new(), *next = scrub_new();
+	scrub_add(old, "ZQXJK-secret-0123456789");
+	scrub_add(next, "ZQXJK-secret-0123456789");
+	log_set_scrub(old);
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, log_lines, NULL);
+	/* Replaced while both log (bounded wait: they log 6000 lines). */
+	while (atomic_load(&lines_logged) < 200)
+		sched_yield();
+	log_set_scrub(next);
+	int freed = 0;
+	for (long i = 0; i < 1000000 && !freed; i++) {
+		if (log_scrub_idle()) {
+			scrub_free(old);
+			freed = 1;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK(log_scrub_idle());
+	if (!freed)
+		scrub_free(old);
+	const char *t = captured();
+	CHECK(strstr(t, "with [redacted]\n") != NULL); /* the first lines (text[] holds a few) */
+	CHECK(strstr(t, "ZQXJK") == NULL);
+	log_set_scrub(NULL);
+	scrub_free(next);
 }
 
 int main(void)
@@ -88,6 +139,8 @@ int main(void)
 	log_set_format(LOG_FORMAT_TEXT);
 	log_set_scrub(NULL);
 	scrub_free(s);
+	captured();
+	test_replace_while_logging();
 	unlink(path);
 	return check_done();
 }

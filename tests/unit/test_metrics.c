@@ -5,6 +5,7 @@
  * _count, and concurrent bumps from several threads all counted.
  */
 #include "check.h"
+#include "keypool.h"
 #include "metrics.h"
 
 #include <pthread.h>
@@ -12,16 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *render(void)
+static char *render_with(const json_t *providers)
 {
 	struct buf b;
 	buf_init(&b, 1 << 22);
 	struct metrics_gauges g = { .jobs_stored = 3, .queue_due = 1, .queue_leased = 2,
 				    .queue_waiting = 4, .oldest_due_age_s = 1.5,
-				    .store_bytes = 4096, .store_max_bytes = 0 };
+				    .store_bytes = 4096, .store_max_bytes = 0, .providers = providers };
 	metrics_render(&b, &g);
 	size_t len;
 	return buf_steal(&b, &len);
+}
+
+static char *render(void)
+{
+	return render_with(NULL);
 }
 
 /* Lines of text starting with prefix. */
@@ -98,5 +104,59 @@ int main(void)
 	CHECK(strstr(t, "genrelay_script_calls_total{script=\"providers/threads.lua\"} 40000\n") != NULL);
 	CHECK(strstr(t, "genrelay_script_call_errors_total{script=\"providers/threads.lua\"} 20000\n") != NULL);
 	free(t);
+
+	/* Configuration reloads: both results always shown; the time of the
+	 * last applied one; generations held. */
+	t = render();
+	CHECK(strstr(t, "genrelay_config_reloads_total{result=\"applied\"} 0\n") != NULL);
+	CHECK(strstr(t, "genrelay_config_reloads_total{result=\"refused\"} 0\n") != NULL);
+	CHECK(strstr(t, "genrelay_config_generations 1\n") != NULL);
+	free(t);
+	metrics_config_reload(0, 1, 1000.5); /* the start */
+	metrics_config_reload(1, 1, 2000.25);
+	metrics_config_reload(1, 0, 3000);
+	metrics_config_generations(3);
+	t = render();
+	CHECK(strstr(t, "genrelay_config_reloads_total{result=\"applied\"} 1\n") != NULL);
+	CHECK(strstr(t, "genrelay_config_reloads_total{result=\"refused\"} 1\n") != NULL);
+	CHECK(strstr(t, "# TYPE genrelay_config_last_reload_success_timestamp_seconds gauge\n"
+			"genrelay_config_last_reload_success_timestamp_seconds 2000.25\n") != NULL);
+	CHECK(strstr(t, "genrelay_config_last_reload_successful 0\n") != NULL);
+	CHECK(strstr(t, "genrelay_config_generations 3\n") != NULL);
+	CHECK(strstr(t, "genrelay_provider_keys") == NULL); /* no providers given */
+	free(t);
+
+	/* Key pools: provider and state only; providers without a pool left
+	 * out (the family declared all the same); past METRICS_MAX_SERIES / 3
+	 * providers the rest is "_other". */
+	json_t *single = json_pack("{s:{s:s}}", "krea", "key", "k");
+	t = render_with(single);
+	CHECK(strstr(t, "# TYPE genrelay_provider_keys gauge\n") != NULL);
+	CHECK(count_lines(t, "genrelay_provider_keys{") == 0);
+	free(t);
+	json_decref(single);
+	json_t *provs = json_pack("{s:{s:s},s:{s:[{s:s,s:s},{s:s,s:s}]}}", "krea", "key", "k",
+				  "fal", "keys", "id", "one", "key", "secret-one", "id", "two", "key",
+				  "secret-two");
+	keypool_break("fal", json_object_get(provs, "fal"), "two");
+	t = render_with(provs);
+	CHECK(strstr(t, "# TYPE genrelay_provider_keys gauge\n") != NULL);
+	CHECK(strstr(t, "genrelay_provider_keys{provider=\"fal\",state=\"usable\"} 1\n") != NULL);
+	CHECK(strstr(t, "genrelay_provider_keys{provider=\"fal\",state=\"cooling\"} 0\n") != NULL);
+	CHECK(strstr(t, "genrelay_provider_keys{provider=\"fal\",state=\"broken\"} 1\n") != NULL);
+	CHECK(count_lines(t, "genrelay_provider_keys{") == 3);
+	CHECK(!strstr(t, "secret-") && !strstr(t, "\"two\""));
+	free(t);
+	for (int i = 0; i < 30; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "pool%02d", i);
+		json_object_set_new(provs, name, json_pack("{s:[{s:s}]}", "keys", "key", name));
+	}
+	t = render_with(provs);
+	CHECK(count_lines(t, "genrelay_provider_keys{") == METRICS_MAX_SERIES / 3 * 3 + 3);
+	CHECK(strstr(t, "genrelay_provider_keys{provider=\"_other\",state=\"usable\"} 10\n") != NULL);
+	free(t);
+	json_decref(provs);
+	keypool_reset();
 	return check_done();
 }

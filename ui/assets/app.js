@@ -216,6 +216,17 @@ async function providersPage() {
     }],
     ['Mean duration', (p) => (p.avg_duration_ms ? `${Math.round(p.avg_duration_ms)} ms` : '-')],
   ], rows, 'No provider is configured.'));
+  // Key pools: each key by its id (never its value) with its state.
+  const pools = Object.entries(r.keys || {});
+  if (!pools.length) return;
+  const keyRows = pools.flatMap(([provider, keys]) => keys.map((k) => ({ provider, ...k })));
+  main.append(el('h2', {}, 'Key pools'),
+    el('p', { class: 'muted' }, 'A key cools down after a 429 and is broken after a 401 or 403 until its value changes in the configuration.'),
+    el('div', { id: 'keys' }, table([
+      ['Provider', (k) => k.provider], ['Key', (k) => el('span', { class: 'mono' }, k.id)],
+      ['State', (k) => badge(k.state)],
+      ['Usable again', (k) => (k.state === 'cooling' ? `in ${k.cooling_s} s` : k.state === 'broken' ? 'after a config change' : '')],
+    ], keyRows)));
 }
 
 // ---- routing ------------------------------------------------------------------

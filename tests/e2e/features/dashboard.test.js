@@ -27,7 +27,11 @@ try {
 }
 
 describe('dashboard', () => {
-  const stack = h.useStack({ config: { admin_key: ADMIN } });
+  // krea has a key pool of one revoked key: its first job breaks it, and the
+  // providers page shows the key (by id) broken.
+  const stack = h.useStack({
+    config: { admin_key: ADMIN, providers: { krea: { keys: [{ id: 'revoked', key: 'krea-sim-401-dashboard' }] } } },
+  });
   const { waitTerminal } = h.jobHelpers(stack);
   const shots = process.env.GENRELAY_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-ui-'));
   let browser = null;
@@ -181,10 +185,17 @@ describe('dashboard', () => {
       await page.waitForFunction(() => [...document.querySelectorAll('td')].some((td) => td.textContent === 'provider/fal'));
       await page.screenshot({ path: path.join(shots, 'scripts.png') });
 
+      const krea = await stack.api('POST', '/v1/models/krea:image/bfl/flux-1-dev/run', { input: { prompt: 'dashboard key pool' } });
+      assert.equal(krea.status, 202, krea.text);
+      assert.equal((await waitTerminal(krea.body.job_id)).status, 'failed', 'its only key was refused');
       await page.click('nav a[data-page=providers]');
       await page.waitForFunction(() => [...document.querySelectorAll('td')].some((td) => td.textContent === 'fal'));
       const falRow = await page.$$eval('tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)).find((c) => c[0] === 'fal'));
       assert.ok(Number(falRow[1]) >= 2, `fal succeeded count in ${falRow}`);
+      // The key pool: krea's key by id, broken; its value nowhere on the page.
+      const keyRows = await page.$$eval('#keys tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+      assert.deepEqual(keyRows.map((c) => c.slice(0, 3)), [['krea', 'revoked', 'broken']]);
+      assert.ok(!(await page.content()).includes('krea-sim-401-dashboard'), 'no key value on the page');
       await page.screenshot({ path: path.join(shots, 'providers.png') });
 
       assert.deepEqual(errors, []);

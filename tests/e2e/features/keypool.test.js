@@ -6,13 +6,17 @@
 //     succeeds on the remaining key, the refused key is logged once;
 //   - a pool of two good keys: every later step of a job (status, result,
 //     cancel) uses the key its submit used;
-//   - no key value in job records, events or logs.
+//   - no key value in job records, events or logs;
+//   - the broken key on /metrics (genrelay_provider_keys, provider and state
+//     labels only, promtool-clean) and on the dashboard's providers view (by
+//     id, never by value).
 //
 //   GENRELAY_BIN=$PWD/build/genrelay node --test tests/e2e/features/keypool.test.js
 
 const { describe, test } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const { spawnSync } = require('node:child_process');
 const h = require('../lib/harness');
 
 const T = { timeout: 90000 };
@@ -96,6 +100,39 @@ describe('a pool of three keys, one rate-limited and one revoked', () => {
     const log = stack.gr.log();
     assert.equal(log.split('\n').filter((l) => l.includes('key revoked refused (HTTP 401)')).length, 1, 'logged once');
     assert.ok(!log.includes('fal-sim-401-bbbbbbbb') && !log.includes('fal-good-cccccccc'), 'no key in the log');
+  });
+
+  test('the broken key shows on /metrics and on the dashboard, by id, never by value', T, async () => {
+    // After the test above: "revoked" is broken (until the config changes),
+    // "limited" cools down for 60 s from its last 429 (usable again after).
+    const m = await stack.gr.admin('GET', '/metrics');
+    assert.equal(m.status, 200);
+    const series = [...m.text.matchAll(/^genrelay_provider_keys\{(.*)\} (\S+)$/gm)].map((x) => ({ labels: x[1], value: Number(x[2]) }));
+    const keys = (state) => series.find((x) => x.labels === `provider="fal",state="${state}"`);
+    assert.equal(keys('broken').value, 1, m.text);
+    assert.equal(keys('cooling').value + keys('usable').value, 2);
+    assert.ok(keys('usable').value >= 1, 'the good key is usable');
+    assert.equal(series.length, 3, 'pools only (the other providers have a single key): provider and state, nothing else');
+    assert.match(m.text, /# TYPE genrelay_provider_keys gauge/);
+    for (const secret of ['fal-good-cccccccc', 'fal-sim-429-aaaaaaaa', 'fal-sim-401-bbbbbbbb']) assert.ok(!m.text.includes(secret), 'no key value on /metrics');
+    for (const line of m.text.split('\n').filter((l) => l && !l.startsWith('#'))) assert.doesNotMatch(line, /"(revoked|limited|good)"/, 'no key id in a label');
+    const p = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8', timeout: 30000 });
+    assert.equal(p.error, undefined, 'promtool runs (Debian package prometheus; tools/install-deps)');
+    assert.equal(p.status, 0, p.stdout + p.stderr);
+
+    // The dashboard's providers view: the pool's keys by id with their state.
+    const d = await stack.gr.admin('GET', '/ui/api/providers');
+    assert.equal(d.status, 200, d.text);
+    const pool = d.body.keys.fal;
+    assert.deepEqual(pool.map((k) => k.id), ['limited', 'revoked', 'good'], 'in the config\'s order');
+    const byId = Object.fromEntries(pool.map((k) => [k.id, k]));
+    assert.equal(byId.revoked.state, 'broken');
+    assert.equal(byId.good.state, 'usable');
+    assert.ok(['cooling', 'usable'].includes(byId.limited.state), byId.limited.state);
+    if (byId.limited.state === 'cooling') assert.ok(byId.limited.cooling_s > 0 && byId.limited.cooling_s <= 60, JSON.stringify(byId.limited));
+    for (const k of pool) assert.deepEqual(Object.keys(k).filter((f) => !['id', 'state', 'cooling_s'].includes(f)), [], 'ids and states only');
+    assert.deepEqual(Object.keys(d.body.keys), ['fal'], 'single-key providers have no pool');
+    for (const secret of ['fal-good-cccccccc', 'fal-sim-429-aaaaaaaa', 'fal-sim-401-bbbbbbbb']) assert.ok(!d.text.includes(secret), 'no key value on the dashboard');
   });
 });
 

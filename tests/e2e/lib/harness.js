@@ -388,8 +388,10 @@ function tail(s, lines = 40) {
 }
 
 // Sends sig and waits (bounded) for the exit; SIGKILL after timeoutMs.
-// Resolves {code, signal}.
-function stopChild(child, sig = 'SIGTERM', timeoutMs = 10000) {
+// Resolves {code, signal}. The default outlasts genrelay's own drain on
+// SIGTERM (up to 10 s of in-flight steps, then leases released and the
+// store closed), so a loaded machine never turns a clean exit into a kill.
+function stopChild(child, sig = 'SIGTERM', timeoutMs = 30000) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve({ code: child.exitCode, signal: child.signalCode });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);

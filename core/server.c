@@ -7,9 +7,6 @@
  */
 #include "server.h"
 
-#include "store.h"
-
-#include "api.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -35,13 +32,14 @@
 
 struct server {
 	struct worker *w;
+	const struct server_handlers *h; /* borrowed */
 	int metrics_only;       /* the open metrics listener */
 	struct MHD_Daemon *d;
 	struct loop_io io;
 	struct loop_timer timer;
 	int need_run;
 	int listen_fd;
-	struct request *held;   /* answered while the store had pending writes */
+	struct request *held;   /* answers the hold handler keeps until the commit */
 	struct conn *conns;     /* every open connection, for the slow-client sweep */
 	struct loop_timer sweep;
 	struct lingering *lingers; /* sockets closing after an answer from the headers */
@@ -321,7 +319,7 @@ static void sweep_cb(struct loop_timer *t)
 }
 
 /*
- * First call, headers only: a request with a body is admitted (api_admit) and
+ * First call, headers only: a request with a body is admitted (h->admit) and
  * gets its share of the buffered_bytes budget, or is answered at once. An
  * answer queued now makes MHD send it and close the connection without
  * reading the body (nor sending 100 Continue).
@@ -337,7 +335,7 @@ static void intake(struct server *s, struct request *r)
 	if (!te && announced == 0)
 		return; /* no body: dispatched once MHD has the whole request */
 	r->at_intake = 1;
-	if (api_admit(r) < 0) {
+	if (s->h->admit(r) < 0) {
 		/* answered (401, 404, 429) */
 	} else if (announced > cfg->body_bytes) {
 		server_respond_error(r, 413, "PAYLOAD_TOO_LARGE", "body exceeds %zu bytes",
@@ -412,7 +410,6 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		r->url = strdup(url);
 		r->started_ms = loop_now_ms();
 		buf_init(&r->body, 0);
-		loop_timer_init(&r->timer, NULL, r);
 		*con_cls = r;
 		conn_phase(conn, CONN_BODY);
 		if (!r->url)
@@ -444,7 +441,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 				     s->w->cfg->body_bytes);
 		return MHD_YES;
 	}
-	api_dispatch(r);
+	s->h->dispatch(r);
 	if (r->response && !r->suspended)
 		queue_pending(r);
 	return MHD_YES;
@@ -453,8 +450,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct server *s = cls;
 	struct request *r = *con_cls;
-	(void)cls;
 	(void)toe;
 	if (!r)
 		return;
@@ -462,13 +459,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct conn *k = conn_of(conn);
 	if (k)
 		k->holds_body = 0;
-	api_request_gone(r);
-	if (r->front_stream)
-		((struct stream_ctx *)r->front_stream)->r = NULL;
+	s->h->gone(r);
+	if (r->stream)
+		((struct stream_ctx *)r->stream)->r = NULL;
 	if (r->response)
 		MHD_destroy_response(r->response);
-	loop_timer_stop(r->w->loop, &r->timer);
-	job_clear(&r->job);
 	buf_free(&r->body);
 	buffered_release(r->reserved);
 	free(r->url);
@@ -487,8 +482,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", line);
 }
 
-static struct server *start(struct worker *w, int fd, int metrics_only, const char *where,
-			    char *err, size_t errlen)
+static struct server *start(struct worker *w, const struct server_handlers *h, int fd,
+			    int metrics_only, const char *where, char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof *s);
 	if (!s) {
@@ -496,6 +491,7 @@ static struct server *start(struct worker *w, int fd, int metrics_only, const ch
 		return NULL;
 	}
 	s->w = w;
+	s->h = h;
 	s->metrics_only = metrics_only;
 	s->listen_fd = fd;
 	loop_timer_init(&s->timer, timer_cb, s);
@@ -530,14 +526,16 @@ static struct server *start(struct worker *w, int fd, int metrics_only, const ch
 	return s;
 }
 
-struct server *server_new(struct worker *w, char *err, size_t errlen)
+struct server *server_new(struct worker *w, const struct server_handlers *h, char *err,
+			  size_t errlen)
 {
-	return start(w, w->listen_fd, 0, w->cfg->listen, err, errlen);
+	return start(w, h, w->listen_fd, 0, w->cfg->listen, err, errlen);
 }
 
-struct server *server_new_metrics(struct worker *w, int fd, char *err, size_t errlen)
+struct server *server_new_metrics(struct worker *w, const struct server_handlers *h, int fd,
+				  char *err, size_t errlen)
 {
-	struct server *s = start(w, fd, 1, w->cfg->metrics_listen, err, errlen);
+	struct server *s = start(w, h, fd, 1, w->cfg->metrics_listen, err, errlen);
 	if (!s)
 		close(fd);
 	return s;
@@ -641,10 +639,10 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	metrics_inc(M_HTTP_REQUESTS);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_debug("http: %s answered %u (request %s)", r->method, status, r->request_id);
-	if (store_pending(r->w->store) && !r->at_intake) {
-		/* Hold it until the commit: what it says may not be durable yet.
+	struct server *s = r->srv;
+	if (!r->at_intake && s->h->hold && s->h->hold(r)) {
+		/* Held until the commit: what it says may not be durable yet.
 		 * (An answer from the headers says nothing about the store.) */
-		struct server *s = r->srv;
 		if (!r->suspended) {
 			r->suspended = 1;
 			MHD_suspend_connection(r->conn);
@@ -738,8 +736,8 @@ static void stream_free(void *cls)
 	struct stream_ctx *sc = cls;
 	if (sc->free_cls)
 		sc->free_cls(sc->cls);
-	if (sc->r && sc->r->front_stream == sc)
-		sc->r->front_stream = NULL;
+	if (sc->r && sc->r->stream == sc)
+		sc->r->stream = NULL;
 	free(sc);
 }
 
@@ -767,7 +765,7 @@ void server_respond_stream(struct request *r, unsigned status, const char *conte
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	r->front_stream = sc;
+	r->stream = sc;
 	r->response = resp;
 	r->status = status;
 	r->answered = 1;
@@ -775,19 +773,19 @@ void server_respond_stream(struct request *r, unsigned status, const char *conte
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
-		r->w->server->need_run = 1;
+		r->srv->need_run = 1;
 	}
 }
 
 void server_stream_wake(struct request *r)
 {
-	struct stream_ctx *sc = r->front_stream;
+	struct stream_ctx *sc = r->stream;
 	if (!sc || !sc->paused)
 		return;
 	sc->paused = 0;
 	r->suspended = 0;
 	MHD_resume_connection(r->conn);
-	r->w->server->need_run = 1;
+	r->srv->need_run = 1;
 }
 
 void server_answer_header(struct request *r, const char *name, const char *value)

@@ -132,7 +132,8 @@ static int parse_members(const struct jscan_member *m, size_t nm, struct runreq 
 	if (hook_url && hook_url->type != JSCAN_NULL) {
 		if (hook_url->type != JSCAN_STRING)
 			return fail(err, 400, "INVALID_REQUEST", "\"webhook_url\" must be a string");
-		if (jscan_string(hook_url->val, hook_url->len, out->url_buf, sizeof out->url_buf) < 0)
+		int ul = jscan_string(hook_url->val, hook_url->len, out->url_buf, sizeof out->url_buf);
+		if (ul < 0 || ul > RUNREQ_URL_MAX)
 			return fail(err, 400, "INVALID_REQUEST",
 				    "\"webhook_url\" refused: longer than %d bytes", RUNREQ_URL_MAX);
 		out->run.webhook_url = out->url_buf;
@@ -141,7 +142,7 @@ static int parse_members(const struct jscan_member *m, size_t nm, struct runreq 
 		int tl = track->type == JSCAN_STRING
 			? jscan_string(track->val, track->len, out->track_buf, sizeof out->track_buf) : -1;
 		/* a U+0000 inside would cut the id short: refused */
-		if (tl <= 0 || strlen(out->track_buf) != (size_t)tl)
+		if (tl <= 0 || tl > RUNREQ_TRACK_MAX || strlen(out->track_buf) != (size_t)tl)
 			return fail(err, 400, "INVALID_REQUEST",
 				    "\"track_id\" must be a string of 1 to %d bytes", RUNREQ_TRACK_MAX);
 		out->run.track_id = out->track_buf;

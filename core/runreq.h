@@ -78,8 +78,9 @@ struct runreq {
 	struct api_run run;
 	struct modelid mid;         /* run.model parsed (points into it) */
 	const char *webhook_url;    /* where deliveries go: run's, or the customer's; NULL: none */
-	char url_buf[RUNREQ_URL_MAX + 1];
-	char track_buf[RUNREQ_TRACK_MAX + 1];
+	/* jscan_string wants room for one more UTF-8 sequence than it writes */
+	char url_buf[RUNREQ_URL_MAX + 5];
+	char track_buf[RUNREQ_TRACK_MAX + 5];
 };
 
 /*

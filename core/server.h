@@ -30,8 +30,6 @@ struct request {
 	int metrics_only;        /* came in on metrics_listen: /metrics and /healthz only */
 	int at_intake;           /* answering from the headers, before any body byte */
 	size_t reserved;         /* bytes of limits.buffered_bytes held for the body */
-	const struct config_customer *authed; /* authenticated customer (api.c), or NULL */
-	int token_checked;       /* a callback's URL token held at intake (callbacks.c) */
 	char method[8];
 	char *url;               /* path, percent-decoded by MHD */
 	struct buf body;
@@ -48,6 +46,8 @@ struct request {
 
 	/* The layers above keep their state of the request here; each owner
 	 * frees its own when the gone handler runs. */
+	const struct config_customer *authed; /* api.c: authenticated customer, or NULL */
+	int token_checked;         /* callbacks.c: the URL token held at intake */
 	struct ingest_run *ingest; /* ingest.c: queued for the group commit */
 	struct waiter *waiter;     /* waiters.c: waiting for a job to end */
 	void *front;               /* front.c: handled by a front */
@@ -73,16 +73,15 @@ struct server_handlers {
 
 /*
  * The API listener on w->listen_fd, with the handlers h (borrowed for the
- * server's life). Intake: a request that carries a body is
- * admitted from its headers (h->admit) before any body byte is read, and
- * reserves its Content-Length (or limits.body_bytes when chunked) from the
+ * server's life). Intake: a request that carries a body is admitted from
+ * its headers (h->admit) before any body byte is read, and reserves its Content-Length (or limits.body_bytes when chunked) from the
  * process-wide limits.buffered_bytes budget, answering 503 at once when the
  * budget is spent; the reservation is given back when the request ends.
  */
 struct server *server_new(struct worker *w, const struct server_handlers *h, char *err,
 			  size_t errlen);
-/* The open metrics listener on fd (taken): requests are marked
- * metrics_only and may carry no body. */
+/* The open metrics listener on fd (taken), with the handlers h: requests
+ * are marked metrics_only and may carry no body. */
 struct server *server_new_metrics(struct worker *w, const struct server_handlers *h, int fd,
 				  char *err, size_t errlen);
 /* Stops accepting new connections (listening socket handed back). */

@@ -262,8 +262,8 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	}
 	if (script_host_load(w->scripts, serr, sizeof serr) < 0)
 		log_warn("scripts: %s (the other scripts are loaded)", serr);
-	static const struct server_handlers api = { api_admit, api_dispatch, api_request_gone,
-						    answer_after_commit };
+	static const struct server_handlers api = { .admit = api_admit, .dispatch = api_dispatch,
+						    .gone = api_request_gone, .hold = answer_after_commit };
 	if (!(w->server = server_new(w, &api, err, errlen)))
 		return -1;
 	if (w->metrics_fd >= 0) {

@@ -8,6 +8,7 @@
 #include "server.h"
 
 #include "config.h"
+#include "linger.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -16,7 +17,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -42,8 +42,7 @@ struct server {
 	struct request *held;   /* answers the hold handler keeps until the commit */
 	struct conn *conns;     /* every open connection, for the slow-client sweep */
 	struct loop_timer sweep;
-	struct lingering *lingers; /* sockets closing after an answer from the headers */
-	int nlingers;
+	struct linger_set lingers; /* sockets closing after an answer from the headers */
 };
 
 /*
@@ -75,28 +74,6 @@ struct stream_ctx {
 };
 
 /*
- * Lingering close. A request answered from its headers (401, 413, 429, 503)
- * is closed by MHD without reading the body the client may still be sending,
- * and closing a socket with unread data sends a reset, which can make the
- * client lose the answer. So MHD's descriptor is duplicated just before MHD
- * closes it: genrelay then sends FIN after the answer, reads and drops what
- * still arrives (nothing is kept) until the client closes, LINGER_MS pass or
- * LINGER_BYTES were dropped, and closes. At most LINGER_MAX per listener;
- * past that a socket is closed at once.
- */
-#define LINGER_MS 2000
-#define LINGER_BYTES ((size_t)8 << 20)
-#define LINGER_MAX 256
-
-struct lingering {
-	struct lingering *next, **prevp;
-	struct server *s;
-	struct loop_io io;
-	int64_t until;
-	size_t dropped;
-};
-
-/*
  * libmicrohttpd (epoll, edge-triggered) can miss a client's close that
  * arrives together with the last body bytes: the short read makes it assume
  * the socket is drained, and no later edge comes. Such a connection would
@@ -109,65 +86,6 @@ static int peer_gone(int fd)
 	char c;
 	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
-static void linger_end(struct lingering *g)
-{
-	struct server *s = g->s;
-	loop_io_del(s->w->loop, &g->io);
-	g->io.cb = NULL;
-	close(g->io.fd);
-	*g->prevp = g->next;
-	if (g->next)
-		g->next->prevp = g->prevp;
-	s->nlingers--;
-	loop_defer_free(s->w->loop, g); /* an event for it may be pending */
-}
-
-static void linger_read(struct loop_io *io, uint32_t events)
-{
-	struct lingering *g = io->arg;
-	char drop[16384];
-	(void)events;
-	for (;;) {
-		ssize_t n = recv(io->fd, drop, sizeof drop, MSG_DONTWAIT);
-		if (n > 0) {
-			g->dropped += (size_t)n;
-			if (g->dropped <= LINGER_BYTES)
-				continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-			return;
-		}
-		linger_end(g); /* closed by the client, an error, or enough dropped */
-		return;
-	}
-}
-
-/* Takes over a duplicate of fd, which MHD is about to close. */
-static void linger_start(struct server *s, int fd)
-{
-	if (s->nlingers >= LINGER_MAX)
-		return;
-	struct lingering *g = calloc(1, sizeof *g);
-	int dfd = g ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-	if (dfd < 0) {
-		free(g);
-		return;
-	}
-	g->s = s;
-	g->until = loop_now_ms() + LINGER_MS;
-	if (loop_io_add(s->w->loop, &g->io, dfd, EPOLLIN, linger_read, g) < 0) {
-		close(dfd);
-		free(g);
-		return;
-	}
-	shutdown(dfd, SHUT_WR); /* FIN after the answer already queued */
-	g->next = s->lingers;
-	if (s->lingers)
-		s->lingers->prevp = &g->next;
-	g->prevp = &s->lingers;
-	s->lingers = g;
-	s->nlingers++;
 }
 
 /*
@@ -289,7 +207,7 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **ctx,
 	} else if (*ctx) {
 		struct conn *k = *ctx;
 		if (k->linger && k->fd >= 0)
-			linger_start(s, k->fd);
+			linger_start(&s->lingers, k->fd);
 		*k->prevp = k->next;
 		if (k->next)
 			k->next->prevp = k->prevp;
@@ -310,11 +228,7 @@ static void sweep_cb(struct loop_timer *t)
 		    (k->holds_body && k->phase == CONN_BODY && peer_gone(k->fd)))
 			shutdown(k->fd, SHUT_RDWR); /* MHD sees the close and cleans up */
 	}
-	for (struct lingering *g = s->lingers, *n; g; g = n) {
-		n = g->next;
-		if (now >= g->until)
-			linger_end(g);
-	}
+	linger_sweep(&s->lingers, now);
 	loop_timer_set(s->w->loop, &s->sweep, now + 1000);
 }
 
@@ -491,6 +405,7 @@ static struct server *start(struct worker *w, const struct server_handlers *h, i
 		return NULL;
 	}
 	s->w = w;
+	linger_init(&s->lingers, w->loop);
 	s->h = h;
 	s->metrics_only = metrics_only;
 	s->listen_fd = fd;
@@ -558,8 +473,7 @@ void server_free(struct server *s)
 	loop_timer_stop(s->w->loop, &s->timer);
 	loop_timer_stop(s->w->loop, &s->sweep);
 	MHD_stop_daemon(s->d);
-	while (s->lingers)
-		linger_end(s->lingers);
+	linger_close_all(&s->lingers);
 	free(s);
 }
 

@@ -74,9 +74,10 @@ struct server_handlers {
 /*
  * The API listener on w->listen_fd, with the handlers h (borrowed for the
  * server's life). Intake: a request that carries a body is admitted from
- * its headers (h->admit) before any body byte is read, and reserves its Content-Length (or limits.body_bytes when chunked) from the
- * process-wide limits.buffered_bytes budget, answering 503 at once when the
- * budget is spent; the reservation is given back when the request ends.
+ * its headers (h->admit) before any body byte is read, and reserves its
+ * Content-Length (or limits.body_bytes when chunked) from the process-wide
+ * limits.buffered_bytes budget, answering 503 at once when the budget is
+ * spent; the reservation is given back when the request ends.
  */
 struct server *server_new(struct worker *w, const struct server_handlers *h, char *err,
 			  size_t errlen);

@@ -1,14 +1,15 @@
 /*
- * callbacks.c: a provider's result arrives. The per-job token proves the
- * URL came from us; the provider's own signature (verify()) is checked where
- * it signs. The job is re-read inside a write transaction, so a duplicate or
- * late callback never moves a job out of a terminal state: it is recorded and
- * acknowledged.
+ * callbacks.c: a provider's result arrives (callbacks.h). The handler
+ * checks the URL token, re-reads the job inside a transaction (jobflow),
+ * refuses callbacks for jobs that do not run on that provider, records
+ * duplicates, runs the adapter's verify() and on_callback(), and ends the
+ * job through jobflow; the answer goes out after the commit.
  */
 #include "callbacks.h"
 
-#include "config.h"
 #include "engine.h"
+#include "engine_int.h"
+#include "jobflow.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -17,7 +18,6 @@
 #include "store.h"
 #include "worker.h"
 
-#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,43 +28,63 @@
  * logged and counted in the metrics). */
 #define REFUSED_EVENTS_MAX 20
 
-static void add_lower(void *arg, const char *name, const char *value)
-{
-	char low[128];
-	size_t i = 0;
-	for (; name[i] && i < sizeof low - 1; i++)
-		low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-	low[i] = '\0';
-	json_object_set_new(arg, low, json_stringn_nocheck(value, strlen(value)));
-}
+/* ---------- the request and the scripts: plain functions ---------- */
 
-static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key,
-				 const char *value)
-{
-	(void)kind;
-	json_object_set_new(cls, key, json_string(value ? value : ""));
-	return MHD_YES;
-}
-
-static json_t *request_arg(struct request *r)
+json_t *callbacks_request_arg(const struct callbacks_field *headers, size_t nheaders,
+			      const struct callbacks_field *query, size_t nquery,
+			      const char *body, size_t body_len)
 {
 	json_t *o = json_object(), *h = json_object(), *q = json_object();
-	server_each_header(r, add_lower, h);
-	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_query, q);
+	for (size_t i = 0; i < nheaders; i++) {
+		const char *name = headers[i].name, *value = headers[i].value ? headers[i].value : "";
+		char low[128];
+		size_t k = 0;
+		for (; name[k] && k < sizeof low - 1; k++)
+			low[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] + 32 : name[k]);
+		low[k] = '\0';
+		json_object_set_new(h, low, json_stringn_nocheck(value, strlen(value)));
+	}
+	for (size_t i = 0; i < nquery; i++)
+		json_object_set_new(q, query[i].name, json_string(query[i].value ? query[i].value : ""));
 	json_object_set_new(o, "headers", h);
 	json_object_set_new(o, "query", q);
-	json_object_set_new(o, "body", json_stringn_nocheck(r->body.p ? r->body.p : "", r->body.len));
-	json_t *parsed = r->body.len ? json_loadb(r->body.p, r->body.len, JSON_DECODE_ANY, NULL) : NULL;
+	json_object_set_new(o, "body", json_stringn_nocheck(body ? body : "", body ? body_len : 0));
+	json_t *parsed = body && body_len ? json_loadb(body, body_len, JSON_DECODE_ANY, NULL) : NULL;
 	if (parsed)
 		json_object_set_new(o, "json", parsed);
 	return o;
 }
 
+int callbacks_parse(struct script_host *h, const char *provider, json_t *req, json_t *job,
+		    json_t *keys, json_t **res, char *err, size_t errlen)
+{
+	json_t *args[2] = { req, job };
+	struct script_ctx ctx = { .provider = provider, .keys = keys };
+	*res = NULL;
+	if (script_has_fn(h, SCRIPT_PROVIDER, provider, "verify")) {
+		err[0] = '\0';
+		if (script_verify(h, provider, req, job, &ctx, err, errlen) != 1) {
+			/* verify's `false, "reason"` (or its error): the reason is in err. */
+			if (!err[0])
+				snprintf(err, errlen, "signature verification failed");
+			return CALLBACKS_REFUSED;
+		}
+	}
+	if (script_call(h, SCRIPT_PROVIDER, provider, "on_callback", args, 2, &ctx,
+			res, err, errlen) < 0) {
+		*res = NULL;
+		return CALLBACKS_SCRIPT_ERROR;
+	}
+	return CALLBACKS_RESULT;
+}
+
+/* ---------- records ---------- */
+
 static int targets_include(const struct job *j, const char *provider)
 {
 	if (j->provider && strcmp(j->provider, provider) == 0)
 		return 1;
-	json_t *t = json_loads(j->targets, 0, NULL);
+	json_t *t = j->targets ? json_loads(j->targets, 0, NULL) : NULL;
 	size_t i;
 	json_t *v;
 	int found = 0;
@@ -78,6 +98,8 @@ static int targets_include(const struct job *j, const char *provider)
 	return found;
 }
 
+/* In the caller's transaction: the callback and its outcome, with the
+ * start of its body. */
 static void record(struct worker *w, const char *job_id, const char *provider,
 		   const char *outcome, struct request *r)
 {
@@ -111,16 +133,15 @@ static void refused_event(struct worker *w, const char *job_id, const char *prov
 static void refused_event_tx(struct worker *w, const char *job_id, const char *provider,
 			     const char *reason)
 {
-	struct job j;
-	if (store_begin(w->store) < 0)
+	struct jobflow f;
+	if (jobflow_begin(w, &f, job_id, NULL) != 0)
 		return;
-	if (store_job_get(w->store, job_id, NULL, &j) == 0) {
-		refused_event(w, job_id, provider, reason);
-		job_clear(&j);
-	}
-	if (store_commit(w->store) < 0)
-		store_rollback(w->store);
+	refused_event(w, job_id, provider, reason);
+	jobflow_commit(&f);
+	job_clear(&f.job);
 }
+
+/* ---------- the token ---------- */
 
 /*
  * The token is checked against the current server secret, then each previous
@@ -142,6 +163,23 @@ int callbacks_token_ok(const struct worker *w, const char *job_id, const char *t
 	}
 	return ok;
 }
+
+int callbacks_admit(struct request *r, const char *provider, const char *job_id,
+		    const char *token)
+{
+	if (r->token_checked || callbacks_token_ok(r->w, job_id, token)) {
+		r->token_checked = 1; /* intake checked it: the handler does not again */
+		return 0;
+	}
+	metrics_inc(M_CALLBACKS);
+	metrics_inc(M_CALLBACKS_REJECTED);
+	metrics_callback(NULL, "rejected"); /* the path's provider is not checked yet */
+	refused_event_tx(r->w, job_id, provider, "invalid callback token");
+	server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
+	return -1;
+}
+
+/* ---------- the handler ---------- */
 
 static void ack(struct request *r, const char *status)
 {
@@ -179,153 +217,180 @@ static int64_t poll_soon(struct worker *w, const struct job *j, json_t *res)
 	return due;
 }
 
-int callbacks_admit(struct request *r, const char *provider, const char *job_id,
-		    const char *token)
+struct fields {
+	struct callbacks_field *v;
+	size_t n, cap;
+};
+
+static void collect(void *arg, const char *name, const char *value)
 {
-	if (r->token_checked || callbacks_token_ok(r->w, job_id, token)) {
-		r->token_checked = 1; /* intake checked it: the handler does not again */
-		return 0;
+	struct fields *fs = arg;
+	if (fs->n == fs->cap) {
+		size_t ncap = fs->cap ? fs->cap * 2 : 32;
+		struct callbacks_field *nv = realloc(fs->v, ncap * sizeof *nv);
+		if (!nv)
+			return;
+		fs->v = nv;
+		fs->cap = ncap;
 	}
-	metrics_inc(M_CALLBACKS);
+	fs->v[fs->n].name = name;
+	fs->v[fs->n].value = value;
+	fs->n++;
+}
+
+/* The `req` table of r (callbacks_request_arg over its headers, query and
+ * body). Caller owns. */
+static json_t *request_arg(struct request *r)
+{
+	struct fields h = {0}, q = {0};
+	server_each_header(r, collect, &h);
+	server_each_query(r, collect, &q);
+	json_t *o = callbacks_request_arg(h.v, h.n, q.v, q.n, r->body.p, r->body.len);
+	free(h.v);
+	free(q.v);
+	return o;
+}
+
+/*
+ * In f's transaction: a callback that is not a result (progress, or a body
+ * the adapter could not read) keeps the job waiting and polling; a body that
+ * is not JSON is recorded as a refused callback. Finishes f and answers.
+ */
+static void not_a_result(struct request *r, struct jobflow *f, const char *provider,
+			 json_t *req, json_t *res)
+{
+	struct worker *w = f->w;
+	const struct job *j = &f->job;
+	if (wants_poll(res) && !j->request_id) {
+		/* It came before the submit answer was stored: nothing to poll
+		 * with yet, so the provider is asked to send it again. */
+		jobflow_rollback(f);
+		server_respond_error(r, 503, "UNAVAILABLE",
+				     "the job's submit answer is not stored yet; retry");
+		return;
+	}
+	f->kick_at = poll_soon(w, j, res);
+	record(w, j->id, provider, "ignored", r);
+	if (!json_object_get(req, "json"))
+		refused_event(w, j->id, provider, "malformed: the body is not JSON");
+	jobflow_commit(f);
+	ack(r, "ignored");
+}
+
+/* In f's transaction: verify() refused the callback. Finishes f and answers. */
+static void refused(struct request *r, struct jobflow *f, const char *provider,
+		    const char *why, int needs_keys)
+{
+	struct worker *w = f->w;
+	char reason[600];
 	metrics_inc(M_CALLBACKS_REJECTED);
-	metrics_callback(NULL, "rejected"); /* the path's provider is not checked yet */
-	refused_event_tx(r->w, job_id, provider, "invalid callback token");
-	server_respond_error(r, 401, "UNAUTHORIZED", "invalid callback token");
-	return -1;
+	record(w, f->job.id, provider, "rejected", r);
+	snprintf(reason, sizeof reason, "verify refused it: %s", why);
+	refused_event(w, f->job.id, provider, reason);
+	jobflow_commit(f);
+	if (needs_keys) /* perhaps signed with a key genrelay has not seen yet */
+		engine_provider_keys(w, provider, 1);
+	log_info("callback for %s refused: %s", f->job.id, why);
+	server_respond_error(r, 401, "UNAUTHORIZED", "callback refused: %s", why);
+}
+
+/*
+ * In f's transaction, for a live job on provider: runs verify() and
+ * on_callback() and applies the result, ending the job through jobflow.
+ * Finishes f and answers.
+ */
+static void handle_live(struct request *r, struct jobflow *f, const char *provider)
+{
+	struct worker *w = f->w;
+	struct job *j = &f->job;
+	char err[ENGINE_ERR_MAX];
+	json_t *keys = NULL, *res = NULL;
+	int needs_keys = 0;
+	if (script_has_fn(w->scripts, SCRIPT_PROVIDER, provider, "verify")) {
+		keys = engine_provider_keys(w, provider, 0);
+		needs_keys = engine_setting(w, provider, "jwks_url") != NULL;
+		if (needs_keys && !keys) {
+			jobflow_rollback(f);
+			server_respond_error(r, 503, "UNAVAILABLE",
+					     "signing keys are not loaded yet; retry");
+			return;
+		}
+	}
+	json_t *req = request_arg(r), *jarg = job_script_arg(j, NULL);
+	int v = callbacks_parse(w->scripts, provider, req, jarg, keys, &res, err, sizeof err);
+	const char *state = json_string_value(json_object_get(res, "state"));
+	if (v == CALLBACKS_REFUSED) {
+		refused(r, f, provider, err, needs_keys);
+		goto out;
+	}
+	if (v == CALLBACKS_SCRIPT_ERROR) {
+		metrics_inc(M_SCRIPT_ERRORS);
+		j->status = JOB_FAILED;
+		job_set(&j->error_code, "SCRIPT_ERROR");
+		job_set(&j->error_message, err);
+	} else if (json_is_null(res) || (state && strcmp(state, "processing") == 0)) {
+		not_a_result(r, f, provider, req, res);
+		goto out;
+	} else {
+		jobflow_apply_result(j, res, 0, provider);
+	}
+	record(w, j->id, provider, "applied", r);
+	int rc = jobflow_end_tx(f, "callback");
+	if (rc != 0) {
+		jobflow_rollback(f);
+		if (rc < 0)
+			goto unavailable;
+		ack(r, "duplicate");
+		goto out;
+	}
+	if (jobflow_commit(f) < 0)
+		goto unavailable;
+	ack(r, "applied");
+	goto out;
+unavailable:
+	metrics_inc(M_STORE_ERRORS);
+	server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable; retry");
+out:
+	json_decref(res);
+	json_decref(req);
+	json_decref(jarg);
 }
 
 void callbacks_handle(struct request *r, const char *provider, const char *job_id,
 		      const char *token)
 {
 	struct worker *w = r->w;
-	struct job j;
-	char err[512];
+	struct jobflow f;
 	if (callbacks_admit(r, provider, job_id, token) < 0)
 		return;
 	metrics_inc(M_CALLBACKS);
-	if (store_begin(w->store) < 0) {
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable");
-		return;
-	}
-	int rc = store_job_get(w->store, job_id, NULL, &j);
+	int rc = jobflow_begin(w, &f, job_id, NULL);
 	if (rc != 0) {
-		store_rollback(w->store);
 		server_respond_error(r, rc == 1 ? 404 : 503, rc == 1 ? "JOB_NOT_FOUND" : "UNAVAILABLE",
 				     rc == 1 ? "no such job" : "the store is unavailable");
 		return;
 	}
-	log_ctx_job(j.id, j.customer, j.provider);
+	const struct job *j = &f.job;
+	log_ctx_job(j->id, j->customer, j->provider);
 	struct script_provider_info info;
 	int loaded = script_provider_info(w->scripts, provider, &info) == 0;
-	if (!targets_include(&j, provider) || !loaded || !info.configured) {
+	int runs_there = targets_include(j, provider);
+	if (!runs_there || !loaded || !info.configured) {
 		char why[160];
-		snprintf(why, sizeof why, !targets_include(&j, provider)
-			 ? "the job does not run on %.64s" : "provider %.64s is not configured", provider);
-		refused_event(w, j.id, provider, why);
-		if (store_commit(w->store) < 0)
-			store_rollback(w->store);
-		job_clear(&j);
+		snprintf(why, sizeof why, !runs_there ? "the job does not run on %.64s"
+			 : "provider %.64s is not configured", provider);
+		refused_event(w, j->id, provider, why);
+		jobflow_commit(&f);
 		metrics_inc(M_CALLBACKS_REJECTED);
 		metrics_callback(NULL, "rejected");
 		server_respond_error(r, 404, "JOB_NOT_FOUND", "%s", why);
-		return;
-	}
-	if (job_terminal(j.status) || strcmp(j.provider, provider) != 0) {
+	} else if (job_terminal(j->status) || strcmp(j->provider, provider) != 0) {
 		metrics_inc(M_CALLBACKS_DUPLICATE);
-		record(w, j.id, provider, "duplicate", r);
-		if (store_commit(w->store) < 0)
-			store_rollback(w->store);
+		record(w, j->id, provider, "duplicate", r);
+		jobflow_commit(&f);
 		ack(r, "duplicate");
-		job_clear(&j);
-		return;
-	}
-	json_t *req = request_arg(r), *jarg = engine_job_arg(&j), *res = NULL;
-	json_t *args[3] = { req, NULL, jarg };
-	struct script_ctx ctx = { .provider = provider };
-	if (script_has_fn(w->scripts, SCRIPT_PROVIDER, provider, "verify")) {
-		ctx.keys = engine_provider_keys(w, provider, 0);
-		json_t *settings = script_provider_settings(w->scripts, provider);
-		int needs_keys = json_object_get(settings, "jwks_url") != NULL;
-		json_decref(settings);
-		if (needs_keys && !ctx.keys) {
-			store_rollback(w->store);
-			server_respond_error(r, 503, "UNAVAILABLE",
-					     "signing keys are not loaded yet; retry");
-			goto out;
-		}
-		/* verify(req, ctx, job): ctx is appended by the host. */
-		args[1] = jarg;
-		err[0] = '\0';
-		rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "verify", args, 2, &ctx,
-				 &res, err, sizeof err);
-		if (rc < 0 || !json_is_true(res)) {
-			/* verify's `false, "reason"`: the reason comes back in err. */
-			const char *why = err[0] ? err : "signature verification failed";
-			metrics_inc(M_CALLBACKS_REJECTED);
-			record(w, j.id, provider, "rejected", r);
-			char reason[600];
-			snprintf(reason, sizeof reason, "verify refused it: %s", why);
-			refused_event(w, j.id, provider, reason);
-			if (store_commit(w->store) < 0)
-				store_rollback(w->store);
-			if (needs_keys)
-				engine_provider_keys(w, provider, 1);
-			log_info("callback for %s refused: %s", j.id, why);
-			server_respond_error(r, 401, "UNAUTHORIZED", "callback refused: %s", why);
-			goto out;
-		}
-		json_decref(res);
-		res = NULL;
-	}
-	args[1] = jarg;
-	rc = script_call(w->scripts, SCRIPT_PROVIDER, provider, "on_callback", args, 2, &ctx,
-			 &res, err, sizeof err);
-	if (rc < 0) {
-		metrics_inc(M_SCRIPT_ERRORS);
-		j.status = JOB_FAILED;
-		job_set(&j.error_code, "SCRIPT_ERROR");
-		job_set(&j.error_message, err);
-	} else if (json_is_null(res) ||
-		   (json_is_string(json_object_get(res, "state")) &&
-		    strcmp(json_string_value(json_object_get(res, "state")), "processing") == 0)) {
-		/* Not a result (progress or unreadable): keep waiting and polling. A
-		 * body that is not JSON is recorded as a refused callback. */
-		if (wants_poll(res) && !j.request_id) {
-			/* It came before the submit answer was stored: nothing to poll
-			 * with yet, so the provider is asked to send it again. */
-			store_rollback(w->store);
-			server_respond_error(r, 503, "UNAVAILABLE",
-					     "the job's submit answer is not stored yet; retry");
-			goto out;
-		}
-		int64_t due = poll_soon(w, &j, res);
-		record(w, j.id, provider, "ignored", r);
-		json_t *parsed = json_object_get(req, "json");
-		if (!parsed)
-			refused_event(w, j.id, provider, "malformed: the body is not JSON");
-		if (store_commit(w->store) < 0)
-			store_rollback(w->store);
-		else if (due)
-			engine_kick(w, due);
-		ack(r, "ignored");
-		goto out;
 	} else {
-		engine_apply_result(w, &j, res, 0, provider);
+		handle_live(r, &f, provider);
 	}
-	struct work out;
-	int nout = 0;
-	record(w, j.id, provider, "applied", r);
-	if (engine_end_job_via_tx(w, &j, "callback", &out, &nout) < 0 || store_commit(w->store) < 0) {
-		store_rollback(w->store);
-		metrics_inc(M_STORE_ERRORS);
-		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable; retry");
-		goto out;
-	}
-	ack(r, "applied");
-	engine_job_ended(w, &j, &out, nout);
-out:
-	json_decref(res);
-	json_decref(req);
-	json_decref(jarg);
-	job_clear(&j);
+	job_clear(&f.job);
 }

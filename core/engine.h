@@ -1,15 +1,22 @@
 /*
- * engine.h: runs due work (submit, poll, deliver, cancel) for one worker.
+ * engine.h: the due-work engine of one worker, as the worker and the HTTP
+ * layer see it.
  *
- * Work rows live in the store with a lease; a worker runs a row only while it
- * holds the lease, and every state change of a job is one transaction that
- * re-reads the job first, so two workers (or a callback racing a poll) never
- * move a job out of a terminal state.
+ * Work (submit, poll, deliver, provider cancel) is rows in the store with a
+ * due time and a lease. The engine claims due rows while it has room
+ * (max_inflight), runs each as a step (steps.c, delivery.c) under its lease,
+ * renews the leases of the steps in flight, and changes a job's state only
+ * through jobflow.c, which re-reads the job inside the transaction that
+ * changes it, so two workers (or a callback racing a poll) never move a job
+ * out of a terminal state.
+ *
+ * Everything here runs on the worker's loop thread.
  */
 #ifndef GENRELAY_ENGINE_H
 #define GENRELAY_ENGINE_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "job.h"
@@ -18,35 +25,44 @@
 
 struct worker;
 
-void engine_init(struct worker *w);
+/* Sets up w->engine and the due timer (not on --role api). 0 or -1. */
+int engine_init(struct worker *w);
+/* Stops claiming work (drain); steps in flight finish. */
 void engine_shutdown(struct worker *w);
+/* Frees w->engine and any step still listed (after the fetcher is freed,
+ * whose callbacks then never run). NULL-safe. */
+void engine_free(struct worker *w);
+
 /* Work may be due at due_at (wall ms): make sure the due timer fires by then. */
 void engine_kick(struct worker *w, int64_t due_at);
-/* Runs a work item this worker already holds the lease of. */
+/* Runs a work item this worker already holds the lease of; while the store
+ * has uncommitted writes it waits for the commit (engine_after_commit). */
 void engine_dispatch(struct worker *w, const struct work *wk);
+/* The same for a submit row of a job the caller just inserted: j (borrowed)
+ * is copied, so the submit does not read the job back. */
+void engine_dispatch_new(struct worker *w, const struct work *wk, const struct job *j);
+/* 1 when work waits for the store's commit. */
+int engine_after_pending(struct worker *w);
+/* After a commit: starts the work that waited for it (committed 1), or drops
+ * it (0: the commit failed, or the worker is finishing; its rows stay due in
+ * the store). */
+void engine_after_commit(struct worker *w, int committed);
+/* The lease heartbeat (called every second): every lease_s/3 the rows of
+ * the steps in flight get a fresh lease. */
+void engine_renew_leases(struct worker *w);
 
 /*
- * Inside an open transaction: writes j, which the caller has set to a
- * terminal state, drops its pending provider work and queues the webhook
- * delivery (when the job has a webhook). *out gets the work to dispatch after
- * the commit, *nout 0 or 1.
+ * Cancels job id (customer's, or anyone's when customer is NULL) in its own
+ * transaction; an ended job is left as it is. 0 with *j filled (caller
+ * clears), 1 when absent, <0 on a store error.
  */
-int engine_end_job_tx(struct worker *w, struct job *j, struct work *out, int *nout);
-/* The same, with how the end came for the "ended" event's detail ("callback",
- * "poll", "submit", "deadline"; NULL: not said, e.g. a customer's cancel). */
-int engine_end_job_via_tx(struct worker *w, struct job *j, const char *via,
-			  struct work *out, int *nout);
-/* After the commit of engine_end_job_tx: counts, dispatches, wakes waiters. */
-void engine_job_ended(struct worker *w, const struct job *j, const struct work *out, int nout);
-
-/*
- * Applies a script result ({state, request_id, output, error, data, poll_in})
- * to j. http_status is the provider's answer (0 for callbacks). Returns 1 when
- * j became terminal, 0 when it is still running, -1 on a malformed result
- * (j set to failed with SCRIPT_ERROR).
- */
-int engine_apply_result(struct worker *w, struct job *j, json_t *res,
-			long http_status, const char *script_name);
+int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
+/* Sends delivery d again now (also a dead one); d stays the caller's. 0, or
+ * -1 on a store error (nothing changed). */
+int engine_redeliver(struct worker *w, struct delivery *d);
+/* Cached JWKS keys of a provider (borrowed until the next fetch ends) or
+ * NULL; starts a fetch when missing or stale (refresh: stale after a minute). */
+json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh);
 
 /*
  * 1 when a provider that declares callback_requires (https, public) would
@@ -60,28 +76,5 @@ int engine_callbacks_refused(const char *public_url, const char *provider,
 
 /* The `job` table handed to provider scripts; caller owns. */
 json_t *engine_job_arg(const struct job *j);
-/* The callback URL of a job into out. */
-void engine_callback_url(struct worker *w, const struct job *j, char *out, size_t outlen);
-/* Cached JWKS keys of a provider (borrowed) or NULL; starts a fetch when
- * missing or stale. */
-json_t *engine_provider_keys(struct worker *w, const char *provider, int refresh);
-/* Sends delivery d again now (also a dead one); 0, or -1 on a store error. */
-int engine_redeliver(struct worker *w, struct delivery *d);
-/*
- * Cancels job id (customer's, or anyone's when customer is NULL) in its own
- * transaction; an ended job is left as it is. 0 with *j filled (caller
- * clears), 1 when absent, <0 on a store error.
- */
-int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
-/* Ends a job as failed with code/message in its own transaction. */
-void engine_fail_job(struct worker *w, const char *job_id, const char *code,
-		     const char *message);
-
-/*
- * Cancels job id (customer's, or anyone's when customer is NULL) in its own
- * transaction; an ended job is left as it is. 0 with *j filled (caller
- * clears), 1 when absent, <0 on a store error.
- */
-int engine_cancel_job(struct worker *w, const char *id, const char *customer, struct job *j);
 
 #endif

@@ -251,12 +251,13 @@ static void answer_run(struct worker *w, struct ingest_run *q, int committed, in
 		waiters_add(r, j->id, q->wait_s, &how->wait); /* r is still suspended */
 	else
 		how->accepted(r, j);
-	run_free(q);
-	/* The engine reads the job again before its submit: it takes no job. */
+	/* The submit starts from the job just inserted (copied by the engine),
+	 * so it is not read back. */
 	if (run_now)
-		engine_dispatch(w, &wk);
+		engine_dispatch_new(w, &wk, j);
 	else
 		engine_kick(w, now);
+	run_free(q);
 }
 
 /*

@@ -51,6 +51,28 @@ int job_set(char **field, const char *v)
 	return 0;
 }
 
+int job_copy(struct job *dst, const struct job *src)
+{
+	*dst = *src;
+	char **f[] = { &dst->customer, &dst->model_id, &dst->targets, &dst->provider,
+		       &dst->model, &dst->request_id, &dst->track_id, &dst->input,
+		       &dst->webhook_url, &dst->hook, &dst->output, &dst->error_code,
+		       &dst->error_message, &dst->data };
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		*f[i] = NULL;
+	char *const from[] = { src->customer, src->model_id, src->targets, src->provider,
+			       src->model, src->request_id, src->track_id, src->input,
+			       src->webhook_url, src->hook, src->output, src->error_code,
+			       src->error_message, src->data };
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		if (from[i] && !(*f[i] = strdup(from[i]))) {
+			job_clear(dst);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void job_time(int64_t ms, char *out, size_t outlen)
 {
 	time_t s = (time_t)(ms / 1000);
@@ -106,5 +128,27 @@ json_t *job_to_json(const struct job *j)
 	json_object_set_new(o, "cost", cost && json_is_object(cost) ? cost : json_null());
 	if (cost && !json_is_object(cost))
 		json_decref(cost);
+	return o;
+}
+
+json_t *job_script_arg(const struct job *j, json_t *input)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(j->id));
+	json_object_set_new(o, "model", json_string(j->model ? j->model : ""));
+	json_object_set_new(o, "model_id", json_string(j->model_id ? j->model_id : ""));
+	if (input)
+		json_object_set(o, "input", input);
+	else
+		input = j->input ? json_loads(j->input, 0, NULL) : NULL;
+	if (!json_object_get(o, "input"))
+		json_object_set_new(o, "input", input ? input : json_object());
+	if (j->track_id)
+		json_object_set_new(o, "track_id", json_string(j->track_id));
+	if (j->request_id)
+		json_object_set_new(o, "request_id", json_string(j->request_id));
+	json_t *data = j->data && strcmp(j->data, "{}") != 0 ? json_loads(j->data, 0, NULL) : NULL;
+	json_object_set_new(o, "data", data ? data : json_object());
+	json_object_set_new(o, "attempt", json_integer(j->attempt + 1));
 	return o;
 }

@@ -50,8 +50,18 @@ void job_clear(struct job *j);
 /* Replaces *field with a copy of v (NULL clears). 0 or -1. */
 int job_set(char **field, const char *v);
 
+/* Copies src into dst (every string duplicated; dst's old contents are not
+ * freed). 0, or -1 out of memory (dst cleared). */
+int job_copy(struct job *dst, const struct job *src);
+
 /* The unified job object; caller owns the result. */
 json_t *job_to_json(const struct job *j);
+/*
+ * The `job` table handed to provider scripts ({id, model, model_id, input,
+ * track_id?, request_id?, data, attempt}); caller owns. input is j's input
+ * already parsed (borrowed, shared with the result), or NULL to parse it.
+ */
+json_t *job_script_arg(const struct job *j, json_t *input);
 /* RFC 3339 UTC with milliseconds as a JSON string; null for 0. Caller owns. */
 json_t *job_time_json(int64_t ms);
 /* RFC 3339 UTC with milliseconds into out (>= 32 bytes). */

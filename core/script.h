@@ -1,5 +1,8 @@
 /*
- * script.h: the Lua host.
+ * script.h: the Lua host. What scripts may rely on (the functions of each
+ * kind, their arguments, ctx, the sandbox, what the core checks) is the
+ * script contract, written once in docs/scripts.md; this header is the C
+ * side. The host's modules and what they share are in script_int.h.
  *
  * A script host belongs to one worker thread. It loads every script under the
  * configured scripts directory: provider adapters (providers/NAME.lua) and
@@ -69,19 +72,25 @@ const char *script_version(struct script_host *h, enum script_kind kind,
 			   const char *name);
 
 /*
- * Calls script.fn(args..., ctx). args are borrowed. On success returns 0 and
- * *out holds a new reference to the result (json null when fn returned nil).
- * Returns -2 when the script or function does not exist, -1 when the script
- * raised or broke a limit: err then says "providers/fal.lua:12: message"
- * (or "...: instruction budget exceeded" / "...: memory cap exceeded").
+ * Calls script.fn with args (borrowed) and ctx where docs/scripts.md ("The
+ * contract") puts it: last, except verify(req, ctx, job). On success returns
+ * 0 and *out holds a new reference to the result (json null when fn
+ * returned nil). Returns -2 when the script or function does not exist, -1
+ * when the script raised or broke a limit: err then says
+ * "providers/fal.lua:12: message" (or "...: instruction budget exceeded" /
+ * "...: memory cap exceeded").
  *
- * ctx is appended after args, except for "verify" with two or more args,
- * which is called verify(args[0], ctx, args[1], ...) as docs/scripts.md
- * documents (verify(req, ctx, job)). On success, a second return value that
- * is a string (verify's `false, "reason"`) is copied into err; otherwise err
- * is emptied. ctx->provider is not consulted: ctx.secret() and ctx.config
- * always read the settings of the provider script's own name (hooks get
- * none), so no caller can hand one provider's secrets to another's script.
+ * For a provider's on_submitted and on_polled the core's checks apply
+ * (docs/scripts.md, "What the core checks"): for an adapter declaring
+ * errors = "core" (or on_error), a non-2xx res goes to its on_error or
+ * becomes a failed result without calling fn; after on_submitted,
+ * "processing" without a request_id becomes failed PROVIDER_FAILURE.
+ *
+ * On success, a second return value that is a string (verify's `false,
+ * "reason"`) is copied into err; otherwise err is emptied. ctx->provider is
+ * not consulted: ctx.secret() and ctx.config always read the settings of
+ * the provider script's own name (hooks get none), so no caller can hand
+ * one provider's secrets to another's script.
  */
 int script_call(struct script_host *h, enum script_kind kind, const char *name,
 		const char *fn, json_t *const *args, size_t nargs,
@@ -114,6 +123,24 @@ int script_provider_info(struct script_host *h, const char *name,
 /* The script table's `defaults` merged with the configured provider settings,
  * secrets removed; caller owns. NULL when the provider is not loaded. */
 json_t *script_provider_settings(struct script_host *h, const char *name);
+/* The same settings, borrowed (no copy): valid until the next
+ * script_host_load, script_host_refresh or script_host_free on h. NULL when
+ * the provider is not loaded. Owner thread only. */
+const json_t *script_provider_settings_ref(struct script_host *h, const char *name);
+/* One numeric setting (e.g. "poll_after_s") of a loaded provider into *out:
+ * 0, or -1 (*out untouched) when unset, not a number or not loaded. */
+int script_provider_number(struct script_host *h, const char *name, const char *key,
+			   double *out);
+
+/*
+ * Runs the provider's verify(req, ctx, job) on an inbound callback (job may
+ * be NULL: verify(req, ctx)); req and job are borrowed. Returns 1 accepted
+ * (verify returned true), 0 refused (anything else; verify's reason, if it
+ * gave one, in why), -1 the script raised or broke a limit (the error in
+ * why), -2 the provider is not loaded or has no verify.
+ */
+int script_verify(struct script_host *h, const char *provider, json_t *req, json_t *job,
+		  const struct script_ctx *ctx, char *why, size_t whylen);
 
 /*
  * 1 when every key of expect is in actual with a matching value (objects

@@ -112,19 +112,13 @@ static void begin_drain(struct worker *w)
 
 void worker_commit(struct worker *w)
 {
-	for (int round = 0; round < 1000 && (store_pending(w->store) || w->nafter); round++) {
+	for (int round = 0; round < 1000 && (store_pending(w->store) || engine_after_pending(w)); round++) {
 		int rc = store_flush(w->store);
 		if (rc < 0)
 			log_warn("store: commit failed: %s", store_errmsg(w->store));
 		server_release(w->server, rc == 0);
 		server_release(w->metrics_server, rc == 0);
-		size_t n = w->nafter;
-		struct work *list = w->after;
-		w->after = NULL;
-		w->nafter = w->capafter = 0;
-		for (size_t i = 0; rc == 0 && !finishing[w->index] && i < n; i++)
-			engine_dispatch(w, &list[i]);
-		free(list);
+		engine_after_commit(w, rc == 0 && !finishing[w->index]);
 	}
 }
 
@@ -144,22 +138,11 @@ static void idle(void *arg)
 	}
 }
 
-static int64_t renew_at[64];
-
 static void tick(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
 	waiters_tick(w);
-	/* Lease heartbeat: every lease_s/3 the rows this worker runs get a
-	 * fresh lease, so a step may outlast one lease and a dead worker's
-	 * rows free up within one. */
-	int64_t lease_ms = (int64_t)(w->cfg->lease_s * 1000);
-	if (loop_now_ms() >= renew_at[w->index]) {
-		renew_at[w->index] = loop_now_ms() + lease_ms / 3;
-		if (w->nlive > 0 && store_work_renew(w->store, w->owner, w->live_work, w->nlive,
-							     loop_wall_ms() + lease_ms) < 0)
-			log_warn("store: renewing leases: %s", store_errmsg(w->store));
-	}
+	engine_renew_leases(w); /* a step may outlast one lease; a dead worker's rows free up within one */
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
 }
 
@@ -211,7 +194,10 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	w->hooks.job_ended = api_job_ended;
-	engine_init(w);
+	if (engine_init(w) < 0) {
+		log_error("worker %d: out of memory", w->index);
+		return NULL;
+	}
 	loop_timer_init(&w->tick_timer, tick, w);
 	loop_timer_set(w->loop, &w->tick_timer, loop_now_ms() + 1000);
 	/* Load signing keys early so the first callbacks can be verified. */
@@ -237,7 +223,6 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	w->batch = NULL;
 	w->batch_tail = &w->batch;
 	w->inotify_fd = -1;
-	w->jwks = json_object();
 	if (!(w->customers = customers_new())) {
 		snprintf(err, errlen, "worker %d: out of memory", w->index);
 		return -1;
@@ -300,9 +285,7 @@ void worker_join(struct worker *w)
 		close(w->inotify_fd);
 	script_host_free(w->scripts);
 	store_close(w->store);
-	free(w->live_work);
-	json_decref(w->jwks);
+	engine_free(w); /* after the fetcher: no step's callback runs any more */
 	customers_free(w->customers);
-	free(w->after);
 	loop_free(w->loop);
 }

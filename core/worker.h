@@ -22,6 +22,7 @@ struct request;
 struct work;
 struct ingest_run;
 struct waiter;
+struct engine;
 
 struct worker {
 	int index;
@@ -53,16 +54,13 @@ struct worker {
 	struct ingest_run **batch_tail;
 	struct waiter *waiters;        /* sync runs and long-polls (waiters.c) */
 	void *front_streams;           /* front.c: status streams (server-sent events) */
-	json_t *jwks;                  /* provider -> {"keys":[...],"at":ms} */
 	int inotify_fd;
 	struct loop_io inotify_io;
 	int64_t reload_at;             /* debounce: refresh scripts at this time */
 	int stopping;
 	long inflight_steps;           /* provider steps and deliveries running */
-	int64_t *live_work;            /* work ids of the steps running (lease heartbeat) */
-	size_t nlive, caplive;
-	struct work *after;            /* work to start once the store commits */
-	size_t nafter, capafter;
+	struct engine *engine;         /* engine.c's own state: steps in flight, work
+					* waiting for the commit, caches */
 	/*
 	 * Notifications that go up a layer. The worker sets them at start; the
 	 * lower layers call them and never include the higher ones' headers.

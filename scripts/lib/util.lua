@@ -222,14 +222,6 @@ function M.request_id(job)
 	return id
 end
 
--- verify's (ctx, job) whichever order they came in: the contract says
--- verify(req, ctx, job), while a caller that appends ctx to its arguments
--- calls verify(req, job, ctx). ctx is the table with a secret function.
-function M.ctx_job(a, b)
-	if type(a) == "table" and type(a.secret) == "function" then return a, b end
-	return b, a
-end
-
 -- false, reason when the id a callback carries differs from the job's
 -- provider id (both known); true otherwise. For providers that do not sign.
 function M.same_id(job, got, what)

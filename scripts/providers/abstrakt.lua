@@ -4,11 +4,9 @@
 --   tutorial       {request_id, status = "completed", result = {items}, metrics, timestamp}
 --   event envelope {event = "job.completed" | "job.failed" | ..., data = {...}}
 local U = require("lib.util")
+local A = require("lib.auth")
 
-local function auth(ctx)
-	local key = ctx.secret("key")
-	return U.header("Authorization", key and ("Bearer " .. key))
-end
+local auth = A.bearer()
 
 local STATE = { pending = "processing", queued = "processing", processing = "processing", running = "processing",
 	started = "processing", completed = "succeeded", succeeded = "succeeded", success = "succeeded",
@@ -59,8 +57,8 @@ end
 
 return {
 	name = "abstrakt",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
-	callback = true,
 	defaults = { base_url = "https://api.abstrakt.one" },
 
 	-- With a callback, a per-job webhook_secret (the tutorial's per-request
@@ -79,12 +77,7 @@ return {
 	end,
 
 	on_submitted = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res)) end
-		local r = from_job(res.json, ctx)
-		if not r or (r.state == "processing" and not r.request_id) then
-			return U.failed("abstrakt: run response has no job id", "PROVIDER_FAILURE")
-		end
-		return r
+		return from_job(res.json, ctx) or { state = "processing" } -- no job id: the core fails it
 	end,
 
 	-- Hex HMAC-SHA256 over the raw body (with X-Abstrakt-Timestamp, over
@@ -95,7 +88,6 @@ return {
 	-- when no secret is configured (the callback URL's token still
 	-- authenticates it; not every docs version sends the per-request secret).
 	verify = function(req, ctx, job)
-		ctx, job = U.ctx_job(ctx, job)
 		local own = type(job) == "table" and U.str((job.data or {}).webhook_secret) or nil
 		local configured = ctx.secret("webhook_secret")
 		local h = req.headers or {}
@@ -124,7 +116,6 @@ return {
 	end,
 
 	on_polled = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res), "PROVIDER_FAILURE") end
 		return from_job(res.json, ctx) or U.failed("abstrakt: job response is not JSON", "PROVIDER_FAILURE")
 	end,
 

@@ -1,9 +1,8 @@
 -- Artificial Studio API (docs/provider-facts.md, "Artificial Studio"). model = tool slug, e.g. "create-image".
 local U = require("lib.util")
+local A = require("lib.auth")
 
-local function auth(ctx)
-	return U.header("Authorization", ctx.secret("key")) -- the raw key, no "Bearer"
-end
+local auth = A.header("Authorization") -- the raw key, no "Bearer"
 
 local PENDING = { pending = true, processing = true, uploading = true }
 
@@ -29,8 +28,8 @@ end
 
 return {
 	name = "artificialstudio",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
-	callback = true, -- sent on success only; failures are learnt by polling
 	-- Artificial Studio refuses non-HTTPS and private webhook URLs (docs/provider-facts.md).
 	callback_requires = { https = true, public = true },
 	defaults = { base_url = "https://api.artificialstudio.ai" },
@@ -41,19 +40,11 @@ return {
 			body = { tool = job.model, input = job.input or {}, webhook = ctx.callback_url } }
 	end,
 
-	on_submitted = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res)) end
-		local r = from_generation(res.json, ctx, "submit")
-		if r.state == "processing" and not r.request_id then
-			return U.failed("Artificial Studio: submit response has no id", "PROVIDER_FAILURE")
-		end
-		return r
-	end,
+	on_submitted = function(res, job, ctx) return from_generation(res.json, ctx, "submit") end,
 
 	-- No signature; X-Media-Id and the body's id must name this job's
 	-- generation (every documented webhook carries both; one is required).
 	verify = function(req, ctx, job)
-		ctx, job = U.ctx_job(ctx, job)
 		local media = (req.headers or {})["x-media-id"]
 		local body_id = type(req.json) == "table" and U.str(req.json.id) or nil
 		if media and body_id and media ~= body_id then return false, "X-Media-Id differs from the body's id" end
@@ -68,7 +59,6 @@ return {
 	end,
 
 	on_polled = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res), "PROVIDER_FAILURE") end
 		return from_generation(res.json, ctx, "poll")
 	end,
 

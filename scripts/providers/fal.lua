@@ -1,5 +1,6 @@
 -- fal.ai queue API (docs/provider-facts.md, "fal").
 local U = require("lib.util")
+local A = require("lib.auth")
 
 -- @fal-ai/client's ensureEndpointIdFormat: an id without a slash in the
 -- legacy form "123-app" is "123/app"; any other id is used as given.
@@ -29,10 +30,7 @@ local function own_url(u, ctx)
 	return (o and b and o:lower() == b:lower()) and u or nil
 end
 
-local function auth(ctx)
-	local key = ctx.secret("key")
-	return U.header("Authorization", key and ("Key " .. key))
-end
+local auth = A.header("Authorization", "Key ")
 
 -- The status ("status_url"), result ("response_url") or cancel ("cancel_url")
 -- URL: the one the submit answer returned (fal asks clients to use them),
@@ -52,8 +50,8 @@ local function items(payload) return U.file_items(payload, HINTS) end
 
 return {
 	name = "fal",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = { "fal%-ai/.+" },
-	callback = true,
 	defaults = { base_url = "https://queue.fal.run", jwks_url = "https://rest.alpha.fal.ai/.well-known/jwks.json" },
 
 	submit = function(job, ctx)
@@ -64,17 +62,13 @@ return {
 
 	on_submitted = function(res, job, ctx)
 		local b = type(res.json) == "table" and res.json or {}
-		if not U.ok(res) then return U.failed(U.res_message(res)) end
-		local id = U.str(b.request_id)
-		if not id then return U.failed("fal: submit response has no request_id", "PROVIDER_FAILURE") end
 		local data = {}
 		for which in pairs(SUFFIX) do data[which] = own_url(U.val(b[which]), ctx) end
-		return { state = "processing", request_id = id, data = data }
+		return { state = "processing", request_id = U.str(b.request_id), data = data }
 	end,
 
 	-- Ed25519 over "request_id\nuser_id\ntimestamp\nhex(sha256(body))" (docs/provider-facts.md, "fal").
 	verify = function(req, ctx, job)
-		ctx, job = U.ctx_job(ctx, job)
 		local h = req.headers or {}
 		local rid, uid = h["x-fal-webhook-request-id"], h["x-fal-webhook-user-id"]
 		local ts, sig = h["x-fal-webhook-timestamp"], h["x-fal-webhook-signature"]
@@ -133,8 +127,7 @@ return {
 		end
 		if st == "FAILED" then return U.failed(U.message(b) or "fal reported FAILED", "PROVIDER_FAILURE") end
 		if st == "CANCELED" or st == "CANCELLED" then return { state = "canceled" } end
-		if U.ok(res) then return U.succeeded(items(b), ctx) end
-		return U.failed(U.res_message(res), "PROVIDER_FAILURE")
+		return U.succeeded(items(b), ctx)
 	end,
 
 	cancel = function(job, ctx)

@@ -1,10 +1,8 @@
 -- Krea API (docs/provider-facts.md, "Krea"). Reached by prefix only: krea:image/bfl/flux-1-dev.
 local U = require("lib.util")
+local A = require("lib.auth")
 
-local function auth(ctx)
-	local key = ctx.secret("key")
-	return U.header("Authorization", key and ("Bearer " .. key))
-end
+local auth = A.bearer()
 
 -- Path after /generate/: "image/bfl/flux-1-dev" as given; a two-part id
 -- such as "bfl/flux-1-dev" (the form DESIGN.md's alias example uses) is an image model.
@@ -43,8 +41,8 @@ end
 
 return {
 	name = "krea",
+	errors = "core", -- non-2xx answers never reach on_submitted/on_polled (docs/scripts.md)
 	models = {},
-	callback = true,
 	defaults = { base_url = "https://api.krea.ai" },
 
 	submit = function(job, ctx)
@@ -54,20 +52,12 @@ return {
 			headers = h, body = job.input }
 	end,
 
-	on_submitted = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res)) end
-		local r = from_job(res.json, job, ctx)
-		if not r.request_id and r.state == "processing" then
-			return U.failed("Krea: submit response has no job_id", "PROVIDER_FAILURE")
-		end
-		return r
-	end,
+	on_submitted = function(res, job, ctx) return from_job(res.json, job, ctx) end,
 
 	-- Krea does not sign webhooks; its docs say to check that job_id is ours.
 	-- The webhook is the job object, which always carries job_id: a body
 	-- without it (or with another job's) is refused.
 	verify = function(req, ctx, job)
-		ctx, job = U.ctx_job(ctx, job)
 		return U.require_id(job, type(req.json) == "table" and req.json.job_id, "job_id")
 	end,
 
@@ -78,7 +68,6 @@ return {
 	end,
 
 	on_polled = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res), "PROVIDER_FAILURE") end
 		return from_job(res.json, job, ctx)
 	end,
 

@@ -29,7 +29,6 @@ local function from_body(b, job, ctx, phase)
 	elseif st == "processing" then
 		local eta = tonumber(U.val(b.eta))
 		local fam = type(b.fetch_result) == "string" and b.fetch_result:match("/([^/]+)/fetch/[^/]*$")
-		if phase == "submit" and not id then return U.failed("ModelsLab: processing without id", "PROVIDER_FAILURE") end
 		return { state = "processing", request_id = id, poll_in = eta and math.max(1, eta) or nil,
 			data = fam and { family = fam } or nil }
 	elseif st == "error" or st == "failed" then
@@ -47,8 +46,8 @@ end
 
 return {
 	name = "modelslab",
+	errors = "core", -- non-2xx answers go to on_error, then the core (docs/scripts.md)
 	models = {},
-	callback = true,
 	-- ModelsLab requires an HTTPS webhook (docs/provider-facts.md); without one
 	-- the core refuses the job at submit unless providers.modelslab.callbacks = false.
 	callback_requires = { https = true },
@@ -65,21 +64,21 @@ return {
 		return { method = "POST", url = U.join(ctx.config.base_url, job.model), body = body }
 	end,
 
-	on_submitted = function(res, job, ctx)
-		-- A full queue: HTTP 429 with the wait in the body ({status = "error", retry_after = 30}).
-		if res.status == 429 then
-			local b = type(res.json) == "table" and res.json or {}
-			return { state = "retry", retry_in = tonumber(U.val(b.retry_after)),
-				error = { message = U.message(b) or "ModelsLab: too many queued requests" } }
-		end
-		if not U.ok(res) then return U.failed(U.res_message(res)) end
-		return from_body(res.json, job, ctx, "submit")
+	on_submitted = function(res, job, ctx) return from_body(res.json, job, ctx, "submit") end,
+
+	-- Answers that are not 2xx. A full queue: HTTP 429 (on submit) with the
+	-- wait in the body ({status = "error", retry_after = 30}); anything else
+	-- is left to the core (nil: failed with the body's message).
+	on_error = function(res, job, ctx)
+		if res.status ~= 429 then return nil end
+		local b = type(res.json) == "table" and res.json or {}
+		return { state = "retry", retry_in = tonumber(U.val(b.retry_after)),
+			error = { message = U.message(b) or "ModelsLab: too many queued requests" } }
 	end,
 
 	-- ModelsLab does not sign webhooks; its generation webhooks always carry
 	-- the request's id, which must be this job's.
 	verify = function(req, ctx, job)
-		ctx, job = U.ctx_job(ctx, job)
 		return U.require_id(job, type(req.json) == "table" and req.json.id, "id")
 	end,
 
@@ -91,7 +90,6 @@ return {
 	end,
 
 	on_polled = function(res, job, ctx)
-		if not U.ok(res) then return U.failed(U.res_message(res), "PROVIDER_FAILURE") end
 		return from_body(res.json, job, ctx, "poll")
 	end,
 

@@ -7,7 +7,7 @@
 // metatable, reading another provider's secret. Each must fail that job (or
 // that delivery attempt) with SCRIPT_ERROR naming the script, while the
 // worker keeps answering /healthz and other customers' jobs go through.
-// tests/unit/test_script.c covers the same list at the C level.
+// tests/unit/test_script_sandbox.c and test_script_limits.c cover the same list at the C level.
 //
 //   GENRELAY_BIN=$PWD/build/genrelay node --test tests/e2e/sandbox.test.js
 

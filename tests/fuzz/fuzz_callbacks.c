@@ -1,22 +1,25 @@
 /*
  * fuzz_callbacks.c: libFuzzer target for provider callback parsing through
- * the Lua host: each provider script's verify() and on_callback() (the real
- * scripts/providers/NAME.lua) get a request built as core/callbacks.c builds it
- * ({headers, query, body, json}), and a result is applied to a job with
- * engine_apply_result(), as callbacks_handle() does.
+ * the Lua host: the request table is built by the handler's own builder
+ * (callbacks_request_arg), each provider script's verify() and
+ * on_callback() (the real scripts/providers/NAME.lua) run through the
+ * handler's own path (callbacks_parse), and a result is applied to a job
+ * with jobflow_apply_result(), as callbacks_handle() does.
  *
  * Input: byte 0 picks the provider (fal, krea, modelslab, artificialstudio,
  * abstrakt); then a header block ("name: value" lines) up to the first empty
- * line; the rest is the body. Seeds in tests/fuzz/corpus/callbacks are the
- * real callbacks provsim posts.
+ * line; then, when the next line starts with '?', a query string
+ * ("a=1&b=2", one line); the rest is the body. Seeds in
+ * tests/fuzz/corpus/callbacks are the real callbacks provsim posts.
  *
- * Beyond "never crash": script_call answers 0 or -1 (a script error is
- * fine, the host must contain it), error text is terminated, verify()
- * answers true or false, and an applied result leaves the job in a valid
- * state with an error code of the documented shape when it failed.
+ * Beyond "never crash": callbacks_parse answers one of its verdicts (a
+ * script error is fine, the host must contain it), error text is
+ * terminated, and an applied result leaves the job in a valid state with an
+ * error code of the documented shape when it failed.
  */
+#include "callbacks.h"
 #include "config.h"
-#include "engine.h"
+#include "jobflow.h"
 #include "job.h"
 #include "log.h"
 #include "script.h"
@@ -80,25 +83,55 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void add_header(json_t *h, const char *line, size_t n)
+#define FIELDS_MAX 64
+
+/* Splits "name: value" into a field (both copied into buf, NUL-terminated,
+ * as the HTTP server hands them over: any bytes). 0, or -1 for no colon. */
+static int header_field(const char *line, size_t n, struct callbacks_field *f, char **buf)
 {
 	const char *colon = memchr(line, ':', n);
-	char name[128];
-	if (!colon || colon == line || (size_t)(colon - line) >= sizeof name)
-		return;
-	size_t nl = (size_t)(colon - line);
-	for (size_t i = 0; i < nl; i++)
-		name[i] = (char)tolower((unsigned char)line[i]);
-	name[nl] = '\0';
+	if (!colon || colon == line)
+		return -1;
 	const char *v = colon + 1, *e = line + n;
 	while (v < e && (*v == ' ' || *v == '\t'))
 		v++;
 	while (e > v && (e[-1] == '\r' || e[-1] == ' '))
 		e--;
-	/* As MHD hands them over: NUL-terminated strings, any bytes. */
+	char *name = strndup(line, (size_t)(colon - line));
 	char *val = strndup(v, (size_t)(e - v));
-	json_object_set_new(h, name, json_stringn_nocheck(val, strlen(val)));
-	free(val);
+	buf[0] = name;
+	buf[1] = val;
+	f->name = name;
+	f->value = val;
+	return name && val ? 0 : -1;
+}
+
+/* Splits a query string into fields ("a=1&b"), copies into buf. */
+static size_t query_fields(const char *p, size_t n, struct callbacks_field *f, char **buf,
+			   size_t max)
+{
+	size_t k = 0;
+	while (n > 0 && k < max) {
+		const char *amp = memchr(p, '&', n);
+		size_t len = amp ? (size_t)(amp - p) : n;
+		const char *eq = memchr(p, '=', len);
+		char *name = strndup(p, eq ? (size_t)(eq - p) : len);
+		char *val = eq ? strndup(eq + 1, len - (size_t)(eq - p) - 1) : strdup("");
+		buf[2 * k] = name;
+		buf[2 * k + 1] = val;
+		if (name && val && *name) {
+			f[k].name = name;
+			f[k].value = val;
+			k++;
+		} else {
+			free(name);
+			free(val);
+			buf[2 * k] = buf[2 * k + 1] = NULL;
+		}
+		p += amp ? len + 1 : len;
+		n -= amp ? len + 1 : len;
+	}
+	return k;
 }
 
 static void check_err(const char *err, size_t len)
@@ -113,7 +146,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const char *prov = providers[data[0] % (sizeof providers / sizeof providers[0])];
 	const char *p = (const char *)data + 1, *end = (const char *)data + size;
-	json_t *headers = json_object();
+	struct callbacks_field hf[FIELDS_MAX], qf[FIELDS_MAX];
+	char *hbuf[2 * FIELDS_MAX] = {0}, *qbuf[2 * FIELDS_MAX] = {0};
+	size_t nh = 0, nq = 0;
 	/* Header lines until an empty line. */
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -125,17 +160,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			p = nl ? nl + 1 : end;
 			break;
 		}
-		add_header(headers, p, n);
+		if (nh < FIELDS_MAX && header_field(p, n, &hf[nh], &hbuf[2 * nh]) == 0)
+			nh++;
 		p = nl ? nl + 1 : end;
 	}
-	size_t blen = (size_t)(end - p);
-	json_t *req = json_object();
-	json_object_set_new(req, "headers", headers);
-	json_object_set_new(req, "query", json_object());
-	json_object_set_new(req, "body", json_stringn_nocheck(p, blen));
-	json_t *parsed = blen ? json_loadb(p, blen, JSON_DECODE_ANY, NULL) : NULL;
-	if (parsed)
-		json_object_set_new(req, "json", parsed);
+	if (p < end && *p == '?') {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		nq = query_fields(p + 1, (size_t)(le - p - 1), qf, qbuf, FIELDS_MAX);
+		p = nl ? nl + 1 : end;
+	}
+	json_t *req = callbacks_request_arg(hf, nh, qf, nq, p, (size_t)(end - p));
 
 	struct job j;
 	memset(&j, 0, sizeof j);
@@ -149,13 +184,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j.request_id = strdup("req-1");
 	j.input = strdup("{\"prompt\":\"fuzz\"}");
 	j.data = strdup("{}");
-	json_t *jarg = engine_job_arg(&j);
-	json_t *args[2] = { req, jarg };
-	struct script_ctx ctx = { .provider = prov, .keys = strcmp(prov, "fal") == 0 ? jwks_keys : NULL };
+	json_t *jarg = job_script_arg(&j, NULL);
+	json_t *keys = strcmp(prov, "fal") == 0 ? jwks_keys : NULL;
 	char err[512];
 	json_t *res = NULL;
-
 	if (script_has_fn(host, SCRIPT_PROVIDER, prov, "verify")) {
+		/* The adapter's contract: verify answers true or false (or nil),
+		 * and a script error is contained. */
+		json_t *args[2] = { req, jarg };
+		struct script_ctx ctx = { .provider = prov, .keys = keys };
 		memset(err, 'x', sizeof err);
 		int rc = script_call(host, SCRIPT_PROVIDER, prov, "verify", args, 2, &ctx, &res, err, sizeof err);
 		if (rc != 0 && rc != -1)
@@ -167,12 +204,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		res = NULL;
 	}
 	memset(err, 'x', sizeof err);
-	int rc = script_call(host, SCRIPT_PROVIDER, prov, "on_callback", args, 2, &ctx, &res, err, sizeof err);
-	if (rc != 0 && rc != -1)
+	int v = callbacks_parse(host, prov, req, jarg, keys, &res, err, sizeof err);
+	if (v != CALLBACKS_RESULT && v != CALLBACKS_SCRIPT_ERROR && v != CALLBACKS_REFUSED)
+		abort();
+	if ((v == CALLBACKS_RESULT) != (res != NULL))
 		abort();
 	check_err(err, sizeof err);
-	if (rc == 0 && !json_is_null(res)) {
-		int t = engine_apply_result(NULL, &j, res, 0, prov);
+	if (v != CALLBACKS_RESULT && !err[0])
+		abort(); /* a refusal or a script error always says why */
+	if (v == CALLBACKS_RESULT && !json_is_null(res)) {
+		int t = jobflow_apply_result(&j, res, 0, prov);
 		if (t < -1 || t > 1)
 			abort();
 		if (j.status < JOB_QUEUED || j.status > JOB_CANCELED)
@@ -196,5 +237,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_decref(jarg);
 	json_decref(req);
 	job_clear(&j);
+	for (size_t i = 0; i < 2 * FIELDS_MAX; i++) {
+		free(hbuf[i]);
+		free(qbuf[i]);
+	}
 	return 0;
 }

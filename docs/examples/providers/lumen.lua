@@ -72,8 +72,8 @@ end
 
 return {
 	name = "lumen",                       -- must equal the file name
+	errors = "core",                      -- error answers are the core's (docs/scripts.md, "What the core checks")
 	models = { "photon%-[%w%-]+" },       -- unprefixed ids it serves, e.g. photon-1 (lumen:photon-1 works too)
-	callback = true,                      -- Lumen posts callbacks; polling is the fallback
 	defaults = { base_url = "https://api.lumen.example" },
 
 	-- job.model is Lumen's model id ("photon-1" for lumen:photon-1 or photon-1).
@@ -87,27 +87,17 @@ return {
 		}
 	end,
 
-	-- Network errors, 408/425/429 and 5xx never get here: the core retries them.
+	-- Only 2xx answers get here: the core retries network errors, 408/425/429
+	-- and 5xx, and turns any other answer into a failed result with the
+	-- body's message (PROVIDER_REJECTED for a 4xx). A "processing" result
+	-- without a request_id is failed by the core too.
 	on_submitted = function(res, job, ctx)
-		if res.status >= 400 then
-			local e = type(res.json) == "table" and val(res.json.error) or nil
-			local msg = type(e) == "table" and type(e.message) == "string" and e.message or ("HTTP " .. res.status)
-			-- No code: the core picks PROVIDER_REJECTED because the status is 4xx.
-			return { state = "failed", error = { message = msg } }
-		end
-		local r = type(res.json) == "table" and from_task(val(res.json.task), ctx) or nil
-		if not r or not r.request_id then
-			return { state = "failed", error = { code = "PROVIDER_FAILURE", message = "Lumen: no task id in the answer" } }
-		end
-		return r
+		return type(res.json) == "table" and from_task(val(res.json.task), ctx) or { state = "processing" }
 	end,
 
 	-- Runs before on_callback; anything but true answers 401 and leaves the
-	-- job untouched. The core passes ctx as the second argument and the job
-	-- as the third (docs/scripts.md has shown them the other way round), so
-	-- find ctx by its shape.
-	verify = function(req, a, b)
-		local ctx = (type(a) == "table" and type(a.secret) == "function") and a or b
+	-- job untouched. Like every verify: verify(req, ctx, job).
+	verify = function(req, ctx, job)
 		local secret = ctx.secret("webhook_secret")
 		if not secret then return false, "lumen: webhook_secret is not configured" end
 		local sig = (req.headers or {})["lumen-signature"] -- header names are lower-case
@@ -131,11 +121,10 @@ return {
 		return { method = "GET", url = task_url(ctx, job), headers = headers(ctx) }
 	end,
 
+	-- Only 2xx answers get here too (a 404 after the third in a row becomes a
+	-- failed result with Lumen's message).
 	on_polled = function(res, job, ctx)
-		if res.status == 404 then
-			return { state = "failed", error = { code = "PROVIDER_FAILURE", message = "Lumen: task not found" } }
-		end
-		local r = res.status < 300 and type(res.json) == "table" and from_task(val(res.json.task), ctx) or nil
+		local r = type(res.json) == "table" and from_task(val(res.json.task), ctx) or nil
 		if not r then
 			return { state = "failed", error = { code = "PROVIDER_FAILURE", message = "Lumen: unreadable status (HTTP " .. res.status .. ")" } }
 		end
@@ -149,7 +138,7 @@ return {
 	end,
 
 	-- Run on every load (and by `genrelay scripts check`); a failure keeps the
-	-- previous version of the script running. ctx is appended by the host.
+	-- previous version of the script running. ctx is added by the host.
 	examples = {
 		{ name = "submit maps the job", fn = "submit",
 			args = { { id = "job_1", model = "photon-1", model_id = "lumen:photon-1",

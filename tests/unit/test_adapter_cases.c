@@ -1,18 +1,23 @@
 /*
- * test_scripts.c: the recorded-payload runner (docs/scripts.md,
- * "Recorded-payload tests").
+ * test_adapter_cases.c: runs the adapter cases, recorded payloads in and
+ * expected results out, against the shipped scripts (docs/scripts.md,
+ * "Adapter cases").
  *
- * For every CASES/NAME.json ({kind, name, config, cases: [{name, fn, args,
+ * For every CASES/NAME.json ({kind, name, config, script?, cases: [{name, fn, args,
  * ctx? {callback_url, keys, now}, expect? | expect_error?}]}) it loads SCRIPTS with a configuration
  * whose providers[name] is the file's config, runs each case through
  * script_call and matches `expect` as a subset (script_json_subset) or
  * `expect_error` as a substring of the error. Each failure prints the file
- * and case name. It fails when there are no case files, and when any script
+ * and case name. A file with "script": "PATH" (relative to CASES) runs
+ * against that script instead, loaded beside SCRIPTS/lib (so lib helpers
+ * such as lib/standard_webhooks.lua are tested through an adapter). It fails when there are no case files, and when any script
  * under SCRIPTS does not load (its examples included).
  *
  * SCRIPTS is $GENRELAY_SCRIPTS_DIR or $GENRELAY_SRC/scripts; CASES is
- * $GENRELAY_CASES_DIR or $GENRELAY_SRC/tests/scripts ($GENRELAY_SRC defaults
- * to "."). $GENRELAY_CASE_FILTER runs only case files whose name contains it.
+ * $GENRELAY_CASES_DIR or $GENRELAY_SRC/tests/adapter_cases ($GENRELAY_SRC defaults
+ * to "."). Without either variable it then runs docs/examples/tests against
+ * docs/examples (the Lumen example of docs/providers.md).
+ * $GENRELAY_CASE_FILTER runs only case files whose name contains it.
  */
 #include "check.h"
 #include "config.h"
@@ -20,6 +25,9 @@
 #include "script.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +40,8 @@ static int is_json_file(const struct dirent *d)
 	return n > 5 && d->d_name[0] != '.' && strcmp(d->d_name + n - 5, ".json") == 0;
 }
 
-/* A default configuration pointing at scripts_dir, with providers (taken). */
-static struct config *make_config(json_t *providers)
+/* A default configuration pointing at dir, with providers (taken). */
+static struct config *make_config(const char *dir, json_t *providers)
 {
 	char err[256];
 	struct config *c = config_load(NULL, err, sizeof err);
@@ -43,17 +51,56 @@ static struct config *make_config(json_t *providers)
 		return NULL;
 	}
 	free(c->scripts);
-	c->scripts = strdup(scripts_dir);
+	c->scripts = strdup(dir);
 	json_decref(c->providers);
 	c->providers = providers ? providers : json_object();
 	return c;
+}
+
+/*
+ * A scripts directory in tmpl (mkdtemp template, rewritten) holding
+ * SCRIPTS/lib and the one script rel (relative to CASES) as KIND/NAME.lua,
+ * both as symbolic links. 0 or -1.
+ */
+static int fixture_dir(char *tmpl, enum script_kind k, const char *name, const char *rel)
+{
+	char a[2048], b[2048];
+	if (!mkdtemp(tmpl))
+		return -1;
+	snprintf(a, sizeof a, "%s/lib", scripts_dir);
+	snprintf(b, sizeof b, "%s/lib", tmpl);
+	if (a[0] != '/' && realpath(scripts_dir, a))
+		strncat(a, "/lib", sizeof a - strlen(a) - 1);
+	if (symlink(a, b) < 0)
+		return -1;
+	snprintf(b, sizeof b, "%s/%s", tmpl, k == SCRIPT_PROVIDER ? "providers" : "hooks");
+	if (mkdir(b, 0700) < 0)
+		return -1;
+	snprintf(a, sizeof a, "%s/%s", cases_dir, rel);
+	{
+		char abs[PATH_MAX];
+		if (!realpath(a, abs))
+			return -1;
+		snprintf(b, sizeof b, "%s/%s/%s.lua", tmpl, k == SCRIPT_PROVIDER ? "providers" : "hooks",
+			 name);
+		return symlink(abs, b);
+	}
+}
+
+/* Removes what fixture_dir made. */
+static void fixture_remove(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
 }
 
 /* Every script loads (and passes its own examples) with an empty config. */
 static void check_all_load(void)
 {
 	char err[1024];
-	struct config *c = make_config(NULL);
+	struct config *c = make_config(scripts_dir, NULL);
 	struct script_host *h;
 	json_t *list, *v;
 	size_t i;
@@ -152,6 +199,8 @@ static size_t run_file(const char *file)
 	struct script_host *h;
 	enum script_kind k;
 	size_t ran = 0;
+	char fixture[] = "/tmp/genrelay-cases-XXXXXX";
+	const char *dir = scripts_dir;
 
 	snprintf(path, sizeof path, "%s/%s", cases_dir, file);
 	root = json_load_file(path, JSON_ALLOW_NUL, &je);
@@ -184,7 +233,19 @@ static size_t run_file(const char *file)
 	providers = json_object();
 	if (k == SCRIPT_PROVIDER)
 		json_object_set(providers, json_string_value(name), conf ? conf : json_object());
-	c = make_config(providers);
+	if (json_is_string(json_object_get(root, "script"))) {
+		if (fixture_dir(fixture, k, json_string_value(name),
+				json_string_value(json_object_get(root, "script"))) < 0) {
+			fprintf(stderr, "%s: cannot set up script %s\n", file,
+				json_string_value(json_object_get(root, "script")));
+			CHECK(0);
+			json_decref(providers);
+			json_decref(root);
+			return 0;
+		}
+		dir = fixture;
+	}
+	c = make_config(dir, providers);
 	h = c ? script_host_new(c) : NULL;
 	if (!h) {
 		CHECK(0);
@@ -219,16 +280,40 @@ static size_t run_file(const char *file)
 	script_host_free(h);
 	config_free(c);
 	json_decref(root);
+	if (dir == fixture)
+		fixture_remove(fixture);
 	return ran;
+}
+
+/* Runs every case file of cases_dir against scripts_dir; returns the
+ * number of cases run. */
+static size_t run_dir(const char *filter)
+{
+	struct dirent **files = NULL;
+	size_t total = 0;
+	int n = scandir(cases_dir, &files, is_json_file, alphasort);
+	if (n <= 0) {
+		fprintf(stderr, "no case files (*.json) in %s\n", cases_dir);
+		CHECK(n > 0);
+		free(files);
+		return 0;
+	}
+	check_all_load();
+	for (int i = 0; i < n; i++) {
+		if (!filter || strstr(files[i]->d_name, filter))
+			total += run_file(files[i]->d_name);
+		free(files[i]);
+	}
+	free(files);
+	printf("%s: %d case files, %zu cases\n", cases_dir, n, total);
+	return total;
 }
 
 int main(void)
 {
 	const char *src = getenv("GENRELAY_SRC") ? getenv("GENRELAY_SRC") : ".";
 	const char *filter = getenv("GENRELAY_CASE_FILTER");
-	struct dirent **files = NULL;
-	size_t total = 0;
-	int n;
+	size_t total;
 
 	log_set_level(getenv("GENRELAY_TEST_VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	if (getenv("GENRELAY_SCRIPTS_DIR"))
@@ -238,23 +323,14 @@ int main(void)
 	if (getenv("GENRELAY_CASES_DIR"))
 		snprintf(cases_dir, sizeof cases_dir, "%s", getenv("GENRELAY_CASES_DIR"));
 	else
-		snprintf(cases_dir, sizeof cases_dir, "%s/tests/scripts", src);
-
-	n = scandir(cases_dir, &files, is_json_file, alphasort);
-	if (n <= 0) {
-		fprintf(stderr, "no case files (*.json) in %s\n", cases_dir);
-		CHECK(n > 0);
-		free(files);
-		return check_done();
-	}
-	check_all_load();
-	for (int i = 0; i < n; i++) {
-		if (!filter || strstr(files[i]->d_name, filter))
-			total += run_file(files[i]->d_name);
-		free(files[i]);
-	}
-	free(files);
-	printf("%d case files, %zu cases\n", n, total);
+		snprintf(cases_dir, sizeof cases_dir, "%s/tests/adapter_cases", src);
+	total = run_dir(filter);
 	CHECK(total > 0);
+	/* the worked example of docs/providers.md, Lumen, with its own cases */
+	if (!getenv("GENRELAY_SCRIPTS_DIR") && !getenv("GENRELAY_CASES_DIR")) {
+		snprintf(scripts_dir, sizeof scripts_dir, "%s/docs/examples", src);
+		snprintf(cases_dir, sizeof cases_dir, "%s/docs/examples/tests", src);
+		CHECK(run_dir(filter) > 0 || filter);
+	}
 	return check_done();
 }

@@ -1,9 +1,11 @@
 /*
- * test_engine.c: engine_callbacks_refused, the decision that refuses a job at
- * submit when its provider would refuse genrelay's callback URL (core/engine.c).
+ * test_steps.c: steps_callbacks_refused (engine_callbacks_refused in
+ * engine.h), the decision that refuses a job at submit when its provider
+ * would refuse genrelay's callback URL (core/steps.c).
  * Addresses here are only parsed, never connected to.
  */
-#include "engine.h"
+#include "engine_int.h"
+#include "script.h"
 #include "check.h"
 
 #include <string.h>
@@ -13,7 +15,7 @@ static int refused(const char *url, int https, int pub, int callbacks, char *why
 	struct script_provider_info info = { .configured = 1, .callbacks = callbacks,
 					     .callback_https = https, .callback_public = pub };
 	why[0] = '\0';
-	return engine_callbacks_refused(url, "prov", &info, why, n);
+	return steps_callbacks_refused(url, "prov", &info, why, n);
 }
 
 int main(void)

@@ -1,0 +1,29 @@
+/*
+ * script_call.h: the call path into a script, with the core's part of the
+ * provider contract (docs/scripts.md, "What the core checks"):
+ *
+ * - for an adapter that declares errors = "core" (or has on_error),
+ *   on_submitted and on_polled never see a non-2xx answer (res.status a
+ *   number outside 200..299). Its on_error(res, job, ctx), when it has one,
+ *   sees it first; a result from it is used as is. Otherwise (or when
+ *   on_error returns nil) the result is { state = "failed", error = { message =
+ *   lib/util.lua's res_message(res) } }, with code PROVIDER_FAILURE after a
+ *   poll; after a submit the code is left to the core (PROVIDER_REJECTED
+ *   for a 4xx).
+ *   Adapters that declare nothing (written before) see every answer.
+ * - after any submit, a result with state "processing" and no request_id
+ *   becomes failed PROVIDER_FAILURE "<provider>: submit answer has no
+ *   request id".
+ */
+#ifndef GENRELAY_SCRIPT_CALL_H
+#define GENRELAY_SCRIPT_CALL_H
+
+#include "script_int.h"
+
+/* vm_call (script_vm.h) with the checks above; same arguments and return
+ * values. Every caller (script_call, examples) goes through here. */
+int scall_run(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
+	      const struct script_ctx *ctx, const json_t *ex_ctx, int example,
+	      json_t **out, char *err, size_t errlen);
+
+#endif

@@ -7,25 +7,27 @@
  *      multipart into fields and data-URL files) into `req`.
  *   2. The script's request(req, ctx) returns an operation (docs/scripts.md,
  *      "Fronts"): respond, submit, get, cancel or stream.
- *   3. The core carries it out (api_submit, the store, engine_cancel_job, a
- *      status-stream timer) and, once there is a job to show, calls the
- *      script's respond(reply, job, req, ctx) for the answer's status, body
- *      and headers; errors go through error(err, req, ctx).
+ *   3. The core carries it out (runreq_check and ingest_submit, the store,
+ *      engine_cancel_job, a status-stream timer) and, once there is a job
+ *      to show, calls the script's respond(reply, job, req, ctx) for the
+ *      answer's status, body and headers; errors go through
+ *      error(err, req, ctx).
  * Outputs are inlined (fetched through core/fetch.c, base64 in
  * job.output.items[i].b64) before respond when the operation asks for it.
  */
 #include "front.h"
 
-#include "api.h"
 #include "buf.h"
 #include "config.h"
 #include "customers.h"
 #include "engine.h"
 #include "fetch.h"
+#include "ingest.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "runreq.h"
 #include "script.h"
 #include "server.h"
 #include "sign.h"
@@ -515,6 +517,13 @@ const struct config_customer *front_customer(struct request *r)
 	return key ? customers_by_key(r->w->customers, r->w->cfg, r->w->store, key) : NULL;
 }
 
+/* A front's runs are answered in the front's shapes, once committed and
+ * once a wait ends alike. */
+static const struct ingest_answers front_run_answers = {
+	.accepted = front_answer,
+	.wait = { .job = front_answer, .error = front_error },
+};
+
 static void op_submit(struct front_req *fr, struct request *r, json_t *op)
 {
 	json_t *input = json_object_get(op, "input");
@@ -539,7 +548,7 @@ static void op_submit(struct front_req *fr, struct request *r, json_t *op)
 	char hook[FRONT_NAME_MAX + 8];
 	snprintf(hook, sizeof hook, "front:%s", fr->name);
 	const char *url = json_string_value(json_object_get(op, "webhook_url"));
-	struct api_run run = {
+	struct runreq rq = { .run = {
 		.model = model,
 		.input = text ? text : "{}",
 		.input_len = text ? strlen(text) : 2,
@@ -550,9 +559,10 @@ static void op_submit(struct front_req *fr, struct request *r, json_t *op)
 		.idem_key = json_string_value(json_object_get(op, "idempotency_key")),
 		.idem_body = r->body.p,
 		.idem_body_len = r->body.len,
-	};
+	} };
 	struct api_error err;
-	if (api_submit(r, fr->c, &run, &err) < 0)
+	if (runreq_check(&rq, fr->c, &fr->w->guard, &err) < 0 ||
+	    ingest_submit(r, fr->c, &rq, &front_run_answers, &err) < 0)
 		answer_error(fr, r, err.status, err.code, err.message);
 	free(text);
 }

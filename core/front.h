@@ -7,7 +7,7 @@
  * front goes to it. The core does what the script cannot: it authenticates
  * the customer from the headers (Authorization: Key <key> or Bearer <key>),
  * parses the body (JSON, or multipart/form-data into fields and data-URL
- * files), submits runs through api_submit, reads and cancels jobs, waits,
+ * files), submits runs through ingest_submit, reads and cancels jobs, waits,
  * streams status as server-sent events, and fetches outputs to inline them
  * (bounded); the script only maps shapes.
  */

@@ -7,10 +7,8 @@
  */
 #include "server.h"
 
-#include "store.h"
-
-#include "api.h"
 #include "config.h"
+#include "linger.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -19,7 +17,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -35,17 +32,17 @@
 
 struct server {
 	struct worker *w;
+	const struct server_handlers *h; /* borrowed */
 	int metrics_only;       /* the open metrics listener */
 	struct MHD_Daemon *d;
 	struct loop_io io;
 	struct loop_timer timer;
 	int need_run;
 	int listen_fd;
-	struct request *held;   /* answered while the store had pending writes */
+	struct request *held;   /* answers the hold handler keeps until the commit */
 	struct conn *conns;     /* every open connection, for the slow-client sweep */
 	struct loop_timer sweep;
-	struct lingering *lingers; /* sockets closing after an answer from the headers */
-	int nlingers;
+	struct linger_set lingers; /* sockets closing after an answer from the headers */
 };
 
 /*
@@ -77,28 +74,6 @@ struct stream_ctx {
 };
 
 /*
- * Lingering close. A request answered from its headers (401, 413, 429, 503)
- * is closed by MHD without reading the body the client may still be sending,
- * and closing a socket with unread data sends a reset, which can make the
- * client lose the answer. So MHD's descriptor is duplicated just before MHD
- * closes it: genrelay then sends FIN after the answer, reads and drops what
- * still arrives (nothing is kept) until the client closes, LINGER_MS pass or
- * LINGER_BYTES were dropped, and closes. At most LINGER_MAX per listener;
- * past that a socket is closed at once.
- */
-#define LINGER_MS 2000
-#define LINGER_BYTES ((size_t)8 << 20)
-#define LINGER_MAX 256
-
-struct lingering {
-	struct lingering *next, **prevp;
-	struct server *s;
-	struct loop_io io;
-	int64_t until;
-	size_t dropped;
-};
-
-/*
  * libmicrohttpd (epoll, edge-triggered) can miss a client's close that
  * arrives together with the last body bytes: the short read makes it assume
  * the socket is drained, and no later edge comes. Such a connection would
@@ -111,65 +86,6 @@ static int peer_gone(int fd)
 	char c;
 	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
-static void linger_end(struct lingering *g)
-{
-	struct server *s = g->s;
-	loop_io_del(s->w->loop, &g->io);
-	g->io.cb = NULL;
-	close(g->io.fd);
-	*g->prevp = g->next;
-	if (g->next)
-		g->next->prevp = g->prevp;
-	s->nlingers--;
-	loop_defer_free(s->w->loop, g); /* an event for it may be pending */
-}
-
-static void linger_read(struct loop_io *io, uint32_t events)
-{
-	struct lingering *g = io->arg;
-	char drop[16384];
-	(void)events;
-	for (;;) {
-		ssize_t n = recv(io->fd, drop, sizeof drop, MSG_DONTWAIT);
-		if (n > 0) {
-			g->dropped += (size_t)n;
-			if (g->dropped <= LINGER_BYTES)
-				continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-			return;
-		}
-		linger_end(g); /* closed by the client, an error, or enough dropped */
-		return;
-	}
-}
-
-/* Takes over a duplicate of fd, which MHD is about to close. */
-static void linger_start(struct server *s, int fd)
-{
-	if (s->nlingers >= LINGER_MAX)
-		return;
-	struct lingering *g = calloc(1, sizeof *g);
-	int dfd = g ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-	if (dfd < 0) {
-		free(g);
-		return;
-	}
-	g->s = s;
-	g->until = loop_now_ms() + LINGER_MS;
-	if (loop_io_add(s->w->loop, &g->io, dfd, EPOLLIN, linger_read, g) < 0) {
-		close(dfd);
-		free(g);
-		return;
-	}
-	shutdown(dfd, SHUT_WR); /* FIN after the answer already queued */
-	g->next = s->lingers;
-	if (s->lingers)
-		s->lingers->prevp = &g->next;
-	g->prevp = &s->lingers;
-	s->lingers = g;
-	s->nlingers++;
 }
 
 /*
@@ -291,7 +207,7 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **ctx,
 	} else if (*ctx) {
 		struct conn *k = *ctx;
 		if (k->linger && k->fd >= 0)
-			linger_start(s, k->fd);
+			linger_start(&s->lingers, k->fd);
 		*k->prevp = k->next;
 		if (k->next)
 			k->next->prevp = k->prevp;
@@ -312,16 +228,12 @@ static void sweep_cb(struct loop_timer *t)
 		    (k->holds_body && k->phase == CONN_BODY && peer_gone(k->fd)))
 			shutdown(k->fd, SHUT_RDWR); /* MHD sees the close and cleans up */
 	}
-	for (struct lingering *g = s->lingers, *n; g; g = n) {
-		n = g->next;
-		if (now >= g->until)
-			linger_end(g);
-	}
+	linger_sweep(&s->lingers, now);
 	loop_timer_set(s->w->loop, &s->sweep, now + 1000);
 }
 
 /*
- * First call, headers only: a request with a body is admitted (api_admit) and
+ * First call, headers only: a request with a body is admitted (h->admit) and
  * gets its share of the buffered_bytes budget, or is answered at once. An
  * answer queued now makes MHD send it and close the connection without
  * reading the body (nor sending 100 Continue).
@@ -337,7 +249,7 @@ static void intake(struct server *s, struct request *r)
 	if (!te && announced == 0)
 		return; /* no body: dispatched once MHD has the whole request */
 	r->at_intake = 1;
-	if (api_admit(r) < 0) {
+	if (s->h->admit(r) < 0) {
 		/* answered (401, 404, 429) */
 	} else if (announced > cfg->body_bytes) {
 		server_respond_error(r, 413, "PAYLOAD_TOO_LARGE", "body exceeds %zu bytes",
@@ -414,7 +326,6 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 		r->url = strdup(url);
 		r->started_ms = loop_now_ms();
 		buf_init(&r->body, 0);
-		loop_timer_init(&r->timer, NULL, r);
 		*con_cls = r;
 		conn_phase(conn, CONN_BODY);
 		if (!r->url)
@@ -446,7 +357,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 				     s->w->cfg->body_bytes);
 		return MHD_YES;
 	}
-	api_dispatch(r);
+	s->h->dispatch(r);
 	if (r->response && !r->suspended)
 		queue_pending(r);
 	return MHD_YES;
@@ -455,8 +366,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn,
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct server *s = cls;
 	struct request *r = *con_cls;
-	(void)cls;
 	(void)toe;
 	if (!r)
 		return;
@@ -464,13 +375,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct conn *k = conn_of(conn);
 	if (k)
 		k->holds_body = 0;
-	api_request_gone(r);
-	if (r->front_stream)
-		((struct stream_ctx *)r->front_stream)->r = NULL;
+	s->h->gone(r);
+	if (r->stream)
+		((struct stream_ctx *)r->stream)->r = NULL;
 	if (r->response)
 		MHD_destroy_response(r->response);
-	loop_timer_stop(r->w->loop, &r->timer);
-	job_clear(&r->job);
 	buf_free(&r->body);
 	buffered_release(r->reserved);
 	free(r->url);
@@ -490,8 +399,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", line);
 }
 
-static struct server *start(struct worker *w, int fd, int metrics_only, const char *where,
-			    char *err, size_t errlen)
+static struct server *start(struct worker *w, const struct server_handlers *h, int fd,
+			    int metrics_only, const char *where, char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof *s);
 	if (!s) {
@@ -499,6 +408,8 @@ static struct server *start(struct worker *w, int fd, int metrics_only, const ch
 		return NULL;
 	}
 	s->w = w;
+	linger_init(&s->lingers, w->loop);
+	s->h = h;
 	s->metrics_only = metrics_only;
 	s->listen_fd = fd;
 	loop_timer_init(&s->timer, timer_cb, s);
@@ -533,14 +444,16 @@ static struct server *start(struct worker *w, int fd, int metrics_only, const ch
 	return s;
 }
 
-struct server *server_new(struct worker *w, char *err, size_t errlen)
+struct server *server_new(struct worker *w, const struct server_handlers *h, char *err,
+			  size_t errlen)
 {
-	return start(w, w->listen_fd, 0, w->cfg->listen, err, errlen);
+	return start(w, h, w->listen_fd, 0, w->cfg->listen, err, errlen);
 }
 
-struct server *server_new_metrics(struct worker *w, int fd, char *err, size_t errlen)
+struct server *server_new_metrics(struct worker *w, const struct server_handlers *h, int fd,
+				  char *err, size_t errlen)
 {
-	struct server *s = start(w, fd, 1, w->cfg->metrics_listen, err, errlen);
+	struct server *s = start(w, h, fd, 1, w->cfg->metrics_listen, err, errlen);
 	if (!s)
 		close(fd);
 	return s;
@@ -563,8 +476,7 @@ void server_free(struct server *s)
 	loop_timer_stop(s->w->loop, &s->timer);
 	loop_timer_stop(s->w->loop, &s->sweep);
 	MHD_stop_daemon(s->d);
-	while (s->lingers)
-		linger_end(s->lingers);
+	linger_close_all(&s->lingers);
 	free(s);
 }
 
@@ -644,10 +556,10 @@ void server_respond_raw(struct request *r, unsigned status, char *body, size_t l
 	metrics_inc(M_HTTP_REQUESTS);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_debug("http: %s answered %u (request %s)", r->method, status, r->request_id);
-	if (store_pending(r->w->store) && !r->at_intake) {
-		/* Hold it until the commit: what it says may not be durable yet.
+	struct server *s = r->srv;
+	if (!r->at_intake && s->h->hold && s->h->hold(r)) {
+		/* Held until the commit: what it says may not be durable yet.
 		 * (An answer from the headers says nothing about the store.) */
-		struct server *s = r->srv;
 		if (!r->suspended) {
 			r->suspended = 1;
 			MHD_suspend_connection(r->conn);
@@ -741,8 +653,8 @@ static void stream_free(void *cls)
 	struct stream_ctx *sc = cls;
 	if (sc->free_cls)
 		sc->free_cls(sc->cls);
-	if (sc->r && sc->r->front_stream == sc)
-		sc->r->front_stream = NULL;
+	if (sc->r && sc->r->stream == sc)
+		sc->r->stream = NULL;
 	free(sc);
 }
 
@@ -770,7 +682,7 @@ void server_respond_stream(struct request *r, unsigned status, const char *conte
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	r->front_stream = sc;
+	r->stream = sc;
 	r->response = resp;
 	r->status = status;
 	r->answered = 1;
@@ -778,19 +690,19 @@ void server_respond_stream(struct request *r, unsigned status, const char *conte
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
-		r->w->server->need_run = 1;
+		r->srv->need_run = 1;
 	}
 }
 
 void server_stream_wake(struct request *r)
 {
-	struct stream_ctx *sc = r->front_stream;
+	struct stream_ctx *sc = r->stream;
 	if (!sc || !sc->paused)
 		return;
 	sc->paused = 0;
 	r->suspended = 0;
 	MHD_resume_connection(r->conn);
-	r->w->server->need_run = 1;
+	r->srv->need_run = 1;
 }
 
 void server_answer_header(struct request *r, const char *name, const char *value)

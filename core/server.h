@@ -1,8 +1,10 @@
 /*
- * server.h: the HTTP front (libmicrohttpd in external-epoll mode on the
- * worker's loop). A request is answered at once with server_respond*() from
- * inside api_dispatch(), or suspended with server_suspend() and answered later
- * with server_respond*() from any loop callback.
+ * server.h: the HTTP transport (libmicrohttpd in external-epoll mode on the
+ * worker's loop): connections, intake limits, suspend and resume, answers.
+ * What a request means is the handlers' (struct server_handlers, given by
+ * the worker): a request is answered at once with server_respond*() from
+ * inside the dispatch handler, or suspended with server_suspend() and
+ * answered later with server_respond*() from any loop callback.
  */
 #ifndef GENRELAY_SERVER_H
 #define GENRELAY_SERVER_H
@@ -11,7 +13,6 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "job.h"
 #include "loop.h"
 
 struct worker;
@@ -19,8 +20,8 @@ struct MHD_Connection;
 struct MHD_Response;
 struct config_customer;
 struct config_gen;
-
-enum request_wait { WAIT_NONE = 0, WAIT_BATCH, WAIT_JOB };
+struct ingest_run;
+struct waiter;
 
 /* Per-request state; owned by the server, freed when MHD completes it. */
 struct request {
@@ -31,8 +32,6 @@ struct request {
 	int at_intake;           /* answering from the headers, before any body byte */
 	size_t reserved;         /* bytes of limits.buffered_bytes held for the body */
 	struct config_gen *gen;  /* held from arrival to completion (confgen.h) */
-	const struct config_customer *authed; /* authenticated customer (api.c), or NULL */
-	int token_checked;       /* a callback's URL token held at intake (callbacks.c) */
 	char method[8];
 	char *url;               /* path, percent-decoded by MHD */
 	struct buf body;
@@ -44,36 +43,50 @@ struct request {
 	int64_t started_ms;
 	char request_id[64];     /* X-Request-Id: the client's when sane, else generated */
 
-	/* API state while suspended */
-	enum request_wait wait;
-	struct request *next;    /* batch list or waiter list */
-	struct request **prevp;
-	const struct config_customer *customer;
-	struct job job;          /* WAIT_BATCH: the job to insert */
-	char idem_key[256];
-	char idem_hash[80];
-	int sync;                /* after commit, wait for a terminal state */
-	int outcome;             /* batch result: 0 new, 1 replay, 2 conflict */
-	int64_t work_id;         /* the submit work row of a new job */
-	int64_t wait_until;      /* wall ms */
-	char wait_job[48];
-	struct loop_timer timer;
-	struct request *dnext;   /* answered, waiting for the store commit */
-	void *front;             /* front.c's state when a front handles it */
-	void *front_stream;      /* server.c's state of a streamed answer */
+	struct request *dnext;   /* server.c: held answers */
+	void *stream;            /* server.c: the state of a streamed answer */
+
+	/* The layers above keep their state of the request here; each owner
+	 * frees its own when the gone handler runs. */
+	const struct config_customer *authed; /* api.c: authenticated customer, or NULL */
+	int token_checked;         /* callbacks.c: the URL token held at intake */
+	struct ingest_run *ingest; /* ingest.c: queued for the group commit */
+	struct waiter *waiter;     /* waiters.c: waiting for a job to end */
+	void *front;               /* front.c: handled by a front */
 };
 
 /*
- * The API listener on w->listen_fd. Intake: a request that carries a body is
- * admitted from its headers (api_admit) before any body byte is read, and
- * reserves its Content-Length (or limits.body_bytes when chunked) from the
- * process-wide limits.buffered_bytes budget, answering 503 at once when the
- * budget is spent; the reservation is given back when the request ends.
+ * What requests mean, given to the server by the layer above (the worker
+ * wires the API's functions in). The server calls nothing else above it.
  */
-struct server *server_new(struct worker *w, char *err, size_t errlen);
-/* The open metrics listener on fd (taken): requests are marked
- * metrics_only and may carry no body. */
-struct server *server_new_metrics(struct worker *w, int fd, char *err, size_t errlen);
+struct server_handlers {
+	/* Headers in, a body announced: 0 lets the body be read, -1 means r
+	 * was answered from its headers (401, 404, 429 ...). */
+	int (*admit)(struct request *r);
+	/* The whole request is in: answer it, or suspend it. */
+	void (*dispatch)(struct request *r);
+	/* The connection ended (answered or not): forget r. */
+	void (*gone)(struct request *r);
+	/* 1 when an answer given now must wait for the store's commit, which
+	 * then sends it (server_release): what it says may not be durable
+	 * yet. Not asked for answers from the headers. */
+	int (*hold)(struct request *r);
+};
+
+/*
+ * The API listener on w->listen_fd, with the handlers h (borrowed for the
+ * server's life). Intake: a request that carries a body is admitted from
+ * its headers (h->admit) before any body byte is read, and reserves its
+ * Content-Length (or limits.body_bytes when chunked) from the process-wide
+ * limits.buffered_bytes budget, answering 503 at once when the budget is
+ * spent; the reservation is given back when the request ends.
+ */
+struct server *server_new(struct worker *w, const struct server_handlers *h, char *err,
+			  size_t errlen);
+/* The open metrics listener on fd (taken), with the handlers h: requests
+ * are marked metrics_only and may carry no body. */
+struct server *server_new_metrics(struct worker *w, const struct server_handlers *h, int fd,
+				  char *err, size_t errlen);
 /* Stops accepting new connections (listening socket handed back). */
 void server_quiesce(struct server *s);
 /* Resumes every suspended request (the caller answers them first). */
@@ -109,10 +122,10 @@ void server_respond_json(struct request *r, unsigned status, json_t *v);
 void server_respond_error(struct request *r, unsigned status, const char *code,
 			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /*
- * Sends the answers held back until the store's commit (every answer given
- * while the store had uncommitted writes is held, so no 202 or callback
- * acknowledgement leaves before its commit). committed 0: the commit failed,
- * and they are answered 503 instead.
+ * Sends the answers held back until the store's commit (every answer the
+ * hold handler marked, so no 202 or callback acknowledgement leaves before
+ * its commit). committed 0: the commit failed, and those below 400 are
+ * answered 503 instead.
  */
 void server_release(struct server *s, int committed);
 /*
@@ -120,7 +133,7 @@ void server_release(struct server *s, int committed);
  * returns bytes written, 0 when it has nothing yet (the connection is then
  * paused until server_stream_wake), or -1 at the end of the stream.
  * free_cls(cls) runs once MHD is done with the response. The request may be
- * gone before that (api_request_gone tells its owner).
+ * gone before that (the gone handler tells its owner).
  */
 typedef long (*server_stream_fn)(void *cls, char *buf, size_t max);
 void server_respond_stream(struct request *r, unsigned status, const char *content_type,

@@ -8,11 +8,13 @@
 #include "customers.h"
 #include "engine.h"
 #include "fetch.h"
+#include "ingest.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
 #include "server.h"
 #include "store.h"
+#include "waiters.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -106,7 +108,7 @@ static void begin_drain(struct worker *w)
 	server_quiesce(w->server);
 	server_quiesce(w->metrics_server);
 	engine_shutdown(w);
-	api_flush(w);
+	ingest_flush(w);
 	drain_deadline[w->index] = loop_now_ms() + DRAIN_MS;
 	loop_timer_init(&drain_timer[w->index], drain_check, w);
 	loop_timer_set(w->loop, &drain_timer[w->index], loop_now_ms());
@@ -130,12 +132,12 @@ static void idle(void *arg)
 	take_config(w);
 	if (atomic_load(&stop_requested[w->index]))
 		begin_drain(w);
-	api_flush(w);
+	ingest_flush(w);
 	worker_commit(w);
 	for (int i = 0; i < 64 && (server_need_run(w->server) || server_need_run(w->metrics_server)); i++) {
 		server_run(w->server);
 		server_run(w->metrics_server);
-		api_flush(w);
+		ingest_flush(w);
 		worker_commit(w);
 	}
 }
@@ -143,7 +145,7 @@ static void idle(void *arg)
 static void tick(struct loop_timer *t)
 {
 	struct worker *w = t->arg;
-	api_waiters_tick(w);
+	waiters_tick(w);
 	engine_renew_leases(w); /* a step may outlast one lease; a dead worker's rows free up within one */
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
 }
@@ -213,6 +215,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* The server's hold handler: an answer given while the store has writes
+ * not yet committed waits for worker_commit (it may report them). */
+static int answer_after_commit(struct request *r)
+{
+	return store_pending(r->w->store);
+}
+
 int worker_start(struct worker *w, char *err, size_t errlen)
 {
 	w->batch = NULL;
@@ -242,12 +251,14 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	}
 	if (script_host_load(w->scripts, serr, sizeof serr) < 0)
 		log_warn("scripts: %s (the other scripts are loaded)", serr);
-	if (!(w->server = server_new(w, err, errlen)))
+	static const struct server_handlers api = { .admit = api_admit, .dispatch = api_dispatch,
+						    .gone = api_request_gone, .hold = answer_after_commit };
+	if (!(w->server = server_new(w, &api, err, errlen)))
 		return -1;
 	if (w->metrics_fd >= 0) {
 		int fd = w->metrics_fd;
 		w->metrics_fd = -1; /* server_new_metrics takes it, started or not */
-		if (!(w->metrics_server = server_new_metrics(w, fd, err, errlen)))
+		if (!(w->metrics_server = server_new_metrics(w, &api, fd, err, errlen)))
 			return -1;
 	}
 	loop_set_idle(w->loop, idle, w);

@@ -21,6 +21,8 @@ struct script_host;
 struct server;
 struct request;
 struct work;
+struct ingest_run;
+struct waiter;
 struct engine;
 
 struct worker {
@@ -50,9 +52,9 @@ struct worker {
 	struct loop_timer due_timer;   /* claims due work from the store */
 	struct loop_timer tick_timer;  /* 1 s housekeeping: waiters, jwks, reload */
 	int64_t next_due;              /* earliest due time this worker knows of */
-	struct request *batch;         /* run requests waiting for the group commit */
-	struct request **batch_tail;
-	struct request *waiters;       /* sync / long-poll requests */
+	struct ingest_run *batch;      /* runs waiting for the group commit (ingest.c) */
+	struct ingest_run **batch_tail;
+	struct waiter *waiters;        /* sync runs and long-polls (waiters.c) */
 	void *front_streams;           /* front.c: status streams (server-sent events) */
 	int inotify_fd;
 	struct loop_io inotify_io;

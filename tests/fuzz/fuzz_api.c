@@ -1,28 +1,31 @@
 /*
- * fuzz_api.c: libFuzzer target for the run-request path of the API.
+ * fuzz_api.c: libFuzzer target for the run request of the API.
  *
- * Choice (issue 6): api.c keeps the run-request validation inside its
- * static handle_run(), which needs a live libmicrohttpd connection, and
- * nothing is factored out of it for this harness. So the target fuzzes the
- * same building blocks in the same order, linked from genrelay_core:
+ * The input is a run body. It goes through the functions POST
+ * /v1/models/{model}/run uses, linked from the core:
  *
- *   0. jscan_object(), which handle_run uses to validate the body, checked
- *      against jansson (what jscan accepts, jansson must accept);
- *   1. json_loadb(body, JSON_REJECT_DUPLICATES) for the field rules below;
- *   2. the documented field rules (object with only input / webhook_url /
- *      track_id / sync; input an object; webhook_url null or a string;
- *      track_id null or 1..256 bytes; sync a boolean);
- *   3. urlguard_check_url() on webhook_url under every policy;
- *   4. a struct job filled as handle_run fills it, job_to_json() and
- *      engine_job_arg() (what provider scripts get), each dumped and parsed
- *      back: the input must survive the round trip unchanged.
+ *   0. jscan_object() (the validating scanner runreq_parse uses), checked
+ *      against jansson: what jscan accepts, jansson must accept, and so
+ *      must each member span;
+ *   1. runreq_parse() under each webhook URL policy, with and without a
+ *      customer webhook secret: a refusal is a documented status and code
+ *      with a terminated message that never echoes URL userinfo; a looser
+ *      policy accepts what a stricter one does;
+ *   2. an accepted run agrees with jansson's reading of the body (only the
+ *      documented members; input an object; webhook_url, track_id the
+ *      decoded strings; the wait a documented value);
+ *   3. a struct job filled from the run, job_to_json() and engine_job_arg()
+ *      (what provider scripts get), each dumped and parsed back: the input
+ *      survives the round trip unchanged.
  *
- * Input: the request body. Build: tests/fuzz/CMakeLists.txt (clang,
- * -fsanitize=fuzzer,address,undefined); run: tests/fuzz/run-fuzzer api 60.
+ * Build: tests/fuzz/CMakeLists.txt (clang, -fsanitize=fuzzer,address,undefined);
+ * run: tests/fuzz/run-fuzzer api 60.
  */
+#include "config.h"
 #include "engine.h"
 #include "job.h"
 #include "jscan.h"
+#include "runreq.h"
 #include "urlguard.h"
 
 #include <jansson.h>
@@ -30,73 +33,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Strictest first: each accepts a superset of the one before. */
 static const struct urlguard_policy policies[] = {
 	{ .require_https = 1, .allow_private = 0 },
 	{ .require_https = 0, .allow_private = 0 },
 	{ .require_https = 0, .allow_private = 1 },
 };
+#define NPOLICIES (sizeof policies / sizeof policies[0])
 
-static int printable(const char *s, size_t max)
-{
-	size_t n = 0;
-	for (; s[n]; n++)
-		if ((unsigned char)s[n] < 0x21 || s[n] == 0x7f)
-			return 0;
-	return n > 0 && n <= max;
-}
-
-/* The field rules of POST /v1/models/{model}/run; 0 when the body passes. */
-static int validate(json_t *body, const char **url)
-{
-	const char *key;
-	json_t *v;
-	*url = NULL;
-	if (!json_is_object(body))
-		return -1;
-	json_object_foreach(body, key, v) {
-		if (strcmp(key, "input") && strcmp(key, "webhook_url") && strcmp(key, "track_id") &&
-		    strcmp(key, "sync"))
-			return -1;
-	}
-	json_t *input = json_object_get(body, "input");
-	json_t *hook = json_object_get(body, "webhook_url");
-	json_t *track = json_object_get(body, "track_id");
-	json_t *sync = json_object_get(body, "sync");
-	if (!json_is_object(input))
-		return -1;
-	if (hook && !json_is_null(hook) && !json_is_string(hook))
-		return -1;
-	if (track && !json_is_null(track) &&
-	    (!json_is_string(track) || json_string_length(track) == 0 ||
-	     json_string_length(track) > 256))
-		return -1;
-	if (sync && !json_is_boolean(sync))
-		return -1;
-	*url = json_string_value(hook);
-	return 0;
-}
-
-static void check_url(const char *url)
-{
-	char err[256];
-	int prev = -1;
-	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++) {
-		memset(err, 'x', sizeof err);
-		int rc = urlguard_check_url(&policies[i], url, err, sizeof err);
-		if (rc != 0 && rc != -1)
-			abort();
-		if (strnlen(err, sizeof err) == sizeof err)
-			abort(); /* err always terminated */
-		if ((rc == 0) != (err[0] == '\0'))
-			abort();
-		if (rc == -1 && strstr(url, "hunter2") && strstr(err, "hunter2"))
-			abort(); /* userinfo never echoed */
-		/* Looser policies accept a superset (the list is in that order). */
-		if (prev == 0 && rc != 0)
-			abort();
-		prev = rc;
-	}
-}
+static struct config_customer signing = { .name = "acme", .webhook_secret = "whsec_x" };
+static struct config_customer bare = { .name = "bare" };
 
 /* text must parse back to something equal to want. */
 static void round_trip(const char *text, const json_t *want)
@@ -107,11 +53,6 @@ static void round_trip(const char *text, const json_t *want)
 	json_decref(back);
 }
 
-/*
- * The ingest path validates with jscan (core/jscan.c), stricter than
- * jansson: whatever jscan accepts, jansson must accept too (the engine
- * parses the stored input with it later), and so must each member span.
- */
 static void check_jscan(const uint8_t *data, size_t size)
 {
 	struct jscan_member m[8];
@@ -134,50 +75,83 @@ static void check_jscan(const uint8_t *data, size_t size)
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* A refusal: a documented status and code, a terminated message. */
+static void check_refusal(const struct api_error *e)
 {
-	check_jscan(data, size);
-	json_error_t jerr;
-	json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
-	if (!body) {
-		/* The error names a position inside (or just past) the body. */
-		if (jerr.position < 0 || (size_t)jerr.position > size + 1)
-			abort();
-		return 0;
-	}
-	const char *url;
-	if (validate(body, &url) < 0) {
-		json_decref(body);
-		return 0;
-	}
-	if (url)
-		check_url(url);
+	if (strnlen(e->message, sizeof e->message) == sizeof e->message ||
+	    strnlen(e->code, sizeof e->code) == sizeof e->code)
+		abort();
+	if (e->status == 400 ? strcmp(e->code, "INVALID_REQUEST") != 0
+	    : e->status == 404 ? strcmp(e->code, "MODEL_NOT_FOUND") != 0 : 1)
+		abort();
+	if (strncmp(e->message, "\"webhook_url\" refused", 21) == 0 && strstr(e->message, "hunter2"))
+		abort(); /* URL userinfo is never echoed */
+}
 
+/* An accepted run says what jansson reads in the same body. */
+static void check_accepted(const struct runreq *rq, const uint8_t *data, size_t size)
+{
+	/* jscan refused duplicate top-level members; nested ones: the last wins */
+	json_t *body = json_loadb((const char *)data, size, 0, NULL);
+	if (!json_is_object(body))
+		abort();
+	const char *key;
+	json_t *v;
+	json_object_foreach(body, key, v) {
+		if (strcmp(key, "input") && strcmp(key, "webhook_url") && strcmp(key, "track_id") &&
+		    strcmp(key, "sync"))
+			abort();
+	}
 	json_t *input = json_object_get(body, "input");
+	json_t *hook = json_object_get(body, "webhook_url");
 	json_t *track = json_object_get(body, "track_id");
+	json_t *sync = json_object_get(body, "sync");
+	if (!json_is_object(input) || (sync && !json_is_boolean(sync)))
+		abort();
+	json_t *span = json_loadb(rq->run.input, rq->run.input_len, 0, NULL);
+	if (!span || !json_equal(span, input))
+		abort();
+	json_decref(span);
+	if (json_is_string(hook) ? !rq->run.webhook_url ||
+					   strcmp(rq->run.webhook_url, json_string_value(hook)) != 0
+				 : rq->run.webhook_url != NULL)
+		abort();
+	if (json_is_string(track)
+		    ? !rq->run.track_id || strcmp(rq->run.track_id, json_string_value(track)) != 0 ||
+			      json_string_length(track) == 0 || json_string_length(track) > RUNREQ_TRACK_MAX
+		    : rq->run.track_id != NULL)
+		abort();
+	if (rq->run.wait_s != (json_is_true(sync) ? 55.0 : 0.0))
+		abort();
+	json_decref(body);
+}
+
+/* The job built from an accepted run survives every JSON view of it. */
+static void check_job(const struct runreq *rq)
+{
+	json_t *input = json_loadb(rq->run.input, rq->run.input_len, 0, NULL);
+	if (!input)
+		abort();
 	struct job j;
 	memset(&j, 0, sizeof j);
 	snprintf(j.id, sizeof j.id, "job_fuzz");
 	j.customer = strdup("acme");
-	j.model_id = strdup("fal-ai/flux/dev");
+	j.model_id = strdup(rq->run.model);
 	j.targets = strdup("[\"fal:fal-ai/flux/dev\"]");
 	j.provider = strdup("fal");
 	j.model = strdup("fal-ai/flux/dev");
 	j.status = JOB_QUEUED;
-	j.track_id = json_is_string(track) ? strdup(json_string_value(track)) : NULL;
-	j.input = json_dumps(input, JSON_COMPACT);
-	j.webhook_url = url ? strdup(url) : NULL;
+	j.track_id = rq->run.track_id ? strdup(rq->run.track_id) : NULL;
+	j.input = strndup(rq->run.input, rq->run.input_len);
+	j.webhook_url = rq->webhook_url ? strdup(rq->webhook_url) : NULL;
 	j.created_at = j.updated_at = 1700000000000LL;
-	if (!j.input)
-		abort();
-	round_trip(j.input, input);
 
 	json_t *obj = job_to_json(&j);
 	char *text = json_dumps(obj, JSON_COMPACT);
 	if (!text)
 		abort();
 	round_trip(text, obj);
-	if (j.track_id && !json_equal(json_object_get(obj, "track_id"), track))
+	if (j.track_id && strcmp(json_string_value(json_object_get(obj, "track_id")), j.track_id) != 0)
 		abort();
 	free(text);
 	json_decref(obj);
@@ -198,8 +172,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	round_trip(text, obj);
 	free(text);
 	json_decref(obj);
-
 	job_clear(&j);
-	json_decref(body);
+	json_decref(input);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	check_jscan(data, size);
+	static struct runreq rq; /* ~2 KiB: off the stack */
+	struct api_error err;
+	struct runreq_ctx ctx = {
+		.model = "fal-ai/flux/dev",
+		.sync_wait_s = 55,
+		.customer = &signing,
+	};
+	int prev = -1;
+	for (size_t i = 0; i < NPOLICIES; i++) {
+		ctx.guard = &policies[i];
+		memset(&err, 'x', sizeof err);
+		int rc = runreq_parse((const char *)data, size, &ctx, &rq, &err);
+		if (rc != 0 && rc != -1)
+			abort();
+		if (rc < 0)
+			check_refusal(&err);
+		if (prev == 0 && rc != 0)
+			abort(); /* a looser policy refused what a stricter one took */
+		prev = rc;
+	}
+	if (prev != 0)
+		return 0;
+	check_accepted(&rq, data, size);
+	check_job(&rq);
+	/* Without a webhook secret, a run with a webhook is refused, others are not. */
+	ctx.customer = &bare;
+	int rc = runreq_parse((const char *)data, size, &ctx, &rq, &err);
+	if (rq.run.webhook_url ? rc != -1 || !strstr(err.message, "webhook_secret") : rc != 0)
+		abort();
 	return 0;
 }

@@ -408,6 +408,6 @@ int delivery_redeliver(struct worker *w, struct delivery *d)
 		store_rollback(w->store);
 		return -1;
 	}
-	engine_dispatch(w, &wk);
+	engine_after_add(w, &wk, NULL); /* started after the store's commit */
 	return 0;
 }

@@ -10,6 +10,8 @@
  * webhooks.retry with jitter, honouring Retry-After, until the delivery is
  * dead (it can be sent again with delivery_redeliver). The delivery id is the
  * webhook-id of every attempt, so receivers can deduplicate.
+ *
+ * Layer (engine_int.h): calls engine_work.c only; called by engine.c.
  */
 #ifndef GENRELAY_DELIVERY_H
 #define GENRELAY_DELIVERY_H
@@ -23,7 +25,9 @@ void delivery_run(struct worker *w, const struct work *wk);
 
 /*
  * Sends delivery d again now (also a dead one): pending, due now, a work
- * row leased to this worker, committed, then started. d stays the caller's.
+ * row leased to this worker, committed, then queued to start after the
+ * store's commit (engine_after_add: at the end of this loop iteration).
+ * d stays the caller's.
  * Returns 0, or -1 when the store failed (nothing changed).
  */
 int delivery_redeliver(struct worker *w, struct delivery *d);

@@ -3,6 +3,11 @@
  * that claims rows while the worker has room, the steps in flight and their
  * lease heartbeat, the work that waits for the store's commit, and the
  * dispatch of a row to its step (steps.c, delivery.c).
+ *
+ * The top of the engine (engine_int.h): it calls steps.c, delivery.c,
+ * jobflow.c, jwks.c and engine_work.c, and none of them calls it. The work
+ * they queue for after the commit (engine_after_add) is started here, by
+ * engine_after_commit.
  */
 #include "engine.h"
 
@@ -25,18 +30,6 @@
 #define CLAIM_MAX 128
 
 /* ---------- due timer ---------- */
-
-void engine_kick(struct worker *w, int64_t due_at)
-{
-	if (w->stopping || w->cfg->role == ROLE_API)
-		return;
-	int64_t delay = due_at - loop_wall_ms();
-	if (delay < 0)
-		delay = 0;
-	int64_t at = loop_now_ms() + delay;
-	if (!loop_timer_active(&w->due_timer) || w->due_timer.at_ms > at)
-		loop_timer_set(w->loop, &w->due_timer, at);
-}
 
 /*
  * Claims what this worker may run now (bounded by max_inflight: the rest
@@ -117,173 +110,7 @@ void engine_free(struct worker *w)
 	w->engine = NULL;
 }
 
-/* ---------- steps in flight ---------- */
-
-struct step *step_new(struct worker *w, enum step_kind kind, const struct work *wk,
-		      struct job *job, size_t size)
-{
-	struct engine *e = w->engine;
-	struct step *st = calloc(1, size < sizeof *st ? sizeof *st : size);
-	if (!st) {
-		if (job)
-			job_clear(job);
-		return NULL;
-	}
-	st->w = w;
-	st->kind = kind;
-	if (wk)
-		st->wk = *wk;
-	if (job) {
-		st->job = *job; /* taken */
-		memset(job, 0, sizeof *job);
-	}
-	st->started_ms = loop_wall_ms();
-	st->next = e->steps;
-	if (e->steps)
-		e->steps->prev = st;
-	e->steps = st;
-	w->inflight_steps++;
-	return st;
-}
-
-void step_free(struct step *st)
-{
-	struct engine *e = st->w->engine;
-	if (st->prev)
-		st->prev->next = st->next;
-	else
-		e->steps = st->next;
-	if (st->next)
-		st->next->prev = st->prev;
-	st->w->inflight_steps--;
-	job_clear(&st->job);
-	json_decref(st->input);
-	json_decref(st->targets);
-	free(st);
-}
-
-int step_load_job(struct step *st)
-{
-	struct worker *w = st->w;
-	if (!st->job.id[0]) {
-		int rc = store_job_get(w->store, st->wk.job_id, NULL, &st->job);
-		if (rc < 0) {
-			metrics_inc(M_STORE_ERRORS);
-			engine_reschedule(w, &st->wk, loop_wall_ms() + 1000, st->wk.tries);
-			return 1;
-		}
-		if (rc == 1) {
-			engine_work_done(w, &st->wk);
-			return 1;
-		}
-	}
-	if (job_terminal(st->job.status)) {
-		engine_work_done(w, &st->wk);
-		return 1;
-	}
-	log_ctx_job(st->job.id, st->job.customer, st->job.provider);
-	if (!st->input && st->job.input)
-		st->input = json_loads(st->job.input, 0, NULL);
-	if (!st->targets && st->job.targets)
-		st->targets = json_loads(st->job.targets, 0, NULL);
-	return 0;
-}
-
-json_t *step_job_arg(const struct step *st, const struct job *j)
-{
-	return job_script_arg(j, st->input);
-}
-
-void engine_renew_leases(struct worker *w)
-{
-	struct engine *e = w->engine;
-	int64_t lease_ms = ENGINE_LEASE_MS(w);
-	if (!e || loop_now_ms() < e->renew_at)
-		return;
-	e->renew_at = loop_now_ms() + lease_ms / 3;
-	size_t n = 0;
-	for (struct step *st = e->steps; st; st = st->next)
-		n += st->wk.id > 0;
-	if (n == 0)
-		return;
-	int64_t *ids = malloc(n * sizeof *ids);
-	if (!ids)
-		return; /* not renewed: a lease may expire and its row run again */
-	n = 0;
-	for (struct step *st = e->steps; st; st = st->next)
-		if (st->wk.id > 0)
-			ids[n++] = st->wk.id;
-	if (store_work_renew(w->store, w->owner, ids, n, loop_wall_ms() + lease_ms) < 0)
-		log_warn("store: renewing leases: %s", store_errmsg(w->store));
-	free(ids);
-}
-
-/* ---------- helpers shared by the steps ---------- */
-
-double engine_random(void)
-{
-	uint32_t v;
-	if (sign_random(&v, sizeof v) < 0)
-		return 0.5;
-	return (double)v / 4294967296.0;
-}
-
-void engine_reschedule(struct worker *w, const struct work *wk, int64_t due, int tries)
-{
-	if (store_work_reschedule(w->store, wk->id, due, tries) < 0) {
-		metrics_inc(M_STORE_ERRORS);
-		return;
-	}
-	engine_kick(w, due);
-}
-
-void engine_work_done(struct worker *w, const struct work *wk)
-{
-	if (store_work_done(w->store, wk->id) < 0)
-		metrics_inc(M_STORE_ERRORS);
-}
-
-void engine_event(struct worker *w, const char *job_id, const char *kind, json_t *detail)
-{
-	char *text = json_dumps(detail, JSON_COMPACT);
-	json_decref(detail);
-	scrub_str(w->cfg->scrub, &text); /* reasons may quote a provider */
-	if (store_event_add(w->store, job_id, loop_wall_ms(), kind, text) < 0)
-		metrics_inc(M_STORE_ERRORS);
-	free(text);
-}
-
-/* A provider's setting, borrowed from its script's settings: valid until
- * the script host next loads or refreshes (no copy per step). */
-json_t *engine_setting(struct worker *w, const char *provider, const char *key)
-{
-	const json_t *ps = provider ? script_provider_settings_ref(w->scripts, provider) : NULL;
-	return json_object_get(ps, key);
-}
-
-/* ---------- dispatch ---------- */
-
-/* Keeps wk (and job, taken) to start after the store's commit. */
-static void after_add(struct worker *w, const struct work *wk, struct job *job)
-{
-	struct engine *e = w->engine;
-	if (e->nafter == e->capafter) {
-		size_t ncap = e->capafter ? e->capafter * 2 : 64;
-		struct engine_after *na = realloc(e->after, ncap * sizeof *na);
-		if (!na)
-			goto drop; /* the lease expires and the row runs later */
-		e->after = na;
-		e->capafter = ncap;
-	}
-	e->after[e->nafter].wk = *wk;
-	e->after[e->nafter].job = job;
-	e->nafter++;
-	return;
-drop:
-	if (job)
-		job_clear(job);
-	free(job);
-}
+/* ---------- dispatch, and the work that waited for the commit ---------- */
 
 /* Runs wk now; job: its job (taken) or NULL. */
 static void run(struct worker *w, const struct work *wk, struct job *job)
@@ -323,7 +150,7 @@ void engine_dispatch(struct worker *w, const struct work *wk)
 {
 	/* The row (or its lease) is not committed yet: start after the commit. */
 	if (store_pending(w->store))
-		after_add(w, wk, NULL);
+		engine_after_add(w, wk, NULL);
 	else
 		run(w, wk, NULL);
 }
@@ -337,14 +164,9 @@ void engine_dispatch_new(struct worker *w, const struct work *wk, const struct j
 		copy = NULL; /* the submit reads the job back */
 	}
 	if (store_pending(w->store))
-		after_add(w, wk, copy);
+		engine_after_add(w, wk, copy);
 	else
 		run(w, wk, copy);
-}
-
-int engine_after_pending(struct worker *w)
-{
-	return w->engine && w->engine->nafter > 0;
 }
 
 void engine_after_commit(struct worker *w, int committed)

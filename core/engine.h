@@ -10,6 +10,12 @@
  * changes it, so two workers (or a callback racing a poll) never move a job
  * out of a terminal state.
  *
+ * Layer: above everything the engine is made of (engine_int.h lists its
+ * files, bottom up); called by the worker and the HTTP layer. engine_kick,
+ * engine_after_pending and engine_renew_leases are defined in the bottom
+ * file (engine_work.c), so the engine's lower files may call engine_kick
+ * too; nothing else here is for them.
+ *
  * Everything here runs on the worker's loop thread.
  */
 #ifndef GENRELAY_ENGINE_H
@@ -36,7 +42,8 @@ void engine_free(struct worker *w);
 /* Work may be due at due_at (wall ms): make sure the due timer fires by then. */
 void engine_kick(struct worker *w, int64_t due_at);
 /* Runs a work item this worker already holds the lease of; while the store
- * has uncommitted writes it waits for the commit (engine_after_commit). */
+ * has uncommitted writes it waits for the commit (engine_after_commit). The
+ * engine's lower files never call it: they queue with engine_after_add. */
 void engine_dispatch(struct worker *w, const struct work *wk);
 /* The same for a submit row of a job the caller just inserted: j (borrowed)
  * is copied, so the submit does not read the job back. */
@@ -45,7 +52,8 @@ void engine_dispatch_new(struct worker *w, const struct work *wk, const struct j
 int engine_after_pending(struct worker *w);
 /* After a commit: starts the work that waited for it (committed 1), or drops
  * it (0: the commit failed, or the worker is finishing; its rows stay due in
- * the store). */
+ * the store). worker_commit calls it at the end of every loop iteration
+ * while work waits, whether or not the store had writes. */
 void engine_after_commit(struct worker *w, int committed);
 /* The lease heartbeat (called every second): every lease_s/3 the rows of
  * the steps in flight get a fresh lease. */

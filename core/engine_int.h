@@ -1,9 +1,35 @@
 /*
  * engine_int.h: what the engine's files share, and nothing outside them
- * includes (as SQLite's sqliteInt.h): engine.c (due timer, claims, lease
- * heartbeat, dispatch), steps.c (submit, poll, cancel at the provider),
- * jobflow.c (the one place that changes a job's state), delivery.c (webhook
- * delivery), jwks.c (the providers' signing keys) and callbacks.c.
+ * includes (as SQLite's sqliteInt.h). The engine is layered; each file
+ * calls only the files below it, never one above (tools/layers checks it
+ * on the built objects):
+ *
+ *   callbacks.c      a provider's callback: the HTTP layer's handler, which
+ *                    calls engine.c (engine_provider_keys), jobflow.c and
+ *                    engine_work.c
+ *   engine.c         the due timer's claims, dispatch of a row to its step,
+ *                    starting the work queued for after the commit, and
+ *                    what the worker and the HTTP layer call (engine.h)
+ *   steps.c          submit, poll and cancel at the provider
+ *   delivery.c       webhook delivery
+ *   jobflow.c        the one place that changes a job's state
+ *   provider.c       the calls to a provider (adapter functions, requests)
+ *   jwks.c           the providers' signing keys
+ *   engine_work.c    bottom: arming the due timer, the steps in flight and
+ *                    their leases, a row's outcome, events, random numbers,
+ *                    settings, and the queue of work to start after the
+ *                    store's commit (engine_after_add)
+ *
+ * engine.c calls steps.c, delivery.c, jobflow.c, jwks.c and engine_work.c;
+ * steps.c calls jobflow.c, provider.c and engine_work.c; delivery.c,
+ * jobflow.c, provider.c and jwks.c call engine_work.c only, which calls
+ * none of them.
+ *
+ * A lower file that has work to start (a delivery, a failover's submit, a
+ * provider cancel, a redelivery) never dispatches it: it queues it with
+ * engine_after_add, and engine_after_commit (engine.c), which worker_commit
+ * calls at the end of every loop iteration, starts it once the store has
+ * committed.
  *
  * The upper layers (worker, HTTP) see engine.h only. Nothing here includes
  * api.h, server.h, front.h, ui.h or microhttpd.h: a notification that goes up
@@ -34,7 +60,7 @@ struct engine_after {
 /* The engine's own state of one worker (w->engine), made by engine_init. */
 struct engine {
 	struct step *steps;            /* in flight, newest first */
-	struct engine_after *after;    /* waiting for the commit (engine_dispatch) */
+	struct engine_after *after;    /* waiting for the commit (engine_after_add) */
 	size_t nafter, capafter;
 	json_t *jwks;                  /* jwks.c: provider -> {"keys":[...],"at":ms,"pending"} */
 	int64_t renew_at;              /* next lease heartbeat, monotonic ms */
@@ -70,6 +96,8 @@ struct step {
 	int64_t started_ms;
 	struct step *prev, *next; /* the engine's list of steps in flight */
 };
+
+/* ---------- engine_work.c: the bottom layer, callable from every file ---------- */
 
 /*
  * A new step for row wk (copied), listed as in flight (its lease is renewed
@@ -109,6 +137,15 @@ double engine_random(void);
  * within the step, never across a return to the loop.
  */
 json_t *engine_setting(struct worker *w, const char *provider, const char *key);
+/*
+ * Queues row wk (copied; this worker holds its lease, possibly not yet
+ * committed) to start after the store's next commit: engine_after_commit
+ * (engine.c) starts it at the end of this loop iteration, or drops it when
+ * the commit fails (the row stays due in the store). job: the row's job,
+ * taken (freed with job_clear and free), or NULL. Out of memory: dropped
+ * the same way.
+ */
+void engine_after_add(struct worker *w, const struct work *wk, struct job *job);
 
 /* ---------- provider.c: the calls to a provider ---------- */
 

@@ -83,7 +83,7 @@ int jobflow_commit(struct jobflow *f)
 	if (ended)
 		after_end(w, &f->job);
 	for (int i = 0; i < f->nafter; i++)
-		engine_dispatch(w, &f->after[i]);
+		engine_after_add(w, &f->after[i], NULL); /* started after the store's commit */
 	f->nafter = 0;
 	if (f->kick_at > 0)
 		engine_kick(w, f->kick_at);

@@ -18,8 +18,12 @@
  * returns 1). The end of a job (jobflow_end_tx) writes its terminal
  * state, its cost, drops its pending provider work, queues its webhook
  * delivery and the "ended" event, or moves it to its alias's next target;
- * after the commit come the metrics, the log line, the work to start and
- * w->hooks.job_ended, exactly once per end.
+ * after the commit come the metrics, the log line, the work to start
+ * (queued with engine_after_add, started at the end of the loop iteration)
+ * and w->hooks.job_ended, exactly once per end.
+ *
+ * Layer (engine_int.h): calls engine_work.c only; called by steps.c,
+ * callbacks.c and engine.c (jobflow_cancel).
  *
  * Loop thread only. Every jobflow_begin that returned 0 is finished by
  * exactly one of jobflow_commit, jobflow_end or jobflow_rollback.
@@ -43,7 +47,7 @@ struct jobflow {
 				* changes it and clears it (job_clear) after finishing */
 	json_t *targets;       /* job.targets parsed (borrowed from a step), or
 				* NULL: parsed when a failover needs them */
-	struct work after[JOBFLOW_AFTER_MAX]; /* started once committed */
+	struct work after[JOBFLOW_AFTER_MAX]; /* queued by jobflow_commit, started once committed */
 	int nafter;
 	int64_t kick_at;       /* > 0: the due timer fires by then, after the commit */
 	/* private */
@@ -72,9 +76,10 @@ int jobflow_begin(struct worker *w, struct jobflow *f, const char *job_id,
 int jobflow_end_tx(struct jobflow *f, const char *via);
 
 /* Commits f's transaction, then: when the job ended, its metrics, log line
- * and w->hooks.job_ended (once); f->after is started and the due timer
- * kicked for f->kick_at. 0, or <0 when the commit failed (rolled back,
- * nothing started). */
+ * and w->hooks.job_ended (once); f->after is queued to start after the
+ * store's commit (engine_after_add) and the due timer kicked for
+ * f->kick_at. 0, or <0 when the commit failed (rolled back, nothing
+ * queued). */
 int jobflow_commit(struct jobflow *f);
 /* Rolls f's transaction back; nothing is started. */
 void jobflow_rollback(struct jobflow *f);

@@ -5,6 +5,9 @@
  * are fetched on the worker's loop (never blocking), kept for a day, and
  * fetched again sooner when a callback fails verification (at most once a
  * minute). The cache lives in w->engine (engine_init makes it).
+ *
+ * Layer (engine_int.h): calls engine_work.c only; called by engine.c
+ * (engine_provider_keys).
  */
 #ifndef GENRELAY_JWKS_H
 #define GENRELAY_JWKS_H

@@ -3,6 +3,8 @@
  * function called for a job with its ctx (callback URL, the job's pool key),
  * a script's request table turned into a fetch on the worker's loop, and a
  * fetch's answer turned into the `res` table scripts get.
+ *
+ * Layer (engine_int.h): calls engine_work.c only; called by steps.c.
  */
 #include "config.h"
 #include "engine_int.h"

@@ -14,6 +14,9 @@
  * - after any submit, a result with state "processing" and no request_id
  *   becomes failed PROVIDER_FAILURE "<provider>: submit answer has no
  *   request id".
+ *
+ * Layer (script_int.h): calls script_vm and script_util. Called by
+ * script_examples and script_host.
  */
 #ifndef GENRELAY_SCRIPT_CALL_H
 #define GENRELAY_SCRIPT_CALL_H

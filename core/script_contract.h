@@ -8,6 +8,8 @@
  * the signature to write); the provider fields the core reads
  * (callback_requires, poll_404_limit, errors, on_error). A script that still
  * uses lib/util.lua's removed ctx_job is refused too, saying what to delete.
+ *
+ * Layer (script_int.h): calls script_util. Called by script_vm.
  */
 #ifndef GENRELAY_SCRIPT_CONTRACT_H
 #define GENRELAY_SCRIPT_CONTRACT_H

@@ -5,6 +5,8 @@
  * It is built once per state; a call only sets its per-call fields.
  * ctx.secret and ctx.config read the settings of the script's own provider
  * (never another's); hooks and fronts get none.
+ *
+ * Layer (script_int.h): calls script_sandbox. Called by script_vm.
  */
 #ifndef GENRELAY_SCRIPT_CTX_H
 #define GENRELAY_SCRIPT_CTX_H

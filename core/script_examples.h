@@ -5,6 +5,9 @@
  * as the server (scall_run), with placeholder secrets, a placeholder
  * callback URL and ctx.config holding the script's defaults alone.
  * The matcher, script_json_subset, is public (script.h).
+ *
+ * Layer (script_int.h): calls script_call, script_vm and script_util.
+ * Called by script_host.
  */
 #ifndef GENRELAY_SCRIPT_EXAMPLES_H
 #define GENRELAY_SCRIPT_EXAMPLES_H

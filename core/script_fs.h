@@ -2,6 +2,8 @@
  * script_fs.h: the scripts directory on disk: script file names, reading a
  * file with a size cap, telling whether a file changed, and the sources of
  * scripts/lib kept in memory (struct libset, script_int.h).
+ *
+ * Layer (script_int.h): calls script_util. Called by script_host.
  */
 #ifndef GENRELAY_SCRIPT_FS_H
 #define GENRELAY_SCRIPT_FS_H

@@ -6,6 +6,10 @@
  * the contract (vm_new), its examples run (examples_run), and only then
  * does it replace the running version; anything else keeps the running
  * version and records why.
+ *
+ * The top layer of the host (script_int.h): calls script_examples,
+ * script_call, script_vm, script_fs and script_util, and is called by the
+ * rest of the core through script.h.
  */
 #include "script.h"
 #include "config.h"
@@ -17,20 +21,14 @@
 #include "script_int.h"
 #include "script_vm.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-const char *const script_kind_dir[SCRIPT_KINDS] = { "providers", "hooks", "fronts" };
-const char *const script_kind_name[SCRIPT_KINDS] = { "provider", "hook", "front" };
-const char script_key_env = 0, script_key_loaded = 0, script_key_libsrc = 0, script_key_loading = 0;
 
 struct entry {
 	enum script_kind kind;
@@ -64,26 +62,6 @@ static const char *host_dir(const struct script_host *h)
 	if (h->dir)
 		return h->dir;
 	return h->cfg->scripts ? h->cfg->scripts : "scripts";
-}
-
-void script_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-int script_valid_name(const char *s, size_t n)
-{
-	if (n == 0 || n > SCRIPT_NAME_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
-			return 0;
-	return 1;
 }
 
 struct script_host *script_host_new(const struct config *cfg)
@@ -147,11 +125,6 @@ static void set_last_error(struct entry *e, const char *msg)
 }
 
 /*
- * Tries the file at path for entry e (content already read). On success the
- * new vm replaces the old one; otherwise the old stays and the reason is
- * recorded. Returns 1 when replaced, 0 when not.
- */
-/*
  * Compile and check: a new vm for the script (compiled in a fresh state,
  * checked against the contract), then its examples. Returns the vm (caller
  * frees) or NULL with the reason in err.
@@ -171,6 +144,11 @@ static struct vm *build_vm(const struct config *cfg, enum script_kind kind, cons
 	return vm;
 }
 
+/*
+ * Tries src (the file's content, read) for entry e. On success
+ * the new vm replaces the old one; otherwise the old stays and the reason is
+ * recorded. Returns 1 when replaced, 0 when not.
+ */
 static int entry_try(struct script_host *h, struct entry *e, const char *src,
 		     size_t len, const unsigned char sha[32], char *first_err,
 		     size_t errlen)

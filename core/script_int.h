@@ -3,23 +3,30 @@
  * host's public API; docs/scripts.md is the contract scripts are written
  * against).
  *
- * The host is cut into one concern per file, each with a short header:
+ * The host is cut into one concern per file, each with a short header,
+ * listed here from the bottom layer up:
  *
+ *   script_util.c      script_    shared primitives: error text, the name
+ *                                 check, the kinds' names, the registry keys
+ *                                 (declared below)
  *   script_limits.c    limits_    memory cap, instruction budget, C-call charging
  *   script_sandbox.c   sandbox_   the sandboxed builtins, require of scripts/lib
  *   script_ctx.c       ctxlib_    the ctx table and its per-call fields
  *   script_contract.c  contract_  load-time checks: what each kind must provide,
  *                                 parameter order, the provider fields
+ *   script_fs.c        scriptfs_  the scripts directory: names, reads, lib sources
  *   script_vm.c        vm_        one state: setup, chunk loading, protected calls
  *   script_call.c      scall_     the call path: the core's checks around
  *                                 on_submitted and on_polled
  *   script_examples.c  examples_  a script's own examples; the JSON subset matcher
- *   script_fs.c        scriptfs_  the scripts directory: names, reads, lib sources
  *   script_host.c      script_    scan, reload (compile, check, swap), routing,
  *                                 listing, provider info and settings, verify
  *
- * Each calls only modules earlier in this list (host -> examples -> call ->
- * vm -> contract, ctx, sandbox, limits).
+ * Each calls only modules earlier in this list, so calls go one way: host
+ * -> examples -> call -> vm -> contract, ctx -> sandbox -> limits, with fs
+ * under host alone and util under all (tools/layers checks it on the built
+ * objects). Nothing outside the host includes this header or the modules'
+ * headers: the rest of the core sees script.h.
  *
  * Everything that may allocate Lua memory runs inside lua_pcall (memory
  * errors raise), so a cap hit never reaches the panic handler.
@@ -36,6 +43,8 @@
 
 #define SCRIPT_NAME_MAX 40            /* keeps "providers/NAME.lua" within LUA_IDSIZE */
 #define SCRIPT_FILE_MAX (1024 * 1024) /* bytes per script or lib file */
+
+/* ---------- script_util.c: callable from every module of the host ---------- */
 
 extern const char *const script_kind_dir[SCRIPT_KINDS];  /* "providers", "hooks", "fronts" */
 extern const char *const script_kind_name[SCRIPT_KINDS]; /* "provider", "hook", "front" */

@@ -8,6 +8,9 @@
  * raising on every instruction until the call ends (a pcall in the script
  * cannot swallow it); a refused allocation makes Lua raise a memory error.
  * vm_error (script_vm.h) turns both into "providers/x.lua:LINE: ...".
+ *
+ * Layer (script_int.h): above script_util; calls nothing else of the
+ * host. Called by script_sandbox and script_vm.
  */
 #ifndef GENRELAY_SCRIPT_LIMITS_H
 #define GENRELAY_SCRIPT_LIMITS_H

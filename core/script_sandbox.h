@@ -6,6 +6,9 @@
  * limit, setmetatable without __gc, and require for cjson and lib.NAME
  * (scripts/lib/NAME.lua, from the sources the host copied into the state).
  * No io, no debug, no os beyond the clock, no dofile or loadfile.
+ *
+ * Layer (script_int.h): calls script_limits and script_util. Called by
+ * script_ctx and script_vm.
  */
 #ifndef GENRELAY_SCRIPT_SANDBOX_H
 #define GENRELAY_SCRIPT_SANDBOX_H

@@ -2,6 +2,10 @@
  * script_vm.h: one loaded version of one script (struct vm, script_int.h):
  * a state with the limits, the sandbox and ctx; the chunk loaded and
  * checked against the contract; protected calls into it.
+ *
+ * Layer (script_int.h): calls script_contract, script_ctx, script_sandbox,
+ * script_limits and script_util. Called by script_call, script_examples and
+ * script_host.
  */
 #ifndef GENRELAY_SCRIPT_VM_H
 #define GENRELAY_SCRIPT_VM_H

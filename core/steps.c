@@ -9,6 +9,9 @@
  * max_inflight slots (store_work_take_slot) and the retry of submits
  * (backoff, Retry-After, the adapter's retry_in, the submit window and
  * failover_after).
+ *
+ * Layer (engine_int.h): calls jobflow.c, provider.c and engine_work.c;
+ * called by engine.c, which dispatches the rows.
  */
 #include "config.h"
 #include "engine.h"

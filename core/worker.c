@@ -114,6 +114,13 @@ static void begin_drain(struct worker *w)
 	loop_timer_set(w->loop, &drain_timer[w->index], loop_now_ms());
 }
 
+/*
+ * The end of every loop iteration (idle), and before anything that must not
+ * hold the write lock: commits the store's batch, releases the answers that
+ * waited for it, and starts the work the engine queued for after the commit
+ * (engine_after_commit). It runs while either is pending, so queued work
+ * starts in this iteration even when there was nothing to commit.
+ */
 void worker_commit(struct worker *w)
 {
 	for (int round = 0; round < 1000 && (store_pending(w->store) || engine_after_pending(w)); round++) {

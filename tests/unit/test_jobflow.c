@@ -3,14 +3,16 @@
  * path in core/callbacks.c) against a real SQLite store in a temp file and
  * a real script host with a tiny adapter. No network, no HTTP: the workers
  * run with --role api, so the work a change queues (a delivery, a failover's
- * submit) goes back to the store, due, instead of running.
+ * submit) goes back to the store, due, instead of running, once
+ * engine_after_commit takes it from the queue.
  *
  * What it checks: a result applied ends the job with its delivery row and
  * "ended" event, and the job_ended hook runs once, after the commit (seen
  * from another connection); failover to the next target; a callback racing
  * a poll (two ends of one job, two workers) leaves one terminal state and
  * one delivery; a malformed result fails the job with SCRIPT_ERROR; cancel;
- * verify/on_callback through callbacks_parse; settings read without a copy.
+ * verify/on_callback through callbacks_parse; settings read without a copy;
+ * the work an end queues waits for engine_after_commit.
  */
 #include "callbacks.h"
 #include "config.h"
@@ -391,6 +393,51 @@ static void test_callback_parse(struct worker *w)
 	json_decref(jarg);
 }
 
+/* Rows of kind claimable now by another owner (due, not leased) for job id;
+ * the claimed ones are handed back at once. */
+static int claimable(const char *id, enum work_kind kind)
+{
+	struct work items[32];
+	size_t n = 0;
+	int64_t now = loop_wall_ms();
+	CHECK_EQ_INT(store_work_claim(observer, "someone-else", now, 30000, items, 32, &n), 0);
+	int found = 0;
+	for (size_t i = 0; i < n; i++) {
+		found += items[i].kind == kind && strcmp(items[i].job_id, id) == 0;
+		CHECK_EQ_INT(store_work_reschedule(observer, items[i].id, now, items[i].tries), 0);
+	}
+	return found;
+}
+
+/* What a job's end starts waits in the after-commit queue, leased to this
+ * worker, until engine_after_commit: it starts it (here, --role api, hands
+ * it back to the store, due and unleased), or drops it when the commit
+ * failed (the row stays, leased until its lease runs out). */
+static void test_after_commit(struct worker *w)
+{
+	engine_after_commit(w, 0); /* what the tests above queued */
+	CHECK_EQ_INT(engine_after_pending(w), 0);
+	json_t *ok = json_pack("{s:s}", "state", "succeeded");
+
+	put_job(w, "job_aq", "testp:a", "[\"testp:a\"]");
+	CHECK_EQ_INT(end_with(w, "job_aq", ok, "poll"), 0);
+	CHECK_EQ_INT(status_of("job_aq"), JOB_SUCCEEDED); /* committed ... */
+	CHECK_EQ_INT(engine_after_pending(w), 1);           /* ... its delivery queued */
+	CHECK_EQ_INT(claimable("job_aq", WORK_DELIVER), 0);  /* leased to w meanwhile */
+	engine_after_commit(w, 1);
+	CHECK_EQ_INT(engine_after_pending(w), 0);
+	CHECK_EQ_INT(claimable("job_aq", WORK_DELIVER), 1);
+
+	put_job(w, "job_aq2", "testp:a", "[\"testp:a\"]");
+	CHECK_EQ_INT(end_with(w, "job_aq2", ok, "poll"), 0);
+	CHECK_EQ_INT(engine_after_pending(w), 1);
+	engine_after_commit(w, 0);
+	CHECK_EQ_INT(engine_after_pending(w), 0);
+	CHECK_EQ_INT(claimable("job_aq2", WORK_DELIVER), 0); /* dropped: still leased, not run */
+	CHECK_EQ_INT(store_work_count(observer, WORK_DELIVER) > 0, 1);
+	json_decref(ok);
+}
+
 static void test_settings(struct worker *w)
 {
 	json_t *a = engine_setting(w, "testp", "poll_after_s");
@@ -442,6 +489,7 @@ int main(void)
 	test_cancel(&a);
 	test_callback_parse(&a);
 	test_settings(&a);
+	test_after_commit(&a);
 
 	worker_down(&a);
 	worker_down(&b);

@@ -308,7 +308,9 @@ describe('genrelay with the krea, modelslab, artificialstudio and abstrakt adapt
       } else {
         test(`${prov}: DELETE cancels locally (no cancel call); the provider's later result is ignored`, T, async () => {
           const p = hookPath(`${prov}-cancel`);
-          const id = await submit(prov, { prompt: uniq(`${prov} cancel`), sim: { delay_ms: 1200 } }, { webhook_url: hookUrl(p) });
+          // 3 s: the DELETE lands while the provider still runs the job, also on a
+          // loaded machine; its result comes after and must be ignored.
+          const id = await submit(prov, { prompt: uniq(`${prov} cancel`), sim: { delay_ms: 3000 } }, { webhook_url: hookUrl(p) });
           const { request_id: rid } = await h.waitFor(async () => {
             const j = await getJob(id);
             return j.request_id && j;

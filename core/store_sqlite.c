@@ -2,12 +2,7 @@
  * store_sqlite.c: the job store on an embedded SQLite file (WAL mode):
  * open (pragmas, migrations), file permissions, close, errors, and the ops
  * table store.c dispatches through. store_sqlite_int.h lists the other
- * files of the store.
- *
- *
- * Every statement is prepared once per handle and reset right after use so
- * no read snapshot is held. Write transactions begin IMMEDIATE, so a writer
- * waits on the busy timeout instead of failing when it would upgrade.
+ * files of the store and how they fit.
  */
 #include "store_sqlite_int.h"
 

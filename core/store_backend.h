@@ -1,7 +1,8 @@
 /*
  * store_backend.h: the seam between store.c (the store_* functions of
- * store.h, which dispatch) and the store backends (store_sqlite.c,
- * store_pg.c). Only those three files include it.
+ * store.h, which dispatch) and the store backends (store_sqlite*.c through
+ * store_sqlite_int.h, store_pg*.c through store_pg_int.h). Nothing else
+ * includes it.
  *
  * A backend defines STORE_FN(name) (e.g. sqlite_store_##name) and includes
  * this file before store.h: every store_* name of store.h is then renamed to

@@ -35,20 +35,37 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A pass that takes longer than this says how far it got, and when it ends. */
+#define RETENTION_PROGRESS_MS 5000
+
 static void pass(struct retention *r)
 {
-	int64_t before = wall_ms() - (int64_t)r->keep_ms;
+	int64_t start = wall_ms(), said = start;
+	int64_t before = start - (int64_t)r->keep_ms;
+	long long in_pass = 0;
 	for (int round = 0; round < 1000; round++) {
 		int n = 0;
 		if (store_purge(r->store, before, RETENTION_BATCH, &n) < 0) {
-			log_warn("retention: purge failed: %s", store_errmsg(r->store));
+			log_warn("retention: purge failed after %lld jobs in this pass: %s", in_pass,
+				 store_errmsg(r->store));
 			return;
 		}
 		r->purged += n;
+		in_pass += n;
 		if (n > 0)
 			log_debug("retention: purged %d finished jobs (%lld in all)", n, r->purged);
-		if (n < RETENTION_BATCH)
+		int64_t now = wall_ms();
+		if (n < RETENTION_BATCH) {
+			if (now - start >= RETENTION_PROGRESS_MS)
+				log_info("retention: pass done: %lld finished jobs purged in %.1f s",
+					 in_pass, (double)(now - start) / 1000.0);
 			return;
+		}
+		if (now - said >= RETENTION_PROGRESS_MS) {
+			log_info("retention: purging: %lld finished jobs so far in this pass (%.0f/s)",
+				 in_pass, (double)in_pass * 1000.0 / (double)(now - start));
+			said = now;
+		}
 		pthread_mutex_lock(&r->mu);
 		int stop = r->stop;
 		pthread_mutex_unlock(&r->mu);

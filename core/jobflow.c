@@ -8,6 +8,7 @@
 #include "config.h"
 #include "engine.h"
 #include "engine_int.h"
+#include "keypool.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -48,6 +49,7 @@ void jobflow_rollback(struct jobflow *f)
 		return;
 	f->open = 0;
 	f->ended = 0;
+	f->moved = 0;
 	f->nafter = 0;
 	store_rollback(f->w->store);
 }
@@ -75,6 +77,7 @@ int jobflow_commit(struct jobflow *f)
 	if (store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		f->ended = 0;
+		f->moved = 0;
 		f->nafter = 0;
 		return -1;
 	}
@@ -82,6 +85,9 @@ int jobflow_commit(struct jobflow *f)
 	int ended = f->ended && job_terminal(f->job.status);
 	if (ended)
 		after_end(w, &f->job);
+	if (ended || f->moved)
+		keypool_release(f->job.id); /* its next submit takes a key anew */
+	f->moved = 0;
 	for (int i = 0; i < f->nafter; i++)
 		engine_after_add(w, &f->after[i], NULL); /* started after the store's commit */
 	f->nafter = 0;
@@ -294,6 +300,7 @@ int jobflow_failover_tx(struct jobflow *f, const char *code, const char *reason)
 	j->submit_deadline = now + (int64_t)(w->cfg->submit_window_s * 1000);
 	j->updated_at = now;
 	metrics_inc(M_FAILOVERS);
+	f->moved = 1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0 ||
 	    add_after(f, WORK_SUBMIT, NULL) < 0)
 		return -1;

@@ -521,7 +521,8 @@ static int load_limits(struct ld *d, struct config *c, int env)
  * table { https = bool, public = bool } or false: overrides the adapter's).
  */
 /* providers.NAME.keys: an array of { key = string, weight = integer 1..1000,
- * id = identifier (default "key" and the position, from 1) }, ids unique. */
+ * id = identifier (default "key" and the position, from 1), max_inflight =
+ * integer 0..1000000 (0: no cap) }, ids unique. */
 static int check_key_pool(struct ld *d, const char *name, json_t *keys)
 {
 	if (!keys)
@@ -534,9 +535,14 @@ static int check_key_pool(struct ld *d, const char *name, json_t *keys)
 		if (!json_is_object(e))
 			return lerr(d, "providers.%s.keys[%zu]: must be a table { key = \"...\", weight = n, id = \"name\" }", name, i + 1);
 		json_object_foreach(e, k, v) {
-			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id"))
-				return lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id)", name, i + 1, k);
+			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id") &&
+			    strcmp(k, "max_inflight"))
+				return lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id, max_inflight)", name, i + 1, k);
 		}
+		v = json_object_get(e, "max_inflight");
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			  json_integer_value(v) > 1000000))
+			return lerr(d, "providers.%s.keys[%zu].max_inflight: must be an integer from 0 to 1000000", name, i + 1);
 		v = json_object_get(e, "key");
 		if (!json_is_string(v) || !json_string_length(v))
 			return lerr(d, "providers.%s.keys[%zu].key: must be a non-empty string", name, i + 1);
@@ -729,10 +735,14 @@ static int load_budget(struct ld *d, int ct, const char *prefix, struct config_c
 	if (get_word(d, t, "period", key, periods, cu->budget_period, sizeof cu->budget_period) < 0)
 		return -1;
 	snprintf(key, sizeof key, "%s.budget.warn_at", prefix);
-	if (get_num(d, t, "warn_at", key, &cu->budget_warn_at, 0, 1, 1) < 0)
+	double warn = 0.5; /* any value inside (0, 1): left as is when unset */
+	if (get_num(d, t, "warn_at", key, &warn, -1e12, -1, 0) < 0)
 		return -1;
-	if (cu->budget_warn_at >= 1)
-		return lerr(d, "%s: must be a fraction below 1", key);
+	if (!(warn > 0 && warn < 1))
+		return lerr(d, "%s: must be a fraction above 0 and below 1 (0.8: warn at 80%% of the amount)", key);
+	if (rawfield(d->L, t, "warn_at") != LUA_TNIL)
+		cu->budget_warn_at = warn;
+	lua_pop(d->L, 1);
 	lua_settop(d->L, t - 1);
 	return 0;
 }

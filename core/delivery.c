@@ -333,20 +333,63 @@ static void deliver_send(struct worker *w, struct delivery *d, const struct work
 	}
 }
 
+/*
+ * Step 3, for a budget.warning (budget.h): the body is the one the job's
+ * end made, kept in the job's "budget_warning" event with this delivery's
+ * id, sent as it is: a customer's hook shapes job events only. 0 with
+ * o->body; 1 when the attempt failed (recorded).
+ */
+static int deliver_warning_body(struct worker *w, struct delivery *d, const struct work *wk,
+				struct outgoing *o)
+{
+	json_t *events = store_job_events(w->store, d->job_id), *ev, *body = NULL;
+	size_t i;
+	json_array_foreach(events, i, ev) {
+		json_t *detail = json_object_get(ev, "detail");
+		const char *kind = json_string_value(json_object_get(ev, "kind"));
+		const char *id = json_string_value(json_object_get(detail, "delivery_id"));
+		if (kind && strcmp(kind, "budget_warning") == 0 && id && strcmp(id, d->id) == 0) {
+			body = json_copy(detail);
+			break;
+		}
+	}
+	json_decref(events);
+	if (!body) {
+		delivery_failed(w, d, wk, 0, 0, events ? "budget.warning: its event is gone"
+				: "budget.warning: the store failed", -1, NULL, NULL, 0);
+		return 1;
+	}
+	json_object_del(body, "delivery_id");
+	o->body = json_dumps(body, JSON_COMPACT);
+	o->len = o->body ? strlen(o->body) : 0;
+	json_decref(body);
+	if (!o->body) {
+		delivery_failed(w, d, wk, 0, 0, "out of memory", -1, NULL, NULL, 0);
+		return 1;
+	}
+	return 0;
+}
+
 void delivery_run(struct worker *w, const struct work *wk)
 {
 	struct delivery d;
 	struct job j;
 	struct outgoing o = {0};
+	json_t *event = NULL;
+	int rc;
 	if (deliver_load(w, wk, &d, &j))
 		return;
 	log_ctx_job(j.id, j.customer, j.provider);
 	const struct config_customer *cust = customers_by_name(w->customers, w->cfg, w->store, j.customer);
-	struct hook_choice h = deliver_hook(cust, &j);
-	json_t *event = job_to_json(&j);
-	json_object_set_new(event, "type", json_string(d.event));
-	if (deliver_body(w, &d, wk, &h, event, &o) == 0 &&
-	    deliver_sign(w, &d, wk, cust, &o) == 0)
+	if (strcmp(d.event, "budget.warning") == 0) {
+		rc = deliver_warning_body(w, &d, wk, &o);
+	} else {
+		struct hook_choice h = deliver_hook(cust, &j);
+		event = job_to_json(&j);
+		json_object_set_new(event, "type", json_string(d.event));
+		rc = deliver_body(w, &d, wk, &h, event, &o);
+	}
+	if (rc == 0 && deliver_sign(w, &d, wk, cust, &o) == 0)
 		deliver_send(w, &d, wk, &o);
 	outgoing_free(&o);
 	free(d.url);

@@ -5,9 +5,12 @@
  */
 #include "jobflow.h"
 
+#include "budget.h"
 #include "config.h"
+#include "customers.h"
 #include "engine.h"
 #include "engine_int.h"
+#include "keypool.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -48,6 +51,7 @@ void jobflow_rollback(struct jobflow *f)
 		return;
 	f->open = 0;
 	f->ended = 0;
+	f->moved = 0;
 	f->nafter = 0;
 	store_rollback(f->w->store);
 }
@@ -75,6 +79,7 @@ int jobflow_commit(struct jobflow *f)
 	if (store_commit(w->store) < 0) {
 		store_rollback(w->store);
 		f->ended = 0;
+		f->moved = 0;
 		f->nafter = 0;
 		return -1;
 	}
@@ -82,6 +87,9 @@ int jobflow_commit(struct jobflow *f)
 	int ended = f->ended && job_terminal(f->job.status);
 	if (ended)
 		after_end(w, &f->job);
+	if (ended || f->moved)
+		keypool_release(f->job.id); /* its next submit takes a key anew */
+	f->moved = 0;
 	for (int i = 0; i < f->nafter; i++)
 		engine_after_add(w, &f->after[i], NULL); /* started after the store's commit */
 	f->nafter = 0;
@@ -294,6 +302,7 @@ int jobflow_failover_tx(struct jobflow *f, const char *code, const char *reason)
 	j->submit_deadline = now + (int64_t)(w->cfg->submit_window_s * 1000);
 	j->updated_at = now;
 	metrics_inc(M_FAILOVERS);
+	f->moved = 1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0 ||
 	    add_after(f, WORK_SUBMIT, NULL) < 0)
 		return -1;
@@ -316,10 +325,14 @@ static int fails_over(struct worker *w, const struct job *j)
  * The cost of an ending job: the adapter's (data.cost) or, for a succeeded
  * job without one, the estimate of its provider's price table (kept in
  * data.cost too); recorded as the job's usage row in the caller's
- * transaction. <0 on a store error.
+ * transaction; *amount and unit get it (0 and "": no cost). <0 on a
+ * store error.
  */
-static int record_cost(struct worker *w, struct job *j, int64_t now)
+static int record_cost(struct worker *w, struct job *j, int64_t now, double *amount,
+		       char *unit, size_t unitlen)
 {
+	*amount = 0;
+	unit[0] = '\0';
 	json_t *d = j->data && strstr(j->data, "\"cost\"") ? json_loads(j->data, 0, NULL) : NULL;
 	json_t *cost = usage_cost_of(json_object_get(d, "cost"));
 	json_decref(d);
@@ -333,10 +346,10 @@ static int record_cost(struct worker *w, struct job *j, int64_t now)
 	}
 	if (!cost)
 		return 0;
-	int rc = store_usage_add(w->store, j->id, j->customer, j->provider, j->model,
-				 json_number_value(json_object_get(cost, "amount")),
-				 json_string_value(json_object_get(cost, "unit")),
-				 json_string_value(json_object_get(cost, "source")), now);
+	*amount = json_number_value(json_object_get(cost, "amount"));
+	snprintf(unit, unitlen, "%s", json_string_value(json_object_get(cost, "unit")));
+	int rc = store_usage_add(w->store, j->id, j->customer, j->provider, j->model, *amount,
+				 unit, json_string_value(json_object_get(cost, "source")), now);
 	json_decref(cost);
 	return rc < 0 ? -1 : 0;
 }
@@ -354,6 +367,50 @@ static int queue_delivery(struct jobflow *f, int64_t now)
 	snprintf(d.status, sizeof d.status, "pending");
 	d.created_at = now;
 	d.next_at = now;
+	if (store_delivery_insert(w->store, &d) < 0)
+		return -1;
+	return add_after(f, WORK_DELIVER, d.id);
+}
+
+/*
+ * When the ending job's cost (amount in unit, just recorded) took its
+ * customer's spend across the budget's warn_at line (budget.h), a
+ * budget.warning delivery in f's transaction, to the customer's
+ * webhook_url, else the job's, and a "budget_warning" event holding the
+ * body the delivery sends. <0 on a store error.
+ */
+static int queue_budget_warning(struct jobflow *f, double amount, const char *unit, int64_t now)
+{
+	struct worker *w = f->w;
+	const struct job *j = &f->job;
+	double spent;
+	if (!(amount > 0) || !j->customer)
+		return 0;
+	const struct config_customer *c = customers_by_name(w->customers, w->cfg, w->store,
+							   j->customer);
+	int crossed = c ? budget_warn_crossed(w->store, c, amount, unit, now, &spent) : 0;
+	if (crossed <= 0)
+		return crossed;
+	const char *url = c->webhook_url ? c->webhook_url : j->webhook_url;
+	json_t *body = budget_warning_body(c, spent, j->id, now);
+	if (!body)
+		return -1;
+	struct delivery d = {0};
+	if (url) {
+		sign_random_id("msg_", d.id, sizeof d.id);
+		snprintf(d.job_id, sizeof d.job_id, "%s", j->id);
+		snprintf(d.event, sizeof d.event, "budget.warning");
+		d.url = (char *)url;
+		snprintf(d.status, sizeof d.status, "pending");
+		d.created_at = now;
+		d.next_at = now;
+		json_object_set_new(body, "delivery_id", json_string(d.id));
+	}
+	log_info("customer %s: budget warning (%g of %g %s spent)", c->name, spent,
+		 c->budget_amount, c->budget_unit);
+	engine_event(w, j->id, "budget_warning", body); /* takes body */
+	if (!url)
+		return 0; /* nowhere to send it: the event and the log line stay */
 	if (store_delivery_insert(w->store, &d) < 0)
 		return -1;
 	return add_after(f, WORK_DELIVER, d.id);
@@ -388,7 +445,9 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 	j->updated_at = now;
 	if (!j->completed_at)
 		j->completed_at = now;
-	if (record_cost(w, j, now) < 0)
+	double cost = 0;
+	char unit[16];
+	if (record_cost(w, j, now, &cost, unit, sizeof unit) < 0)
 		return -1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
@@ -400,6 +459,8 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 		     "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,
 								    j->provider) : NULL, "via", via));
 	if (j->webhook_url && queue_delivery(f, now) < 0)
+		return -1;
+	if (queue_budget_warning(f, cost, unit, now) < 0)
 		return -1;
 	return 0;
 }

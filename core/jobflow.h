@@ -20,7 +20,8 @@
  * delivery and the "ended" event, or moves it to its alias's next target;
  * after the commit come the metrics, the log line, the work to start
  * (queued with engine_after_add, started at the end of the loop iteration)
- * and w->hooks.job_ended, exactly once per end.
+ * and w->hooks.job_ended, exactly once per end; a job that ended or moved
+ * to its next target lets go of its pool key's slot (keypool_release).
  *
  * Layer (engine_int.h): calls engine_work.c only; called by steps.c,
  * callbacks.c and engine.c (jobflow_cancel).
@@ -53,6 +54,7 @@ struct jobflow {
 	/* private */
 	int open;              /* the transaction is open */
 	int ended;             /* jobflow_end_tx ran: notify after the commit */
+	int moved;             /* jobflow_failover_tx moved the job: its pool key is let go */
 	enum job_status read_status;
 };
 
@@ -76,7 +78,8 @@ int jobflow_begin(struct worker *w, struct jobflow *f, const char *job_id,
 int jobflow_end_tx(struct jobflow *f, const char *via);
 
 /* Commits f's transaction, then: when the job ended, its metrics, log line
- * and w->hooks.job_ended (once); f->after is queued to start after the
+ * and w->hooks.job_ended (once); when it ended or moved to its next
+ * target, its pool key's max_inflight slot is let go; f->after is queued to start after the
  * store's commit (engine_after_add) and the due timer kicked for
  * f->kick_at. 0, or <0 when the commit failed (rolled back, nothing
  * queued). */

@@ -178,12 +178,14 @@ static const char *pool_key(struct worker *w, const struct job *j)
 	return id[0] ? keypool_key(ps, id) : NULL;
 }
 
-/* A usable key remains in the provider's pool now (1), else 0. */
+/* A usable key remains in the provider's pool now (1), else 0. A key at
+ * its max_inflight counts as usable: a slot frees when a job ends. */
 int provider_pool_has_usable(const char *provider, const json_t *ps)
 {
 	char id[KEYPOOL_ID_MAX];
 	int64_t wait;
-	return keypool_pick(provider, ps, loop_wall_ms(), 0, id, sizeof id, &wait) == 0;
+	int rc = keypool_pick(provider, ps, loop_wall_ms(), 0, id, sizeof id, &wait);
+	return rc == 0 || rc == -2;
 }
 
 /*

@@ -5,8 +5,10 @@
  * applies the result through jobflow (jobflow.h), on the job row as re-read
  * then.
  *
- * Also here: the keys of a provider's key pool (keypool.h), its
- * max_inflight slots (store_work_take_slot) and the retry of submits
+ * Also here: the keys of a provider's key pool (keypool.h: weighted, a
+ * key's own max_inflight, 429 cool-downs, 401/403 on any step marking it
+ * broken), the provider's max_inflight slots (store_work_take_slot) and
+ * the retry of submits
  * (backoff, Retry-After, the adapter's retry_in, the submit window and
  * failover_after).
  *
@@ -61,6 +63,7 @@ static int step_begin(struct step *st, struct jobflow *f)
 	}
 	const struct job *j = &f->job;
 	if (job_terminal(j->status)) {
+		keypool_release(j->id); /* ended where this step did not see it */
 		engine_work_done(w, &st->wk);
 		jobflow_commit(f);
 		job_clear(&f->job);
@@ -209,19 +212,59 @@ static void submit_retry(struct step *st, struct jobflow *f, int64_t retry_after
 }
 
 /*
- * Picks a key from the pool of st's provider (ps) and keeps its id in the
- * step's job. 0; or -1 when none is usable: the submit retried or given up.
+ * Lets go of the slots of ps's capped keys held by jobs that ended (or
+ * are gone, or moved to another provider) where this worker did not see it
+ * end: on another instance, or a hold left behind. Returns how many were
+ * let go. Reads the store outside a transaction (as a step's load does).
+ */
+static size_t release_ended_holders(struct worker *w, const char *provider, const json_t *ps)
+{
+	char held[64][KEYPOOL_JOB_MAX];
+	size_t n = keypool_holders(provider, ps, loop_wall_ms(), held, 64), freed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct job j;
+		int rc = store_job_get(w->store, held[i], NULL, &j);
+		if (rc < 0)
+			continue;
+		if (rc == 1 || job_terminal(j.status) || !j.provider || strcmp(j.provider, provider)) {
+			keypool_release(held[i]);
+			freed++;
+		}
+		if (rc == 0)
+			job_clear(&j);
+	}
+	return freed;
+}
+
+/*
+ * Picks a key from the pool of st's provider (ps), taking one of its slots
+ * when it has a max_inflight, and keeps its id in the step's job. 0; or -1
+ * when none is usable: the submit retried or given up, or, when every key
+ * left is at its max_inflight, the row held for CAP_RECHECK_MS (the job
+ * waits for a slot: no attempt is counted, nothing fails).
  */
 static int submit_pick_key(struct step *st, json_t *ps)
 {
+	struct worker *w = st->w;
 	const char *provider = st->job.provider;
 	char kid[KEYPOOL_ID_MAX], why[ENGINE_ERR_MAX];
-	int64_t wait;
-	if (keypool_pick(provider, ps, loop_wall_ms(), engine_random(), kid, sizeof kid, &wait) == 0) {
+	int64_t wait, now = loop_wall_ms();
+	/* The hold lapses by the job's deadline at the latest. */
+	int64_t until = st->job.deadline > now ? st->job.deadline : now + 3600000;
+	int rc = keypool_take(provider, ps, st->job.id, until, now, engine_random(), kid, sizeof kid, &wait);
+	if (rc == -2 && release_ended_holders(w, provider, ps) > 0)
+		rc = keypool_take(provider, ps, st->job.id, until, now, engine_random(), kid, sizeof kid, &wait);
+	if (rc == 0) {
 		json_t *kd = json_pack("{s:s}", "key_id", kid);
 		jobflow_merge_data(&st->job, kd);
 		json_decref(kd);
 		return 0;
+	}
+	if (rc == -2) {
+		int64_t due = now + (wait >= 0 && wait < CAP_RECHECK_MS ? wait : CAP_RECHECK_MS);
+		engine_reschedule(w, &st->wk, due, st->wk.tries);
+		engine_kick(w, due);
+		return -1;
 	}
 	struct jobflow f;
 	if (step_begin(st, &f) == 0) {
@@ -423,6 +466,27 @@ static void submit_accepted(struct step *st, struct jobflow *f, json_t *result, 
 		metrics_inc(M_STORE_ERRORS);
 }
 
+/*
+ * A 401/403 from the provider on any step of j (submit, poll, cancel):
+ * the job's pool key leaves the pool until the config changes (logged
+ * once). 1 when the answer was such a refusal of a pool key, else 0.
+ */
+static int mark_refused_key(struct worker *w, const struct job *j, const struct fetch_response *res)
+{
+	if (res->error || (res->status != 401 && res->status != 403) || !j->provider)
+		return 0;
+	json_t *ps = config_provider(w->cfg, j->provider);
+	char kid[KEYPOOL_ID_MAX] = "";
+	if (keypool_size(ps))
+		provider_key_id(j, kid, sizeof kid);
+	if (!kid[0])
+		return 0;
+	if (keypool_break(j->provider, ps, kid))
+		log_warn("provider %s: key %s refused (HTTP %ld): out of the pool until the config changes",
+			 j->provider, kid, res->status);
+	return 1;
+}
+
 /* A submit's answer, on the job's row re-read. */
 static void submit_done(void *arg, const struct fetch_response *res)
 {
@@ -439,12 +503,8 @@ static void submit_done(void *arg, const struct fetch_response *res)
 	char kid[KEYPOOL_ID_MAX] = "";
 	if (keypool_size(ps))
 		provider_key_id(j, kid, sizeof kid);
-	if (kid[0] && !res->error && (res->status == 401 || res->status == 403)) {
-		/* A refused key leaves the pool until the config changes; the job
-		 * tries another one at once while one is left. */
-		if (keypool_break(j->provider, ps, kid))
-			log_warn("provider %s: key %s refused (HTTP %ld): out of the pool until the config changes",
-				 j->provider, kid, res->status);
+	if (mark_refused_key(w, j, res)) {
+		/* The job tries another key at once while one is left. */
 		if (provider_pool_has_usable(j->provider, ps)) {
 			submit_retry(st, &f, 0, why);
 			goto out_job;
@@ -583,6 +643,7 @@ static void poll_done(void *arg, const struct fetch_response *res)
 	if (step_begin(st, &f))
 		goto out;
 	struct job *j = &f.job;
+	mark_refused_key(w, j, res); /* the adapter still sees the answer */
 	/* A network error, 429 or 5xx on a poll never ends a job: it polls again
 	 * on the schedule. The one exception is a `next` request's HTTP 500: fal's
 	 * result call relays the model's own status, so the script sees it (502,
@@ -634,6 +695,7 @@ static void cancel_done(void *arg, const struct fetch_response *res)
 	struct worker *w = st->w;
 	char why[256];
 	metrics_provider_call(st->job.provider, "cancel", res->error != NULL, res->status, res->total_ms);
+	mark_refused_key(w, &st->job, res);
 	provider_describe(res, why, sizeof why);
 	if ((res->error || retry_status_retryable(res->status)) && st->wk.tries < 5) {
 		engine_reschedule(w, &st->wk, loop_wall_ms() + 2000 * (st->wk.tries + 1), st->wk.tries + 1);

@@ -27,6 +27,8 @@
 //
 // Per-key behaviour: a credential whose value contains "sim-429" answers 429
 // (Retry-After: 60) on every call, "sim-401" 401 and "sim-403" 403.
+// POST /_control/keys/revoke {"key":"...","status":401|403} refuses one
+// credential from then on (a key revoked while its jobs run); reset clears it.
 //
 // Tests steer each job with an optional `sim` object in the model input:
 //   {"delay_ms":200, "outcome":"success|fail", "callback":"normal|none|duplicate|late|malformed",
@@ -118,7 +120,7 @@ function createProvsim(opts) {
     res.end(body);
   }
 
-  function control(req, res, segs, query) {
+  function control(req, res, segs, query, raw) {
     const m = req.method;
     if (m === 'GET' && segs[0] === 'requests' && segs.length === 1) {
       const p = query.provider;
@@ -131,7 +133,20 @@ function createProvsim(opts) {
     if (m === 'GET' && segs[0] === 'modelslab' && segs[1] === 'queue' && segs.length === 2) {
       return sendJson(res, 200, providers.modelslab.queueStats());
     }
+    if (m === 'POST' && segs[0] === 'keys' && segs[1] === 'revoke' && segs.length === 2) {
+      let b = null;
+      try {
+        b = JSON.parse(raw ? raw.toString('utf8') : '');
+      } catch (e) {
+        /* answered below */
+      }
+      const status = b && (b.status === undefined ? 401 : b.status);
+      if (!b || typeof b.key !== 'string' || !b.key || (status !== 401 && status !== 403)) return sendJson(res, 400, { error: 'body: {"key":"...","status":401|403}' });
+      revoked.set(b.key, status);
+      return sendJson(res, 200, { revoked: revoked.size });
+    }
     if (m === 'POST' && segs[0] === 'reset' && segs.length === 1) {
+      revoked.clear();
       sim.reset();
       return sendJson(res, 200, { ok: true });
     }
@@ -159,10 +174,13 @@ function createProvsim(opts) {
     if (own && typeof own === 'object') Object.assign(steer, own);
   }
 
+  const revoked = new Map(); // credential -> status, from /_control/keys/revoke
+
   function keyBehaviour(headers, json) {
     const auth = String(headers.authorization || '').replace(/^\S+\s+/, '');
-    const cred = [auth, String(headers['x-api-key'] || ''), json && typeof json === 'object' && typeof json.key === 'string' ? json.key : ''].join(' ');
-    const m = /sim-(429|401|403)/.exec(cred);
+    const creds = [auth, String(headers['x-api-key'] || ''), json && typeof json === 'object' && typeof json.key === 'string' ? json.key : ''];
+    for (const c of creds) if (c && revoked.has(c)) return revoked.get(c);
+    const m = /sim-(429|401|403)/.exec(creds.join(' '));
     return m ? Number(m[1]) : 0;
   }
 
@@ -180,7 +198,7 @@ function createProvsim(opts) {
     const first = slash < 0 ? path.slice(1) : path.slice(1, slash);
     const rest = slash < 0 ? '/' : path.slice(slash);
 
-    if (first === '_control') return control(req, res, rest.split('/').filter(Boolean), query);
+    if (first === '_control') return control(req, res, rest.split('/').filter(Boolean), query, raw);
     if (first === 'files') return files(req, res, rest);
     const prov = providers[first];
     if (!prov) return sendJson(res, 404, { error: `no provider surface at /${first}` });

@@ -581,13 +581,17 @@ static void test_key_pool(void)
 		      "providers.fal.keys[1].weight", "pool-secret-1");
 	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', wieght = 2 } } } }\n",
 		      "providers.fal.keys[1].wieght: unknown", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', max_inflight = -1 } } } }\n",
+		      "providers.fal.keys[1].max_inflight: must be an integer from 0 to 1000000", "pool-secret-1");
+	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', max_inflight = 1.5 } } } }\n",
+		      "providers.fal.keys[1].max_inflight", "pool-secret-1");
 	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1', id = 'a b' } } } }\n",
 		      "providers.fal.keys[1].id", "pool-secret-1");
 	check_refused("providers = { fal = { keys = { { key = 'pool-secret-1' }, { key = 'pool-secret-2', id = 'key1' } } } }\n",
 		      "providers.fal.keys[2].id: key1 is taken", "pool-secret-2");
 	struct config *c = config_load(write_conf(
 		"providers = { fal = { base_url = 'http://127.0.0.1:1/fal', keys = {\n"
-		"  { key = 'pool-secret-1', weight = 3, id = 'primary' }, { key = 'pool-secret-2' } } } }\n"),
+		"  { key = 'pool-secret-1', weight = 3, id = 'primary', max_inflight = 4 }, { key = 'pool-secret-2' } } } }\n"),
 		err, sizeof err);
 	CHECK(c != NULL);
 	if (!c) {
@@ -613,11 +617,18 @@ static void test_budget(void)
 		      "customers.acme.budget.period: must be \"month\", \"day\" or \"total\"", "sk_b_1");
 	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, warn_at = 1 } } }\n",
 		      "customers.acme.budget.warn_at", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, warn_at = 0 } } }\n",
+		      "customers.acme.budget.warn_at: must be a fraction above 0 and below 1", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, warn_at = 1.5 } } }\n",
+		      "customers.acme.budget.warn_at: must be a fraction above 0 and below 1", "sk_b_1");
+	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, warn_at = 'half' } } }\n",
+		      "customers.acme.budget.warn_at: must be a number", "sk_b_1");
 	check_refused("customers = { acme = { api_key = 'sk_b_1', budget = { amount = 1, limit = 2 } } }\n",
 		      "unknown key 'customers.acme.budget.limit'", "sk_b_1");
 	struct config *c = config_load(write_conf(
 		"customers = { acme = { api_key = 'sk_b_1', budget = { amount = 25, unit = 'credits', period = 'day' } },\n"
-		"  globex = { api_key = 'sk_b_2' } }\n"), err, sizeof err);
+		"  globex = { api_key = 'sk_b_2' }, initech = { api_key = 'sk_b_3', budget = { amount = 2, warn_at = 0.75 } } }\n"),
+		err, sizeof err);
 	CHECK(c != NULL);
 	if (!c) {
 		fprintf(stderr, "    %s\n", err);
@@ -627,6 +638,8 @@ static void test_budget(void)
 	CHECK_STR_EQ(c->customers[0].budget_unit, "credits");
 	CHECK_STR_EQ(c->customers[0].budget_period, "day");
 	CHECK(c->customers[1].budget_amount == 0);
+	CHECK(c->customers[0].budget_warn_at == 0); /* no warning unless set */
+	CHECK(c->customers[2].budget_warn_at == 0.75);
 	config_free(c);
 }
 

@@ -1,6 +1,7 @@
 /*
  * test_keypool.c: weighted key choice, 429 cool-downs and 401/403 broken
- * marks of a provider's key pool (core/keypool.c).
+ * marks and per-key max_inflight holds of a provider's key pool
+ * (core/keypool.c).
  */
 #include "keypool.h"
 #include "check.h"
@@ -123,11 +124,75 @@ static void test_views(void)
 	keypool_reset();
 }
 
+/* max_inflight: a key at its cap is skipped; slots are taken at submit and
+ * let go when the job ends, moves on, or its hold lapses. */
+static void test_max_inflight(void)
+{
+	json_t *ps = json_pack("{s:[{s:s,s:s,s:i},{s:s,s:s}]}", "keys",
+			       "id", "capped", "key", "secret-x", "max_inflight", 2,
+			       "id", "free", "key", "secret-y");
+	json_t *one = json_pack("{s:[{s:s,s:i}]}", "keys", "key", "secret-z", "max_inflight", 1);
+	char id[KEYPOOL_ID_MAX], held[4][KEYPOOL_JOB_MAX];
+	int64_t wait = 0;
+	keypool_reset();
+	/* r 0 picks "capped" while it has a slot: two jobs take both */
+	CHECK_EQ_INT(keypool_take("fal", ps, "job_1", 99000, 1000, 0.0, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "capped");
+	CHECK_EQ_INT(keypool_take("fal", ps, "job_2", 99000, 1000, 0.0, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "capped");
+	CHECK_EQ_INT(keypool_inflight("fal", ps, "capped", 1000), 2);
+	/* at its cap: skipped, the uncapped key takes the rest, uncounted */
+	CHECK_EQ_INT(keypool_take("fal", ps, "job_3", 99000, 1000, 0.0, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "free");
+	CHECK_EQ_INT(keypool_inflight("fal", ps, "free", 1000), 0);
+	CHECK_EQ_INT(keypool_pick("fal", ps, 1000, 0.0, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "free");
+	CHECK_EQ_INT(keypool_holders("fal", ps, 1000, held, 4), 2);
+	/* a job that ends lets go: the key is picked again */
+	keypool_release("job_1");
+	keypool_release("job_1"); /* idempotent */
+	CHECK_EQ_INT(keypool_inflight("fal", ps, "capped", 1000), 1);
+	CHECK_EQ_INT(keypool_pick("fal", ps, 1000, 0.0, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "capped");
+	/* a job's second submit lets go of its first key's slot */
+	CHECK_EQ_INT(keypool_take("fal", ps, "job_2", 99000, 1000, 0.99, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "free");
+	CHECK_EQ_INT(keypool_inflight("fal", ps, "capped", 1000), 0);
+
+	/* a pool of one key with max_inflight 1: the second job waits (-2) */
+	CHECK_EQ_INT(keypool_take("krea", one, "job_a", 5000, 1000, 0.5, id, sizeof id, &wait), 0);
+	CHECK_STR_EQ(id, "key1");
+	CHECK_EQ_INT(keypool_take("krea", one, "job_b", 5000, 1000, 0.5, id, sizeof id, &wait), -2);
+	CHECK_EQ_INT(wait, -1);
+	CHECK_EQ_INT(keypool_inflight("krea", one, "key1", 1000), 1); /* nothing held on -2 */
+	CHECK_EQ_INT(keypool_holders("krea", one, 1000, held, 4), 1);
+	CHECK_STR_EQ(held[0], "job_a");
+	/* at its cap and cooling: still -2, with the cool-down's end */
+	keypool_cool("krea", one, "key1", 3000);
+	CHECK_EQ_INT(keypool_pick("krea", one, 1000, 0.5, id, sizeof id, &wait), -1);
+	CHECK_EQ_INT(wait, 2000); /* cooling (checked before the cap) */
+	/* the hold lapses at its until (the job's deadline) */
+	CHECK_EQ_INT(keypool_inflight("krea", one, "key1", 5000), 0);
+	CHECK_EQ_INT(keypool_take("krea", one, "job_b", 9000, 5000, 0.5, id, sizeof id, &wait), 0);
+	CHECK_EQ_INT(keypool_inflight("krea", one, "key1", 5000), 1);
+	/* broken keys are out whatever their slots: every key broken is -1 */
+	keypool_break("krea", one, "key1");
+	CHECK_EQ_INT(keypool_take("krea", one, "job_c", 9000, 5000, 0.5, id, sizeof id, &wait), -1);
+	CHECK_EQ_INT(wait, -1);
+	keypool_release("job_b");
+	CHECK_EQ_INT(keypool_inflight("krea", one, "key1", 5000), 0);
+	keypool_reset();
+	CHECK_EQ_INT(keypool_inflight("fal", ps, "capped", 1000), 0);
+	json_decref(one);
+	json_decref(ps);
+}
+
 int main(void)
 {
 	test_pick_by_weight();
 	test_cool_and_break();
 	test_views();
+	test_max_inflight();
 	keypool_reset();
 	return check_done();
 }

@@ -9,7 +9,11 @@
 //   - no key value in job records, events or logs;
 //   - the broken key on /metrics (genrelay_provider_keys, provider and state
 //     labels only, promtool-clean) and on the dashboard's providers view (by
-//     id, never by value).
+//     id, never by value);
+//   - a key's max_inflight: a pool of one key with max_inflight 1 sends a
+//     second job's submit only after the first job ended;
+//   - a 401 on a poll and a 403 on a provider cancel mark the job's key
+//     broken, as on a submit (provsim revokes a key while its job runs).
 //
 //   GENRELAY_BIN=$PWD/build/genrelay node --test tests/e2e/features/keypool.test.js
 
@@ -183,5 +187,129 @@ describe('a pool of two good keys', () => {
     }, 20000, { what: 'the cancel call' });
     assert.equal(calls.submits.length, 1);
     for (const c of calls.later) assert.equal(c.key, calls.submits[0], `${c.method} ${c.path}`);
+  });
+});
+
+describe('a key with max_inflight 1', () => {
+  const stack = h.useStack({
+    config: {
+      providers: { fal: { callbacks: false, keys: [{ id: 'only', key: 'fal-capped-key-1', max_inflight: 1 }] } },
+      jobs: { poll_interval_s: 0.3 },
+    },
+  });
+  const { waitTerminal } = h.jobHelpers(stack);
+
+  test('the second job is submitted only after the first one ended', T, async () => {
+    const p1 = uniq('cap-1');
+    const p2 = uniq('cap-2');
+    const id1 = await run(stack, { prompt: p1, sim: { delay_ms: 1500 } });
+    // The first job holds the key's one slot before the second exists.
+    await h.waitFor(async () => (await falCalls(stack, p1)).submits.length === 1, 20000, { what: 'the first submit' });
+    const id2 = await run(stack, { prompt: p2, sim: { delay_ms: 50 } });
+    const j1 = await waitTerminal(id1, 40000);
+    const j2 = await waitTerminal(id2, 40000);
+    assert.equal(j1.status, 'succeeded', JSON.stringify(j1));
+    assert.equal(j2.status, 'succeeded', JSON.stringify(j2));
+    const all = await stack.sim.requests('fal');
+    const sub = (p) => all.filter((r) => r.method === 'POST' && r.body && r.body.prompt === p);
+    assert.equal(sub(p1).length, 1);
+    assert.equal(sub(p2).length, 1, 'the waiting job was submitted once: waiting is no failed attempt');
+    // Order, not timing: provsim saw the second submit after the first job's
+    // last call (its result) and after genrelay recorded its end.
+    const firstCalls = all.filter((r) => r.path.includes(`/requests/${j1.request_id}`));
+    assert.ok(firstCalls.length >= 2);
+    const i2 = all.indexOf(sub(p2)[0]);
+    for (const c of firstCalls) assert.ok(all.indexOf(c) < i2, `${c.method} ${c.path} came before the second submit`);
+    assert.ok(sub(p2)[0].at >= Date.parse(j1.completed_at), `second submit at ${sub(p2)[0].at}, first job ended at ${j1.completed_at}`);
+    for (const id of [id1, id2]) {
+      const ev = await events(stack, id);
+      assert.equal(ev.find((e) => e.kind === 'submitted').detail.key_id, 'only');
+      assert.ok(!ev.some((e) => e.kind === 'submit_retry'), 'no retry counted');
+    }
+    // the slot is free again once both ended: a third job goes at once
+    const id3 = await run(stack, { prompt: uniq('cap-3'), sim: { delay_ms: 50 } });
+    assert.equal((await waitTerminal(id3, 40000)).status, 'succeeded');
+  });
+});
+
+describe('a key refused on a later step', () => {
+  const stack = h.useStack({
+    config: {
+      providers: {
+        fal: {
+          keys: [{ id: 'k1', key: 'fal-later-key-one' }, { id: 'k2', key: 'fal-later-key-two' }],
+          poll_after_s: 0.3, // the fallback poll comes soon; provsim's callback comes after delay_ms
+        },
+      },
+      jobs: { poll_interval_s: 0.3 },
+    },
+  });
+  const value = { k1: 'fal-later-key-one', k2: 'fal-later-key-two' };
+  const submitted = async (id) => {
+    const ev = await h.waitFor(async () => {
+      const e = await events(stack, id);
+      return e.some((x) => x.kind === 'submitted') && e;
+    }, 20000, { what: 'submitted' });
+    return ev.find((x) => x.kind === 'submitted').detail.key_id;
+  };
+  const keyState = async (kid) => {
+    const d = await stack.gr.admin('GET', '/ui/api/providers');
+    assert.equal(d.status, 200, d.text);
+    return d.body.keys.fal.find((k) => k.id === kid).state;
+  };
+
+  test('a 401 on a poll marks the job\'s key broken', T, async () => {
+    const id = await run(stack, { prompt: uniq('later-poll'), sim: { delay_ms: 20000 } });
+    const kid = await submitted(id);
+    const other = kid === 'k1' ? 'k2' : 'k1';
+    assert.equal(await keyState(kid), 'usable');
+    await stack.sim.revokeKey(value[kid], 401);
+    // the job's next poll (its own key) gets the 401
+    await h.waitFor(async () => (await keyState(kid)) === 'broken', 20000, { what: 'the key marked broken by the poll' });
+    assert.equal(await keyState(other), 'usable');
+    const log = stack.gr.log();
+    assert.equal(log.split('\n').filter((l) => l.includes(`key ${kid} refused (HTTP 401)`)).length, 1, 'logged once');
+    assert.ok(!log.includes(value[kid]), 'no key value in the log');
+    // a new job takes the other key
+    const id2 = await run(stack, { prompt: uniq('later-after'), sim: { delay_ms: 20000 } });
+    assert.equal(await submitted(id2), other);
+    await stack.api('DELETE', `/v1/jobs/${id}`);
+    await stack.api('DELETE', `/v1/jobs/${id2}`);
+  });
+});
+
+describe('a key refused on a provider cancel', () => {
+  const stack = h.useStack({
+    config: {
+      providers: {
+        fal: {
+          keys: [{ id: 'c1', key: 'fal-cancel-key-one' }, { id: 'c2', key: 'fal-cancel-key-two' }],
+          poll_after_s: 600, // no poll before the cancel: only the cancel carries the key
+        },
+      },
+    },
+  });
+  const value = { c1: 'fal-cancel-key-one', c2: 'fal-cancel-key-two' };
+
+  test('a 403 on the provider cancel marks the job\'s key broken', T, async () => {
+    const prompt = uniq('later-cancel');
+    const id = await run(stack, { prompt, sim: { delay_ms: 20000 } });
+    const ev = await h.waitFor(async () => {
+      const e = await events(stack, id);
+      return e.some((x) => x.kind === 'submitted') && e;
+    }, 20000, { what: 'submitted' });
+    const kid = ev.find((x) => x.kind === 'submitted').detail.key_id;
+    await stack.sim.revokeKey(value[kid], 403);
+    const r = await stack.api('DELETE', `/v1/jobs/${id}`);
+    assert.ok(r.status === 200 || r.status === 202, r.text);
+    const pc = await h.waitFor(async () => (await events(stack, id)).find((x) => x.kind === 'provider_cancel'), 20000, { what: 'the provider cancel' });
+    assert.match(JSON.stringify(pc.detail), /403/);
+    const d = await stack.gr.admin('GET', '/ui/api/providers');
+    const byId = Object.fromEntries(d.body.keys.fal.map((k) => [k.id, k.state]));
+    assert.equal(byId[kid], 'broken');
+    assert.equal(byId[kid === 'c1' ? 'c2' : 'c1'], 'usable');
+    const calls = (await stack.sim.requests('fal')).filter((x) => x.method === 'PUT' && x.path.endsWith('/cancel'));
+    assert.equal(calls.length, 1, 'one cancel call, refused');
+    assert.ok(!stack.gr.log().includes(value[kid]), 'no key value in the log');
   });
 });

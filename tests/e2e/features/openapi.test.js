@@ -84,7 +84,7 @@ describe('openapi', () => {
       '/v1/deliveries/{id}/retry', '/v1/models', '/v1/scripts', '/v1/callbacks/{provider}/{job_id}/{token}', '/healthz', '/metrics', '/v1/openapi.json']) {
       assert.ok(doc.paths[p], `${p} is documented`);
     }
-    assert.deepEqual(Object.keys(doc.webhooks).sort(), ['job.canceled', 'job.failed', 'job.succeeded']);
+    assert.deepEqual(Object.keys(doc.webhooks).sort(), ['budget.warning', 'job.canceled', 'job.failed', 'job.succeeded']);
     assert.ok(doc.components.securitySchemes.apiKey && doc.components.securitySchemes.adminKey);
   });
 

@@ -184,3 +184,66 @@ describe('customer budgets', () => {
     assert.equal(gj.status, 'succeeded');
   });
 });
+
+describe('budget.warning at warn_at', () => {
+  // per_image 0.25 and a budget of 1: four one-image jobs; warn_at 0.5 is
+  // crossed by the second (0.25 -> 0.5), exactly, in binary too.
+  const stack = h.useStack({
+    config: {
+      providers: { fal: { prices: { 'fal-ai/flux/dev': { per_image: 0.25 } } } },
+      customers: { acme: { budget: { amount: 1, unit: 'usd', period: 'month', warn_at: 0.5 } } },
+    },
+  });
+  const { waitTerminal, waitDelivered } = h.jobHelpers(stack);
+  const run = async (prompt) => {
+    const r = await stack.api('POST', '/v1/models/fal:fal-ai/flux/dev/run', {
+      input: { prompt, num_images: 1, sim: { delay_ms: 50 } }, webhook_url: stack.receiver.url + '/budget',
+    });
+    assert.equal(r.status, 202, r.text);
+    const j = await waitTerminal(r.body.job_id, 30000);
+    assert.equal(j.status, 'succeeded', JSON.stringify(j));
+    assert.equal(j.cost.amount, 0.25);
+    await waitDelivered(j.job_id); // its job.succeeded
+    return j;
+  };
+  const warnings = async () => (await stack.receiver.forPath('/budget')).filter((d) => d.body && d.body.type === 'budget.warning');
+  // The deliveries the end of a job queued (a warning is queued in the same
+  // transaction as the job's own delivery, so this is complete once the job
+  // has ended).
+  const events = async (id) => {
+    const r = await stack.api('GET', `/v1/jobs/${id}/deliveries`);
+    assert.equal(r.status, 200, r.text);
+    return r.body.data.map((d) => d.event).sort();
+  };
+
+  test('exactly one budget.warning, signed, when the crossing job ends; none before or after', T, async () => {
+    const first = await run('warn 1');
+    assert.deepEqual(await events(first.job_id), ['job.succeeded'], 'under the line: no warning');
+    assert.deepEqual(await warnings(), []);
+
+    const second = await run('warn 2');
+    assert.deepEqual(await events(second.job_id), ['budget.warning', 'job.succeeded'], 'the crossing job queues the warning');
+    const [w] = await h.waitFor(async () => { const x = await warnings(); return x.length >= 1 && x; }, 20000, { what: 'the budget.warning delivery' });
+    assert.equal(w.verified, true, `signed with the customer's secret: ${w.reason}`);
+    assert.ok(w.headers['webhook-id'] && w.headers['webhook-signature'], 'Standard Webhooks headers');
+    const b = w.body;
+    assert.equal(b.type, 'budget.warning');
+    assert.equal(b.customer, 'acme');
+    assert.deepEqual(b.budget, { amount: 1, unit: 'usd', period: 'month', warn_at: 0.5 });
+    assert.equal(b.spent, 0.5);
+    assert.equal(b.fraction, 0.5);
+    assert.equal(b.job_id, second.job_id);
+    assert.match(b.at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
+    assert.equal(b.delivery_id, undefined, 'the body only');
+    const ev = (await stack.api('GET', `/v1/jobs/${second.job_id}/events`)).body.data;
+    assert.equal(ev.filter((e) => e.kind === 'budget_warning').length, 1, 'on the job\'s timeline');
+
+    // later jobs in the same period: past the line already, no warning
+    const third = await run('warn 3');
+    assert.deepEqual(await events(third.job_id), ['job.succeeded']);
+    const fourth = await run('warn 4'); // reaches the budget (1.0): still no second warning
+    assert.deepEqual(await events(fourth.job_id), ['job.succeeded']);
+    assert.equal((await warnings()).length, 1, 'one warning per crossing');
+    assert.equal((await stack.receiver.received()).filter((d) => d.body && d.body.type === 'budget.warning').length, 1);
+  });
+});

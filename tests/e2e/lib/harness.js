@@ -427,6 +427,8 @@ async function startProvsim({ args = [] } = {}) {
     reset: () => ctl('POST', '/_control/reset'),
     down: (provider) => ctl('POST', `/_control/${provider}/down`),
     up: (provider) => ctl('POST', `/_control/${provider}/up`),
+    // Refuses one credential (401 or 403) on every call from now on.
+    revokeKey: (key, status = 401) => ctl('POST', '/_control/keys/revoke', { key, status }),
     stop: () => stopChild(child),
   };
 }

@@ -1,0 +1,808 @@
+/*
+ * store_pg_conn.c: the PostgreSQL store's connection (store_pg_int.h): libpq
+ * pipeline mode, the batch transaction, migrations, work id blocks, and
+ * the LISTEN/NOTIFY announcements of new due work.
+ *
+ * Never a hang: the connection has connect_timeout, tcp_user_timeout and
+ * keepalives; every session sets statement_timeout (10 s), lock_timeout
+ * and idle_in_transaction_session_timeout; every wait on the socket is
+ * bounded (PG_IO_TIMEOUT_MS), past which the connection counts as lost.
+ * lock_timeout is short (100 ms): a batch holds its row locks until its
+ * commit, so two batches (workers, instances) touching one job fail one of
+ * them (-2) rather than make a loop wait on another, or deadlock. A lost
+ * connection makes every call fail with -2 (the API answers 503) and is
+ * opened again by the next call after a short back-off, so workers
+ * reconnect by themselves.
+ */
+#include "store_pg_int.h"
+
+#include "metrics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG_SCHEMA_VERSION 5
+/* Back-off between reconnect attempts while PostgreSQL is unreachable. */
+#define PG_RETRY_MS 1000
+/* The longest wait for the server within one round trip. */
+#define PG_IO_TIMEOUT_MS 15000
+/* pg_advisory_lock key of migrations ("genrelay" in ASCII, truncated). */
+#define PG_MIGRATE_LOCK 0x67656e72656c6179LL
+/* Work ids a connection takes from the sequence at once (its increment). */
+#define PG_ID_BLOCK 256
+/* Unleased work due sooner than this after a commit is announced (NOTIFY):
+ * later work is found by the idle workers' due timer anyway. */
+#define PG_NOTIFY_SOON_MS 5000
+#define PG_CHANNEL "genrelay_work"
+
+/* ---------- parameters, clocks, errors ---------- */
+
+void p_text(struct params *p, const char *v)
+{
+	p->fmt[p->n] = 0;
+	p->len[p->n] = 0;
+	p->v[p->n++] = v;
+}
+
+void p_int(struct params *p, int64_t v)
+{
+	snprintf(p->buf[p->n], sizeof p->buf[0], "%lld", (long long)v);
+	p_text(p, p->buf[p->n]);
+}
+
+void p_double(struct params *p, double v)
+{
+	snprintf(p->buf[p->n], sizeof p->buf[0], "%.17g", v);
+	p_text(p, p->buf[p->n]);
+}
+
+void p_bytes(struct params *p, const char *v, size_t len)
+{
+	p->fmt[p->n] = 1;
+	p->len[p->n] = (int)len;
+	p->v[p->n++] = v;
+}
+
+int64_t pg_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pg_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pg_set_err(struct store *s, const char *what, const char *msg)
+{
+	snprintf(s->err, sizeof s->err, "postgresql: %s%s%.*s", what, what[0] ? ": " : "",
+		 (int)(strcspn(msg, "\n")), msg);
+}
+
+int store_schema_version(void)
+{
+	return PG_SCHEMA_VERSION;
+}
+
+const char *store_errmsg(struct store *s)
+{
+	return s->err;
+}
+
+/* ---------- the connection ---------- */
+
+/* The connection is gone: forget it, what was on its way, and the batch. */
+static void drop_conn(struct store *s)
+{
+	if (s->conn)
+		PQfinish(s->conn);
+	s->conn = NULL;
+	memset(s->prepared, 0, sizeof s->prepared);
+	s->npend = 0;
+	if (s->open || s->depth)
+		s->aborted = 1;
+	s->open = 0;
+	s->in_tx = 0;
+	s->writes = 0;
+	s->notify_due = 0;
+	pg_cache_clear(s->cache);
+	s->retry_at = pg_mono_ms() + PG_RETRY_MS;
+}
+
+/* Server notices (WARNING/NOTICE) are not errors: dropped. */
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static int lost(struct store *s, const char *why)
+{
+	pg_set_err(s, "connection lost", why ? why : s->conn ? PQerrorMessage(s->conn) : "");
+	drop_conn(s);
+	return -2;
+}
+
+static int push_pend(struct store *s, enum pg_pend_kind kind, int q, PGresult **dest)
+{
+	if (s->npend == s->cappend) {
+		size_t cap = s->cappend ? s->cappend * 2 : 64;
+		struct pg_pend *n = realloc(s->pend, cap * sizeof *n);
+		if (!n) {
+			snprintf(s->err, sizeof s->err, "postgresql: out of memory");
+			return -1;
+		}
+		s->pend = n;
+		s->cappend = cap;
+	}
+	s->pend[s->npend++] = (struct pg_pend){ .kind = (unsigned char)kind, .q = (short)q,
+						 .dest = dest };
+	return 0;
+}
+
+/* Blocking commands before the pipeline starts (set-up, migrations). */
+static int command(struct store *s, const char *text)
+{
+	PGresult *r = PQexec(s->conn, text);
+	metrics_inc(M_STORE_ROUND_TRIPS);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		pg_set_err(s, "", PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r)
+							     : PQerrorMessage(s->conn));
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+int pg_connect(struct store *s)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "keepalives", "keepalives_idle",
+			       "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+			       "options", "application_name", NULL };
+	const char *vals[] = { s->conninfo, "5", "1", "10", "5", "2", "10000",
+			       "-c statement_timeout=10000 -c lock_timeout=100"
+			       " -c idle_in_transaction_session_timeout=60000",
+			       "genrelay", NULL };
+	s->conn = PQconnectdbParams(keys, vals, 1);
+	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+		pg_set_err(s, "cannot connect", s->conn ? PQerrorMessage(s->conn) : "out of memory");
+		drop_conn(s);
+		return -2;
+	}
+	PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
+	s->conn_gen++;
+	if (s->listening && command(s, "LISTEN " PG_CHANNEL) < 0)
+		return lost(s, s->err);
+	s->retry_at = 0;
+	return 0;
+}
+
+/* Pipeline mode, nonblocking: after the blocking set-up of a connection. */
+static int start_pipeline(struct store *s)
+{
+	if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
+		return lost(s, "cannot enter pipeline mode");
+	return 0;
+}
+
+int pg_ensure(struct store *s)
+{
+	if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+		return 0;
+	if (s->conn)
+		drop_conn(s);
+	if (s->retry_at && pg_mono_ms() < s->retry_at) {
+		if (!s->err[0])
+			snprintf(s->err, sizeof s->err, "postgresql: unavailable; reconnecting shortly");
+		return -2;
+	}
+	int rc = pg_connect(s);
+	return rc < 0 ? rc : start_pipeline(s);
+}
+
+/* ---------- one round trip ---------- */
+
+/*
+ * The next result of the pipeline, waiting for it (bounded), sending what
+ * libpq still holds meanwhile. NULL at the end of a statement's results,
+ * or when the connection was lost (*gone set; s dropped).
+ */
+static PGresult *next_result(struct store *s, int *gone)
+{
+	int64_t deadline = pg_mono_ms() + PG_IO_TIMEOUT_MS;
+	for (;;) {
+		int f = PQflush(s->conn);
+		if (f < 0)
+			break;
+		if (!PQisBusy(s->conn))
+			return PQgetResult(s->conn);
+		int ms = (int)(deadline - pg_mono_ms());
+		if (ms <= 0) {
+			*gone = 1;
+			lost(s, "no answer from the server in time");
+			return NULL;
+		}
+		struct pollfd pfd = { .fd = PQsocket(s->conn), .events = POLLIN | (f ? POLLOUT : 0) };
+		int rc = poll(&pfd, 1, ms);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(s->conn))
+			break;
+	}
+	*gone = 1;
+	lost(s, NULL);
+	return NULL;
+}
+
+static int classify(struct store *s, PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	pg_set_err(s, "", PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r)
+						     : PQerrorMessage(s->conn));
+	if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+	    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+	    strcmp(state, "55P03") == 0 || strncmp(state, "58", 2) == 0 ||
+	    strcmp(state, "GR001") == 0)
+		return -2; /* unavailable, a conflict, a timeout, a stale row: later */
+	return -1;
+}
+
+/* The batch (or the caller's transaction) is lost: the server's transaction
+ * is rolled back, the rest of the batch fails until store_flush. */
+static void batch_lost(struct store *s);
+
+/*
+ * Sends a sync and reads every result queued so far. A PEND_WANT result goes
+ * to its *dest (NULL when it failed). Returns 0, or the error of the first
+ * statement that failed (-1/-2); a failure inside a transaction loses it.
+ */
+static int round_trip(struct store *s)
+{
+	if (PQpipelineSync(s->conn) != 1)
+		return lost(s, NULL);
+	metrics_inc(M_STORE_ROUND_TRIPS);
+	int rc = 0, gone = 0;
+	size_t n = s->npend;
+	for (size_t i = 0; i < n; i++) {
+		struct pg_pend e = s->pend[i];
+		if (e.dest)
+			*e.dest = NULL;
+		PGresult *r = next_result(s, &gone);
+		if (gone)
+			return -2;
+		ExecStatusType st = PQresultStatus(r);
+		int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+		if (!ok && rc == 0)
+			rc = st == PGRES_PIPELINE_ABORTED ? -2 : classify(s, r);
+		if (!ok && e.kind == PEND_PREPARE)
+			s->prepared[e.q] = 0;
+		if (ok && e.dest) {
+			*e.dest = r;
+			r = NULL;
+		}
+		PQclear(r);
+		if ((r = next_result(s, &gone)) != NULL) /* the end of its results */
+			PQclear(r);
+		if (gone)
+			return -2;
+	}
+	PGresult *sync = next_result(s, &gone);
+	if (gone)
+		return -2;
+	if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+		PQclear(sync);
+		return lost(s, "the pipeline went out of step");
+	}
+	PQclear(sync);
+	s->npend = 0;
+	if (rc < 0 && (s->open || s->in_tx))
+		batch_lost(s);
+	return rc;
+}
+
+static void batch_lost(struct store *s)
+{
+	s->open = 0;
+	s->in_tx = 0;
+	s->writes = 0;
+	s->notify_due = 0;
+	if (s->batching)
+		s->aborted = 1;
+	pg_cache_clear(s->cache);
+	if (!s->conn)
+		return;
+	char keep[sizeof s->err];
+	memcpy(keep, s->err, sizeof keep);
+	PGresult *r = NULL;
+	if (PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    push_pend(s, PEND_WANT, -1, &r) < 0) {
+		lost(s, NULL);
+	} else {
+		round_trip(s);
+		PQclear(r);
+	}
+	memcpy(s->err, keep, sizeof keep);
+}
+
+/* Queues statement q (preparing it first on this connection). */
+static int send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest)
+{
+	char name[16];
+	snprintf(name, sizeof name, "q%d", q);
+	if (!s->prepared[q]) {
+		if (PQsendPrepare(s->conn, name, pg_sql[q], 0, NULL) != 1 ||
+		    push_pend(s, PEND_PREPARE, q, NULL) < 0)
+			return lost(s, NULL);
+		s->prepared[q] = 1;
+	}
+	if (PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+				p ? p->fmt : NULL, 0) != 1 ||
+	    push_pend(s, kind, q, dest) < 0)
+		return lost(s, NULL);
+	return 0;
+}
+
+static int send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+		     PGresult **dest)
+{
+	if (PQsendQueryParams(s->conn, text, p ? p->n : 0, NULL, p ? p->v : NULL,
+			      p ? p->len : NULL, p ? p->fmt : NULL, 0) != 1 ||
+	    push_pend(s, kind, -1, dest) < 0)
+		return lost(s, NULL);
+	return 0;
+}
+
+/* In batching mode, opens the batch transaction on first write. */
+static int ensure_tx(struct store *s)
+{
+	if (!s->batching || s->open)
+		return 0;
+	if (s->aborted)
+		return -2;
+	int rc = send_text(s, "BEGIN", NULL, PEND_BEGIN, NULL);
+	if (rc == 0)
+		s->open = 1;
+	return rc;
+}
+
+int pg_exec(struct store *s, int q, struct params *p, int write, PGresult **out)
+{
+	PGresult *r = NULL;
+	if (out)
+		*out = NULL;
+	if (write && s->aborted)
+		return -2;
+	int rc = pg_ensure(s);
+	if (rc == 0 && write)
+		rc = ensure_tx(s);
+	if (rc == 0)
+		rc = send_q(s, q, p, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	if (rc == 0 && out)
+		*out = r;
+	else
+		PQclear(r);
+	return rc;
+}
+
+int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult **out)
+{
+	PGresult *r = NULL;
+	*out = NULL;
+	int rc = pg_ensure(s);
+	if (rc == 0)
+		rc = send_text(s, text, p, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	if (rc == 0)
+		*out = r;
+	else
+		PQclear(r);
+	return rc;
+}
+
+int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind)
+{
+	if (!s->batching)
+		return pg_exec(s, q, p, 1, NULL);
+	if (s->aborted)
+		return -2;
+	int rc = pg_ensure(s);
+	if (rc == 0)
+		rc = ensure_tx(s);
+	if (rc == 0)
+		rc = send_q(s, q, p, kind, NULL);
+	if (rc == 0)
+		s->writes++;
+	return rc;
+}
+
+int pg_work_id(struct store *s, int64_t *id)
+{
+	if (s->id_next >= s->id_end) {
+		PGresult *r;
+		int rc = pg_exec(s, Q_WORK_IDS, NULL, 0, &r);
+		if (rc < 0)
+			return rc;
+		s->id_next = pg_val_int(r, 0, 0);
+		s->id_end = s->id_next + PG_ID_BLOCK;
+		PQclear(r);
+	}
+	*id = s->id_next++;
+	return 0;
+}
+
+void pg_note_due(struct store *s, int64_t due_at)
+{
+	if (!s->notify_due || due_at < s->notify_due)
+		s->notify_due = due_at > 0 ? due_at : 1;
+}
+
+/* ---------- announcements of new work (LISTEN/NOTIFY) ---------- */
+
+int store_listen(struct store *s)
+{
+	if (s->listening)
+		return 0;
+	s->listening = 1;
+	int rc = pg_ensure(s);
+	if (rc < 0)
+		return rc; /* LISTEN comes with the next connection */
+	PGresult *r = NULL;
+	rc = send_text(s, "LISTEN " PG_CHANNEL, NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * The descriptor the worker watches is a dup of the connection's socket,
+ * owned here: when the connection is lost it stays open (readable at its
+ * end) until the worker has stopped watching it and asks again, so a
+ * number the worker still has registered never names another socket.
+ */
+int store_notify_fd(struct store *s, int watched)
+{
+	if (s->nfd >= 0 && (!s->conn || s->nfd_gen != s->conn_gen)) {
+		if (s->nfd == watched)
+			return watched; /* stale, but still watched: the caller lets go first */
+		close(s->nfd);
+		s->nfd = -1;
+	}
+	if (s->nfd < 0 && s->listening && pg_ensure(s) == 0) {
+		s->nfd = fcntl(PQsocket(s->conn), F_DUPFD_CLOEXEC, 0);
+		s->nfd_gen = s->conn_gen;
+	}
+	return s->nfd;
+}
+
+int store_notify_read(struct store *s, int64_t *due_at)
+{
+	*due_at = 0;
+	if (!s->conn || s->nfd_gen != s->conn_gen)
+		return -2;
+	if (!PQconsumeInput(s->conn))
+		return lost(s, NULL);
+	int got = 0, self = PQbackendPID(s->conn);
+	PGnotify *n;
+	while ((n = PQnotifies(s->conn)) != NULL) {
+		if (n->be_pid != self) {
+			int64_t due = strtoll(n->extra, NULL, 10);
+			if (!got || due < *due_at)
+				*due_at = due;
+			got = 1;
+		}
+		PQfreemem(n);
+	}
+	return got;
+}
+
+void store_idle(struct store *s)
+{
+	s->iteration++;
+}
+
+/* ---------- transactions ---------- */
+
+void store_set_batching(struct store *s, int on)
+{
+	s->batching = on;
+}
+
+int store_pending(struct store *s)
+{
+	return s->open || s->aborted;
+}
+
+int store_flush(struct store *s)
+{
+	s->depth = 0;
+	if (s->aborted) {
+		s->aborted = 0;
+		if (!strstr(s->err, "rolled back"))
+			snprintf(s->err + strlen(s->err), sizeof s->err - strlen(s->err),
+				 "%s(the batch was rolled back)", s->err[0] ? " " : "");
+		return -2;
+	}
+	if (!s->open)
+		return 0;
+	int rc = 0;
+	char due[32];
+	if (s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
+		struct params p = { 0 };
+		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
+		p_text(&p, due);
+		rc = send_q(s, Q_NOTIFY, &p, PEND_WRITE, NULL);
+	}
+	PGresult *r = NULL;
+	if (rc == 0)
+		rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	/* COMMIT of a failed transaction "succeeds" as ROLLBACK. */
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
+		snprintf(s->err, sizeof s->err, "postgresql: the transaction was rolled back");
+		rc = -2;
+		pg_cache_clear(s->cache);
+	}
+	PQclear(r);
+	s->open = 0;
+	s->writes = 0;
+	s->notify_due = 0;
+	s->aborted = 0;
+	return rc < 0 ? -2 : 0;
+}
+
+int store_begin(struct store *s)
+{
+	if (s->batching) {
+		if (s->aborted)
+			return -2;
+		if (s->depth < (int)(sizeof s->group_writes / sizeof s->group_writes[0]))
+			s->group_writes[s->depth] = s->writes;
+		s->depth++;
+		return 0;
+	}
+	PGresult *r = NULL;
+	int rc = pg_ensure(s);
+	if (rc == 0)
+		rc = send_text(s, "BEGIN", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	PQclear(r);
+	if (rc == 0)
+		s->in_tx = 1;
+	return rc;
+}
+
+int store_commit(struct store *s)
+{
+	if (s->batching) {
+		if (s->aborted)
+			return -2; /* the caller's store_rollback closes the group */
+		if (s->depth > 0)
+			s->depth--;
+		return 0;
+	}
+	if (!s->in_tx)
+		return -2;
+	PGresult *r = NULL;
+	int rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = round_trip(s);
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
+		rc = -2;
+	PQclear(r);
+	s->in_tx = 0;
+	return rc;
+}
+
+/*
+ * Batching: a group that wrote nothing is simply closed; one that wrote
+ * cannot be undone alone (its writes may already be on their way), so the
+ * whole batch is rolled back and store_flush fails, as for a failed commit.
+ */
+void store_rollback(struct store *s)
+{
+	if (s->batching) {
+		if (s->depth <= 0)
+			return;
+		s->depth--;
+		size_t d = (size_t)s->depth;
+		unsigned long at = d < sizeof s->group_writes / sizeof s->group_writes[0]
+				   ? s->group_writes[d] : 0;
+		if (s->open && s->writes != at) {
+			snprintf(s->err, sizeof s->err,
+				 "postgresql: a step that wrote was rolled back, and the batch with it");
+			batch_lost(s);
+		}
+		return;
+	}
+	if (!s->in_tx || !s->conn)
+		return;
+	PGresult *r = NULL;
+	if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
+		round_trip(s);
+	PQclear(r);
+	s->in_tx = 0;
+}
+
+/* ---------- migrations ---------- */
+
+static const char pg_schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE TABLE jobs("
+	" id TEXT PRIMARY KEY, customer TEXT NOT NULL, model_id TEXT NOT NULL,"
+	" targets TEXT NOT NULL, target_idx INTEGER NOT NULL DEFAULT 0,"
+	" provider TEXT, model TEXT, status INTEGER NOT NULL,"
+	" request_id TEXT, track_id TEXT, input TEXT NOT NULL, webhook_url TEXT, hook TEXT,"
+	" output TEXT, error_code TEXT, error_message TEXT, data TEXT,"
+	" attempt INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
+	" created_at BIGINT NOT NULL, updated_at BIGINT, completed_at BIGINT,"
+	" submit_deadline BIGINT, deadline BIGINT);"
+	"CREATE INDEX jobs_customer ON jobs(customer, id);"
+	"CREATE INDEX jobs_completed ON jobs(completed_at) WHERE completed_at IS NOT NULL;"
+	"CREATE TABLE work(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+	" job_id TEXT NOT NULL, kind INTEGER NOT NULL, ref TEXT, due_at BIGINT NOT NULL,"
+	" lease_owner TEXT, lease_until BIGINT NOT NULL DEFAULT 0, tries INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX work_due ON work(due_at);"
+	"CREATE INDEX work_job ON work(job_id);"
+	"CREATE INDEX work_owner ON work(lease_owner) WHERE lease_owner IS NOT NULL;"
+	"CREATE TABLE deliveries(id TEXT PRIMARY KEY, job_id TEXT NOT NULL, event TEXT NOT NULL,"
+	" url TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	" created_at BIGINT, next_at BIGINT);"
+	"CREATE INDEX deliveries_job ON deliveries(job_id);"
+	"CREATE TABLE attempts(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+	" delivery_id TEXT NOT NULL, job_id TEXT NOT NULL, at BIGINT, status_code INTEGER,"
+	" latency_ms DOUBLE PRECISION, error TEXT, script_version TEXT);"
+	"CREATE INDEX attempts_delivery ON attempts(delivery_id);"
+	"CREATE INDEX attempts_job ON attempts(job_id);"
+	"CREATE TABLE idempotency(customer TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,"
+	" job_id TEXT NOT NULL, created_at BIGINT, PRIMARY KEY(customer, key));"
+	"CREATE INDEX idempotency_job ON idempotency(job_id);"
+	"CREATE TABLE callbacks(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+	" job_id TEXT, provider TEXT, at BIGINT, outcome TEXT, body BYTEA);"
+	"CREATE INDEX callbacks_job ON callbacks(job_id);"
+	"CREATE TABLE events(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+	" job_id TEXT NOT NULL, at BIGINT, kind TEXT, detail TEXT);"
+	"CREATE INDEX events_job ON events(job_id);";
+
+/* pg_migrations[v] brings a database at version v to v+1. */
+/* v2: the body each delivery attempt sent (bytes: a hook may send any). */
+static const char pg_schema_v2[] = "ALTER TABLE attempts ADD COLUMN body BYTEA;";
+
+/* v3: customers added with `genrelay customers add` (API key hashed). */
+static const char pg_schema_v3[] =
+	"CREATE TABLE customers(name TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,"
+	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at BIGINT, updated_at BIGINT);";
+
+/* v4: the cost of each ended job that has one (GET /v1/usage, budgets). */
+static const char pg_schema_v4[] =
+	"CREATE TABLE usage(job_id TEXT PRIMARY KEY, customer TEXT NOT NULL, provider TEXT,"
+	" model TEXT, amount DOUBLE PRECISION NOT NULL, unit TEXT NOT NULL, source TEXT,"
+	" at BIGINT NOT NULL);"
+	"CREATE INDEX usage_customer_at ON usage(customer, at);";
+
+/*
+ * v5, for pipelined batches: work ids are taken by each connection in
+ * blocks of PG_ID_BLOCK (an insert needs no answer); a deferred write that
+ * must change exactly one row fails its batch through genrelay_one_row
+ * (SQLSTATE GR001); customers' rate buckets shared by every instance.
+ */
+static const char pg_schema_v5[] =
+	"ALTER TABLE work ALTER COLUMN id SET INCREMENT BY 256;"
+	"CREATE FUNCTION genrelay_one_row(n bigint, what text) RETURNS bigint LANGUAGE plpgsql AS"
+	" $$BEGIN IF n <> 1 THEN RAISE EXCEPTION USING ERRCODE = 'GR001', MESSAGE = what;"
+	" END IF; RETURN n; END$$;"
+	"CREATE TABLE rate_buckets(key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
+	" at_ms BIGINT NOT NULL, granted DOUBLE PRECISION NOT NULL DEFAULT 0);";
+
+static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
+	pg_schema_v1, pg_schema_v2, pg_schema_v3, pg_schema_v4, pg_schema_v5
+};
+
+int pg_migrate(struct store *s, char *err, size_t errlen)
+{
+	char lock[96];
+	snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%lld)", (long long)PG_MIGRATE_LOCK);
+	if (command(s, "SET statement_timeout=120000") < 0 || command(s, lock) < 0)
+		goto bad;
+	int version = 0;
+	PGresult *r = PQexec(s->conn, "SELECT to_regclass('meta') IS NOT NULL");
+	int have_meta = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+			strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (have_meta) {
+		r = PQexec(s->conn, "SELECT value FROM meta WHERE key='schema_version'");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			version = atoi(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	if (version > PG_SCHEMA_VERSION) {
+		snprintf(err, errlen, "store schema version %d is newer than this build (%d)",
+			 version, PG_SCHEMA_VERSION);
+		goto unlock;
+	}
+	while (version < PG_SCHEMA_VERSION) {
+		char set[160];
+		snprintf(set, sizeof set,
+			 "INSERT INTO meta(key,value) VALUES('schema_version','%d') "
+			 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", version + 1);
+		if (command(s, "BEGIN") < 0)
+			goto bad;
+		if (command(s, pg_migrations[version]) < 0 || command(s, set) < 0 ||
+		    command(s, "COMMIT") < 0) {
+			command(s, "ROLLBACK");
+			goto bad;
+		}
+		version++;
+	}
+	snprintf(lock, sizeof lock, "SELECT pg_advisory_unlock(%lld)", (long long)PG_MIGRATE_LOCK);
+	if (command(s, lock) < 0 || command(s, "SET statement_timeout=10000") < 0)
+		goto bad;
+	return 0;
+bad:
+	snprintf(err, errlen, "store migration failed: %s", s->err);
+	return -1;
+unlock:
+	snprintf(lock, sizeof lock, "SELECT pg_advisory_unlock(%lld)", (long long)PG_MIGRATE_LOCK);
+	command(s, lock);
+	return -1;
+}
+
+/* ---------- open, close ---------- */
+
+extern const struct store_ops pg_store_ops;
+
+struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
+{
+	(void)fsync; /* synchronous_commit is the server's, on by default */
+	struct store *s = calloc(1, sizeof *s);
+	if (!s || !(s->conninfo = strdup(spec)) || !(s->cache = pg_cache_new())) {
+		if (s)
+			free(s->conninfo);
+		free(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->ops = &pg_store_ops;
+	s->nfd = -1;
+	if (pg_connect(s) < 0) {
+		/* The message never repeats the spec: it may carry a password. */
+		snprintf(err, errlen, "store: %s", s->err);
+		store_close(s);
+		return NULL;
+	}
+	if (pg_migrate(s, err, errlen) < 0 || start_pipeline(s) < 0) {
+		if (!err[0] || !s->conn)
+			snprintf(err, errlen, "store: %s", s->err);
+		store_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->conn)
+		PQfinish(s->conn);
+	if (s->nfd >= 0)
+		close(s->nfd);
+	pg_cache_free(s->cache);
+	free(s->pend);
+	free(s->conninfo);
+	free(s);
+}

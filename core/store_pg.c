@@ -135,6 +135,13 @@ const char *const pg_sql[Q_COUNT] = {
 	[Q_RATE_TAKE] = "UPDATE rate_buckets SET granted=LEAST($4::float8, floor(" RATE_REFILL ")),"
 			" tokens=" RATE_REFILL " - LEAST($4::float8, floor(" RATE_REFILL ")),"
 			" at_ms=GREATEST(at_ms, " NOW_MS ") WHERE key=$1 RETURNING granted, tokens",
+	/* A unit that answers a request counts itself (transaction-local, and
+	 * undone with its savepoint when it fails); the commit checks the count. */
+	[Q_ANSWERED] = "SELECT set_config('genrelay.answered', (coalesce(nullif("
+		       "current_setting('genrelay.answered', true), ''), '0')::int + 1)::text, true)",
+	[Q_ANSWERED_CHECK] = "SELECT genrelay_one_row(CASE WHEN coalesce(nullif(current_setting("
+			     "'genrelay.answered', true), ''), '0') = $1 THEN 1 ELSE 0 END, "
+			     "'a step that answered a request was rolled back')",
 	[Q_RATE_ROW] = "INSERT INTO rate_buckets(key,tokens,at_ms) VALUES($1,$2::float8," NOW_MS ")"
 		       " ON CONFLICT DO NOTHING",
 };
@@ -206,7 +213,7 @@ static void read_delivery(PGresult *r, int row, int c, struct delivery *d)
 /* A read: 0 with *out holding at least one row, 1 when none, <0 error. */
 static int read_row(struct store *s, int q, struct params *p, PGresult **out)
 {
-	int rc = pg_exec(s, q, p, 0, out);
+	int rc = pg_exec(s, q, p, PG_READ, out);
 	if (rc < 0)
 		return rc;
 	if (PQntuples(*out) == 0) {
@@ -215,6 +222,23 @@ static int read_row(struct store *s, int q, struct params *p, PGresult **out)
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * Rows into the cache. A write the cache could not keep (another of the
+ * batch's writes held its slot) makes the batch's reads keep their order,
+ * so they see it in the database.
+ */
+static void keep_job(struct store *s, const struct job *j, int write)
+{
+	if (pg_cache_put_job(s->cache, j, s->iteration, s->batch_id, write) && write)
+		s->must_order = 1;
+}
+
+static void keep_delivery(struct store *s, const struct delivery *d, int write)
+{
+	if (pg_cache_put_delivery(s->cache, d, s->iteration, s->batch_id, write) && write)
+		s->must_order = 1;
 }
 
 /* ---------- meta, jobs, idempotency ---------- */
@@ -237,6 +261,7 @@ int store_meta_set(struct store *s, const char *key, const char *value)
 	struct params p = { 0 };
 	p_text(&p, key);
 	p_text(&p, value);
+	s->must_order = 1; /* a read of it in this batch must see it */
 	return pg_defer(s, Q_META_SET, &p, PEND_WRITE);
 }
 
@@ -281,8 +306,9 @@ int store_job_insert(struct store *s, const struct job *j)
 	p_int(&p, j->submit_deadline);
 	p_int(&p, j->deadline);
 	int rc = pg_defer(s, Q_JOB_INSERT, &p, PEND_WRITE);
+	pg_mark_answer(s);
 	if (rc == 0)
-		pg_cache_put_job(s->cache, j, s->iteration);
+		keep_job(s, j, 1);
 	return rc;
 }
 
@@ -304,11 +330,11 @@ int store_job_update(struct store *s, const struct job *j)
 	if (s->batching) {
 		int rc = pg_defer(s, Q_JOB_UPDATE_DEFER, &p, PEND_WRITE);
 		if (rc == 0)
-			pg_cache_put_job(s->cache, j, s->iteration);
+			keep_job(s, j, 1);
 		return rc;
 	}
 	PGresult *r;
-	int rc = pg_exec(s, Q_JOB_UPDATE, &p, 1, &r);
+	int rc = pg_exec(s, Q_JOB_UPDATE, &p, PG_WRITE, &r);
 	if (rc < 0)
 		return rc;
 	int n = atoi(PQcmdTuples(r));
@@ -327,18 +353,24 @@ int store_job_get(struct store *s, const char *id, const char *customer, struct 
 {
 	/* The engine's reads (no customer) may come from the cache; the API's
 	 * (a customer's) always read the database. */
-	if (!customer && pg_cache_get_job(s->cache, id, s->iteration, j) == 0)
-		return 0;
+	if (pg_cache_get_job(s->cache, id, s->iteration, customer ? s->batch_id + 1 : 0, j) == 0) {
+		if (!customer || (j->customer && strcmp(j->customer, customer) == 0))
+			return 0;
+		job_clear(j);
+		return 1;
+	}
 	struct params p = { 0 };
 	PGresult *r;
 	p_text(&p, id);
-	if (customer)
+	if (customer) {
 		p_text(&p, customer);
+		pg_mark_answer(s);
+	}
 	int rc = read_row(s, customer ? Q_JOB_GET_C : Q_JOB_GET, &p, &r);
 	if (rc == 0) {
 		pg_read_job(r, 0, 0, j);
 		PQclear(r);
-		pg_cache_put_job(s->cache, j, s->iteration);
+		keep_job(s, j, 0);
 	}
 	return rc;
 }
@@ -368,6 +400,7 @@ int store_idem_put(struct store *s, const char *customer, const char *key,
 	p_text(&p, hash);
 	p_text(&p, job_id);
 	p_int(&p, now);
+	s->must_order = 1; /* a later request of the batch with the key must see it */
 	return pg_defer(s, Q_IDEM_PUT, &p, PEND_WRITE);
 }
 
@@ -394,7 +427,7 @@ int store_work_add(struct store *s, const char *job_id, enum work_kind kind,
 		rc = pg_defer(s, Q_WORK_ADD_ID, &p, PEND_WRITE);
 	} else {
 		PGresult *r;
-		rc = pg_exec(s, Q_WORK_ADD, &p, 1, &r);
+		rc = pg_exec(s, Q_WORK_ADD, &p, PG_WRITE, &r);
 		if (rc == 0) {
 			wid = pg_val_int(r, 0, 0);
 			PQclear(r);
@@ -417,7 +450,7 @@ int store_work_claim(struct store *s, const char *owner, int64_t now,
 	p_int(&p, now + lease_ms);
 	p_int(&p, now);
 	p_int(&p, (int64_t)max);
-	int rc = pg_exec(s, Q_WORK_CLAIM, &p, 1, &r);
+	int rc = pg_exec(s, Q_WORK_CLAIM, &p, PG_ALONE, &r);
 	if (rc < 0)
 		return rc;
 	int rows = PQntuples(r);
@@ -433,13 +466,13 @@ int store_work_claim(struct store *s, const char *owner, int64_t now,
 		if (!PQgetisnull(r, i, 6)) {
 			struct job j;
 			pg_read_job(r, i, 6, &j);
-			pg_cache_put_job(s->cache, &j, s->iteration);
+			keep_job(s, &j, 0);
 			job_clear(&j);
 		}
 		if (!PQgetisnull(r, i, 6 + JOB_NCOLS)) {
 			struct delivery d;
 			read_delivery(r, i, 6 + JOB_NCOLS, &d);
-			pg_cache_put_delivery(s->cache, &d, s->iteration);
+			keep_delivery(s, &d, 0);
 			free(d.url);
 		}
 	}
@@ -569,7 +602,7 @@ int store_work_take_slot(struct store *s, int64_t id, const char *provider, int6
 	p_int(&p, now);
 	p_int(&p, id);
 	p_int(&p, due_at);
-	rc = pg_exec(s, Q_SLOT_COUNT, &p, 1, &r);
+	rc = pg_exec(s, Q_SLOT_COUNT, &p, PG_WRITE, &r);
 	if (rc < 0)
 		return rc;
 	int64_t inflight = pg_val_int(r, 0, 0), ahead = pg_val_int(r, 0, 1);
@@ -605,7 +638,7 @@ int store_delivery_insert(struct store *s, const struct delivery *d)
 	p_int(&p, d->next_at);
 	int rc = pg_defer(s, Q_DLV_INSERT, &p, PEND_WRITE);
 	if (rc == 0)
-		pg_cache_put_delivery(s->cache, d, s->iteration);
+		keep_delivery(s, d, 1);
 	return rc;
 }
 
@@ -617,7 +650,7 @@ int store_delivery_update(struct store *s, const struct delivery *d)
 	p_int(&p, d->next_at);
 	int rc = pg_defer(s, Q_DLV_UPDATE, &p, PEND_WRITE);
 	if (rc == 0)
-		pg_cache_put_delivery(s->cache, d, s->iteration);
+		keep_delivery(s, d, 1);
 	return rc;
 }
 
@@ -633,7 +666,7 @@ int store_delivery_get(struct store *s, const char *id, struct delivery *d)
 		return rc;
 	read_delivery(r, 0, 0, d);
 	PQclear(r);
-	pg_cache_put_delivery(s->cache, d, s->iteration);
+	keep_delivery(s, d, 0);
 	return 0;
 }
 
@@ -670,6 +703,7 @@ int store_callback_insert(struct store *s, const char *job_id, const char *provi
 		p_bytes(&p, body, bodylen);
 	else
 		p_text(&p, NULL);
+	pg_mark_answer(s);
 	return pg_defer(s, Q_CB_INSERT, &p, PEND_WRITE);
 }
 
@@ -690,7 +724,7 @@ int64_t store_event_count(struct store *s, const char *job_id, const char *kind)
 	PGresult *r;
 	p_text(&p, job_id);
 	p_text(&p, kind);
-	if (pg_exec(s, Q_EV_COUNT, &p, 0, &r) < 0)
+	if (pg_exec(s, Q_EV_COUNT, &p, PG_READ, &r) < 0)
 		return -1;
 	int64_t n = pg_val_int(r, 0, 0);
 	PQclear(r);

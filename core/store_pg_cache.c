@@ -22,12 +22,14 @@
 struct job_slot {
 	struct job j;       /* j.id[0] == 0: empty */
 	uint64_t it;
+	uint64_t dirty;     /* batch that wrote it + 1; 0: read */
 	int64_t at_ms;      /* monotonic, when it was kept */
 };
 
 struct delivery_slot {
 	struct delivery d;  /* d.id[0] == 0: empty */
 	uint64_t it;
+	uint64_t dirty;
 };
 
 struct pg_cache {
@@ -94,27 +96,34 @@ static int copy_job(struct job *dst, const struct job *src)
 	return ok ? 0 : -1;
 }
 
-void pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it)
+int pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it, uint64_t batch,
+		     int write)
 {
 	if (!c || !j->id[0])
-		return;
+		return 1;
 	struct job_slot *sl = &c->jobs[hash(j->id, PG_CACHE_JOBS)];
+	int other = sl->j.id[0] && strcmp(sl->j.id, j->id) != 0 && sl->dirty == batch + 1;
+	if (other && !write)
+		return 0; /* the batch's own write stays */
 	if (sl->j.id[0])
 		job_clear(&sl->j);
 	if (copy_job(&sl->j, j) < 0) {
 		memset(&sl->j, 0, sizeof sl->j);
-		return;
+		return 1;
 	}
 	sl->it = it;
 	sl->at_ms = pg_mono_ms();
+	sl->dirty = write ? batch + 1 : 0;
+	return other;
 }
 
-int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, struct job *j)
+int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t dirty,
+		     struct job *j)
 {
 	if (!c)
 		return 1;
 	struct job_slot *sl = &c->jobs[hash(id, PG_CACHE_JOBS)];
-	if (!sl->j.id[0] || strcmp(sl->j.id, id) != 0)
+	if (!sl->j.id[0] || strcmp(sl->j.id, id) != 0 || (dirty && sl->dirty != dirty))
 		return 1;
 	int current = sl->it == it ||
 		      (job_terminal(sl->j.status) && pg_mono_ms() - sl->at_ms < PG_CACHE_ENDED_MS);
@@ -123,17 +132,25 @@ int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, struct job
 	return copy_job(j, &sl->j) < 0 ? 1 : 0;
 }
 
-void pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it)
+int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,
+			  uint64_t batch, int write)
 {
 	if (!c || !d->id[0])
-		return;
+		return 1;
 	struct delivery_slot *sl = &c->deliveries[hash(d->id, PG_CACHE_DELIVERIES)];
+	int other = sl->d.id[0] && strcmp(sl->d.id, d->id) != 0 && sl->dirty == batch + 1;
+	if (other && !write)
+		return 0;
+	sl->dirty = write ? batch + 1 : 0;
 	free(sl->d.url);
 	sl->d = *d;
 	sl->d.url = dup_or_null(d->url);
-	if (d->url && !sl->d.url)
+	if (d->url && !sl->d.url) {
 		memset(&sl->d, 0, sizeof sl->d);
+		return 1;
+	}
 	sl->it = it;
+	return other;
 }
 
 int pg_cache_get_delivery(struct pg_cache *c, const char *id, uint64_t it, struct delivery *d)

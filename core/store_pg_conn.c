@@ -16,6 +16,7 @@
  */
 #include "store_pg_int.h"
 
+#include "log.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -101,6 +102,8 @@ const char *store_errmsg(struct store *s)
 
 /* ---------- the connection ---------- */
 
+static void outbox_clear(struct store *s);
+
 /* The connection is gone: forget it, what was on its way, and the batch. */
 static void drop_conn(struct store *s)
 {
@@ -109,11 +112,16 @@ static void drop_conn(struct store *s)
 	s->conn = NULL;
 	memset(s->prepared, 0, sizeof s->prepared);
 	s->npend = 0;
+	outbox_clear(s);
 	if (s->open || s->depth)
 		s->aborted = 1;
 	s->open = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
 	s->in_tx = 0;
-	s->writes = 0;
+	s->in_unit = 0;
+	s->unit_failed = 0;
+	s->answered = 0;
 	s->notify_due = 0;
 	pg_cache_clear(s->cache);
 	s->retry_at = pg_mono_ms() + PG_RETRY_MS;
@@ -256,21 +264,169 @@ static int classify(struct store *s, PGresult *r)
 	return -1;
 }
 
-/* The batch (or the caller's transaction) is lost: the server's transaction
- * is rolled back, the rest of the batch fails until store_flush. */
 static void batch_lost(struct store *s);
+
+/*
+ * The outbox: what is queued goes to libpq only when a round trip needs an
+ * answer (a read, the commit), so the server runs a batch's writes as late as
+ * it can and holds their row locks for as short a time as it can (libpq's
+ * sync sends at once). Parameters are copied; texts are literals or live
+ * until the round trip of the same call.
+ */
+struct pg_out {
+	unsigned char kind, answer;
+	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
+	const char *text;
+	PGresult **dest;
+	int n;
+	const char **v;      /* n values, then lengths and formats, in one block */
+	int *len, *fmt;
+};
+
+static void outbox_clear(struct store *s)
+{
+	for (size_t i = 0; i < s->nout; i++)
+		free(s->out[i].v);
+	s->nout = 0;
+}
+
+static int outbox_add(struct store *s, struct pg_out o, const struct params *p)
+{
+	if (s->nout == s->capout) {
+		size_t cap = s->capout ? s->capout * 2 : 64;
+		struct pg_out *n = realloc(s->out, cap * sizeof *n);
+		if (!n)
+			goto oom;
+		s->out = n;
+		s->capout = cap;
+	}
+	if (p && p->n) {
+		size_t data = 0;
+		for (int i = 0; i < p->n; i++)
+			if (p->v[i])
+				data += p->fmt[i] ? (size_t)p->len[i] : strlen(p->v[i]) + 1;
+		size_t head = (size_t)p->n * (sizeof(char *) + 2 * sizeof(int));
+		char *blk = malloc(head + data + 1);
+		if (!blk)
+			goto oom;
+		o.v = (const char **)(void *)blk;
+		o.len = (int *)(void *)(blk + (size_t)p->n * sizeof(char *));
+		o.fmt = o.len + p->n;
+		char *d = blk + head;
+		for (int i = 0; i < p->n; i++) {
+			o.len[i] = p->len[i];
+			o.fmt[i] = p->fmt[i];
+			if (!p->v[i]) {
+				o.v[i] = NULL;
+				continue;
+			}
+			size_t k = p->fmt[i] ? (size_t)p->len[i] : strlen(p->v[i]) + 1;
+			memcpy(d, p->v[i], k);
+			o.v[i] = d;
+			d += k;
+		}
+		o.n = p->n;
+	}
+	s->out[s->nout++] = o;
+	return 0;
+oom:
+	snprintf(s->err, sizeof s->err, "postgresql: out of memory");
+	return -1;
+}
+
+static int send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+		     PGresult **dest)
+{
+	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -1, .text = text,
+					      .dest = dest }, p);
+}
+
+static int send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest)
+{
+	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = (short)q,
+					      .dest = dest }, p);
+}
+
+static int send_sync(struct store *s, enum pg_pend_kind kind, int answer)
+{
+	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -2,
+					      .answer = (unsigned char)answer }, NULL);
+}
+
+/* Hands the outbox to libpq (statements, prepares, syncs), in order. */
+static int outbox_emit(struct store *s)
+{
+	int rc = 0;
+	if (s->open && s->nout)
+		s->tx_sent = 1; /* the batch's BEGIN is first */
+	for (size_t i = 0; rc == 0 && i < s->nout; i++) {
+		struct pg_out *o = &s->out[i];
+		char name[16];
+		if (o->q == -2) {
+			if (PQpipelineSync(s->conn) != 1 || push_pend(s, o->kind, -1, NULL) < 0)
+				rc = -1;
+			else
+				s->pend[s->npend - 1].answer = o->answer;
+			continue;
+		}
+		if (o->q == -1) {
+			if (PQsendQueryParams(s->conn, o->text, o->n, NULL, o->v, o->len, o->fmt, 0) != 1 ||
+			    push_pend(s, o->kind, -1, o->dest) < 0)
+				rc = -1;
+			continue;
+		}
+		snprintf(name, sizeof name, "q%d", o->q);
+		if (!s->prepared[o->q]) {
+			if (PQsendPrepare(s->conn, name, pg_sql[o->q], 0, NULL) != 1 ||
+			    push_pend(s, PEND_PREPARE, o->q, NULL) < 0) {
+				rc = -1;
+				continue;
+			}
+			s->prepared[o->q] = 1;
+		}
+		if (PQsendQueryPrepared(s->conn, name, o->n, o->v, o->len, o->fmt, 0) != 1 ||
+		    push_pend(s, o->kind, o->q, o->dest) < 0)
+			rc = -1;
+	}
+	outbox_clear(s);
+	return rc < 0 ? lost(s, NULL) : 0;
+}
+
+/*
+ * Units. In a batch, each store_begin group (and each statement outside one)
+ * is a unit: it starts with ROLLBACK TO SAVEPOINT ok, which undoes nothing
+ * after a unit that succeeded (that one ended with RELEASE ok; SAVEPOINT ok)
+ * and the statements of one that failed (the server skipped its end up to
+ * its sync, leaving the transaction aborted at the savepoint); it ends with
+ * a sync. So a unit that fails (a step racing another instance for a job,
+ * a lock timeout) is rolled back alone and the batch goes on. A unit that
+ * answers a request (a run, a callback, a customer's read) counts itself in
+ * genrelay.answered when it succeeds, and the batch's commit checks the
+ * count: the whole batch rolls back if one of those failed.
+ */
+static void unit_failed(struct store *s, int answer)
+{
+	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
+	if (answer) {
+		s->aborted = 1;
+		return;
+	}
+	metrics_inc(M_STORE_ERRORS);
+	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
+		 s->err);
+}
 
 /*
  * Sends a sync and reads every result queued so far. A PEND_WANT result goes
  * to its *dest (NULL when it failed). Returns 0, or the error of the first
- * statement that failed (-1/-2); a failure inside a transaction loses it.
+ * statement waited for that failed (-1/-2).
  */
 static int round_trip(struct store *s)
 {
-	if (PQpipelineSync(s->conn) != 1)
-		return lost(s, NULL);
+	if (send_sync(s, PEND_SYNC, 0) < 0 || outbox_emit(s) < 0)
+		return -2;
 	metrics_inc(M_STORE_ROUND_TRIPS);
-	int rc = 0, gone = 0;
+	int rc = 0, gone = 0, lost_tx = 0;
 	size_t n = s->npend;
 	for (size_t i = 0; i < n; i++) {
 		struct pg_pend e = s->pend[i];
@@ -280,11 +436,29 @@ static int round_trip(struct store *s)
 		if (gone)
 			return -2;
 		ExecStatusType st = PQresultStatus(r);
+		if (e.kind == PEND_SYNC || e.kind == PEND_UNIT_END) {
+			PQclear(r);
+			if (st != PGRES_PIPELINE_SYNC)
+				return lost(s, "the pipeline went out of step");
+			if (e.kind == PEND_UNIT_END && s->unit_failed && e.answer != PG_UNIT_UNDONE)
+				unit_failed(s, e.answer);
+			if (e.kind == PEND_UNIT_END)
+				s->unit_failed = 0;
+			continue;
+		}
 		int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-		if (!ok && rc == 0)
-			rc = st == PGRES_PIPELINE_ABORTED ? -2 : classify(s, r);
-		if (!ok && e.kind == PEND_PREPARE)
-			s->prepared[e.q] = 0;
+		if (e.kind == PEND_UNIT)
+			s->unit_failed = 0;
+		if (!ok) {
+			int erc = st == PGRES_PIPELINE_ABORTED ? -2 : classify(s, r);
+			if (e.kind == PEND_WANT && rc == 0)
+				rc = erc;
+			if (e.kind == PEND_PREPARE)
+				s->prepared[e.q] = 0;
+			if ((e.kind == PEND_CTL || e.kind == PEND_UNIT) && st != PGRES_PIPELINE_ABORTED)
+				lost_tx = 1; /* BEGIN or a savepoint itself failed: the batch is gone */
+			s->unit_failed = 1;
+		}
 		if (ok && e.dest) {
 			*e.dest = r;
 			r = NULL;
@@ -295,99 +469,147 @@ static int round_trip(struct store *s)
 		if (gone)
 			return -2;
 	}
-	PGresult *sync = next_result(s, &gone);
-	if (gone)
-		return -2;
-	if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
-		PQclear(sync);
-		return lost(s, "the pipeline went out of step");
-	}
-	PQclear(sync);
 	s->npend = 0;
-	if (rc < 0 && (s->open || s->in_tx))
+	if (lost_tx || (!s->batching && rc < 0 && s->in_tx))
 		batch_lost(s);
 	return rc;
 }
 
 static void batch_lost(struct store *s)
 {
+	int had = s->tx_sent || s->in_tx;
+	if (s->open && !s->tx_sent)
+		outbox_clear(s); /* never sent: nothing to roll back on the server */
 	s->open = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->batch_id++;
+	s->tx_sent = 0;
+	s->must_order = 0;
 	s->in_tx = 0;
-	s->writes = 0;
+	s->in_unit = 0;
+	s->unit_failed = 0;
+	s->answered = 0;
 	s->notify_due = 0;
-	if (s->batching)
+	if (s->batching && had)
 		s->aborted = 1;
 	pg_cache_clear(s->cache);
-	if (!s->conn)
+	if (!s->conn || !had)
 		return;
 	char keep[sizeof s->err];
 	memcpy(keep, s->err, sizeof keep);
 	PGresult *r = NULL;
-	if (PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-	    push_pend(s, PEND_WANT, -1, &r) < 0) {
-		lost(s, NULL);
-	} else {
+	if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
 		round_trip(s);
-		PQclear(r);
-	}
+	PQclear(r);
 	memcpy(s->err, keep, sizeof keep);
 }
 
-/* Queues statement q (preparing it first on this connection). */
-static int send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest)
+/* In a batch: the batch transaction and the unit the next statements join. */
+static int ensure_unit(struct store *s)
 {
-	char name[16];
-	snprintf(name, sizeof name, "q%d", q);
-	if (!s->prepared[q]) {
-		if (PQsendPrepare(s->conn, name, pg_sql[q], 0, NULL) != 1 ||
-		    push_pend(s, PEND_PREPARE, q, NULL) < 0)
-			return lost(s, NULL);
-		s->prepared[q] = 1;
-	}
-	if (PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
-				p ? p->fmt : NULL, 0) != 1 ||
-	    push_pend(s, kind, q, dest) < 0)
-		return lost(s, NULL);
-	return 0;
-}
-
-static int send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
-		     PGresult **dest)
-{
-	if (PQsendQueryParams(s->conn, text, p ? p->n : 0, NULL, p ? p->v : NULL,
-			      p ? p->len : NULL, p ? p->fmt : NULL, 0) != 1 ||
-	    push_pend(s, kind, -1, dest) < 0)
-		return lost(s, NULL);
-	return 0;
-}
-
-/* In batching mode, opens the batch transaction on first write. */
-static int ensure_tx(struct store *s)
-{
-	if (!s->batching || s->open)
-		return 0;
 	if (s->aborted)
 		return -2;
-	int rc = send_text(s, "BEGIN", NULL, PEND_BEGIN, NULL);
-	if (rc == 0)
+	int rc = 0;
+	if (!s->open) {
+		rc = send_text(s, "BEGIN", NULL, PEND_CTL, NULL);
+		if (rc == 0)
+			rc = send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
+		if (rc < 0)
+			return rc;
 		s->open = 1;
+		s->answered = 0;
+	}
+	if (!s->in_unit) {
+		if ((rc = send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_UNIT, NULL)) < 0)
+			return rc;
+		s->in_unit = 1;
+		s->unit_answer = s->mark_next;
+		s->mark_next = 0;
+	}
+	return 0;
+}
+
+static int close_unit(struct store *s, int undo)
+{
+	if (!s->in_unit || !s->conn)
+		return 0;
+	s->in_unit = 0;
+	int rc = undo ? send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL) : 0;
+	if (rc == 0 && s->unit_answer && !undo) {
+		rc = send_q(s, Q_ANSWERED, NULL, PEND_WRITE, NULL);
+		s->answered++;
+	}
+	if (rc == 0)
+		rc = send_text(s, "RELEASE SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = send_sync(s, PEND_UNIT_END, undo ? PG_UNIT_UNDONE : s->unit_answer);
+	if (undo)
+		pg_cache_clear(s->cache);
 	return rc;
 }
 
-int pg_exec(struct store *s, int q, struct params *p, int write, PGresult **out)
+void pg_mark_answer(struct store *s)
+{
+	if (s->in_unit)
+		s->unit_answer = 1;
+	else if (s->depth > 0)
+		s->mark_next = 1; /* for the unit the group's first write opens */
+}
+
+/*
+ * Runs what the outbox holds so far aside, sends only statement q (or text)
+ * and a sync, and puts the outbox back: the statement runs on its own, in
+ * autocommit, before the batch's writes (which have not reached the server).
+ */
+static int run_ahead(struct store *s, int q, const char *text, struct params *p, PGresult **r)
+{
+	struct pg_out *o = s->out;
+	size_t n = s->nout, cap = s->capout;
+	s->out = NULL;
+	s->nout = s->capout = 0;
+	int rc = q >= 0 ? send_q(s, q, p, PEND_WANT, r) : send_text(s, text, p, PEND_WANT, r);
+	if (rc == 0)
+		rc = round_trip(s);
+	outbox_clear(s);
+	free(s->out);
+	s->out = o;
+	s->nout = n;
+	s->capout = cap;
+	if (!s->conn) /* lost meanwhile: what was queued went with it */
+		outbox_clear(s);
+	return rc;
+}
+
+int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out)
 {
 	PGresult *r = NULL;
 	if (out)
 		*out = NULL;
-	if (write && s->aborted)
+	if (mode == PG_WRITE && s->aborted)
 		return -2;
 	int rc = pg_ensure(s);
-	if (rc == 0 && write)
-		rc = ensure_tx(s);
-	if (rc == 0)
-		rc = send_q(s, q, p, PEND_WANT, &r);
-	if (rc == 0)
-		rc = round_trip(s);
+	if (rc < 0)
+		return rc;
+	/* Reads (and writes that may commit alone) go ahead of a batch the
+	 * server has not seen yet: its writes then run only at the commit and
+	 * hold their locks for one round trip. The batch's own rows are read
+	 * from the cache; when it cannot promise that, statements keep order. */
+	if (s->batching && (mode != PG_WRITE || !s->open) && !s->tx_sent && !s->must_order) {
+		rc = run_ahead(s, q, NULL, p, &r);
+	} else {
+		int in_batch = s->batching && (mode != PG_READ || s->open);
+		if (in_batch)
+			rc = ensure_unit(s);
+		if (rc == 0)
+			rc = send_q(s, q, p, PEND_WANT, &r);
+		if (rc == 0 && in_batch && s->depth == 0)
+			rc = close_unit(s, 0);
+		if (rc == 0)
+			rc = round_trip(s);
+	}
 	if (rc == 0 && out)
 		*out = r;
 	else
@@ -400,9 +622,9 @@ int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult *
 	PGresult *r = NULL;
 	*out = NULL;
 	int rc = pg_ensure(s);
-	if (rc == 0)
-		rc = send_text(s, text, p, PEND_WANT, &r);
-	if (rc == 0)
+	if (rc == 0 && s->batching && !s->tx_sent && !s->must_order)
+		rc = run_ahead(s, -1, text, p, &r);
+	else if (rc == 0 && (rc = send_text(s, text, p, PEND_WANT, &r)) == 0)
 		rc = round_trip(s);
 	if (rc == 0)
 		*out = r;
@@ -414,16 +636,16 @@ int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult *
 int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind)
 {
 	if (!s->batching)
-		return pg_exec(s, q, p, 1, NULL);
+		return pg_exec(s, q, p, PG_WRITE, NULL);
 	if (s->aborted)
 		return -2;
 	int rc = pg_ensure(s);
 	if (rc == 0)
-		rc = ensure_tx(s);
+		rc = ensure_unit(s);
 	if (rc == 0)
 		rc = send_q(s, q, p, kind, NULL);
-	if (rc == 0)
-		s->writes++;
+	if (rc == 0 && s->depth == 0)
+		rc = close_unit(s, 0);
 	return rc;
 }
 
@@ -431,7 +653,7 @@ int pg_work_id(struct store *s, int64_t *id)
 {
 	if (s->id_next >= s->id_end) {
 		PGresult *r;
-		int rc = pg_exec(s, Q_WORK_IDS, NULL, 0, &r);
+		int rc = pg_exec(s, Q_WORK_IDS, NULL, PG_READ, &r);
 		if (rc < 0)
 			return rc;
 		s->id_next = pg_val_int(r, 0, 0);
@@ -528,7 +750,11 @@ int store_pending(struct store *s)
 int store_flush(struct store *s)
 {
 	s->depth = 0;
+	if (s->in_unit)
+		close_unit(s, 0);
 	if (s->aborted) {
+		if (s->open)
+			batch_lost(s);
 		s->aborted = 0;
 		if (!strstr(s->err, "rolled back"))
 			snprintf(s->err + strlen(s->err), sizeof s->err - strlen(s->err),
@@ -538,14 +764,23 @@ int store_flush(struct store *s)
 	if (!s->open)
 		return 0;
 	int rc = 0;
-	char due[32];
+	char due[32], answered[32];
 	if (s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
 		struct params p = { 0 };
 		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
 		p_text(&p, due);
-		rc = send_q(s, Q_NOTIFY, &p, PEND_WRITE, NULL);
+		rc = pg_defer(s, Q_NOTIFY, &p, PEND_WRITE);
 	}
+	/* Undo a last unit that failed, check that every unit that answered a
+	 * request is there, commit. */
+	struct params pc = { 0 };
+	snprintf(answered, sizeof answered, "%u", s->answered);
+	p_text(&pc, answered);
 	PGresult *r = NULL;
+	if (rc == 0)
+		rc = send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = send_q(s, Q_ANSWERED_CHECK, &pc, PEND_WANT, NULL);
 	if (rc == 0)
 		rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
 	if (rc == 0)
@@ -554,14 +789,26 @@ int store_flush(struct store *s)
 	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
 		snprintf(s->err, sizeof s->err, "postgresql: the transaction was rolled back");
 		rc = -2;
-		pg_cache_clear(s->cache);
 	}
 	PQclear(r);
+	if (rc < 0 && s->conn && s->open && !s->aborted) {
+		/* The check (or the commit) failed: the server's transaction
+		 * is aborted, still open. */
+		s->aborted = 0;
+		batch_lost(s);
+	}
+	if (rc < 0 || s->aborted)
+		pg_cache_clear(s->cache);
 	s->open = 0;
-	s->writes = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->batch_id++;
+	s->in_unit = 0;
+	s->answered = 0;
 	s->notify_due = 0;
+	int failed = rc < 0 || s->aborted;
 	s->aborted = 0;
-	return rc < 0 ? -2 : 0;
+	return failed ? -2 : 0;
 }
 
 int store_begin(struct store *s)
@@ -569,9 +816,8 @@ int store_begin(struct store *s)
 	if (s->batching) {
 		if (s->aborted)
 			return -2;
-		if (s->depth < (int)(sizeof s->group_writes / sizeof s->group_writes[0]))
-			s->group_writes[s->depth] = s->writes;
-		s->depth++;
+		if (s->depth++ == 0 && s->in_unit)
+			return close_unit(s, 0) < 0 ? -2 : 0; /* a group is a unit of its own */
 		return 0;
 	}
 	PGresult *r = NULL;
@@ -591,8 +837,10 @@ int store_commit(struct store *s)
 	if (s->batching) {
 		if (s->aborted)
 			return -2; /* the caller's store_rollback closes the group */
-		if (s->depth > 0)
-			s->depth--;
+		if (s->depth > 0 && --s->depth == 0) {
+			s->mark_next = 0;
+			return close_unit(s, 0) < 0 ? -2 : 0;
+		}
 		return 0;
 	}
 	if (!s->in_tx)
@@ -608,24 +856,15 @@ int store_commit(struct store *s)
 	return rc;
 }
 
-/*
- * Batching: a group that wrote nothing is simply closed; one that wrote
- * cannot be undone alone (its writes may already be on their way), so the
- * whole batch is rolled back and store_flush fails, as for a failed commit.
- */
+/* Batching: the group's unit is undone alone (its writes since store_begin). */
 void store_rollback(struct store *s)
 {
 	if (s->batching) {
 		if (s->depth <= 0)
 			return;
-		s->depth--;
-		size_t d = (size_t)s->depth;
-		unsigned long at = d < sizeof s->group_writes / sizeof s->group_writes[0]
-				   ? s->group_writes[d] : 0;
-		if (s->open && s->writes != at) {
-			snprintf(s->err, sizeof s->err,
-				 "postgresql: a step that wrote was rolled back, and the batch with it");
-			batch_lost(s);
+		if (--s->depth == 0) {
+			s->mark_next = 0;
+			close_unit(s, 1);
 		}
 		return;
 	}
@@ -802,6 +1041,8 @@ void store_close(struct store *s)
 	if (s->nfd >= 0)
 		close(s->nfd);
 	pg_cache_free(s->cache);
+	outbox_clear(s);
+	free(s->out);
 	free(s->pend);
 	free(s->conninfo);
 	free(s);

@@ -43,7 +43,7 @@ enum {
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
 	Q_SLOT_LOCK, Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_CB_OF_JOB,
 	Q_CUST_ADD, Q_CUST_KEY, Q_CUST_BY_KEY, Q_CUST_BY_NAME, Q_CUST_LIST, Q_CUST_DEL,
-	Q_QUEUE_STATS, Q_USAGE_ADD, Q_NOTIFY, Q_RATE_TAKE, Q_RATE_ROW,
+	Q_QUEUE_STATS, Q_USAGE_ADD, Q_NOTIFY, Q_RATE_TAKE, Q_RATE_ROW, Q_ANSWERED, Q_ANSWERED_CHECK,
 	Q_COUNT
 };
 
@@ -52,19 +52,26 @@ extern const char *const pg_sql[Q_COUNT];
 
 /* What a queued result is, so the round trip that reads it knows what to do. */
 enum pg_pend_kind {
-	PEND_WRITE,   /* a deferred write: its error fails the batch */
-	PEND_PREPARE, /* PQsendPrepare of statement q */
-	PEND_WANT,    /* a result the caller waits for (*dest) */
-	PEND_BEGIN,   /* the batch's BEGIN */
+	PEND_WRITE,    /* a deferred write: its error fails its unit */
+	PEND_PREPARE,  /* PQsendPrepare of statement q */
+	PEND_WANT,     /* a result the caller waits for (*dest) */
+	PEND_CTL,      /* BEGIN, a savepoint: its failure loses the batch */
+	PEND_UNIT,     /* the ROLLBACK TO SAVEPOINT that starts a unit */
+	PEND_SYNC,     /* a sync point */
+	PEND_UNIT_END, /* the sync that ends a unit (answer: it answers a request) */
 };
+
+#define PG_UNIT_UNDONE 2 /* pg_pend.answer: the caller rolled the unit back */
 
 struct pg_pend {
 	unsigned char kind;
+	unsigned char answer; /* PEND_UNIT_END */
 	short q;           /* statement index, or -1 */
 	PGresult **dest;   /* PEND_WANT: where the result goes */
 };
 
 struct pg_cache;
+struct pg_out;
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -73,14 +80,22 @@ struct store {
 	unsigned char prepared[Q_COUNT]; /* sent PQsendPrepare on this connection */
 	int batching;
 	int open;                  /* the batch transaction is open (BEGIN queued) */
+	int tx_sent;               /* ... and its BEGIN reached libpq */
+	int must_order;            /* reads may not go ahead of the batch's writes */
+	uint64_t batch_id;         /* batches so far (the cache's dirty marks) */
 	int in_tx;                 /* not batching: inside store_begin's BEGIN */
 	int aborted;               /* the batch was lost: the rest of it fails */
 	int depth;                 /* store_begin groups open */
-	unsigned long group_writes[16]; /* writes counted when each group began */
-	unsigned long writes;      /* deferred writes queued in this batch */
+	int in_unit;               /* a unit is open (store_pg_conn.c) */
+	int unit_answer;           /* ... and answers a request */
+	int mark_next;             /* the group's unit, once open, answers a request */
+	int unit_failed;           /* reading results: the unit being read failed */
+	unsigned answered;         /* units of the batch that answer requests */
 	int64_t retry_at;          /* monotonic ms: no reconnect before */
 	struct pg_pend *pend;      /* results on their way, in order */
 	size_t npend, cappend;
+	struct pg_out *out;        /* queued, not handed to libpq yet (store_pg_conn.c) */
+	size_t nout, capout;
 	int64_t id_next, id_end;   /* work ids reserved from the sequence: [next, end) */
 	int listening;             /* LISTEN on this connection (store_listen) */
 	int nfd;                   /* dup of its socket the worker watches, or -1 */
@@ -118,14 +133,17 @@ int pg_connect(struct store *s);
 int pg_ensure(struct store *s);
 /* Applies the migrations the database lacks, under an advisory lock. */
 int pg_migrate(struct store *s, char *err, size_t errlen);
+enum { PG_READ, PG_WRITE, PG_ALONE /* a write that may commit on its own */ };
+
 /*
  * Runs statement q with p and waits for it (one round trip, with everything
  * queued before it). *out gets its result when out is non-NULL (caller
  * PQclears). 0, -1 (the statement failed), -2 (the store is unavailable,
- * or the batch it ran in was lost). Inside a batch it joins the batch's
- * transaction when write is 1 (or one is open).
+ * or the batch it ran in was lost). mode PG_WRITE joins the batch; PG_READ
+ * and PG_ALONE run ahead of it, in autocommit, while the server has seen
+ * none of it (else in order, inside it).
  */
-int pg_exec(struct store *s, int q, struct params *p, int write, PGresult **out);
+int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out);
 /* The same for a statement built at run time (admin views); reads only
  * outside a batch. */
 int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult **out);
@@ -135,6 +153,9 @@ int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult *
  * and waited for. libpq copies p's values when it queues the statement.
  */
 int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind);
+/* The open unit answers a request (a run, a callback, a customer's read):
+ * if it fails, the whole batch is rolled back. */
+void pg_mark_answer(struct store *s);
 /* The next work id of the connection's reserved block (a round trip every
  * PG_ID_BLOCK ids). 0 or <0. */
 int pg_work_id(struct store *s, int64_t *id);
@@ -150,12 +171,19 @@ struct pg_cache *pg_cache_new(void);
 void pg_cache_free(struct pg_cache *c);
 /* Forgets everything (a rollback, a lost batch, a reconnect). */
 void pg_cache_clear(struct pg_cache *c);
-/* Keeps a copy of j (read or written now, in iteration it). */
-void pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it);
+/* Keeps a copy of j, read or (write) written now in iteration it by batch
+ * batch. A written copy stays until the batch ends: a read never replaces
+ * it; 1 when a write had to replace another's (the batch's reads must then
+ * keep their order), else 0. */
+int pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it, uint64_t batch,
+		     int write);
 /* 0 with *j a copy (caller clears) when the cache may answer for id in
- * iteration it; 1 otherwise. */
-int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, struct job *j);
-void pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it);
+ * iteration it (dirty non-zero: only the copy batch dirty - 1 wrote); 1
+ * otherwise. */
+int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t dirty,
+		     struct job *j);
+int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,
+			  uint64_t batch, int write);
 int pg_cache_get_delivery(struct pg_cache *c, const char *id, uint64_t it, struct delivery *d);
 
 /* ---- store_pg.c: row helpers shared with the admin views ---- */

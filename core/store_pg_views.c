@@ -23,7 +23,7 @@ static PGresult *query_once(struct store *s, const char *text, struct params *p)
 /* A read: 0 with *out holding at least one row, 1 when none, <0 error. */
 static int read_row(struct store *s, int q, struct params *p, PGresult **out)
 {
-	int rc = pg_exec(s, q, p, 0, out);
+	int rc = pg_exec(s, q, p, PG_READ, out);
 	if (rc < 0)
 		return rc;
 	if (PQntuples(*out) == 0) {
@@ -150,7 +150,7 @@ json_t *store_work_owners(struct store *s)
 {
 	PGresult *r;
 	json_t *a = json_array();
-	if (pg_exec(s, Q_WORK_OWNERS, NULL, 0, &r) < 0)
+	if (pg_exec(s, Q_WORK_OWNERS, NULL, PG_READ, &r) < 0)
 		return a;
 	for (int i = 0; i < PQntuples(r); i++)
 		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
@@ -179,7 +179,7 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 	PGresult *r;
 	p_text(&p, job_id);
 	json_t *arr = json_array();
-	if (pg_exec(s, Q_DLV_OF_JOB, &p, 0, &r) < 0)
+	if (pg_exec(s, Q_DLV_OF_JOB, &p, PG_READ, &r) < 0)
 		return arr;
 	for (int i = 0; i < PQntuples(r); i++) {
 		json_t *d = json_object();
@@ -201,7 +201,7 @@ json_t *store_job_deliveries(struct store *s, const char *job_id)
 		PGresult *a;
 		p_text(&pa, json_string_value(json_object_get(d, "delivery_id")));
 		json_t *atts = json_array();
-		if (pg_exec(s, Q_ATT_OF_DLV, &pa, 0, &a) == 0) {
+		if (pg_exec(s, Q_ATT_OF_DLV, &pa, PG_READ, &a) == 0) {
 			for (int k = 0; k < PQntuples(a); k++) {
 				json_t *o = json_object();
 				json_object_set_new(o, "at", job_time_json(pg_val_int(a, k, 0)));
@@ -229,7 +229,7 @@ json_t *store_job_events(struct store *s, const char *job_id)
 	PGresult *r;
 	p_text(&p, job_id);
 	json_t *arr = json_array();
-	if (pg_exec(s, Q_EV_LIST, &p, 0, &r) < 0)
+	if (pg_exec(s, Q_EV_LIST, &p, PG_READ, &r) < 0)
 		return arr;
 	for (int i = 0; i < PQntuples(r); i++) {
 		json_t *o = json_object();
@@ -456,7 +456,7 @@ json_t *store_job_callbacks(struct store *s, const char *job_id)
 	struct params p = { 0 };
 	PGresult *r;
 	p_text(&p, job_id);
-	if (pg_exec(s, Q_CB_OF_JOB, &p, 0, &r) < 0)
+	if (pg_exec(s, Q_CB_OF_JOB, &p, PG_READ, &r) < 0)
 		return NULL;
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -481,7 +481,7 @@ static const char *nonempty(const char *v)
 static int write_one(struct store *s, int qi, struct params *p)
 {
 	PGresult *r;
-	int rc = pg_exec(s, qi, p, 1, &r);
+	int rc = pg_exec(s, qi, p, PG_WRITE, &r);
 	if (rc < 0)
 		return rc;
 	int n = r ? atoi(PQcmdTuples(r)) : 0;
@@ -532,7 +532,7 @@ int store_customer_get(struct store *s, const char *key_sha256, const char *name
 json_t *store_customer_list(struct store *s)
 {
 	PGresult *r;
-	if (pg_exec(s, Q_CUST_LIST, NULL, 0, &r) < 0)
+	if (pg_exec(s, Q_CUST_LIST, NULL, PG_READ, &r) < 0)
 		return NULL;
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -578,7 +578,7 @@ int store_rate_take(struct store *s, const char *key, double per_s, double burst
 		p_double(&p, per_s);
 		p_double(&p, burst);
 		p_int(&p, want);
-		int rc = pg_exec(s, Q_RATE_TAKE, &p, 1, &r);
+		int rc = pg_exec(s, Q_RATE_TAKE, &p, PG_WRITE, &r);
 		if (rc < 0)
 			return rc;
 		if (PQntuples(r) == 1) {
@@ -592,7 +592,7 @@ int store_rate_take(struct store *s, const char *key, double per_s, double burst
 		struct params q = { 0 };
 		p_text(&q, key);
 		p_double(&q, burst);
-		if ((rc = pg_exec(s, Q_RATE_ROW, &q, 1, NULL)) < 0)
+		if ((rc = pg_exec(s, Q_RATE_ROW, &q, PG_WRITE, NULL)) < 0)
 			return rc;
 	}
 	snprintf(s->err, sizeof s->err, "postgresql: rate bucket %s not found", key);

@@ -451,13 +451,15 @@ static int round_trip(struct store *s)
 			s->unit_failed = 0;
 		if (!ok) {
 			int erc = st == PGRES_PIPELINE_ABORTED ? -2 : classify(s, r);
-			if (e.kind == PEND_WANT && rc == 0)
+			if ((e.kind == PEND_WANT || s->alone) && rc == 0)
 				rc = erc;
 			if (e.kind == PEND_PREPARE)
 				s->prepared[e.q] = 0;
-			if ((e.kind == PEND_CTL || e.kind == PEND_UNIT) && st != PGRES_PIPELINE_ABORTED)
+			if ((e.kind == PEND_CTL || e.kind == PEND_UNIT) && st != PGRES_PIPELINE_ABORTED &&
+			    !s->alone)
 				lost_tx = 1; /* BEGIN or a savepoint itself failed: the batch is gone */
-			s->unit_failed = 1;
+			if (!s->alone)
+				s->unit_failed = 1;
 		}
 		if (ok && e.dest) {
 			*e.dest = r;
@@ -521,6 +523,7 @@ static int ensure_unit(struct store *s)
 		s->answered = 0;
 	}
 	if (!s->in_unit) {
+		s->unit_start = s->nout;
 		if ((rc = send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_UNIT, NULL)) < 0)
 			return rc;
 		s->in_unit = 1;
@@ -530,11 +533,98 @@ static int ensure_unit(struct store *s)
 	return 0;
 }
 
+/*
+ * A unit that answers a request, while the batch has not reached the
+ * server, commits on its own: its statements leave the outbox and run as
+ * one transaction now (one round trip), so its caller learns whether it
+ * held (and answers 503 if not) and nothing else in the batch depends on
+ * it. 0, or -2 with the unit rolled back.
+ */
+static int commit_alone(struct store *s)
+{
+	size_t a = s->unit_start + 1, n = s->nout - a;
+	struct pg_out *mine = malloc((n ? n : 1) * sizeof *mine);
+	if (!mine) {
+		snprintf(s->err, sizeof s->err, "postgresql: out of memory");
+		return -2;
+	}
+	memcpy(mine, s->out + a, n * sizeof *mine);
+	s->nout = s->unit_start;
+	free(s->out[s->nout].v); /* the unit's ROLLBACK TO (no parameters) */
+	if (s->nout == 2) {       /* only the batch's BEGIN and SAVEPOINT are left */
+		outbox_clear(s);
+		s->open = 0;
+	}
+	struct pg_out *o = s->out;
+	size_t no = s->nout, cap = s->capout;
+	s->out = NULL;
+	s->nout = s->capout = 0;
+	PGresult *r = NULL;
+	int rc = send_text(s, "BEGIN", NULL, PEND_WRITE, NULL);
+	if (rc == 0 && s->capout < 1 + n + 2) {
+		struct pg_out *grown = realloc(s->out, (1 + n + 2) * sizeof *grown);
+		if (grown) {
+			s->out = grown;
+			s->capout = 1 + n + 2;
+		} else {
+			rc = -1;
+		}
+	}
+	if (rc == 0) {
+		memcpy(s->out + s->nout, mine, n * sizeof *mine); /* the parameters move along */
+		s->nout += n;
+		n = 0;
+	}
+	for (size_t i = 0; i < n; i++) /* not moved: freed here */
+		free(mine[i].v);
+	char due[32];
+	if (rc == 0 && s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
+		/* What it made due is announced with it (the batch's commit
+		 * announces again what the batch made due). */
+		struct params p = { 0 };
+		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
+		p_text(&p, due);
+		rc = send_q(s, Q_NOTIFY, &p, PEND_WRITE, NULL);
+	}
+	if (rc == 0)
+		rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0) {
+		s->alone = 1;
+		rc = round_trip(s);
+		s->alone = 0;
+	}
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
+		rc = -2;
+	PQclear(r);
+	if (rc < 0 && s->conn) { /* its transaction is aborted, still open */
+		PGresult *rb = NULL;
+		if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &rb) == 0) {
+			s->alone = 1;
+			round_trip(s);
+			s->alone = 0;
+		}
+		PQclear(rb);
+	}
+	outbox_clear(s);
+	free(s->out);
+	free(mine);
+	s->out = o;
+	s->nout = no;
+	s->capout = cap;
+	if (!s->conn)
+		outbox_clear(s);
+	if (rc < 0)
+		pg_cache_clear(s->cache); /* it may hold the unit's rows */
+	return rc < 0 ? -2 : 0;
+}
+
 static int close_unit(struct store *s, int undo)
 {
 	if (!s->in_unit || !s->conn)
 		return 0;
 	s->in_unit = 0;
+	if (!undo && s->unit_answer && !s->tx_sent)
+		return commit_alone(s);
 	int rc = undo ? send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL) : 0;
 	if (rc == 0 && s->unit_answer && !undo) {
 		rc = send_q(s, Q_ANSWERED, NULL, PEND_WRITE, NULL);

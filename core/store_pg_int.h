@@ -89,6 +89,8 @@ struct store {
 	int in_unit;               /* a unit is open (store_pg_conn.c) */
 	int unit_answer;           /* ... and answers a request */
 	int mark_next;             /* the group's unit, once open, answers a request */
+	size_t unit_start;         /* the open unit's first outbox entry */
+	int alone;                 /* a round trip of a transaction of its own */
 	int unit_failed;           /* reading results: the unit being read failed */
 	unsigned answered;         /* units of the batch that answer requests */
 	int64_t retry_at;          /* monotonic ms: no reconnect before */

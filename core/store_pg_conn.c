@@ -1,18 +1,20 @@
 /*
  * store_pg_conn.c: the PostgreSQL store's connection (store_pg_int.h): libpq
- * pipeline mode, the batch transaction, migrations, work id blocks, and
- * the LISTEN/NOTIFY announcements of new due work.
+ * pipeline mode, the outbox and the round trip, statements run ahead of a
+ * batch or in it, work id blocks, the LISTEN/NOTIFY announcements of new
+ * due work, open and close.
  *
  * Never a hang: the connection has connect_timeout, tcp_user_timeout and
  * keepalives; every session sets statement_timeout (10 s), lock_timeout
  * and idle_in_transaction_session_timeout; every wait on the socket is
  * bounded (PG_IO_TIMEOUT_MS), past which the connection counts as lost.
- * lock_timeout is short (100 ms): a batch holds its row locks until its
- * commit, so two batches (workers, instances) touching one job fail one of
- * them (-2) rather than make a loop wait on another, or deadlock. A lost
- * connection makes every call fail with -2 (the API answers 503) and is
- * opened again by the next call after a short back-off, so workers
- * reconnect by themselves.
+ * lock_timeout is 1 s: a batch's writes reach the server only with its
+ * commit, so they hold their row locks for about one round trip, and a unit
+ * that must wait longer for another's (two instances on one job) fails
+ * (-2) rather than wait on a stalled loop, or deadlock. A lost connection
+ * makes every call fail with -2 (the API answers 503) and is opened again
+ * by the next call after a short back-off, so workers reconnect by
+ * themselves.
  */
 #include "store_pg_int.h"
 
@@ -28,18 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_SCHEMA_VERSION 5
 /* Back-off between reconnect attempts while PostgreSQL is unreachable. */
 #define PG_RETRY_MS 1000
 /* The longest wait for the server within one round trip. */
 #define PG_IO_TIMEOUT_MS 15000
-/* pg_advisory_lock key of migrations ("genrelay" in ASCII, truncated). */
-#define PG_MIGRATE_LOCK 0x67656e72656c6179LL
 /* Work ids a connection takes from the sequence at once (its increment). */
 #define PG_ID_BLOCK 256
-/* Unleased work due sooner than this after a commit is announced (NOTIFY):
- * later work is found by the idle workers' due timer anyway. */
-#define PG_NOTIFY_SOON_MS 5000
 #define PG_CHANNEL "genrelay_work"
 
 /* ---------- parameters, clocks, errors ---------- */
@@ -90,11 +86,6 @@ void pg_set_err(struct store *s, const char *what, const char *msg)
 		 (int)(strcspn(msg, "\n")), msg);
 }
 
-int store_schema_version(void)
-{
-	return PG_SCHEMA_VERSION;
-}
-
 const char *store_errmsg(struct store *s)
 {
 	return s->err;
@@ -102,7 +93,7 @@ const char *store_errmsg(struct store *s)
 
 /* ---------- the connection ---------- */
 
-static void outbox_clear(struct store *s);
+void pg_outbox_clear(struct store *s);
 
 /* The connection is gone: forget it, what was on its way, and the batch. */
 static void drop_conn(struct store *s)
@@ -112,7 +103,7 @@ static void drop_conn(struct store *s)
 	s->conn = NULL;
 	memset(s->prepared, 0, sizeof s->prepared);
 	s->npend = 0;
-	outbox_clear(s);
+	pg_outbox_clear(s);
 	if (s->open || s->depth)
 		s->aborted = 1;
 	s->open = 0;
@@ -134,7 +125,7 @@ static void quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
-static int lost(struct store *s, const char *why)
+int pg_lost(struct store *s, const char *why)
 {
 	pg_set_err(s, "connection lost", why ? why : s->conn ? PQerrorMessage(s->conn) : "");
 	drop_conn(s);
@@ -159,7 +150,7 @@ static int push_pend(struct store *s, enum pg_pend_kind kind, int q, PGresult **
 }
 
 /* Blocking commands before the pipeline starts (set-up, migrations). */
-static int command(struct store *s, const char *text)
+int pg_command(struct store *s, const char *text)
 {
 	PGresult *r = PQexec(s->conn, text);
 	metrics_inc(M_STORE_ROUND_TRIPS);
@@ -188,8 +179,8 @@ int pg_connect(struct store *s)
 	}
 	PQsetNoticeProcessor(s->conn, quiet_notice, NULL);
 	s->conn_gen++;
-	if (s->listening && command(s, "LISTEN " PG_CHANNEL) < 0)
-		return lost(s, s->err);
+	if (s->listening && pg_command(s, "LISTEN " PG_CHANNEL) < 0)
+		return pg_lost(s, s->err);
 	s->retry_at = 0;
 	return 0;
 }
@@ -198,7 +189,7 @@ int pg_connect(struct store *s)
 static int start_pipeline(struct store *s)
 {
 	if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
-		return lost(s, "cannot enter pipeline mode");
+		return pg_lost(s, "cannot enter pipeline mode");
 	return 0;
 }
 
@@ -236,7 +227,7 @@ static PGresult *next_result(struct store *s, int *gone)
 		int ms = (int)(deadline - pg_mono_ms());
 		if (ms <= 0) {
 			*gone = 1;
-			lost(s, "no answer from the server in time");
+			pg_lost(s, "no answer from the server in time");
 			return NULL;
 		}
 		struct pollfd pfd = { .fd = PQsocket(s->conn), .events = POLLIN | (f ? POLLOUT : 0) };
@@ -247,7 +238,7 @@ static PGresult *next_result(struct store *s, int *gone)
 			break;
 	}
 	*gone = 1;
-	lost(s, NULL);
+	pg_lost(s, NULL);
 	return NULL;
 }
 
@@ -264,8 +255,6 @@ static int classify(struct store *s, PGresult *r)
 	return -1;
 }
 
-static void batch_lost(struct store *s);
-
 /*
  * The outbox: what is queued goes to libpq only when a round trip needs an
  * answer (a read, the commit), so the server runs a batch's writes as late as
@@ -273,24 +262,14 @@ static void batch_lost(struct store *s);
  * sync sends at once). Parameters are copied; texts are literals or live
  * until the round trip of the same call.
  */
-struct pg_out {
-	unsigned char kind, answer;
-	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
-	const char *text;
-	PGresult **dest;
-	int n;
-	const char **v;      /* n values, then lengths and formats, in one block */
-	int *len, *fmt;
-};
-
-static void outbox_clear(struct store *s)
+void pg_outbox_clear(struct store *s)
 {
 	for (size_t i = 0; i < s->nout; i++)
 		free(s->out[i].v);
 	s->nout = 0;
 }
 
-static int outbox_add(struct store *s, struct pg_out o, const struct params *p)
+int pg_outbox_add(struct store *s, struct pg_out o, const struct params *p)
 {
 	if (s->nout == s->capout) {
 		size_t cap = s->capout ? s->capout * 2 : 64;
@@ -334,22 +313,22 @@ oom:
 	return -1;
 }
 
-static int send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+int pg_send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
 		     PGresult **dest)
 {
-	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -1, .text = text,
+	return pg_outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -1, .text = text,
 					      .dest = dest }, p);
 }
 
-static int send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest)
+int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest)
 {
-	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = (short)q,
+	return pg_outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = (short)q,
 					      .dest = dest }, p);
 }
 
-static int send_sync(struct store *s, enum pg_pend_kind kind, int answer)
+int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer)
 {
-	return outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -2,
+	return pg_outbox_add(s, (struct pg_out){ .kind = (unsigned char)kind, .q = -2,
 					      .answer = (unsigned char)answer }, NULL);
 }
 
@@ -388,32 +367,8 @@ static int outbox_emit(struct store *s)
 		    push_pend(s, o->kind, o->q, o->dest) < 0)
 			rc = -1;
 	}
-	outbox_clear(s);
-	return rc < 0 ? lost(s, NULL) : 0;
-}
-
-/*
- * Units. In a batch, each store_begin group (and each statement outside one)
- * is a unit: it starts with ROLLBACK TO SAVEPOINT ok, which undoes nothing
- * after a unit that succeeded (that one ended with RELEASE ok; SAVEPOINT ok)
- * and the statements of one that failed (the server skipped its end up to
- * its sync, leaving the transaction aborted at the savepoint); it ends with
- * a sync. So a unit that fails (a step racing another instance for a job,
- * a lock timeout) is rolled back alone and the batch goes on. A unit that
- * answers a request (a run, a callback, a customer's read) counts itself in
- * genrelay.answered when it succeeds, and the batch's commit checks the
- * count: the whole batch rolls back if one of those failed.
- */
-static void unit_failed(struct store *s, int answer)
-{
-	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
-	if (answer) {
-		s->aborted = 1;
-		return;
-	}
-	metrics_inc(M_STORE_ERRORS);
-	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
-		 s->err);
+	pg_outbox_clear(s);
+	return rc < 0 ? pg_lost(s, NULL) : 0;
 }
 
 /*
@@ -421,9 +376,9 @@ static void unit_failed(struct store *s, int answer)
  * to its *dest (NULL when it failed). Returns 0, or the error of the first
  * statement waited for that failed (-1/-2).
  */
-static int round_trip(struct store *s)
+int pg_round_trip(struct store *s)
 {
-	if (send_sync(s, PEND_SYNC, 0) < 0 || outbox_emit(s) < 0)
+	if (pg_send_sync(s, PEND_SYNC, 0) < 0 || outbox_emit(s) < 0)
 		return -2;
 	metrics_inc(M_STORE_ROUND_TRIPS);
 	int rc = 0, gone = 0, lost_tx = 0;
@@ -439,9 +394,9 @@ static int round_trip(struct store *s)
 		if (e.kind == PEND_SYNC || e.kind == PEND_UNIT_END) {
 			PQclear(r);
 			if (st != PGRES_PIPELINE_SYNC)
-				return lost(s, "the pipeline went out of step");
+				return pg_lost(s, "the pipeline went out of step");
 			if (e.kind == PEND_UNIT_END && s->unit_failed && e.answer != PG_UNIT_UNDONE)
-				unit_failed(s, e.answer);
+				pg_unit_failed(s, e.answer);
 			if (e.kind == PEND_UNIT_END)
 				s->unit_failed = 0;
 			continue;
@@ -473,180 +428,8 @@ static int round_trip(struct store *s)
 	}
 	s->npend = 0;
 	if (lost_tx || (!s->batching && rc < 0 && s->in_tx))
-		batch_lost(s);
+		pg_batch_lost(s);
 	return rc;
-}
-
-static void batch_lost(struct store *s)
-{
-	int had = s->tx_sent || s->in_tx;
-	if (s->open && !s->tx_sent)
-		outbox_clear(s); /* never sent: nothing to roll back on the server */
-	s->open = 0;
-	s->tx_sent = 0;
-	s->must_order = 0;
-	s->batch_id++;
-	s->tx_sent = 0;
-	s->must_order = 0;
-	s->in_tx = 0;
-	s->in_unit = 0;
-	s->unit_failed = 0;
-	s->answered = 0;
-	s->notify_due = 0;
-	if (s->batching && had)
-		s->aborted = 1;
-	pg_cache_clear(s->cache);
-	if (!s->conn || !had)
-		return;
-	char keep[sizeof s->err];
-	memcpy(keep, s->err, sizeof keep);
-	PGresult *r = NULL;
-	if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
-		round_trip(s);
-	PQclear(r);
-	memcpy(s->err, keep, sizeof keep);
-}
-
-/* In a batch: the batch transaction and the unit the next statements join. */
-static int ensure_unit(struct store *s)
-{
-	if (s->aborted)
-		return -2;
-	int rc = 0;
-	if (!s->open) {
-		rc = send_text(s, "BEGIN", NULL, PEND_CTL, NULL);
-		if (rc == 0)
-			rc = send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
-		if (rc < 0)
-			return rc;
-		s->open = 1;
-		s->answered = 0;
-	}
-	if (!s->in_unit) {
-		s->unit_start = s->nout;
-		if ((rc = send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_UNIT, NULL)) < 0)
-			return rc;
-		s->in_unit = 1;
-		s->unit_answer = s->mark_next;
-		s->mark_next = 0;
-	}
-	return 0;
-}
-
-/*
- * A unit that answers a request, while the batch has not reached the
- * server, commits on its own: its statements leave the outbox and run as
- * one transaction now (one round trip), so its caller learns whether it
- * held (and answers 503 if not) and nothing else in the batch depends on
- * it. 0, or -2 with the unit rolled back.
- */
-static int commit_alone(struct store *s)
-{
-	size_t a = s->unit_start + 1, n = s->nout - a;
-	struct pg_out *mine = malloc((n ? n : 1) * sizeof *mine);
-	if (!mine) {
-		snprintf(s->err, sizeof s->err, "postgresql: out of memory");
-		return -2;
-	}
-	memcpy(mine, s->out + a, n * sizeof *mine);
-	s->nout = s->unit_start;
-	free(s->out[s->nout].v); /* the unit's ROLLBACK TO (no parameters) */
-	if (s->nout == 2) {       /* only the batch's BEGIN and SAVEPOINT are left */
-		outbox_clear(s);
-		s->open = 0;
-	}
-	struct pg_out *o = s->out;
-	size_t no = s->nout, cap = s->capout;
-	s->out = NULL;
-	s->nout = s->capout = 0;
-	PGresult *r = NULL;
-	int rc = send_text(s, "BEGIN", NULL, PEND_WRITE, NULL);
-	if (rc == 0 && s->capout < 1 + n + 2) {
-		struct pg_out *grown = realloc(s->out, (1 + n + 2) * sizeof *grown);
-		if (grown) {
-			s->out = grown;
-			s->capout = 1 + n + 2;
-		} else {
-			rc = -1;
-		}
-	}
-	if (rc == 0) {
-		memcpy(s->out + s->nout, mine, n * sizeof *mine); /* the parameters move along */
-		s->nout += n;
-		n = 0;
-	}
-	for (size_t i = 0; i < n; i++) /* not moved: freed here */
-		free(mine[i].v);
-	char due[32];
-	if (rc == 0 && s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
-		/* What it made due is announced with it (the batch's commit
-		 * announces again what the batch made due). */
-		struct params p = { 0 };
-		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
-		p_text(&p, due);
-		rc = send_q(s, Q_NOTIFY, &p, PEND_WRITE, NULL);
-	}
-	if (rc == 0)
-		rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
-	if (rc == 0) {
-		s->alone = 1;
-		rc = round_trip(s);
-		s->alone = 0;
-	}
-	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
-		rc = -2;
-	PQclear(r);
-	if (rc < 0 && s->conn) { /* its transaction is aborted, still open */
-		PGresult *rb = NULL;
-		if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &rb) == 0) {
-			s->alone = 1;
-			round_trip(s);
-			s->alone = 0;
-		}
-		PQclear(rb);
-	}
-	outbox_clear(s);
-	free(s->out);
-	free(mine);
-	s->out = o;
-	s->nout = no;
-	s->capout = cap;
-	if (!s->conn)
-		outbox_clear(s);
-	if (rc < 0)
-		pg_cache_clear(s->cache); /* it may hold the unit's rows */
-	return rc < 0 ? -2 : 0;
-}
-
-static int close_unit(struct store *s, int undo)
-{
-	if (!s->in_unit || !s->conn)
-		return 0;
-	s->in_unit = 0;
-	if (!undo && s->unit_answer && !s->tx_sent)
-		return commit_alone(s);
-	int rc = undo ? send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL) : 0;
-	if (rc == 0 && s->unit_answer && !undo) {
-		rc = send_q(s, Q_ANSWERED, NULL, PEND_WRITE, NULL);
-		s->answered++;
-	}
-	if (rc == 0)
-		rc = send_text(s, "RELEASE SAVEPOINT ok", NULL, PEND_CTL, NULL);
-	if (rc == 0)
-		rc = send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
-	if (rc == 0)
-		rc = send_sync(s, PEND_UNIT_END, undo ? PG_UNIT_UNDONE : s->unit_answer);
-	if (undo)
-		pg_cache_clear(s->cache);
-	return rc;
-}
-
-void pg_mark_answer(struct store *s)
-{
-	if (s->in_unit)
-		s->unit_answer = 1;
-	else if (s->depth > 0)
-		s->mark_next = 1; /* for the unit the group's first write opens */
 }
 
 /*
@@ -660,16 +443,16 @@ static int run_ahead(struct store *s, int q, const char *text, struct params *p,
 	size_t n = s->nout, cap = s->capout;
 	s->out = NULL;
 	s->nout = s->capout = 0;
-	int rc = q >= 0 ? send_q(s, q, p, PEND_WANT, r) : send_text(s, text, p, PEND_WANT, r);
+	int rc = q >= 0 ? pg_send_q(s, q, p, PEND_WANT, r) : pg_send_text(s, text, p, PEND_WANT, r);
 	if (rc == 0)
-		rc = round_trip(s);
-	outbox_clear(s);
+		rc = pg_round_trip(s);
+	pg_outbox_clear(s);
 	free(s->out);
 	s->out = o;
 	s->nout = n;
 	s->capout = cap;
 	if (!s->conn) /* lost meanwhile: what was queued went with it */
-		outbox_clear(s);
+		pg_outbox_clear(s);
 	return rc;
 }
 
@@ -692,13 +475,13 @@ int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out)
 	} else {
 		int in_batch = s->batching && (mode != PG_READ || s->open);
 		if (in_batch)
-			rc = ensure_unit(s);
+			rc = pg_ensure_unit(s);
 		if (rc == 0)
-			rc = send_q(s, q, p, PEND_WANT, &r);
+			rc = pg_send_q(s, q, p, PEND_WANT, &r);
 		if (rc == 0 && in_batch && s->depth == 0)
-			rc = close_unit(s, 0);
+			rc = pg_close_unit(s, 0);
 		if (rc == 0)
-			rc = round_trip(s);
+			rc = pg_round_trip(s);
 	}
 	if (rc == 0 && out)
 		*out = r;
@@ -714,8 +497,8 @@ int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult *
 	int rc = pg_ensure(s);
 	if (rc == 0 && s->batching && !s->tx_sent && !s->must_order)
 		rc = run_ahead(s, -1, text, p, &r);
-	else if (rc == 0 && (rc = send_text(s, text, p, PEND_WANT, &r)) == 0)
-		rc = round_trip(s);
+	else if (rc == 0 && (rc = pg_send_text(s, text, p, PEND_WANT, &r)) == 0)
+		rc = pg_round_trip(s);
 	if (rc == 0)
 		*out = r;
 	else
@@ -731,11 +514,11 @@ int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind)
 		return -2;
 	int rc = pg_ensure(s);
 	if (rc == 0)
-		rc = ensure_unit(s);
+		rc = pg_ensure_unit(s);
 	if (rc == 0)
-		rc = send_q(s, q, p, kind, NULL);
+		rc = pg_send_q(s, q, p, kind, NULL);
 	if (rc == 0 && s->depth == 0)
-		rc = close_unit(s, 0);
+		rc = pg_close_unit(s, 0);
 	return rc;
 }
 
@@ -771,9 +554,9 @@ int store_listen(struct store *s)
 	if (rc < 0)
 		return rc; /* LISTEN comes with the next connection */
 	PGresult *r = NULL;
-	rc = send_text(s, "LISTEN " PG_CHANNEL, NULL, PEND_WANT, &r);
+	rc = pg_send_text(s, "LISTEN " PG_CHANNEL, NULL, PEND_WANT, &r);
 	if (rc == 0)
-		rc = round_trip(s);
+		rc = pg_round_trip(s);
 	PQclear(r);
 	return rc;
 }
@@ -805,7 +588,7 @@ int store_notify_read(struct store *s, int64_t *due_at)
 	if (!s->conn || s->nfd_gen != s->conn_gen)
 		return -2;
 	if (!PQconsumeInput(s->conn))
-		return lost(s, NULL);
+		return pg_lost(s, NULL);
 	int got = 0, self = PQbackendPID(s->conn);
 	PGnotify *n;
 	while ((n = PQnotifies(s->conn)) != NULL) {
@@ -823,271 +606,6 @@ int store_notify_read(struct store *s, int64_t *due_at)
 void store_idle(struct store *s)
 {
 	s->iteration++;
-}
-
-/* ---------- transactions ---------- */
-
-void store_set_batching(struct store *s, int on)
-{
-	s->batching = on;
-}
-
-int store_pending(struct store *s)
-{
-	return s->open || s->aborted;
-}
-
-int store_flush(struct store *s)
-{
-	s->depth = 0;
-	if (s->in_unit)
-		close_unit(s, 0);
-	if (s->aborted) {
-		if (s->open)
-			batch_lost(s);
-		s->aborted = 0;
-		if (!strstr(s->err, "rolled back"))
-			snprintf(s->err + strlen(s->err), sizeof s->err - strlen(s->err),
-				 "%s(the batch was rolled back)", s->err[0] ? " " : "");
-		return -2;
-	}
-	if (!s->open)
-		return 0;
-	int rc = 0;
-	char due[32], answered[32];
-	if (s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
-		struct params p = { 0 };
-		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
-		p_text(&p, due);
-		rc = pg_defer(s, Q_NOTIFY, &p, PEND_WRITE);
-	}
-	/* Undo a last unit that failed, check that every unit that answered a
-	 * request is there, commit. */
-	struct params pc = { 0 };
-	snprintf(answered, sizeof answered, "%u", s->answered);
-	p_text(&pc, answered);
-	PGresult *r = NULL;
-	if (rc == 0)
-		rc = send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL);
-	if (rc == 0)
-		rc = send_q(s, Q_ANSWERED_CHECK, &pc, PEND_WANT, NULL);
-	if (rc == 0)
-		rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
-	if (rc == 0)
-		rc = round_trip(s);
-	/* COMMIT of a failed transaction "succeeds" as ROLLBACK. */
-	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
-		snprintf(s->err, sizeof s->err, "postgresql: the transaction was rolled back");
-		rc = -2;
-	}
-	PQclear(r);
-	if (rc < 0 && s->conn && s->open && !s->aborted) {
-		/* The check (or the commit) failed: the server's transaction
-		 * is aborted, still open. */
-		s->aborted = 0;
-		batch_lost(s);
-	}
-	if (rc < 0 || s->aborted)
-		pg_cache_clear(s->cache);
-	s->open = 0;
-	s->tx_sent = 0;
-	s->must_order = 0;
-	s->batch_id++;
-	s->in_unit = 0;
-	s->answered = 0;
-	s->notify_due = 0;
-	int failed = rc < 0 || s->aborted;
-	s->aborted = 0;
-	return failed ? -2 : 0;
-}
-
-int store_begin(struct store *s)
-{
-	if (s->batching) {
-		if (s->aborted)
-			return -2;
-		if (s->depth++ == 0 && s->in_unit)
-			return close_unit(s, 0) < 0 ? -2 : 0; /* a group is a unit of its own */
-		return 0;
-	}
-	PGresult *r = NULL;
-	int rc = pg_ensure(s);
-	if (rc == 0)
-		rc = send_text(s, "BEGIN", NULL, PEND_WANT, &r);
-	if (rc == 0)
-		rc = round_trip(s);
-	PQclear(r);
-	if (rc == 0)
-		s->in_tx = 1;
-	return rc;
-}
-
-int store_commit(struct store *s)
-{
-	if (s->batching) {
-		if (s->aborted)
-			return -2; /* the caller's store_rollback closes the group */
-		if (s->depth > 0 && --s->depth == 0) {
-			s->mark_next = 0;
-			return close_unit(s, 0) < 0 ? -2 : 0;
-		}
-		return 0;
-	}
-	if (!s->in_tx)
-		return -2;
-	PGresult *r = NULL;
-	int rc = send_text(s, "COMMIT", NULL, PEND_WANT, &r);
-	if (rc == 0)
-		rc = round_trip(s);
-	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
-		rc = -2;
-	PQclear(r);
-	s->in_tx = 0;
-	return rc;
-}
-
-/* Batching: the group's unit is undone alone (its writes since store_begin). */
-void store_rollback(struct store *s)
-{
-	if (s->batching) {
-		if (s->depth <= 0)
-			return;
-		if (--s->depth == 0) {
-			s->mark_next = 0;
-			close_unit(s, 1);
-		}
-		return;
-	}
-	if (!s->in_tx || !s->conn)
-		return;
-	PGresult *r = NULL;
-	if (send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
-		round_trip(s);
-	PQclear(r);
-	s->in_tx = 0;
-}
-
-/* ---------- migrations ---------- */
-
-static const char pg_schema_v1[] =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-	"CREATE TABLE jobs("
-	" id TEXT PRIMARY KEY, customer TEXT NOT NULL, model_id TEXT NOT NULL,"
-	" targets TEXT NOT NULL, target_idx INTEGER NOT NULL DEFAULT 0,"
-	" provider TEXT, model TEXT, status INTEGER NOT NULL,"
-	" request_id TEXT, track_id TEXT, input TEXT NOT NULL, webhook_url TEXT, hook TEXT,"
-	" output TEXT, error_code TEXT, error_message TEXT, data TEXT,"
-	" attempt INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
-	" created_at BIGINT NOT NULL, updated_at BIGINT, completed_at BIGINT,"
-	" submit_deadline BIGINT, deadline BIGINT);"
-	"CREATE INDEX jobs_customer ON jobs(customer, id);"
-	"CREATE INDEX jobs_completed ON jobs(completed_at) WHERE completed_at IS NOT NULL;"
-	"CREATE TABLE work(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-	" job_id TEXT NOT NULL, kind INTEGER NOT NULL, ref TEXT, due_at BIGINT NOT NULL,"
-	" lease_owner TEXT, lease_until BIGINT NOT NULL DEFAULT 0, tries INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX work_due ON work(due_at);"
-	"CREATE INDEX work_job ON work(job_id);"
-	"CREATE INDEX work_owner ON work(lease_owner) WHERE lease_owner IS NOT NULL;"
-	"CREATE TABLE deliveries(id TEXT PRIMARY KEY, job_id TEXT NOT NULL, event TEXT NOT NULL,"
-	" url TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-	" created_at BIGINT, next_at BIGINT);"
-	"CREATE INDEX deliveries_job ON deliveries(job_id);"
-	"CREATE TABLE attempts(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-	" delivery_id TEXT NOT NULL, job_id TEXT NOT NULL, at BIGINT, status_code INTEGER,"
-	" latency_ms DOUBLE PRECISION, error TEXT, script_version TEXT);"
-	"CREATE INDEX attempts_delivery ON attempts(delivery_id);"
-	"CREATE INDEX attempts_job ON attempts(job_id);"
-	"CREATE TABLE idempotency(customer TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,"
-	" job_id TEXT NOT NULL, created_at BIGINT, PRIMARY KEY(customer, key));"
-	"CREATE INDEX idempotency_job ON idempotency(job_id);"
-	"CREATE TABLE callbacks(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-	" job_id TEXT, provider TEXT, at BIGINT, outcome TEXT, body BYTEA);"
-	"CREATE INDEX callbacks_job ON callbacks(job_id);"
-	"CREATE TABLE events(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-	" job_id TEXT NOT NULL, at BIGINT, kind TEXT, detail TEXT);"
-	"CREATE INDEX events_job ON events(job_id);";
-
-/* pg_migrations[v] brings a database at version v to v+1. */
-/* v2: the body each delivery attempt sent (bytes: a hook may send any). */
-static const char pg_schema_v2[] = "ALTER TABLE attempts ADD COLUMN body BYTEA;";
-
-/* v3: customers added with `genrelay customers add` (API key hashed). */
-static const char pg_schema_v3[] =
-	"CREATE TABLE customers(name TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,"
-	" webhook_secret TEXT, hook TEXT, webhook_url TEXT, created_at BIGINT, updated_at BIGINT);";
-
-/* v4: the cost of each ended job that has one (GET /v1/usage, budgets). */
-static const char pg_schema_v4[] =
-	"CREATE TABLE usage(job_id TEXT PRIMARY KEY, customer TEXT NOT NULL, provider TEXT,"
-	" model TEXT, amount DOUBLE PRECISION NOT NULL, unit TEXT NOT NULL, source TEXT,"
-	" at BIGINT NOT NULL);"
-	"CREATE INDEX usage_customer_at ON usage(customer, at);";
-
-/*
- * v5, for pipelined batches: work ids are taken by each connection in
- * blocks of PG_ID_BLOCK (an insert needs no answer); a deferred write that
- * must change exactly one row fails its batch through genrelay_one_row
- * (SQLSTATE GR001); customers' rate buckets shared by every instance.
- */
-static const char pg_schema_v5[] =
-	"ALTER TABLE work ALTER COLUMN id SET INCREMENT BY 256;"
-	"CREATE FUNCTION genrelay_one_row(n bigint, what text) RETURNS bigint LANGUAGE plpgsql AS"
-	" $$BEGIN IF n <> 1 THEN RAISE EXCEPTION USING ERRCODE = 'GR001', MESSAGE = what;"
-	" END IF; RETURN n; END$$;"
-	"CREATE TABLE rate_buckets(key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
-	" at_ms BIGINT NOT NULL, granted DOUBLE PRECISION NOT NULL DEFAULT 0);";
-
-static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
-	pg_schema_v1, pg_schema_v2, pg_schema_v3, pg_schema_v4, pg_schema_v5
-};
-
-int pg_migrate(struct store *s, char *err, size_t errlen)
-{
-	char lock[96];
-	snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%lld)", (long long)PG_MIGRATE_LOCK);
-	if (command(s, "SET statement_timeout=120000") < 0 || command(s, lock) < 0)
-		goto bad;
-	int version = 0;
-	PGresult *r = PQexec(s->conn, "SELECT to_regclass('meta') IS NOT NULL");
-	int have_meta = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-			strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	if (have_meta) {
-		r = PQexec(s->conn, "SELECT value FROM meta WHERE key='schema_version'");
-		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-			version = atoi(PQgetvalue(r, 0, 0));
-		PQclear(r);
-	}
-	if (version > PG_SCHEMA_VERSION) {
-		snprintf(err, errlen, "store schema version %d is newer than this build (%d)",
-			 version, PG_SCHEMA_VERSION);
-		goto unlock;
-	}
-	while (version < PG_SCHEMA_VERSION) {
-		char set[160];
-		snprintf(set, sizeof set,
-			 "INSERT INTO meta(key,value) VALUES('schema_version','%d') "
-			 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", version + 1);
-		if (command(s, "BEGIN") < 0)
-			goto bad;
-		if (command(s, pg_migrations[version]) < 0 || command(s, set) < 0 ||
-		    command(s, "COMMIT") < 0) {
-			command(s, "ROLLBACK");
-			goto bad;
-		}
-		version++;
-	}
-	snprintf(lock, sizeof lock, "SELECT pg_advisory_unlock(%lld)", (long long)PG_MIGRATE_LOCK);
-	if (command(s, lock) < 0 || command(s, "SET statement_timeout=10000") < 0)
-		goto bad;
-	return 0;
-bad:
-	snprintf(err, errlen, "store migration failed: %s", s->err);
-	return -1;
-unlock:
-	snprintf(lock, sizeof lock, "SELECT pg_advisory_unlock(%lld)", (long long)PG_MIGRATE_LOCK);
-	command(s, lock);
-	return -1;
 }
 
 /* ---------- open, close ---------- */
@@ -1131,7 +649,7 @@ void store_close(struct store *s)
 	if (s->nfd >= 0)
 		close(s->nfd);
 	pg_cache_free(s->cache);
-	outbox_clear(s);
+	pg_outbox_clear(s);
 	free(s->out);
 	free(s->pend);
 	free(s->conninfo);

@@ -3,15 +3,18 @@
  *
  * The connection runs in libpq's pipeline mode, nonblocking, for its whole
  * life (store_pg_conn.c). A statement is either *deferred* (a write whose
- * result no caller reads: queued, sent with the next round trip, its error
- * noticed then) or *waited for* (a read, or a write whose answer decides
- * something: sent with everything queued before it and a sync, one round
- * trip). In batching mode (a worker's connection) the writes of one loop
- * iteration are one transaction: BEGIN goes out with the first write,
- * COMMIT with store_flush, so a whole iteration of writes costs one round
- * trip. A deferred write that fails makes the whole batch fail at
- * store_flush (every answer held for it turns into 503, and the work it
- * carried runs again), as a failed COMMIT did before.
+ * result no caller reads: queued in the store's outbox, sent with the next
+ * round trip, its error noticed then) or *waited for* (a read, or a write
+ * whose answer decides something: one round trip). In batching mode (a
+ * worker's connection) the writes of one loop iteration are one transaction,
+ * committed by store_flush in one round trip. Within it each store_begin
+ * group, and each statement outside one, is a *unit* chained by savepoints,
+ * rolled back alone when it fails. A unit that answers a request commits as
+ * a transaction of its own at its close (one round trip) when the batch has
+ * not reached the server, so its caller learns its fate; otherwise it joins
+ * the batch and the batch's commit fails if it did. Reads, and claims, run
+ * ahead of a batch the server has not seen, in autocommit, so the batch's
+ * writes hold their locks for one round trip.
  *
  * Rows the connection read or wrote are kept in a small cache
  * (store_pg_cache.c) so the steps that follow a write on the same worker do
@@ -164,6 +167,42 @@ int pg_work_id(struct store *s, int64_t *id);
 /* Unleased work due at due_at was written in this batch: the commit
  * announces it (NOTIFY) when it is due soon. */
 void pg_note_due(struct store *s, int64_t due_at);
+
+/* Private to store_pg_conn.c and store_pg_tx.c: the outbox and the round trip. */
+/* A statement queued in the store (params copied, texts literal). */
+struct pg_out {
+	unsigned char kind, answer;
+	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
+	const char *text;
+	PGresult **dest;
+	int n;
+	const char **v;      /* n values, then lengths and formats, in one block */
+	int *len, *fmt;
+};
+
+int pg_lost(struct store *s, const char *why);
+/* Blocking command before the pipeline starts (set-up, migrations); 0 or -1. */
+int pg_command(struct store *s, const char *text);
+void pg_outbox_clear(struct store *s);
+int pg_outbox_add(struct store *s, struct pg_out o, const struct params *p);
+int pg_send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+		 PGresult **dest);
+int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest);
+int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer);
+/* Sends a sync and reads every result queued so far (see store_pg_conn.c). */
+int pg_round_trip(struct store *s);
+
+/* ---- store_pg_tx.c: units and transactions ---- */
+
+/* A unit failed (read back by pg_round_trip): answer says it answered a request. */
+void pg_unit_failed(struct store *s, int answer);
+/* The batch (or the caller's transaction) is lost: rolled back on the server,
+ * the rest of the batch fails until store_flush. */
+void pg_batch_lost(struct store *s);
+/* In a batch: opens the batch transaction and the unit the next statements join. */
+int pg_ensure_unit(struct store *s);
+/* Ends the open unit (undo: rolls it back). 0 or -2. */
+int pg_close_unit(struct store *s, int undo);
 
 /* ---- store_pg_cache.c: rows this connection read or wrote ---- */
 

@@ -37,7 +37,7 @@ struct config_alias {
 /* workers = "auto" on PostgreSQL: loops (threads), each with its own
  * connection, so that one waiting on a round trip leaves the others
  * serving. SQLite gets one. */
-#define CONFIG_PG_WORKERS 8
+#define CONFIG_PG_WORKERS 16
 
 /* What a serving instance does (`genrelay serve --role`). */
 enum config_role {

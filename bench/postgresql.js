@@ -126,11 +126,11 @@ async function main() {
   };
   try {
     const sq = run('sqlite', 'ingest,e2e', null);
-    const p0 = run('postgresql 0 ms', 'ingest,e2e', 0);
+    const p0 = run('postgresql 0 ms', 'ingest,e2e', 0, { workers: 1 });
     const p0a = run('postgresql 0 ms, workers auto', 'e2e', 0, { workers: 'auto' });
-    const p1 = run('postgresql +1 ms RTT', 'e2e', 1);
+    const p1 = run('postgresql +1 ms RTT', 'e2e', 1, { workers: 1 });
     const p1a = run('postgresql +1 ms RTT, workers auto', 'e2e', 1, { workers: 'auto' });
-    const p5 = run('postgresql +5 ms RTT', 'e2e', 5);
+    const p5 = run('postgresql +5 ms RTT', 'e2e', 5, { workers: 1 });
     const p5a = run('postgresql +5 ms RTT, workers auto', 'e2e', 5, { workers: 'auto' });
 
     process.stdout.write('\n== postgresql group: one and two instances on one database\n');

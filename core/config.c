@@ -1063,17 +1063,17 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	/* workers = N (default 1), or "auto": one loop on SQLite (one writer
 	 * anyway), CONFIG_PG_WORKERS on PostgreSQL, each with its own
 	 * connection, so a loop waiting on a round trip leaves others serving. */
-	long long w = c->workers;
+	long long w = c->workers, autow = 0;
 	if (rawfield(d->L, env, "workers") == LUA_TSTRING &&
 	    strcmp(lua_tostring(d->L, -1), "auto") == 0) {
 		lua_pop(d->L, 1);
-		w = strncmp(c->store, "sqlite:", 7) == 0 ? 1 : CONFIG_PG_WORKERS;
+		autow = 1;
 	} else {
 		lua_pop(d->L, 1);
 		if (get_int(d, env, "workers", "workers", &w, 1, 64) < 0)
 			return lerr(d, "workers: must be an integer from 1 to 64, or \"auto\"");
 	}
-	c->workers = (int)w;
+	c->workers = !autow ? (int)w : strncmp(c->store, "sqlite:", 7) == 0 ? 1 : CONFIG_PG_WORKERS;
 
 	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0 ||
 	    get_str(d, env, "server_secret_previous", "server_secret_previous",

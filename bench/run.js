@@ -13,7 +13,8 @@
 // --smoke  every figure at a tiny scale, no thresholds; exits 1 when a
 //          figure is missing or not a number (the bench_smoke ctest).
 // --only   comma-separated groups: ingest (ingest, ingest fsync), reload,
-//          delivery, e2e, latency, script, scale (memory, lookup at scale).
+//          delivery, e2e, latency, script, scale (memory, lookup at scale),
+//          postgresql (bench/postgresql.js; in a full run, not in --smoke).
 // --profile DIR  also records `perf record --call-graph dwarf` of genrelay
 //          during the ingest, reload, delivery and end-to-end runs into DIR
 //          (summarise with bench/perf-summary.js).
@@ -34,11 +35,11 @@ const SRC = path.resolve(__dirname, '..');
 
 function usage(msg) {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: bench/run [--smoke] [--only ingest,reload,delivery,e2e,latency,script,scale,paths] [--profile DIR] [--out FILE] BUILD_DIR\n');
+  process.stderr.write('usage: bench/run [--smoke] [--only ingest,reload,delivery,e2e,latency,script,scale,paths,postgresql] [--profile DIR] [--out FILE] BUILD_DIR\n');
   process.exit(2);
 }
 
-const GROUPS = ['ingest', 'reload', 'delivery', 'e2e', 'latency', 'script', 'scale', 'paths'];
+const GROUPS = ['ingest', 'reload', 'delivery', 'e2e', 'latency', 'script', 'scale', 'paths', 'postgresql'];
 const opts = { smoke: false, only: null, build: null, profile: null, out: null };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
@@ -598,6 +599,7 @@ async function benchE2E() {
       rate_per_10s: full.map((x) => round(x, 0)), wrk_requests: w.requests, wrk_non2xx: w.errors.status,
       webhook_connections_opened: st.connections, final_offered_rate: round(w.final_rate, 0), cpu_us_per_job: round((cpuRun / Math.max(1, inWindow)) * 1e6, 1),
       provsim_callback_workers: Number(provsimArgs[1]),
+      loop_stall_max_s: m.genrelay_loop_stall_max_seconds, store_round_trips_per_job: round((m.genrelay_store_round_trips_total || 0) / Math.max(1, accepted), 2),
     },
     command: 'bench/run --only e2e build',
   });
@@ -759,6 +761,7 @@ const EXPECTED = {
   script: ['script_cost'],
   scale: ['memory', 'lookup'],
   paths: ['cpu_ingest_alone', 'cpu_ingest_submit', 'cpu_callback', 'cpu_delivery', 'cpu_e2e', 'workers_ingest_submit', 'workers_e2e'],
+  postgresql: [],
 };
 // The paths group (CPU per job against composite ceilings) lives in lib/paths.js.
 const PATHS = require('./lib/paths');
@@ -769,9 +772,15 @@ const pathsCtx = {
 const RUNNERS = {
   ingest: benchIngest, reload: benchReload, delivery: benchDelivery, e2e: benchE2E, latency: benchLatency, script: benchScript, scale: benchScale,
   paths: () => PATHS.benchPaths(pathsCtx),
+  // The postgresql group is bench/postgresql.js (it runs this file's ingest
+  // and e2e groups per store and RTT); its figures go to results/postgresql.json.
+  postgresql: async () => {
+    const r = require('node:child_process').spawnSync(process.execPath, [path.join(__dirname, 'postgresql.js'), ...(opts.smoke ? ['--smoke'] : []), opts.build], { stdio: 'inherit', timeout: 3600000 });
+    if (r.status !== 0) throw new Error(`bench/postgresql.js exited ${r.status}`);
+  },
 };
 // Order: the cheap, CPU-bound ones first; the long end-to-end run last but one.
-const ORDER = ['script', 'ingest', 'reload', 'delivery', 'latency', 'paths', 'scale', 'e2e'];
+const ORDER = ['script', 'ingest', 'reload', 'delivery', 'latency', 'paths', 'scale', 'e2e', 'postgresql'];
 
 function table() {
   const rows = [['figure', 'genrelay', 'ceiling', 'ratio', 'target', 'result']];
@@ -785,7 +794,8 @@ function table() {
 }
 
 async function main() {
-  const groups = ORDER.filter((g) => !opts.only || opts.only.includes(g));
+  // postgresql (its own long run) only in a full run or when named.
+  const groups = ORDER.filter((g) => (opts.only ? opts.only.includes(g) : !(opts.smoke && g === 'postgresql')));
   const info = P.machine();
   // Which core was measured (the lead changes it in parallel): a hash of
   // core/*.[ch] and the binary's build time.

@@ -432,7 +432,7 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "submit_window_s", "job_deadline_s",
 		"poll_after_s", "poll_interval_s", "poll_max_s", "sync_wait_s",
-		"failover_after", "lease_s", NULL };
+		"failover_after", "lease_s", "due_check_s", NULL };
 	int r = sub_table(d, env, "jobs", "jobs");
 	if (r <= 0)
 		return r;
@@ -445,7 +445,8 @@ static int load_jobs(struct ld *d, struct config *c, int env)
 	    get_num(d, t, "poll_interval_s", "jobs.poll_interval_s", &c->poll_interval_s, 0, 30 * day, 1) < 0 ||
 	    get_num(d, t, "poll_max_s", "jobs.poll_max_s", &c->poll_max_s, 0, 30 * day, 1) < 0 ||
 	    get_num(d, t, "sync_wait_s", "jobs.sync_wait_s", &c->sync_wait_s, 0, 3600, 1) < 0 ||
-	    get_num(d, t, "lease_s", "jobs.lease_s", &c->lease_s, 3, 3600, 0) < 0)
+	    get_num(d, t, "lease_s", "jobs.lease_s", &c->lease_s, 3, 3600, 0) < 0 ||
+	    get_num(d, t, "due_check_s", "jobs.due_check_s", &c->due_check_s, 0.01, 3600, 0) < 0)
 		return -1;
 	long long fa = c->failover_after;
 	if (get_int(d, t, "failover_after", "jobs.failover_after", &fa, 1, 1000) < 0)
@@ -955,6 +956,7 @@ static int set_defaults(struct config *c)
 	c->sync_wait_s = 55;
 	c->failover_after = 3;
 	c->lease_s = 30;
+	c->due_check_s = 1;
 	c->max_inflight = 1024;
 	c->store_max_mb = 0;
 	c->body_bytes = 1048576;
@@ -1068,10 +1070,20 @@ static int load_file(struct ld *d, struct config *c, const char *path)
 	if (get_str(d, env, "scripts", "scripts", &c->scripts, 1) < 0)
 		return -1;
 
-	long long w = c->workers;
-	if (get_int(d, env, "workers", "workers", &w, 1, 64) < 0)
-		return -1;
-	c->workers = (int)w;
+	/* workers = N (default 1), or "auto": one loop on SQLite (one writer
+	 * anyway), CONFIG_PG_WORKERS on PostgreSQL, each with its own
+	 * connection, so a loop waiting on a round trip leaves others serving. */
+	long long w = c->workers, autow = 0;
+	if (rawfield(d->L, env, "workers") == LUA_TSTRING &&
+	    strcmp(lua_tostring(d->L, -1), "auto") == 0) {
+		lua_pop(d->L, 1);
+		autow = 1;
+	} else {
+		lua_pop(d->L, 1);
+		if (get_int(d, env, "workers", "workers", &w, 1, 64) < 0)
+			return lerr(d, "workers: must be an integer from 1 to 64, or \"auto\"");
+	}
+	c->workers = !autow ? (int)w : strncmp(c->store, "sqlite:", 7) == 0 ? 1 : CONFIG_PG_WORKERS;
 
 	if (get_str(d, env, "server_secret", "server_secret", &c->server_secret, 1) < 0 ||
 	    get_str(d, env, "server_secret_previous", "server_secret_previous",

@@ -34,6 +34,11 @@ struct config_alias {
 	int failover_on_failure; /* also move on after PROVIDER_FAILURE/REJECTED */
 };
 
+/* workers = "auto" on PostgreSQL: loops (threads), each with its own
+ * connection, so that one waiting on a round trip leaves the others
+ * serving. SQLite gets one. */
+#define CONFIG_PG_WORKERS 16
+
 /* What a serving instance does (`genrelay serve --role`). */
 enum config_role {
 	ROLE_ALL = 0, /* answers HTTP and runs due work */
@@ -96,6 +101,8 @@ struct config {
 	double sync_wait_s;       /* default wait for sync / Prefer: wait */
 	int failover_after;       /* retryable submit failures on a target before the next target */
 	double lease_s;           /* a claimed row's lease; renewed every lease_s/3 while it runs */
+	double due_check_s;       /* longest sleep of the due timer: the safety net under
+				   * announcements of new work (PostgreSQL LISTEN/NOTIFY) */
 	int role;                 /* enum config_role: set by `serve --role` (not a config key) */
 
 	/* limits = { ... } */

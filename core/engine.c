@@ -64,13 +64,15 @@ static void due_fire(struct loop_timer *t)
 		return;
 	}
 	int64_t next;
-	int64_t delay = 1000;
+	/* jobs.due_check_s bounds the sleep: the safety net under the store's
+	 * announcements of new work (engine_kick). */
+	int64_t check = (int64_t)(w->cfg->due_check_s * 1000), delay = check;
 	if (store_work_next_due(w->store, now, &next) == 0) {
 		delay = next - loop_wall_ms();
 		if (delay < 5)
 			delay = 5;
-		if (delay > 1000)
-			delay = 1000;
+		if (delay > check)
+			delay = check;
 	}
 	loop_timer_set(w->loop, &w->due_timer, loop_now_ms() + delay);
 }

@@ -43,6 +43,10 @@ static const struct {
 	[M_DELIVERIES_DEAD] = { "genrelay_deliveries_dead_total", "Webhooks dead after the last try" },
 	[M_SCRIPT_ERRORS] = { "genrelay_script_errors_total", "Script calls that raised or broke a limit" },
 	[M_STORE_ERRORS] = { "genrelay_store_errors_total", "Store operations that failed" },
+	[M_STORE_ROUND_TRIPS] = { "genrelay_store_round_trips_total",
+				  "Round trips to the store's server a worker waited for (PostgreSQL)" },
+	[M_STORE_WAKEUPS] = { "genrelay_store_wakeups_total",
+			      "Workers woken by another's announcement of new due work (PostgreSQL LISTEN/NOTIFY)" },
 };
 
 void metrics_inc(enum metric m)

@@ -347,3 +347,34 @@ int store_queue_stats(struct store *s, int64_t now, struct store_queue *q)
 {
 	return OPS(s)->queue_stats(s, now, q);
 }
+
+void store_idle(struct store *s)
+{
+	if (OPS(s)->idle)
+		OPS(s)->idle(s);
+}
+
+int store_listen(struct store *s)
+{
+	return OPS(s)->listen ? OPS(s)->listen(s) : 1;
+}
+
+int store_notify_fd(struct store *s, int watched)
+{
+	return OPS(s)->notify_fd ? OPS(s)->notify_fd(s, watched) : -1;
+}
+
+int store_notify_read(struct store *s, int64_t *due_at)
+{
+	*due_at = 0;
+	return OPS(s)->notify_read ? OPS(s)->notify_read(s, due_at) : 0;
+}
+
+int store_rate_take(struct store *s, const char *key, double per_s, double burst, int want,
+		    int *granted, double *tokens)
+{
+	*granted = 0;
+	*tokens = 0;
+	return OPS(s)->rate_take ? OPS(s)->rate_take(s, key, per_s, burst, want, granted, tokens)
+				 : 1;
+}

@@ -86,6 +86,43 @@ void store_set_batching(struct store *s, int on);
 int store_set_autocheckpoint(struct store *s, int on);
 int store_checkpoint(struct store *s, int *wal_frames, int *copied);
 
+/*
+ * The worker's loop is about to wait for events (the end of an iteration,
+ * after its commit and the work that waited for it). PostgreSQL: rows kept
+ * from this iteration's reads and writes are no longer taken as current
+ * (another instance may change them from now on). SQLite: nothing.
+ */
+void store_idle(struct store *s);
+
+/*
+ * Announcements of new due work between instances (PostgreSQL LISTEN/NOTIFY;
+ * SQLite has none: store_listen answers 1, store_notify_fd -1). A batch that
+ * wrote unleased work due soon announces it with its commit.
+ * store_listen: this connection listens (again after every reconnect); 0,
+ * 1 unsupported, <0 error (it listens once connected again).
+ * store_notify_fd: the descriptor to watch for reading, owned by the store,
+ * or -1. It changes after a reconnect: watched is the one the caller watches
+ * now (-1: none); when the answer differs, the caller stops watching
+ * watched and watches the answer (the store closes the old one at the next
+ * call that does not find it watched).
+ * store_notify_read: reads what arrived; 1 with *due_at (wall ms) the
+ * earliest due time another connection announced, 0 nothing, <0 error (ask
+ * store_notify_fd again).
+ */
+int store_listen(struct store *s);
+int store_notify_fd(struct store *s, int watched);
+int store_notify_read(struct store *s, int64_t *due_at);
+
+/*
+ * A token bucket shared by every instance on the store (PostgreSQL): takes
+ * up to want whole tokens from bucket key, refilled at per_s a second up to
+ * burst on the database's clock, in a statement of its own (never inside a
+ * batch). *granted gets how many, *tokens what is left. 0, 1 unsupported
+ * (SQLite: one instance, buckets in memory), <0 error.
+ */
+int store_rate_take(struct store *s, const char *key, double per_s, double burst, int want,
+		    int *granted, double *tokens);
+
 /* 1 when writes wait for store_flush(). */
 int store_pending(struct store *s);
 /* Commits the shared transaction. 0, or <0 when everything since the last

@@ -102,6 +102,13 @@ struct store_ops {
 	json_t *(*usage_totals)(struct store *s, const char *customer, int64_t from, int64_t to,
 				const char *group_by);
 	int (*queue_stats)(struct store *s, int64_t now, struct store_queue *q);
+	/* Optional (NULL: store.c's default; see store.h). */
+	void (*idle)(struct store *s);
+	int (*listen)(struct store *s);
+	int (*notify_fd)(struct store *s, int watched);
+	int (*notify_read)(struct store *s, int64_t *due_at);
+	int (*rate_take)(struct store *s, const char *key, double per_s, double burst, int want,
+			 int *granted, double *tokens);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -168,8 +175,14 @@ int pg_store_schema_version(void);
 #define store_customer_list STORE_FN(customer_list)
 #define store_customer_remove STORE_FN(customer_remove)
 #define store_queue_stats STORE_FN(queue_stats)
+#define store_idle STORE_FN(idle)
+#define store_listen STORE_FN(listen)
+#define store_notify_fd STORE_FN(notify_fd)
+#define store_notify_read STORE_FN(notify_read)
+#define store_rate_take STORE_FN(rate_take)
 
-/* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") }; */
+/* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") };
+ * the optional ops are set after it by the backends that have them. */
 #define STORE_OPS_INIT(backend_name) \
 	.name = backend_name, .close = store_close, .set_max_size = store_set_max_size, \
 	.errmsg = store_errmsg, .set_batching = store_set_batching, \

@@ -133,6 +133,37 @@ void worker_commit(struct worker *w)
 	}
 }
 
+/* New due work announced by another worker or instance (store.h) wakes this
+ * one; its due timer stays the safety net. The descriptor changes after a
+ * reconnect, so it is checked again after each read and every tick. */
+static struct loop_io notify_io[64];
+static void notify_watch(struct worker *w);
+
+static void notify_cb(struct loop_io *io, uint32_t events)
+{
+	struct worker *w = io->arg;
+	int64_t due;
+	(void)events;
+	if (store_notify_read(w->store, &due) > 0) {
+		metrics_inc(M_STORE_WAKEUPS);
+		engine_kick(w, due);
+	}
+	notify_watch(w);
+}
+
+static void notify_watch(struct worker *w)
+{
+	struct loop_io *io = &notify_io[w->index];
+	int watched = io->cb ? io->fd : -1, fd = store_notify_fd(w->store, watched);
+	if (fd == watched)
+		return;
+	if (io->cb)
+		loop_io_del(w->loop, io);
+	io->cb = NULL;
+	if (fd >= 0 && loop_io_add(w->loop, io, fd, EPOLLIN, notify_cb, w) == 0)
+		engine_kick(w, loop_wall_ms()); /* what was announced while away */
+}
+
 static void idle(void *arg)
 {
 	struct worker *w = arg;
@@ -147,6 +178,7 @@ static void idle(void *arg)
 		ingest_flush(w);
 		worker_commit(w);
 	}
+	store_idle(w->store);
 }
 
 static void tick(struct loop_timer *t)
@@ -154,6 +186,8 @@ static void tick(struct loop_timer *t)
 	struct worker *w = t->arg;
 	waiters_tick(w);
 	engine_renew_leases(w); /* a step may outlast one lease; a dead worker's rows free up within one */
+	if (w->cfg->role != ROLE_API)
+		notify_watch(w);
 	loop_timer_set(w->loop, t, loop_now_ms() + 1000);
 }
 
@@ -209,6 +243,8 @@ static void *worker_main(void *arg)
 		log_error("worker %d: out of memory", w->index);
 		return NULL;
 	}
+	if (w->cfg->role != ROLE_API && store_listen(w->store) == 0)
+		notify_watch(w);
 	loop_timer_init(&w->tick_timer, tick, w);
 	loop_timer_set(w->loop, &w->tick_timer, loop_now_ms() + 1000);
 	/* Load signing keys early so the first callbacks can be verified. */

@@ -643,6 +643,30 @@ static void test_budget(void)
 	config_free(c);
 }
 
+/* workers = "auto": one loop on SQLite, CONFIG_PG_WORKERS on PostgreSQL;
+ * jobs.due_check_s, the due timer's safety net. */
+static void test_workers_auto(void)
+{
+	char err[512];
+	struct config *c = config_load(write_conf("workers = 'auto'\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_EQ_INT(c->workers, 1);
+		CHECK(c->due_check_s == 1);
+	}
+	config_free(c);
+	c = config_load(write_conf("store = 'postgresql://gr@127.0.0.1/x'\nworkers = 'auto'\n"
+				   "jobs = { due_check_s = 3600 }\n"), err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_EQ_INT(c->workers, CONFIG_PG_WORKERS);
+		CHECK(c->due_check_s == 3600);
+	}
+	config_free(c);
+	check_refused("workers = 'many'\n", "workers: must be an integer", NULL);
+	check_refused("jobs = { due_check_s = 0 }\n", "jobs.due_check_s", NULL);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -657,6 +681,7 @@ int main(void)
 	test_scrub_set();
 	test_key_pool();
 	test_budget();
+	test_workers_auto();
 	test_log_keys();
 	unlink(conf_path);
 	rmdir(tmpdir);

@@ -41,6 +41,14 @@ int main(void)
 	CHECK_EQ_INT(ratelimit_bucket_take(&fast, 1000, 1, 0, &ra), 0);
 	CHECK_EQ_INT(ra, 1);
 
+	/* the batch an instance takes from a shared bucket: a tenth of a
+	 * second's worth, at most a quarter of the burst, at least one */
+	CHECK_EQ_INT(ratelimit_batch(1000, 1000), 100);
+	CHECK_EQ_INT(ratelimit_batch(1000, 40), 10);
+	CHECK_EQ_INT(ratelimit_batch(5, 20), 1);
+	CHECK_EQ_INT(ratelimit_batch(0.01, 20), 1);
+	CHECK_EQ_INT(ratelimit_batch(100, 2), 1);
+
 	/* the table: one bucket per customer, customers without a rate unlimited */
 	char path[] = "/tmp/genrelay-rl-XXXXXX";
 	int fd = mkstemp(path);

@@ -1,0 +1,244 @@
+/*
+ * store_pg_int.h: private to the PostgreSQL store (store_pg*.c).
+ *
+ * The connection runs in libpq's pipeline mode, nonblocking, for its whole
+ * life (store_pg_conn.c). A statement is either *deferred* (a write whose
+ * result no caller reads: queued in the store's outbox, sent with the next
+ * round trip, its error noticed then) or *waited for* (a read, or a write
+ * whose answer decides something: one round trip). In batching mode (a
+ * worker's connection) the writes of one loop iteration are one transaction,
+ * committed by store_flush in one round trip. Within it each store_begin
+ * group, and each statement outside one, is a *unit* chained by savepoints,
+ * rolled back alone when it fails. A unit that answers a request commits as
+ * a transaction of its own at its close (one round trip) when the batch has
+ * not reached the server, so its caller learns its fate; otherwise it joins
+ * the batch and the batch's commit fails if it did. Reads, and claims, run
+ * ahead of a batch the server has not seen, in autocommit, so the batch's
+ * writes hold their locks for one round trip.
+ *
+ * Rows the connection read or wrote are kept in a small cache
+ * (store_pg_cache.c) so the steps that follow a write on the same worker do
+ * not read them back: a job or delivery is served from it only in the loop
+ * iteration it was read or written in (store_idle() ends one), an ended job
+ * (never written again) for PG_CACHE_ENDED_MS.
+ */
+#ifndef GENRELAY_STORE_PG_INT_H
+#define GENRELAY_STORE_PG_INT_H
+
+#define STORE_FN(name) pg_store_##name
+#include "store_backend.h"
+#include "store.h"
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PG_MAX_PARAMS 24
+
+enum {
+	Q_META_GET, Q_META_SET,
+	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_UPDATE_DEFER, Q_JOB_COUNT,
+	Q_IDEM_GET, Q_IDEM_PUT,
+	Q_WORK_ADD, Q_WORK_ADD_ID, Q_WORK_IDS, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED,
+	Q_WORK_BECOME, Q_WORK_DROP_K, Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE,
+	Q_WORK_RELEASE_P, Q_WORK_RENEW, Q_WORK_OWNERS, Q_WORK_COUNT,
+	Q_DLV_INSERT, Q_DLV_GET, Q_DLV_UPDATE, Q_ATT_INSERT, Q_DLV_OF_JOB,
+	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
+	Q_SLOT_LOCK, Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_CB_OF_JOB,
+	Q_CUST_ADD, Q_CUST_KEY, Q_CUST_BY_KEY, Q_CUST_BY_NAME, Q_CUST_LIST, Q_CUST_DEL,
+	Q_QUEUE_STATS, Q_USAGE_ADD, Q_NOTIFY, Q_RATE_TAKE, Q_RATE_ROW, Q_ANSWERED, Q_ANSWERED_CHECK,
+	Q_COUNT
+};
+
+/* The statements, prepared once per connection (store_pg.c). */
+extern const char *const pg_sql[Q_COUNT];
+
+/* What a queued result is, so the round trip that reads it knows what to do. */
+enum pg_pend_kind {
+	PEND_WRITE,    /* a deferred write: its error fails its unit */
+	PEND_PREPARE,  /* PQsendPrepare of statement q */
+	PEND_WANT,     /* a result the caller waits for (*dest) */
+	PEND_CTL,      /* BEGIN, a savepoint: its failure loses the batch */
+	PEND_UNIT,     /* the ROLLBACK TO SAVEPOINT that starts a unit */
+	PEND_SYNC,     /* a sync point */
+	PEND_UNIT_END, /* the sync that ends a unit (answer: it answers a request) */
+};
+
+#define PG_UNIT_UNDONE 2 /* pg_pend.answer: the caller rolled the unit back */
+
+struct pg_pend {
+	unsigned char kind;
+	unsigned char answer; /* PEND_UNIT_END */
+	short q;           /* statement index, or -1 */
+	PGresult **dest;   /* PEND_WANT: where the result goes */
+};
+
+struct pg_cache;
+struct pg_out;
+
+struct store {
+	const struct store_ops *ops; /* first: store.c dispatches through it */
+	PGconn *conn;
+	char *conninfo;            /* the spec, owned */
+	unsigned char prepared[Q_COUNT]; /* sent PQsendPrepare on this connection */
+	int batching;
+	int open;                  /* the batch transaction is open (BEGIN queued) */
+	int tx_sent;               /* ... and its BEGIN reached libpq */
+	int must_order;            /* reads may not go ahead of the batch's writes */
+	uint64_t batch_id;         /* batches so far (the cache's dirty marks) */
+	int in_tx;                 /* not batching: inside store_begin's BEGIN */
+	int aborted;               /* the batch was lost: the rest of it fails */
+	int depth;                 /* store_begin groups open */
+	int in_unit;               /* a unit is open (store_pg_conn.c) */
+	int unit_answer;           /* ... and answers a request */
+	int mark_next;             /* the group's unit, once open, answers a request */
+	size_t unit_start;         /* the open unit's first outbox entry */
+	int alone;                 /* a round trip of a transaction of its own */
+	int unit_failed;           /* reading results: the unit being read failed */
+	unsigned answered;         /* units of the batch that answer requests */
+	int64_t retry_at;          /* monotonic ms: no reconnect before */
+	struct pg_pend *pend;      /* results on their way, in order */
+	size_t npend, cappend;
+	struct pg_out *out;        /* queued, not handed to libpq yet (store_pg_conn.c) */
+	size_t nout, capout;
+	int64_t id_next, id_end;   /* work ids reserved from the sequence: [next, end) */
+	int listening;             /* LISTEN on this connection (store_listen) */
+	int nfd;                   /* dup of its socket the worker watches, or -1 */
+	unsigned nfd_gen;          /* the connection nfd belongs to (conn_gen then) */
+	unsigned conn_gen;         /* connections opened so far */
+	int64_t notify_due;        /* earliest due time of unleased work written in the batch; 0 none */
+	struct pg_cache *cache;
+	uint64_t iteration;        /* store_idle() calls so far */
+	char err[256];
+};
+
+/* Text parameters of one statement (values point into buf or caller memory). */
+struct params {
+	int n;
+	const char *v[PG_MAX_PARAMS];
+	int len[PG_MAX_PARAMS];
+	int fmt[PG_MAX_PARAMS];
+	char buf[PG_MAX_PARAMS][32];
+};
+
+void p_text(struct params *p, const char *v);
+void p_int(struct params *p, int64_t v);
+void p_double(struct params *p, double v);
+void p_bytes(struct params *p, const char *v, size_t len);
+
+/* ---- store_pg_conn.c: the connection, the pipeline, transactions ---- */
+
+int64_t pg_mono_ms(void);
+int64_t pg_wall_ms(void);
+void pg_set_err(struct store *s, const char *what, const char *msg);
+/* Opens s->conn (blocking; then pipeline mode). 0 or -2 with s->err. */
+int pg_connect(struct store *s);
+/* A usable connection, reconnecting after PG_RETRY_MS when the last one
+ * was lost. 0 or -2. */
+int pg_ensure(struct store *s);
+/* Applies the migrations the database lacks, under an advisory lock. */
+int pg_migrate(struct store *s, char *err, size_t errlen);
+enum { PG_READ, PG_WRITE, PG_ALONE /* a write that may commit on its own */ };
+
+/*
+ * Runs statement q with p and waits for it (one round trip, with everything
+ * queued before it). *out gets its result when out is non-NULL (caller
+ * PQclears). 0, -1 (the statement failed), -2 (the store is unavailable,
+ * or the batch it ran in was lost). mode PG_WRITE joins the batch; PG_READ
+ * and PG_ALONE run ahead of it, in autocommit, while the server has seen
+ * none of it (else in order, inside it).
+ */
+int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out);
+/* The same for a statement built at run time (admin views); reads only
+ * outside a batch. */
+int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult **out);
+/*
+ * A write whose result nobody reads: in batching mode queued into the
+ * batch (0 at once; an error fails the batch at store_flush); otherwise run
+ * and waited for. libpq copies p's values when it queues the statement.
+ */
+int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind);
+/* The open unit answers a request (a run, a callback, a customer's read):
+ * if it fails, the whole batch is rolled back. */
+void pg_mark_answer(struct store *s);
+/* The next work id of the connection's reserved block (a round trip every
+ * PG_ID_BLOCK ids). 0 or <0. */
+int pg_work_id(struct store *s, int64_t *id);
+/* Unleased work due at due_at was written in this batch: the commit
+ * announces it (NOTIFY) when it is due soon. */
+void pg_note_due(struct store *s, int64_t due_at);
+
+/* Private to store_pg_conn.c and store_pg_tx.c: the outbox and the round trip. */
+/* A statement queued in the store (params copied, texts literal). */
+struct pg_out {
+	unsigned char kind, answer;
+	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
+	const char *text;
+	PGresult **dest;
+	int n;
+	const char **v;      /* n values, then lengths and formats, in one block */
+	int *len, *fmt;
+};
+
+int pg_lost(struct store *s, const char *why);
+/* Blocking command before the pipeline starts (set-up, migrations); 0 or -1. */
+int pg_command(struct store *s, const char *text);
+void pg_outbox_clear(struct store *s);
+int pg_outbox_add(struct store *s, struct pg_out o, const struct params *p);
+int pg_send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+		 PGresult **dest);
+int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest);
+int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer);
+/* Sends a sync and reads every result queued so far (see store_pg_conn.c). */
+int pg_round_trip(struct store *s);
+
+/* ---- store_pg_tx.c: units and transactions ---- */
+
+/* A unit failed (read back by pg_round_trip): answer says it answered a request. */
+void pg_unit_failed(struct store *s, int answer);
+/* The batch (or the caller's transaction) is lost: rolled back on the server,
+ * the rest of the batch fails until store_flush. */
+void pg_batch_lost(struct store *s);
+/* In a batch: opens the batch transaction and the unit the next statements join. */
+int pg_ensure_unit(struct store *s);
+/* Ends the open unit (undo: rolls it back). 0 or -2. */
+int pg_close_unit(struct store *s, int undo);
+
+/* ---- store_pg_cache.c: rows this connection read or wrote ---- */
+
+#define PG_CACHE_ENDED_MS 30000
+
+struct pg_cache *pg_cache_new(void);
+void pg_cache_free(struct pg_cache *c);
+/* Forgets everything (a rollback, a lost batch, a reconnect). */
+void pg_cache_clear(struct pg_cache *c);
+/* Keeps a copy of j, read or (write) written now in iteration it by batch
+ * batch. A written copy stays until the batch ends: a read never replaces
+ * it; 1 when a write had to replace another's (the batch's reads must then
+ * keep their order), else 0. */
+int pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it, uint64_t batch,
+		     int write);
+/* 0 with *j a copy (caller clears) when the cache may answer for id in
+ * iteration it (dirty non-zero: only the copy batch dirty - 1 wrote); 1
+ * otherwise. */
+int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t dirty,
+		     struct job *j);
+int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,
+			  uint64_t batch, int write);
+int pg_cache_get_delivery(struct pg_cache *c, const char *id, uint64_t it, struct delivery *d);
+
+/* ---- store_pg.c: row helpers shared with the admin views ---- */
+
+#define JOB_COLS "id,customer,model_id,targets,target_idx,provider,model,status," \
+	"request_id,track_id,input,webhook_url,hook,output,error_code,error_message," \
+	"data,attempt,polls,created_at,updated_at,completed_at,submit_deadline,deadline"
+#define JOB_NCOLS 24
+
+void pg_copy_val(PGresult *r, int row, int col, char *out, size_t outlen);
+char *pg_val_dup(PGresult *r, int row, int col);
+int64_t pg_val_int(PGresult *r, int row, int col);
+json_t *pg_val_json_str(PGresult *r, int row, int col);
+/* Fills *j from row of r, columns from col on in JOB_COLS order. */
+void pg_read_job(PGresult *r, int row, int col, struct job *j);
+
+#endif

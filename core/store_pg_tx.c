@@ -1,0 +1,357 @@
+/*
+ * store_pg_tx.c: the PostgreSQL store's batches (store_pg_int.h): units
+ * chained by savepoints inside a worker's batch transaction, the units
+ * that answer requests committed on their own, and store_begin / commit /
+ * rollback / flush.
+ */
+#include "store_pg_int.h"
+
+#include "log.h"
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Unleased work due sooner than this after a commit is announced (NOTIFY):
+ * later work is found by the idle workers' due timer anyway. */
+#define PG_NOTIFY_SOON_MS 5000
+
+/*
+ * Units. In a batch, each store_begin group (and each statement outside one)
+ * is a unit: it starts with ROLLBACK TO SAVEPOINT ok, which undoes nothing
+ * after a unit that succeeded (that one ended with RELEASE ok; SAVEPOINT ok)
+ * and the statements of one that failed (the server skipped its end up to
+ * its sync, leaving the transaction aborted at the savepoint); it ends with
+ * a sync. So a unit that fails (a step racing another instance for a job,
+ * a lock timeout) is rolled back alone and the batch goes on. A unit that
+ * answers a request (a run, a callback, a customer's read) counts itself in
+ * genrelay.answered when it succeeds, and the batch's commit checks the
+ * count: the whole batch rolls back if one of those failed.
+ */
+void pg_unit_failed(struct store *s, int answer)
+{
+	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
+	if (answer) {
+		s->aborted = 1;
+		return;
+	}
+	metrics_inc(M_STORE_ERRORS);
+	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
+		 s->err);
+}
+
+void pg_batch_lost(struct store *s)
+{
+	int had = s->tx_sent || s->in_tx;
+	if (s->open && !s->tx_sent)
+		pg_outbox_clear(s); /* never sent: nothing to roll back on the server */
+	s->open = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->batch_id++;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->in_tx = 0;
+	s->in_unit = 0;
+	s->unit_failed = 0;
+	s->answered = 0;
+	s->notify_due = 0;
+	if (s->batching && had)
+		s->aborted = 1;
+	pg_cache_clear(s->cache);
+	if (!s->conn || !had)
+		return;
+	char keep[sizeof s->err];
+	memcpy(keep, s->err, sizeof keep);
+	PGresult *r = NULL;
+	if (pg_send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
+		pg_round_trip(s);
+	PQclear(r);
+	memcpy(s->err, keep, sizeof keep);
+}
+
+/* In a batch: the batch transaction and the unit the next statements join. */
+int pg_ensure_unit(struct store *s)
+{
+	if (s->aborted)
+		return -2;
+	int rc = 0;
+	if (!s->open) {
+		rc = pg_send_text(s, "BEGIN", NULL, PEND_CTL, NULL);
+		if (rc == 0)
+			rc = pg_send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
+		if (rc < 0)
+			return rc;
+		s->open = 1;
+		s->answered = 0;
+	}
+	if (!s->in_unit) {
+		s->unit_start = s->nout;
+		if ((rc = pg_send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_UNIT, NULL)) < 0)
+			return rc;
+		s->in_unit = 1;
+		s->unit_answer = s->mark_next;
+		s->mark_next = 0;
+	}
+	return 0;
+}
+
+/*
+ * A unit that answers a request, while the batch has not reached the
+ * server, commits on its own: its statements leave the outbox and run as
+ * one transaction now (one round trip), so its caller learns whether it
+ * held (and answers 503 if not) and nothing else in the batch depends on
+ * it. 0, or -2 with the unit rolled back.
+ */
+static int commit_alone(struct store *s)
+{
+	size_t a = s->unit_start + 1, n = s->nout - a;
+	struct pg_out *mine = malloc((n ? n : 1) * sizeof *mine);
+	if (!mine) {
+		snprintf(s->err, sizeof s->err, "postgresql: out of memory");
+		return -2;
+	}
+	memcpy(mine, s->out + a, n * sizeof *mine);
+	s->nout = s->unit_start;
+	free(s->out[s->nout].v); /* the unit's ROLLBACK TO (no parameters) */
+	if (s->nout == 2) {       /* only the batch's BEGIN and SAVEPOINT are left */
+		pg_outbox_clear(s);
+		s->open = 0;
+	}
+	struct pg_out *o = s->out;
+	size_t no = s->nout, cap = s->capout;
+	s->out = NULL;
+	s->nout = s->capout = 0;
+	PGresult *r = NULL;
+	int rc = pg_send_text(s, "BEGIN", NULL, PEND_WRITE, NULL);
+	if (rc == 0 && s->capout < 1 + n + 2) {
+		struct pg_out *grown = realloc(s->out, (1 + n + 2) * sizeof *grown);
+		if (grown) {
+			s->out = grown;
+			s->capout = 1 + n + 2;
+		} else {
+			rc = -1;
+		}
+	}
+	if (rc == 0) {
+		memcpy(s->out + s->nout, mine, n * sizeof *mine); /* the parameters move along */
+		s->nout += n;
+		n = 0;
+	}
+	for (size_t i = 0; i < n; i++) /* not moved: freed here */
+		free(mine[i].v);
+	char due[32];
+	if (rc == 0 && s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
+		/* What it made due is announced with it (the batch's commit
+		 * announces again what the batch made due). */
+		struct params p = { 0 };
+		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
+		p_text(&p, due);
+		rc = pg_send_q(s, Q_NOTIFY, &p, PEND_WRITE, NULL);
+	}
+	if (rc == 0)
+		rc = pg_send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0) {
+		s->alone = 1;
+		rc = pg_round_trip(s);
+		s->alone = 0;
+	}
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
+		rc = -2;
+	PQclear(r);
+	if (rc < 0 && s->conn) { /* its transaction is aborted, still open */
+		PGresult *rb = NULL;
+		if (pg_send_text(s, "ROLLBACK", NULL, PEND_WANT, &rb) == 0) {
+			s->alone = 1;
+			pg_round_trip(s);
+			s->alone = 0;
+		}
+		PQclear(rb);
+	}
+	pg_outbox_clear(s);
+	free(s->out);
+	free(mine);
+	s->out = o;
+	s->nout = no;
+	s->capout = cap;
+	if (!s->conn)
+		pg_outbox_clear(s);
+	if (rc < 0)
+		pg_cache_clear(s->cache); /* it may hold the unit's rows */
+	return rc < 0 ? -2 : 0;
+}
+
+int pg_close_unit(struct store *s, int undo)
+{
+	if (!s->in_unit || !s->conn)
+		return 0;
+	s->in_unit = 0;
+	if (!undo && s->unit_answer && !s->tx_sent)
+		return commit_alone(s);
+	int rc = undo ? pg_send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL) : 0;
+	if (rc == 0 && s->unit_answer && !undo) {
+		rc = pg_send_q(s, Q_ANSWERED, NULL, PEND_WRITE, NULL);
+		s->answered++;
+	}
+	if (rc == 0)
+		rc = pg_send_text(s, "RELEASE SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = pg_send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = pg_send_sync(s, PEND_UNIT_END, undo ? PG_UNIT_UNDONE : s->unit_answer);
+	if (undo)
+		pg_cache_clear(s->cache);
+	return rc;
+}
+
+void pg_mark_answer(struct store *s)
+{
+	if (s->in_unit)
+		s->unit_answer = 1;
+	else if (s->depth > 0)
+		s->mark_next = 1; /* for the unit the group's first write opens */
+}
+
+/* ---------- transactions ---------- */
+
+void store_set_batching(struct store *s, int on)
+{
+	s->batching = on;
+}
+
+int store_pending(struct store *s)
+{
+	return s->open || s->aborted;
+}
+
+int store_flush(struct store *s)
+{
+	s->depth = 0;
+	if (s->in_unit)
+		pg_close_unit(s, 0);
+	if (s->aborted) {
+		if (s->open)
+			pg_batch_lost(s);
+		s->aborted = 0;
+		if (!strstr(s->err, "rolled back"))
+			snprintf(s->err + strlen(s->err), sizeof s->err - strlen(s->err),
+				 "%s(the batch was rolled back)", s->err[0] ? " " : "");
+		return -2;
+	}
+	if (!s->open)
+		return 0;
+	int rc = 0;
+	char due[32], answered[32];
+	if (s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
+		struct params p = { 0 };
+		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
+		p_text(&p, due);
+		rc = pg_defer(s, Q_NOTIFY, &p, PEND_WRITE);
+	}
+	/* Undo a last unit that failed, check that every unit that answered a
+	 * request is there, commit. */
+	struct params pc = { 0 };
+	snprintf(answered, sizeof answered, "%u", s->answered);
+	p_text(&pc, answered);
+	PGresult *r = NULL;
+	if (rc == 0)
+		rc = pg_send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL);
+	if (rc == 0)
+		rc = pg_send_q(s, Q_ANSWERED_CHECK, &pc, PEND_WANT, NULL);
+	if (rc == 0)
+		rc = pg_send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = pg_round_trip(s);
+	/* COMMIT of a failed transaction "succeeds" as ROLLBACK. */
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
+		snprintf(s->err, sizeof s->err, "postgresql: the transaction was rolled back");
+		rc = -2;
+	}
+	PQclear(r);
+	if (rc < 0 && s->conn && s->open && !s->aborted) {
+		/* The check (or the commit) failed: the server's transaction
+		 * is aborted, still open. */
+		s->aborted = 0;
+		pg_batch_lost(s);
+	}
+	if (rc < 0 || s->aborted)
+		pg_cache_clear(s->cache);
+	s->open = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->batch_id++;
+	s->in_unit = 0;
+	s->answered = 0;
+	s->notify_due = 0;
+	int failed = rc < 0 || s->aborted;
+	s->aborted = 0;
+	return failed ? -2 : 0;
+}
+
+int store_begin(struct store *s)
+{
+	if (s->batching) {
+		if (s->aborted)
+			return -2;
+		if (s->depth++ == 0 && s->in_unit)
+			return pg_close_unit(s, 0) < 0 ? -2 : 0; /* a group is a unit of its own */
+		return 0;
+	}
+	PGresult *r = NULL;
+	int rc = pg_ensure(s);
+	if (rc == 0)
+		rc = pg_send_text(s, "BEGIN", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = pg_round_trip(s);
+	PQclear(r);
+	if (rc == 0)
+		s->in_tx = 1;
+	return rc;
+}
+
+int store_commit(struct store *s)
+{
+	if (s->batching) {
+		if (s->aborted)
+			return -2; /* the caller's store_rollback closes the group */
+		if (s->depth > 0 && --s->depth == 0) {
+			s->mark_next = 0;
+			return pg_close_unit(s, 0) < 0 ? -2 : 0;
+		}
+		return 0;
+	}
+	if (!s->in_tx)
+		return -2;
+	PGresult *r = NULL;
+	int rc = pg_send_text(s, "COMMIT", NULL, PEND_WANT, &r);
+	if (rc == 0)
+		rc = pg_round_trip(s);
+	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
+		rc = -2;
+	PQclear(r);
+	s->in_tx = 0;
+	return rc;
+}
+
+/* Batching: the group's unit is undone alone (its writes since store_begin). */
+void store_rollback(struct store *s)
+{
+	if (s->batching) {
+		if (s->depth <= 0)
+			return;
+		if (--s->depth == 0) {
+			s->mark_next = 0;
+			pg_close_unit(s, 1);
+		}
+		return;
+	}
+	if (!s->in_tx || !s->conn)
+		return;
+	PGresult *r = NULL;
+	if (pg_send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
+		pg_round_trip(s);
+	PQclear(r);
+	s->in_tx = 0;
+}
+

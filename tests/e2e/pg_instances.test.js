@@ -1,0 +1,105 @@
+'use strict';
+// Several instances on one PostgreSQL: an api-role instance's runs reach an
+// idle worker-role instance through LISTEN/NOTIFY (its due timer's safety
+// net set to an hour), and a customer's rate limit holds across instances
+// through the store's shared bucket. Real processes: genrelay, provsim and a
+// PostgreSQL started for this file (lib/pg.js) as an unprivileged user.
+//
+// Every wait is for an observed state, bounded; nothing assumes how long
+// anything takes.
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./lib/harness');
+const R = require('./lib/reliability');
+const pg = require('./lib/pg');
+
+const MODEL = 'fal-ai/flux/dev';
+const T = { timeout: 240000 };
+
+async function metric(gr, name) {
+  const r = await gr.admin('GET', '/metrics');
+  assert.equal(r.status, 200, r.text);
+  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(r.text);
+  return m ? Number(m[1]) : 0;
+}
+
+describe('instances on one PostgreSQL', () => {
+  let server;
+  let sim;
+  let rcv;
+  const grs = [];
+  let dbSeq = 0;
+  const newDb = () => server.createDb(`inst_${process.pid}_${++dbSeq}`);
+
+  before(async () => {
+    [server, sim, rcv] = await Promise.all([pg.start(), h.startProvsim(), R.startCountingReceiver()]);
+  });
+
+  after(async () => {
+    for (const gr of grs) await gr.stop().catch(() => {});
+    const reports = [];
+    for (const gr of grs) reports.push(...(await gr.sanitizerReports()));
+    await R.shutdown(null, rcv, sim);
+    if (server) await server.destroy();
+    assert.deepEqual(reports, [], 'sanitizer reports');
+  });
+
+  async function start(opts) {
+    const gr = await h.startGenrelay({ simUrl: sim.url, ...opts });
+    grs.push(gr);
+    return gr;
+  }
+
+  test('LISTEN/NOTIFY: an idle worker whose due timer sleeps an hour runs each run the api instance accepts', T, async () => {
+    const store = await newDb();
+    // The worker's due timer looks for work once at start, then at most
+    // every hour: only an announcement can wake it for the runs below.
+    const worker = await start({ config: { store, workers: 2, jobs: { due_check_s: 3600 } }, args: ['--role', 'worker'] });
+    const api = await start({ config: { store }, args: ['--role', 'api'] });
+    const woken0 = await metric(worker, 'genrelay_store_wakeups_total');
+    const N = 3;
+    for (let i = 0; i < N; i++) {
+      // One at a time: each run is accepted after the worker went idle again.
+      const r = await api.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `notify-${i}` }, webhook_url: `${rcv.url}/notify` });
+      assert.equal(r.status, 202, r.text);
+      const id = r.body.job_id;
+      await h.waitFor(async () => (await api.api('GET', `/v1/jobs/${id}`)).body.status === 'succeeded', 60000, { what: `job ${id} succeeded` });
+      await h.waitFor(async () => rcv.delivered(id).length > 0, 30000, { what: `job ${id} delivered` });
+      const ev = await api.api('GET', `/v1/jobs/${id}/events`);
+      assert.equal(ev.status, 200);
+      const kinds = ev.body.data.map((e) => e.kind);
+      assert.ok(kinds.indexOf('submitted') >= 0 && kinds.indexOf('submitted') < kinds.indexOf('ended'), kinds.join(','));
+    }
+    assert.ok((await metric(worker, 'genrelay_store_wakeups_total')) - woken0 >= N, 'the worker was woken by the store for every run');
+    assert.equal(await metric(api, 'genrelay_provider_submits_total'), 0, 'the api instance ran nothing');
+    assert.ok((await metric(worker, 'genrelay_provider_submits_total')) >= N);
+  });
+
+  test('rate limits across instances: two instances together let through the bucket, not twice it', T, async () => {
+    const store = await newDb();
+    // 10 requests of burst and a refill too slow to add one during the test
+    // (one token per 10,000 s): the shared bucket lets through exactly 10
+    // (batches of ratelimit_batch(0.0001, 10) = 1 token, so nothing is
+    // held back by either instance); buckets of their own would let 20.
+    const BURST = 10;
+    const rate = { customers: { acme: { rate: { per_s: 0.0001, burst: BURST } } } };
+    const a = await start({ config: { store, ...rate } });
+    const b = await start({ config: { store, ...rate } });
+    const seen = { a: { ok: 0, limited: 0 }, b: { ok: 0, limited: 0 } };
+    for (let i = 0; i < 3 * BURST; i++) {
+      const [name, gr] = i % 2 ? ['b', b] : ['a', a];
+      const r = await gr.api('GET', '/v1/jobs?limit=1');
+      if (r.status === 200) seen[name].ok++;
+      else {
+        assert.equal(r.status, 429, r.text);
+        assert.equal(r.body.error.code, 'RATE_LIMITED');
+        assert.ok(Number(r.headers['retry-after']) >= 1);
+        seen[name].limited++;
+      }
+    }
+    const accepted = seen.a.ok + seen.b.ok;
+    assert.equal(accepted, BURST, JSON.stringify(seen));
+    assert.ok(seen.a.ok > 0 && seen.b.ok > 0 && seen.a.limited > 0 && seen.b.limited > 0, JSON.stringify(seen));
+  });
+});

@@ -10,9 +10,9 @@
 
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./lib/harness');
-const R = require('./lib/reliability');
-const pg = require('./lib/pg');
+const h = require('../lib/harness');
+const R = require('../lib/reliability');
+const pg = require('../lib/pg');
 
 const MODEL = 'fal-ai/flux/dev';
 const T = { timeout: 240000 };

@@ -65,11 +65,13 @@ int budget_warn_crossed(struct store *s, const struct config_customer *c, double
 	if (!c || !(c->budget_amount > 0) || !(c->budget_warn_at > 0) || !(amount > 0) || !unit ||
 	    strcmp(unit, c->budget_unit) != 0)
 		return 0;
-	if (spend_of(s, c, budget_period_start(c->budget_period, now), now + 1, &after) < 0)
+	double before = 0;
+	if (spend_of(s, c, budget_period_start(c->budget_period, now), now + 1, &before) < 0)
 		return -1;
 	double line = c->budget_warn_at * c->budget_amount;
+	after = before + amount;
 	*spent = after;
-	return after - amount < line && after >= line ? 1 : 0;
+	return before < line && after >= line ? 1 : 0;
 }
 
 json_t *budget_warning_body(const struct config_customer *c, double spent, const char *job_id,

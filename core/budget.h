@@ -37,9 +37,9 @@ int64_t budget_period_start(const char *period, int64_t now);
 int budget_exceeded(struct store *s, const struct config_customer *c, int64_t now, double *spent);
 
 /*
- * In the caller's transaction, after a job's cost (amount in unit) was
- * recorded at now: 1 when it took c's spend in the period from below
- * warn_at x amount to at or above it (*spent: the spend after it), 0 when
+ * In the caller's transaction, before a job's cost (amount in unit) is
+ * recorded at now: 1 when it takes c's spend in the period from below
+ * warn_at x amount to at or above it (*spent: the spend with it), 0 when
  * not, when c has no warn_at or the unit is not the budget's; <0 on a
  * store error.
  */

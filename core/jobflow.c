@@ -325,13 +325,16 @@ static int fails_over(struct worker *w, const struct job *j)
  * The cost of an ending job: the adapter's (data.cost) or, for a succeeded
  * job without one, the estimate of its provider's price table (kept in
  * data.cost too); recorded as the job's usage row in the caller's
- * transaction; *amount and unit get it (0 and "": no cost). <0 on a
- * store error.
+ * transaction; *amount and unit get it (0 and "": no cost). *warn: 1 when
+ * it takes the customer's spend across the budget's warn_at line, *spent
+ * the spend with it (budget_warn_crossed). <0 on a store error.
  */
 static int record_cost(struct worker *w, struct job *j, int64_t now, double *amount,
-		       char *unit, size_t unitlen)
+		       char *unit, size_t unitlen, int *warn, double *spent)
 {
 	*amount = 0;
+	if (warn)
+		*warn = 0;
 	unit[0] = '\0';
 	json_t *d = j->data && strstr(j->data, "\"cost\"") ? json_loads(j->data, 0, NULL) : NULL;
 	json_t *cost = usage_cost_of(json_object_get(d, "cost"));
@@ -348,6 +351,18 @@ static int record_cost(struct worker *w, struct job *j, int64_t now, double *amo
 		return 0;
 	*amount = json_number_value(json_object_get(cost, "amount"));
 	snprintf(unit, unitlen, "%s", json_string_value(json_object_get(cost, "unit")));
+	/* The warn line is judged on the spend read before this job's row is
+	 * written: a store that sends writes with the commit (PostgreSQL's
+	 * pipeline) would not show the row to a read in the same transaction. */
+	if (warn && *amount > 0 && j->customer) {
+		const struct config_customer *c = customers_by_name(w->customers, w->cfg, w->store,
+								   j->customer);
+		*warn = c ? budget_warn_crossed(w->store, c, *amount, unit, now, spent) : 0;
+		if (*warn < 0) {
+			json_decref(cost);
+			return -1;
+		}
+	}
 	int rc = store_usage_add(w->store, j->id, j->customer, j->provider, j->model, *amount,
 				 unit, json_string_value(json_object_get(cost, "source")), now);
 	json_decref(cost);
@@ -373,24 +388,20 @@ static int queue_delivery(struct jobflow *f, int64_t now)
 }
 
 /*
- * When the ending job's cost (amount in unit, just recorded) took its
- * customer's spend across the budget's warn_at line (budget.h), a
+ * The ending job's cost took its customer's spend across the budget's
+ * warn_at line (record_cost, budget.h; spent: the spend with it): a
  * budget.warning delivery in f's transaction, to the customer's
  * webhook_url, else the job's, and a "budget_warning" event holding the
  * body the delivery sends. <0 on a store error.
  */
-static int queue_budget_warning(struct jobflow *f, double amount, const char *unit, int64_t now)
+static int queue_budget_warning(struct jobflow *f, double spent, int64_t now)
 {
 	struct worker *w = f->w;
 	const struct job *j = &f->job;
-	double spent;
-	if (!(amount > 0) || !j->customer)
-		return 0;
 	const struct config_customer *c = customers_by_name(w->customers, w->cfg, w->store,
 							   j->customer);
-	int crossed = c ? budget_warn_crossed(w->store, c, amount, unit, now, &spent) : 0;
-	if (crossed <= 0)
-		return crossed;
+	if (!c)
+		return 0;
 	const char *url = c->webhook_url ? c->webhook_url : j->webhook_url;
 	json_t *body = budget_warning_body(c, spent, j->id, now);
 	if (!body)
@@ -445,9 +456,10 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 	j->updated_at = now;
 	if (!j->completed_at)
 		j->completed_at = now;
-	double cost = 0;
+	double cost = 0, spent = 0;
 	char unit[16];
-	if (record_cost(w, j, now, &cost, unit, sizeof unit) < 0)
+	int warn = 0;
+	if (record_cost(w, j, now, &cost, unit, sizeof unit, &warn, &spent) < 0)
 		return -1;
 	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0)
 		return -1;
@@ -460,7 +472,7 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 								    j->provider) : NULL, "via", via));
 	if (j->webhook_url && queue_delivery(f, now) < 0)
 		return -1;
-	if (queue_budget_warning(f, cost, unit, now) < 0)
+	if (warn && queue_budget_warning(f, spent, now) < 0)
 		return -1;
 	return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * test_config.c: the configuration loader (core/config.c).
+ * test_config.c: the configuration loader (core/config*.c).
  */
 #include "check.h"
 #include "config.h"

@@ -10,6 +10,8 @@
  * in the loop iteration it was made in (another connection may change the
  * row after that), a job that had ended for PG_CACHE_ENDED_MS (an ended job
  * is never written again; only retention deletes it).
+ *
+ * Its layer: above store_pg_stmt.c (the clock) only.
  */
 #include "store_pg_int.h"
 

@@ -1,8 +1,10 @@
 /*
- * store_pg_conn.c: the PostgreSQL store's connection (store_pg_int.h): libpq
- * pipeline mode, the outbox and the round trip, statements run ahead of a
- * batch or in it, work id blocks, the LISTEN/NOTIFY announcements of new
- * due work, open and close.
+ * store_pg_conn.c: the PostgreSQL store's connection (store_pg_int.h), the
+ * layer above store_pg_cache.c and store_pg_stmt.c: libpq pipeline mode,
+ * the outbox and the round trip (with what it reads back: a unit that
+ * failed, a batch that was lost), the LISTEN/NOTIFY announcements of new
+ * due work. Running statements in a batch or ahead of it is
+ * store_pg_tx.c's, open and close store_pg.c's.
  *
  * Never a hang: the connection has connect_timeout, tcp_user_timeout and
  * keepalives; every session sets statement_timeout (10 s), lock_timeout
@@ -27,58 +29,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Back-off between reconnect attempts while PostgreSQL is unreachable. */
 #define PG_RETRY_MS 1000
 /* The longest wait for the server within one round trip. */
 #define PG_IO_TIMEOUT_MS 15000
-/* Work ids a connection takes from the sequence at once (its increment). */
-#define PG_ID_BLOCK 256
 #define PG_CHANNEL "genrelay_work"
 
-/* ---------- parameters, clocks, errors ---------- */
-
-void p_text(struct params *p, const char *v)
-{
-	p->fmt[p->n] = 0;
-	p->len[p->n] = 0;
-	p->v[p->n++] = v;
-}
-
-void p_int(struct params *p, int64_t v)
-{
-	snprintf(p->buf[p->n], sizeof p->buf[0], "%lld", (long long)v);
-	p_text(p, p->buf[p->n]);
-}
-
-void p_double(struct params *p, double v)
-{
-	snprintf(p->buf[p->n], sizeof p->buf[0], "%.17g", v);
-	p_text(p, p->buf[p->n]);
-}
-
-void p_bytes(struct params *p, const char *v, size_t len)
-{
-	p->fmt[p->n] = 1;
-	p->len[p->n] = (int)len;
-	p->v[p->n++] = v;
-}
-
-int64_t pg_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t pg_wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* ---------- errors ---------- */
 
 void pg_set_err(struct store *s, const char *what, const char *msg)
 {
@@ -186,7 +145,7 @@ int pg_connect(struct store *s)
 }
 
 /* Pipeline mode, nonblocking: after the blocking set-up of a connection. */
-static int start_pipeline(struct store *s)
+int pg_start_pipeline(struct store *s)
 {
 	if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
 		return pg_lost(s, "cannot enter pipeline mode");
@@ -205,7 +164,7 @@ int pg_ensure(struct store *s)
 		return -2;
 	}
 	int rc = pg_connect(s);
-	return rc < 0 ? rc : start_pipeline(s);
+	return rc < 0 ? rc : pg_start_pipeline(s);
 }
 
 /* ---------- one round trip ---------- */
@@ -432,115 +391,50 @@ int pg_round_trip(struct store *s)
 	return rc;
 }
 
-/*
- * Runs what the outbox holds so far aside, sends only statement q (or text)
- * and a sync, and puts the outbox back: the statement runs on its own, in
- * autocommit, before the batch's writes (which have not reached the server).
- */
-static int run_ahead(struct store *s, int q, const char *text, struct params *p, PGresult **r)
-{
-	struct pg_out *o = s->out;
-	size_t n = s->nout, cap = s->capout;
-	s->out = NULL;
-	s->nout = s->capout = 0;
-	int rc = q >= 0 ? pg_send_q(s, q, p, PEND_WANT, r) : pg_send_text(s, text, p, PEND_WANT, r);
-	if (rc == 0)
-		rc = pg_round_trip(s);
-	pg_outbox_clear(s);
-	free(s->out);
-	s->out = o;
-	s->nout = n;
-	s->capout = cap;
-	if (!s->conn) /* lost meanwhile: what was queued went with it */
-		pg_outbox_clear(s);
-	return rc;
-}
+/* ---------- what a round trip reads back: a failed unit, a lost batch ---------- */
 
-int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out)
+/* A unit failed (see store_pg_tx.c on units): the rows it wrote leave the
+ * cache; one that answered a request loses the batch. */
+void pg_unit_failed(struct store *s, int answer)
 {
-	PGresult *r = NULL;
-	if (out)
-		*out = NULL;
-	if (mode == PG_WRITE && s->aborted)
-		return -2;
-	int rc = pg_ensure(s);
-	if (rc < 0)
-		return rc;
-	/* Reads (and writes that may commit alone) go ahead of a batch the
-	 * server has not seen yet: its writes then run only at the commit and
-	 * hold their locks for one round trip. The batch's own rows are read
-	 * from the cache; when it cannot promise that, statements keep order. */
-	if (s->batching && (mode != PG_WRITE || !s->open) && !s->tx_sent && !s->must_order) {
-		rc = run_ahead(s, q, NULL, p, &r);
-	} else {
-		int in_batch = s->batching && (mode != PG_READ || s->open);
-		if (in_batch)
-			rc = pg_ensure_unit(s);
-		if (rc == 0)
-			rc = pg_send_q(s, q, p, PEND_WANT, &r);
-		if (rc == 0 && in_batch && s->depth == 0)
-			rc = pg_close_unit(s, 0);
-		if (rc == 0)
-			rc = pg_round_trip(s);
+	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
+	if (answer) {
+		s->aborted = 1;
+		return;
 	}
-	if (rc == 0 && out)
-		*out = r;
-	else
-		PQclear(r);
-	return rc;
+	metrics_inc(M_STORE_ERRORS);
+	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
+		 s->err);
 }
 
-int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult **out)
+void pg_batch_lost(struct store *s)
 {
+	int had = s->tx_sent || s->in_tx;
+	if (s->open && !s->tx_sent)
+		pg_outbox_clear(s); /* never sent: nothing to roll back on the server */
+	s->open = 0;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->batch_id++;
+	s->tx_sent = 0;
+	s->must_order = 0;
+	s->in_tx = 0;
+	s->in_unit = 0;
+	s->unit_failed = 0;
+	s->answered = 0;
+	s->notify_due = 0;
+	if (s->batching && had)
+		s->aborted = 1;
+	pg_cache_clear(s->cache);
+	if (!s->conn || !had)
+		return;
+	char keep[sizeof s->err];
+	memcpy(keep, s->err, sizeof keep);
 	PGresult *r = NULL;
-	*out = NULL;
-	int rc = pg_ensure(s);
-	if (rc == 0 && s->batching && !s->tx_sent && !s->must_order)
-		rc = run_ahead(s, -1, text, p, &r);
-	else if (rc == 0 && (rc = pg_send_text(s, text, p, PEND_WANT, &r)) == 0)
-		rc = pg_round_trip(s);
-	if (rc == 0)
-		*out = r;
-	else
-		PQclear(r);
-	return rc;
-}
-
-int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind)
-{
-	if (!s->batching)
-		return pg_exec(s, q, p, PG_WRITE, NULL);
-	if (s->aborted)
-		return -2;
-	int rc = pg_ensure(s);
-	if (rc == 0)
-		rc = pg_ensure_unit(s);
-	if (rc == 0)
-		rc = pg_send_q(s, q, p, kind, NULL);
-	if (rc == 0 && s->depth == 0)
-		rc = pg_close_unit(s, 0);
-	return rc;
-}
-
-int pg_work_id(struct store *s, int64_t *id)
-{
-	if (s->id_next >= s->id_end) {
-		PGresult *r;
-		int rc = pg_exec(s, Q_WORK_IDS, NULL, PG_READ, &r);
-		if (rc < 0)
-			return rc;
-		s->id_next = pg_val_int(r, 0, 0);
-		s->id_end = s->id_next + PG_ID_BLOCK;
-		PQclear(r);
-	}
-	*id = s->id_next++;
-	return 0;
-}
-
-void pg_note_due(struct store *s, int64_t due_at)
-{
-	if (!s->notify_due || due_at < s->notify_due)
-		s->notify_due = due_at > 0 ? due_at : 1;
+	if (pg_send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
+		pg_round_trip(s);
+	PQclear(r);
+	memcpy(s->err, keep, sizeof keep);
 }
 
 /* ---------- announcements of new work (LISTEN/NOTIFY) ---------- */
@@ -606,52 +500,4 @@ int store_notify_read(struct store *s, int64_t *due_at)
 void store_idle(struct store *s)
 {
 	s->iteration++;
-}
-
-/* ---------- open, close ---------- */
-
-extern const struct store_ops pg_store_ops;
-
-struct store *store_open(const char *spec, int fsync, char *err, size_t errlen)
-{
-	(void)fsync; /* synchronous_commit is the server's, on by default */
-	struct store *s = calloc(1, sizeof *s);
-	if (!s || !(s->conninfo = strdup(spec)) || !(s->cache = pg_cache_new())) {
-		if (s)
-			free(s->conninfo);
-		free(s);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	s->ops = &pg_store_ops;
-	s->nfd = -1;
-	if (pg_connect(s) < 0) {
-		/* The message never repeats the spec: it may carry a password. */
-		snprintf(err, errlen, "store: %s", s->err);
-		store_close(s);
-		return NULL;
-	}
-	if (pg_migrate(s, err, errlen) < 0 || start_pipeline(s) < 0) {
-		if (!err[0] || !s->conn)
-			snprintf(err, errlen, "store: %s", s->err);
-		store_close(s);
-		return NULL;
-	}
-	return s;
-}
-
-void store_close(struct store *s)
-{
-	if (!s)
-		return;
-	if (s->conn)
-		PQfinish(s->conn);
-	if (s->nfd >= 0)
-		close(s->nfd);
-	pg_cache_free(s->cache);
-	pg_outbox_clear(s);
-	free(s->out);
-	free(s->pend);
-	free(s->conninfo);
-	free(s);
 }

@@ -1,5 +1,21 @@
 /*
- * store_pg_int.h: private to the PostgreSQL store (store_pg*.c).
+ * store_pg_int.h: private to the PostgreSQL store (store_pg*.c). The files
+ * are layered, each calling only the ones below it (tools/layers checks it
+ * on the built objects):
+ *
+ *   store_pg.c         the hot path (jobs, work, deliveries), open and
+ *                      close, the ops table (so it calls every file below)
+ *   store_pg_views.c   the API's and the dashboard's listings, stats,
+ *                      usage, customers, retention, the rate buckets
+ *   store_pg_schema.c  the schema and its migrations (blocking, at open)
+ *   store_pg_tx.c      units, batches, transactions; statements run in a
+ *                      batch or ahead of it (pg_exec, pg_defer); work ids
+ *   store_pg_conn.c    the connection, pipeline mode, the outbox, the round
+ *                      trip (and what it reads back: a failed unit, a lost
+ *                      batch), LISTEN/NOTIFY
+ *   store_pg_cache.c   rows the connection read or wrote
+ *   store_pg_stmt.c    the statements' texts, parameters, clocks, the
+ *                      helpers that read a result's values and rows
  *
  * The connection runs in libpq's pipeline mode, nonblocking, for its whole
  * life (store_pg_conn.c). A statement is either *deferred* (a write whose
@@ -50,7 +66,7 @@ enum {
 	Q_COUNT
 };
 
-/* The statements, prepared once per connection (store_pg.c). */
+/* The statements, prepared once per connection (store_pg_stmt.c). */
 extern const char *const pg_sql[Q_COUNT];
 
 /* What a queued result is, so the round trip that reads it knows what to do. */
@@ -121,23 +137,74 @@ struct params {
 	char buf[PG_MAX_PARAMS][32];
 };
 
+/* ---- store_pg_stmt.c: parameters, clocks, a result's values and rows ---- */
+
 void p_text(struct params *p, const char *v);
 void p_int(struct params *p, int64_t v);
 void p_double(struct params *p, double v);
 void p_bytes(struct params *p, const char *v, size_t len);
 
-/* ---- store_pg_conn.c: the connection, the pipeline, transactions ---- */
-
 int64_t pg_mono_ms(void);
 int64_t pg_wall_ms(void);
+
+#define JOB_COLS "id,customer,model_id,targets,target_idx,provider,model,status," \
+	"request_id,track_id,input,webhook_url,hook,output,error_code,error_message," \
+	"data,attempt,polls,created_at,updated_at,completed_at,submit_deadline,deadline"
+#define JOB_NCOLS 24
+
+void pg_copy_val(PGresult *r, int row, int col, char *out, size_t outlen);
+char *pg_val_dup(PGresult *r, int row, int col);
+int64_t pg_val_int(PGresult *r, int row, int col);
+json_t *pg_val_json_str(PGresult *r, int row, int col);
+/* Fills *j from row of r, columns from col on in JOB_COLS order. */
+void pg_read_job(PGresult *r, int row, int col, struct job *j);
+
+/* ---- store_pg_conn.c: the connection, the pipeline, the round trip ---- */
+
 void pg_set_err(struct store *s, const char *what, const char *msg);
 /* Opens s->conn (blocking; then pipeline mode). 0 or -2 with s->err. */
 int pg_connect(struct store *s);
 /* A usable connection, reconnecting after PG_RETRY_MS when the last one
  * was lost. 0 or -2. */
 int pg_ensure(struct store *s);
-/* Applies the migrations the database lacks, under an advisory lock. */
-int pg_migrate(struct store *s, char *err, size_t errlen);
+/* Pipeline mode, nonblocking, after the blocking set-up of a connection
+ * (store_open's migrations). 0 or -2 (the connection is dropped). */
+int pg_start_pipeline(struct store *s);
+
+/* A queued statement of the outbox (params copied, texts literal). */
+struct pg_out {
+	unsigned char kind, answer;
+	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
+	const char *text;
+	PGresult **dest;
+	int n;
+	const char **v;      /* n values, then lengths and formats, in one block */
+	int *len, *fmt;
+};
+
+int pg_lost(struct store *s, const char *why);
+/* Blocking command before the pipeline starts (set-up, migrations); 0 or -1. */
+int pg_command(struct store *s, const char *text);
+void pg_outbox_clear(struct store *s);
+int pg_outbox_add(struct store *s, struct pg_out o, const struct params *p);
+int pg_send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
+		 PGresult **dest);
+int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest);
+int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer);
+/* Sends a sync and reads every result queued so far (see store_pg_conn.c). */
+int pg_round_trip(struct store *s);
+/* A unit failed (read back by pg_round_trip): answer says it answered a request. */
+void pg_unit_failed(struct store *s, int answer);
+/* The batch (or the caller's transaction) is lost: rolled back on the server,
+ * the rest of the batch fails until store_flush. */
+void pg_batch_lost(struct store *s);
+
+/* ---- store_pg_tx.c: units, statements in a batch or ahead of it ---- */
+
+/* In a batch: opens the batch transaction and the unit the next statements join. */
+int pg_ensure_unit(struct store *s);
+/* Ends the open unit (undo: rolls it back). 0 or -2. */
+int pg_close_unit(struct store *s, int undo);
 enum { PG_READ, PG_WRITE, PG_ALONE /* a write that may commit on its own */ };
 
 /*
@@ -168,41 +235,10 @@ int pg_work_id(struct store *s, int64_t *id);
  * announces it (NOTIFY) when it is due soon. */
 void pg_note_due(struct store *s, int64_t due_at);
 
-/* Private to store_pg_conn.c and store_pg_tx.c: the outbox and the round trip. */
-/* A statement queued in the store (params copied, texts literal). */
-struct pg_out {
-	unsigned char kind, answer;
-	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
-	const char *text;
-	PGresult **dest;
-	int n;
-	const char **v;      /* n values, then lengths and formats, in one block */
-	int *len, *fmt;
-};
+/* ---- store_pg_schema.c ---- */
 
-int pg_lost(struct store *s, const char *why);
-/* Blocking command before the pipeline starts (set-up, migrations); 0 or -1. */
-int pg_command(struct store *s, const char *text);
-void pg_outbox_clear(struct store *s);
-int pg_outbox_add(struct store *s, struct pg_out o, const struct params *p);
-int pg_send_text(struct store *s, const char *text, struct params *p, enum pg_pend_kind kind,
-		 PGresult **dest);
-int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, PGresult **dest);
-int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer);
-/* Sends a sync and reads every result queued so far (see store_pg_conn.c). */
-int pg_round_trip(struct store *s);
-
-/* ---- store_pg_tx.c: units and transactions ---- */
-
-/* A unit failed (read back by pg_round_trip): answer says it answered a request. */
-void pg_unit_failed(struct store *s, int answer);
-/* The batch (or the caller's transaction) is lost: rolled back on the server,
- * the rest of the batch fails until store_flush. */
-void pg_batch_lost(struct store *s);
-/* In a batch: opens the batch transaction and the unit the next statements join. */
-int pg_ensure_unit(struct store *s);
-/* Ends the open unit (undo: rolls it back). 0 or -2. */
-int pg_close_unit(struct store *s, int undo);
+/* Applies the migrations the database lacks, under an advisory lock. */
+int pg_migrate(struct store *s, char *err, size_t errlen);
 
 /* ---- store_pg_cache.c: rows this connection read or wrote ---- */
 
@@ -226,19 +262,5 @@ int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t d
 int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,
 			  uint64_t batch, int write);
 int pg_cache_get_delivery(struct pg_cache *c, const char *id, uint64_t it, struct delivery *d);
-
-/* ---- store_pg.c: row helpers shared with the admin views ---- */
-
-#define JOB_COLS "id,customer,model_id,targets,target_idx,provider,model,status," \
-	"request_id,track_id,input,webhook_url,hook,output,error_code,error_message," \
-	"data,attempt,polls,created_at,updated_at,completed_at,submit_deadline,deadline"
-#define JOB_NCOLS 24
-
-void pg_copy_val(PGresult *r, int row, int col, char *out, size_t outlen);
-char *pg_val_dup(PGresult *r, int row, int col);
-int64_t pg_val_int(PGresult *r, int row, int col);
-json_t *pg_val_json_str(PGresult *r, int row, int col);
-/* Fills *j from row of r, columns from col on in JOB_COLS order. */
-void pg_read_job(PGresult *r, int row, int col, struct job *j);
 
 #endif

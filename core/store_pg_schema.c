@@ -1,7 +1,9 @@
 /*
  * store_pg_schema.c: the PostgreSQL store's schema and its migrations
  * (store_pg_int.h), run at open under an advisory lock so that of several
- * instances starting at once one migrates and the others wait.
+ * instances starting at once one migrates and the others wait. The layer
+ * above store_pg_conn.c (its blocking commands); store_open (store_pg.c)
+ * runs it.
  */
 #include "store_pg_int.h"
 

@@ -1,8 +1,9 @@
 /*
- * store_pg_tx.c: the PostgreSQL store's batches (store_pg_int.h): units
- * chained by savepoints inside a worker's batch transaction, the units
- * that answer requests committed on their own, and store_begin / commit /
- * rollback / flush.
+ * store_pg_tx.c: the PostgreSQL store's batches (store_pg_int.h), the
+ * layer above store_pg_conn.c: units chained by savepoints inside a
+ * worker's batch transaction, the units that answer requests committed on
+ * their own, statements run in a batch or ahead of it (pg_exec, pg_defer),
+ * work id blocks, and store_begin / commit / rollback / flush.
  */
 #include "store_pg_int.h"
 
@@ -16,6 +17,8 @@
 /* Unleased work due sooner than this after a commit is announced (NOTIFY):
  * later work is found by the idle workers' due timer anyway. */
 #define PG_NOTIFY_SOON_MS 5000
+/* Work ids a connection takes from the sequence at once (its increment). */
+#define PG_ID_BLOCK 256
 
 /*
  * Units. In a batch, each store_begin group (and each statement outside one)
@@ -29,48 +32,6 @@
  * genrelay.answered when it succeeds, and the batch's commit checks the
  * count: the whole batch rolls back if one of those failed.
  */
-void pg_unit_failed(struct store *s, int answer)
-{
-	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
-	if (answer) {
-		s->aborted = 1;
-		return;
-	}
-	metrics_inc(M_STORE_ERRORS);
-	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
-		 s->err);
-}
-
-void pg_batch_lost(struct store *s)
-{
-	int had = s->tx_sent || s->in_tx;
-	if (s->open && !s->tx_sent)
-		pg_outbox_clear(s); /* never sent: nothing to roll back on the server */
-	s->open = 0;
-	s->tx_sent = 0;
-	s->must_order = 0;
-	s->batch_id++;
-	s->tx_sent = 0;
-	s->must_order = 0;
-	s->in_tx = 0;
-	s->in_unit = 0;
-	s->unit_failed = 0;
-	s->answered = 0;
-	s->notify_due = 0;
-	if (s->batching && had)
-		s->aborted = 1;
-	pg_cache_clear(s->cache);
-	if (!s->conn || !had)
-		return;
-	char keep[sizeof s->err];
-	memcpy(keep, s->err, sizeof keep);
-	PGresult *r = NULL;
-	if (pg_send_text(s, "ROLLBACK", NULL, PEND_WANT, &r) == 0)
-		pg_round_trip(s);
-	PQclear(r);
-	memcpy(s->err, keep, sizeof keep);
-}
-
 /* In a batch: the batch transaction and the unit the next statements join. */
 int pg_ensure_unit(struct store *s)
 {
@@ -211,6 +172,119 @@ void pg_mark_answer(struct store *s)
 		s->unit_answer = 1;
 	else if (s->depth > 0)
 		s->mark_next = 1; /* for the unit the group's first write opens */
+}
+
+/* ---------- statements in a batch or ahead of it ---------- */
+
+/*
+ * Runs what the outbox holds so far aside, sends only statement q (or text)
+ * and a sync, and puts the outbox back: the statement runs on its own, in
+ * autocommit, before the batch's writes (which have not reached the server).
+ */
+static int run_ahead(struct store *s, int q, const char *text, struct params *p, PGresult **r)
+{
+	struct pg_out *o = s->out;
+	size_t n = s->nout, cap = s->capout;
+	s->out = NULL;
+	s->nout = s->capout = 0;
+	int rc = q >= 0 ? pg_send_q(s, q, p, PEND_WANT, r) : pg_send_text(s, text, p, PEND_WANT, r);
+	if (rc == 0)
+		rc = pg_round_trip(s);
+	pg_outbox_clear(s);
+	free(s->out);
+	s->out = o;
+	s->nout = n;
+	s->capout = cap;
+	if (!s->conn) /* lost meanwhile: what was queued went with it */
+		pg_outbox_clear(s);
+	return rc;
+}
+
+int pg_exec(struct store *s, int q, struct params *p, int mode, PGresult **out)
+{
+	PGresult *r = NULL;
+	if (out)
+		*out = NULL;
+	if (mode == PG_WRITE && s->aborted)
+		return -2;
+	int rc = pg_ensure(s);
+	if (rc < 0)
+		return rc;
+	/* Reads (and writes that may commit alone) go ahead of a batch the
+	 * server has not seen yet: its writes then run only at the commit and
+	 * hold their locks for one round trip. The batch's own rows are read
+	 * from the cache; when it cannot promise that, statements keep order. */
+	if (s->batching && (mode != PG_WRITE || !s->open) && !s->tx_sent && !s->must_order) {
+		rc = run_ahead(s, q, NULL, p, &r);
+	} else {
+		int in_batch = s->batching && (mode != PG_READ || s->open);
+		if (in_batch)
+			rc = pg_ensure_unit(s);
+		if (rc == 0)
+			rc = pg_send_q(s, q, p, PEND_WANT, &r);
+		if (rc == 0 && in_batch && s->depth == 0)
+			rc = pg_close_unit(s, 0);
+		if (rc == 0)
+			rc = pg_round_trip(s);
+	}
+	if (rc == 0 && out)
+		*out = r;
+	else
+		PQclear(r);
+	return rc;
+}
+
+int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult **out)
+{
+	PGresult *r = NULL;
+	*out = NULL;
+	int rc = pg_ensure(s);
+	if (rc == 0 && s->batching && !s->tx_sent && !s->must_order)
+		rc = run_ahead(s, -1, text, p, &r);
+	else if (rc == 0 && (rc = pg_send_text(s, text, p, PEND_WANT, &r)) == 0)
+		rc = pg_round_trip(s);
+	if (rc == 0)
+		*out = r;
+	else
+		PQclear(r);
+	return rc;
+}
+
+int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind)
+{
+	if (!s->batching)
+		return pg_exec(s, q, p, PG_WRITE, NULL);
+	if (s->aborted)
+		return -2;
+	int rc = pg_ensure(s);
+	if (rc == 0)
+		rc = pg_ensure_unit(s);
+	if (rc == 0)
+		rc = pg_send_q(s, q, p, kind, NULL);
+	if (rc == 0 && s->depth == 0)
+		rc = pg_close_unit(s, 0);
+	return rc;
+}
+
+int pg_work_id(struct store *s, int64_t *id)
+{
+	if (s->id_next >= s->id_end) {
+		PGresult *r;
+		int rc = pg_exec(s, Q_WORK_IDS, NULL, PG_READ, &r);
+		if (rc < 0)
+			return rc;
+		s->id_next = pg_val_int(r, 0, 0);
+		s->id_end = s->id_next + PG_ID_BLOCK;
+		PQclear(r);
+	}
+	*id = s->id_next++;
+	return 0;
+}
+
+void pg_note_due(struct store *s, int64_t due_at)
+{
+	if (!s->notify_due || due_at < s->notify_due)
+		s->notify_due = due_at > 0 ? due_at : 1;
 }
 
 /* ---------- transactions ---------- */

@@ -2,7 +2,8 @@
  * store_pg_views.c: the PostgreSQL store's reads for the API's lists, the
  * dashboard and the CLI, stored customers, retention and the shared rate
  * buckets (store_pg_int.h). None is on the hot path of a job; each is one
- * round trip.
+ * round trip. The layer above store_pg_tx.c (pg_exec) and the ones below
+ * it; the ops table (store_pg.c) calls it.
  */
 #include "store_pg_int.h"
 

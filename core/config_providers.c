@@ -13,7 +13,8 @@
 #include <string.h>
 
 /* providers.NAME.keys: an array of { key = string, weight = integer 1..1000,
- * id = identifier (default "key" and the position, from 1) }, ids unique. */
+ * id = identifier (default "key" and the position, from 1), max_inflight =
+ * integer 0..1000000 (0: no cap) }, ids unique. */
 static int check_key_pool(struct ld *d, const char *name, json_t *keys)
 {
 	if (!keys)
@@ -26,9 +27,14 @@ static int check_key_pool(struct ld *d, const char *name, json_t *keys)
 		if (!json_is_object(e))
 			return cfg_lerr(d, "providers.%s.keys[%zu]: must be a table { key = \"...\", weight = n, id = \"name\" }", name, i + 1);
 		json_object_foreach(e, k, v) {
-			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id"))
-				return cfg_lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id)", name, i + 1, k);
+			if (strcmp(k, "key") && strcmp(k, "weight") && strcmp(k, "id") &&
+			    strcmp(k, "max_inflight"))
+				return cfg_lerr(d, "providers.%s.keys[%zu].%s: unknown (key, weight, id, max_inflight)", name, i + 1, k);
 		}
+		v = json_object_get(e, "max_inflight");
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			  json_integer_value(v) > 1000000))
+			return cfg_lerr(d, "providers.%s.keys[%zu].max_inflight: must be an integer from 0 to 1000000", name, i + 1);
 		v = json_object_get(e, "key");
 		if (!json_is_string(v) || !json_string_length(v))
 			return cfg_lerr(d, "providers.%s.keys[%zu].key: must be a non-empty string", name, i + 1);

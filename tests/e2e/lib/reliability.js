@@ -442,7 +442,40 @@ async function shutdown(gr, ...others) {
   if (reports.length) throw new Error(`genrelay printed a sanitizer report (files kept in ${gr.dir}):\n${reports.join('\n---\n')}`);
 }
 
+// Inside a describe(): one PostgreSQL (lib/pg.js), one provsim and one
+// counting receiver for the file, started before its tests and stopped
+// after them with every genrelay started through env.start (their
+// sanitizer reports must be empty). env.server, env.sim and env.rcv are set
+// once the before hook ran; env.newDb() makes a fresh database named after
+// prefix.
+function usePgInstances(prefix) {
+  const { before, after } = require('node:test');
+  const assert = require('node:assert/strict');
+  const pg = require('./pg');
+  const env = { server: null, sim: null, rcv: null, grs: [] };
+  let seq = 0;
+  env.newDb = () => env.server.createDb(`${prefix}_${process.pid}_${++seq}`);
+  env.start = async (opts) => {
+    const gr = await h.startGenrelay({ simUrl: env.sim.url, ...opts });
+    env.grs.push(gr);
+    return gr;
+  };
+  before(async () => {
+    [env.server, env.sim, env.rcv] = await Promise.all([pg.start(), h.startProvsim(), startCountingReceiver()]);
+  });
+  after(async () => {
+    for (const gr of env.grs) await gr.stop().catch(() => {});
+    const reports = [];
+    for (const gr of env.grs) reports.push(...(await gr.sanitizerReports()));
+    await shutdown(null, env.rcv, env.sim);
+    if (env.server) await env.server.destroy();
+    assert.deepEqual(reports, [], 'sanitizer reports');
+  });
+  return env;
+}
+
 module.exports = {
+  usePgInstances,
   shutdown,
   SOAK,
   TERMINAL,

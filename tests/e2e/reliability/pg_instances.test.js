@@ -8,11 +8,10 @@
 // Every wait is for an observed state, bounded; nothing assumes how long
 // anything takes.
 
-const { describe, test, before, after } = require('node:test');
+const { describe, test } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../lib/harness');
 const R = require('../lib/reliability');
-const pg = require('../lib/pg');
 
 const MODEL = 'fal-ai/flux/dev';
 const T = { timeout: 240000 };
@@ -25,31 +24,8 @@ async function metric(gr, name) {
 }
 
 describe('instances on one PostgreSQL', () => {
-  let server;
-  let sim;
-  let rcv;
-  const grs = [];
-  let dbSeq = 0;
-  const newDb = () => server.createDb(`inst_${process.pid}_${++dbSeq}`);
-
-  before(async () => {
-    [server, sim, rcv] = await Promise.all([pg.start(), h.startProvsim(), R.startCountingReceiver()]);
-  });
-
-  after(async () => {
-    for (const gr of grs) await gr.stop().catch(() => {});
-    const reports = [];
-    for (const gr of grs) reports.push(...(await gr.sanitizerReports()));
-    await R.shutdown(null, rcv, sim);
-    if (server) await server.destroy();
-    assert.deepEqual(reports, [], 'sanitizer reports');
-  });
-
-  async function start(opts) {
-    const gr = await h.startGenrelay({ simUrl: sim.url, ...opts });
-    grs.push(gr);
-    return gr;
-  }
+  const env = R.usePgInstances('inst');
+  const { newDb, start } = env;
 
   test('LISTEN/NOTIFY: an idle worker whose due timer sleeps an hour runs each run the api instance accepts', T, async () => {
     const store = await newDb();
@@ -61,11 +37,11 @@ describe('instances on one PostgreSQL', () => {
     const N = 3;
     for (let i = 0; i < N; i++) {
       // One at a time: each run is accepted after the worker went idle again.
-      const r = await api.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `notify-${i}` }, webhook_url: `${rcv.url}/notify` });
+      const r = await api.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `notify-${i}` }, webhook_url: `${env.rcv.url}/notify` });
       assert.equal(r.status, 202, r.text);
       const id = r.body.job_id;
       await h.waitFor(async () => (await api.api('GET', `/v1/jobs/${id}`)).body.status === 'succeeded', 60000, { what: `job ${id} succeeded` });
-      await h.waitFor(async () => rcv.delivered(id).length > 0, 30000, { what: `job ${id} delivered` });
+      await h.waitFor(async () => env.rcv.delivered(id).length > 0, 30000, { what: `job ${id} delivered` });
       const ev = await api.api('GET', `/v1/jobs/${id}/events`);
       assert.equal(ev.status, 200);
       const kinds = ev.body.data.map((e) => e.kind);

@@ -7,7 +7,7 @@
 // Every wait is for an observed state (a job's status, a delivery, an
 // answer), bounded; nothing assumes how long anything takes.
 
-const { describe, test, before, after } = require('node:test');
+const { describe, test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,40 +15,16 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('../lib/harness');
 const R = require('../lib/reliability');
-const pg = require('../lib/pg');
 
 const MODEL = 'fal-ai/flux/dev';
 const T = { timeout: 240000 };
 
 describe('scale-out', () => {
-  let server;
-  let sim;
-  let rcv;
-  const grs = [];
-  let dbSeq = 0;
-  const newDb = () => server.createDb(`scale_${process.pid}_${++dbSeq}`);
-
-  before(async () => {
-    [server, sim, rcv] = await Promise.all([pg.start(), h.startProvsim(), R.startCountingReceiver()]);
-  });
-
-  after(async () => {
-    for (const gr of grs) await gr.stop().catch(() => {});
-    const reports = [];
-    for (const gr of grs) reports.push(...(await gr.sanitizerReports()));
-    await R.shutdown(null, rcv, sim);
-    if (server) await server.destroy();
-    assert.deepEqual(reports, [], 'sanitizer reports');
-  });
-
-  async function start(opts) {
-    const gr = await h.startGenrelay({ simUrl: sim.url, ...opts });
-    grs.push(gr);
-    return gr;
-  }
+  const env = R.usePgInstances('scale');
+  const { newDb, start } = env;
 
   async function submit(gr, tag, i) {
-    const r = await gr.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `${tag}-${i}` }, webhook_url: `${rcv.url}/${tag}` });
+    const r = await gr.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `${tag}-${i}` }, webhook_url: `${env.rcv.url}/${tag}` });
     assert.equal(r.status, 202, r.text);
     return r.body.job_id;
   }
@@ -81,7 +57,7 @@ describe('scale-out', () => {
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push(await submit(api, tag, i));
     // No worker yet: the jobs wait in the store, and the provider saw nothing.
-    const before = (await sim.requests('fal')).filter((x) => x.method === 'POST' && x.body && String(x.body.prompt).startsWith(`${tag}-`));
+    const before = (await env.sim.requests('fal')).filter((x) => x.method === 'POST' && x.body && String(x.body.prompt).startsWith(`${tag}-`));
     assert.equal(before.length, 0, 'an api instance never runs work');
     for (const id of ids) assert.equal(await status(api, id), 'queued');
 
@@ -93,7 +69,7 @@ describe('scale-out', () => {
     assert.equal((await worker.api('GET', '/healthz')).status, 200);
     assert.equal((await worker.admin('GET', '/metrics')).status, 200);
 
-    await h.waitFor(() => ids.every((id) => rcv.delivered(id).length >= 1), 60000, { what: 'every job delivered by the worker' });
+    await h.waitFor(() => ids.every((id) => env.rcv.delivered(id).length >= 1), 60000, { what: 'every job delivered by the worker' });
     for (const id of ids) assert.equal(await status(api, id), 'succeeded');
     await Promise.all([api.stop(), worker.stop()]);
   });
@@ -110,10 +86,10 @@ describe('scale-out', () => {
         for (let i = k; i < n; i += 8) ids.push(await submit(i % 2 ? a : b, tag, i));
       }),
     );
-    await h.waitFor(() => ids.every((id) => rcv.delivered(id).length >= 1), 120000, { what: `${n} jobs delivered` });
-    const subs = (await sim.requests('fal')).filter((x) => x.method === 'POST' && x.body && String(x.body.prompt).startsWith(`${tag}-`));
+    await h.waitFor(() => ids.every((id) => env.rcv.delivered(id).length >= 1), 120000, { what: `${n} jobs delivered` });
+    const subs = (await env.sim.requests('fal')).filter((x) => x.method === 'POST' && x.body && String(x.body.prompt).startsWith(`${tag}-`));
     assert.equal(subs.length, n, 'each job submitted to the provider exactly once');
-    const twice = ids.filter((id) => new Set(rcv.delivered(id).map((x) => x.id)).size !== 1 || rcv.delivered(id).length !== 1);
+    const twice = ids.filter((id) => new Set(env.rcv.delivered(id).map((x) => x.id)).size !== 1 || env.rcv.delivered(id).length !== 1);
     assert.deepEqual(twice, [], 'each job delivered exactly once');
     // Either instance answers for any job.
     for (const id of ids.slice(0, 20)) {
@@ -131,7 +107,7 @@ describe('scale-out', () => {
         config: (defaults) => h.deepMerge(defaults, { store: { url: base || defaults.store, retention_days: 0.00002 } }),
       });
       const id = await submit(gr, `ret-${kind}`, 0);
-      await h.waitFor(() => rcv.delivered(id).length >= 1, 30000, { what: 'the job delivered' });
+      await h.waitFor(() => env.rcv.delivered(id).length >= 1, 30000, { what: 'the job delivered' });
       const r = await h.waitFor(async () => {
         const x = await gr.api('GET', `/v1/jobs/${id}`);
         return x.status === 404 && x;
@@ -167,7 +143,7 @@ describe('scale-out', () => {
       assert.match(m.stdout, /jobs: sqlite 100000, postgresql 100000/);
       assert.match(m.stdout, /work: sqlite 100, postgresql 100/);
       assert.match(m.stdout, /every count matches/);
-      assert.equal((await server.sql('SELECT count(*) FROM jobs', to.split('/').pop())).trim(), '100000');
+      assert.equal((await env.server.sql('SELECT count(*) FROM jobs', to.split('/').pop())).trim(), '100000');
       const gr = await start({ config: { store: to } });
       for (const id of fs.readFileSync(ids, 'utf8').trim().split('\n').slice(0, 20)) {
         const r = await gr.api('GET', `/v1/jobs/${id}`);
@@ -192,7 +168,7 @@ describe('scale-out', () => {
       while (!stop) {
         let st;
         try {
-          const r = await gr.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `${tag}-${i++}` }, webhook_url: `${rcv.url}/${tag}` }, {}, { timeoutMs: 15000 });
+          const r = await gr.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: `${tag}-${i++}` }, webhook_url: `${env.rcv.url}/${tag}` }, {}, { timeoutMs: 15000 });
           st = r.status;
           if (r.status === 202) accepted.push(r.body.job_id);
           else if (r.status === 503) assert.equal(r.body.error.code, 'UNAVAILABLE');
@@ -204,7 +180,7 @@ describe('scale-out', () => {
       }
     })();
     await h.waitFor(() => accepted.length >= 20, 30000, { what: 'jobs accepted before the outage' });
-    await server.stop('fast');
+    await env.server.stop('fast');
     const during = {};
     const outageUntil = Date.now() + 10000;
     while (Date.now() < outageUntil) {
@@ -214,14 +190,14 @@ describe('scale-out', () => {
     }
     assert.ok(during[503] > 0, `503 during the outage: ${JSON.stringify(during)}`);
     assert.deepEqual(Object.keys(during).filter((s) => s !== '503'), [], `only 503 during the outage: ${JSON.stringify(during)}`);
-    await server.start();
+    await env.server.start();
     const n0 = accepted.length;
     await h.waitFor(() => accepted.length >= n0 + 20, 60000, { what: 'jobs accepted after the outage' });
     stop = true;
     await load;
     assert.ok(!answers[500], `no 500: ${JSON.stringify(answers)}`);
     assert.ok(!Object.keys(answers).some((k) => k.startsWith('error')), `no hang or reset: ${JSON.stringify(answers)}`);
-    await h.waitFor(() => accepted.every((id) => rcv.delivered(id).length >= 1), 120000, { what: 'every accepted job delivered' });
+    await h.waitFor(() => accepted.every((id) => env.rcv.delivered(id).length >= 1), 120000, { what: 'every accepted job delivered' });
     R.report('pg_store_outage', { outage_s: 10, accepted: accepted.length, answers_during: during, answers_load: answers, lost: 0 });
     await gr.stop();
   });

@@ -104,14 +104,15 @@ static int load_budget(struct ld *d, int ct, const char *prefix, struct config_c
 	if (get_word(d, t, "period", key, periods, cu->budget_period, sizeof cu->budget_period) < 0)
 		return -1;
 	snprintf(key, sizeof key, "%s.budget.warn_at", prefix);
-	double warn = 0.5; /* any value inside (0, 1): left as is when unset */
+	/* Unset: 0, no warning. A number is checked here for the message that
+	 * says what the fraction means. */
+	double warn = 0;
 	if (cfg_get_num(d, t, "warn_at", key, &warn, -1e12, -1, 0) < 0)
 		return -1;
-	if (!(warn > 0 && warn < 1))
+	if (cfg_rawfield(d->L, t, "warn_at") != LUA_TNIL && !(warn > 0 && warn < 1))
 		return cfg_lerr(d, "%s: must be a fraction above 0 and below 1 (0.8: warn at 80%% of the amount)", key);
-	if (cfg_rawfield(d->L, t, "warn_at") != LUA_TNIL)
-		cu->budget_warn_at = warn;
 	lua_pop(d->L, 1);
+	cu->budget_warn_at = warn;
 	lua_settop(d->L, t - 1);
 	return 0;
 }

@@ -8,10 +8,21 @@
 // not depend on other load on the machine, so they are the numbers to
 // compare a change against.
 //
-//   node bench/callgrind.js BUILD_DIR [--jobs N] [--out FILE.callgrind]
+//   node bench/callgrind.js BUILD_DIR [--jobs N] [--mode e2e|submit|ingest]
+//                           [--out FILE.callgrind] [--functions f1,f2,...]
+//                           [--annotate FILE.callgrind]
+//
+// --mode e2e (the default): the whole path as above. --mode submit: ingest +
+// provider submit, as the `paths` group's line: fal is bench_receiver's /fal
+// stub (answers 200 {"request_id"}), no callback comes; done when genrelay
+// has handled every submit answer. --mode ingest: ingest alone: fal is a
+// socket that accepts and never answers, with limits.max_inflight = 4: the
+// first 4 submits hang, every other job is only committed and answered.
+// --functions adds a row per named function (inclusive, per job);
+// --annotate reads an existing callgrind file of N jobs instead of running.
 //
 // Prints a table (instructions per job) and writes the callgrind file
-// (default BUILD_DIR/bench/e2e.callgrind; read it with callgrind_annotate
+// (default BUILD_DIR/bench/MODE.callgrind; read it with callgrind_annotate
 // --inclusive=yes). About a minute for 300 jobs.
 
 const fs = require('node:fs');
@@ -26,7 +37,11 @@ const opt = (name, d) => {
   return i >= 0 ? args[i + 1] : d;
 };
 const N = Number(opt('--jobs', '300'));
-const out = path.resolve(opt('--out', path.join(build, 'bench', 'e2e.callgrind')));
+const MODE = opt('--mode', 'e2e');
+if (!['e2e', 'submit', 'ingest'].includes(MODE)) throw new Error(`--mode ${MODE}: e2e, submit or ingest`);
+const annotateOnly = opt('--annotate', null);
+const out = path.resolve(annotateOnly || opt('--out', path.join(build, 'bench', `${MODE}.callgrind`)));
+const extraFns = (opt('--functions', '') || '').split(',').filter(Boolean);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'genrelay-callgrind-'));
 const wrapper = path.join(tmp, 'genrelay-callgrind');
@@ -41,12 +56,12 @@ const P = require('./lib/procs');
 // each alternative list is used; the core changes under this script).
 const STEPS = [
   ['API: run request (handle_run + the group commit)', ['handle_run'], ['ingest_flush', 'api_flush']],
-  ['submit: run_submit', ['run_submit']],
+  ['submit: steps_submit', ['steps_submit', 'run_submit']],
   ['submit: submit_done', ['submit_done']],
   ['callback: callbacks_handle', ['callbacks_handle']],
-  ['Lua calls, every step (vm_call)', ['vm_call']],
+  ['Lua calls, every step (vm_call)', ['vm_call_args', 'vm_call']],
   ['Ed25519 (sign_ed25519_verify)', ['sign_ed25519_verify']],
-  ['delivery: run_deliver', ['run_deliver']],
+  ['delivery: delivery_run', ['delivery_run', 'run_deliver']],
   ['delivery: deliver_done', ['deliver_done']],
   ['libmicrohttpd + kernel entry (MHD_run)', ['MHD_run']],
   ['libcurl (curl_multi_socket_action)', ['curl_multi_socket_action']],
@@ -55,22 +70,59 @@ const STEPS = [
   ['JSON parse (json_loads + json_loadb)', ['json_loads'], ['json_loadb']],
   ['JSON print (json_dumps)', ['json_dumps']],
   ['Lua <- JSON (luajson_push)', ['luajson_push']],
+  ['  handle_run', ['handle_run']],
+  ['  ingest_flush (job rows, the commit, the answers)', ['ingest_flush']],
+  ['  urlguard_check_url', ['urlguard_check_url']],
+  ['  sign_random_id', ['sign_random_id']],
+  ['  authenticate', ['authenticate']],
+  ['  store_job_insert', ['store_job_insert']],
+  ['  store_work_add', ['store_work_add']],
+  ['  log lines (log_vwrite)', ['log_vwrite']],
+  ['  provider_call', ['provider_call']],
+  ['  sign_callback_token', ['sign_callback_token']],
+  ['  step_job_arg', ['step_job_arg']],
+  ['  provider_response_arg', ['provider_response_arg']],
+  ['  provider_request_start', ['provider_request_start']],
+  ['  step_begin / jobflow_begin', ['jobflow_begin']],
+  ['  engine_event', ['engine_event']],
+  ['  fetch_start', ['fetch_start']],
   ['whole loop thread (worker_main)', ['worker_main']],
 ];
 
+// The submit answers genrelay handled (provider calls of step submit).
+async function submitAnswers(url) {
+  const r = await h.request(url + '/metrics', { timeoutMs: 60000, headers: { authorization: `Bearer ${h.METRICS_TOKEN}` } });
+  let n = 0;
+  for (const line of r.text.split('\n')) {
+    const m = /^genrelay_provider_calls_total\{([^}]*)\} ([0-9.e+-]+)$/.exec(line);
+    if (m && /step="submit"/.test(m[1])) n += Number(m[2]);
+  }
+  return n;
+}
+
 async function main() {
+  if (!annotateOnly) await run();
+  report();
+}
+
+async function run() {
   const recv = await P.startReceiver(build, { secret: h.ACME.webhook_secret });
-  const sim = await h.startProvsim({ args: ['--callback-workers', '0'] });
+  const sim = MODE === 'e2e' ? await h.startProvsim({ args: ['--callback-workers', '0'] })
+    : MODE === 'ingest' ? await P.blackhole() : null;
+  const falBase = MODE === 'submit' ? `${recv.url}/fal` : `${sim.url}/fal`;
   const gr = await h.startGenrelay({
     config: {
-      providers: { fal: { base_url: `${sim.url}/fal`, jwks_url: `${sim.url}/fal/.well-known/jwks.json` } },
+      providers: { fal: { base_url: falBase, jwks_url: `${falBase}/.well-known/jwks.json` } },
       webhooks: { retry: [1, 2, 5], timeout_s: 10, require_https: false, allow_private: true },
       jobs: { poll_after_s: 60, poll_interval_s: 5, submit_window_s: 120, job_deadline_s: 900 },
+      // ingest: as the `paths` line once max_inflight submits hang, every
+      // new job is only committed and answered.
+      ...(MODE === 'ingest' ? { limits: { max_inflight: 4 } } : {}),
     },
     readyMs: 180000,
   });
   try {
-    await h.sleep(3000); // fal's JWKS, fetched at start (slow under valgrind)
+    if (MODE === 'e2e') await h.sleep(3000); // fal's JWKS, fetched at start (slow under valgrind)
     const body = JSON.stringify({
       input: { prompt: 'a lighthouse on a cliff at dusk, long exposure', image_size: 'landscape_4_3', num_images: 1, seed: 42, sim: { delay_ms: 100 } },
       webhook_url: `${recv.url}/hook/acme`, track_id: 'callgrind',
@@ -82,18 +134,27 @@ async function main() {
       );
     }
     const end = Date.now() + 180000;
-    let st;
-    while (Date.now() < end) {
-      st = await recv.stats();
-      if (st.verified >= N) break;
-      await h.sleep(500);
+    if (MODE === 'e2e') {
+      let st;
+      while (Date.now() < end) {
+        st = await recv.stats();
+        if (st.verified >= N) break;
+        await h.sleep(500);
+      }
+      if (!st || st.verified < N) throw new Error(`only ${st && st.verified} of ${N} webhooks arrived`);
+    } else if (MODE === 'submit') {
+      let n = 0;
+      while (Date.now() < end && (n = await submitAnswers(gr.url)) < N) await h.sleep(500);
+      if (n < N) throw new Error(`only ${n} of ${N} submit answers handled`);
     }
-    if (!st || st.verified < N) throw new Error(`only ${st && st.verified} of ${N} webhooks arrived`);
   } finally {
     await gr.stop();
-    await sim.stop();
+    if (sim) await sim.stop();
     await recv.stop();
   }
+}
+
+function report() {
   const r = spawnSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', out], { maxBuffer: 1 << 28, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`callgrind_annotate: ${r.stderr}`);
   const ir = new Map();
@@ -108,8 +169,12 @@ async function main() {
     const v = (a.map((f) => ir.get(f)).find((x) => x !== undefined) || 0) + (b ? b.map((f) => ir.get(f)).find((x) => x !== undefined) || 0 : 0);
     rows.push([label, v ? Math.round(v / N).toLocaleString('en-US') : 'n/a']);
   }
+  for (const f of extraFns) {
+    const v = ir.get(f);
+    rows.push([f, v ? Math.round(v / N).toLocaleString('en-US') : 'n/a']);
+  }
   const w = Math.max(...rows.map((x) => x[0].length));
-  process.stdout.write(`instructions per job (callgrind, ${N} jobs end to end, inclusive; ${out})\n`);
+  process.stdout.write(`instructions per job (callgrind, ${N} jobs, mode ${MODE}, inclusive; ${out})\n`);
   for (const [l, v] of rows) process.stdout.write(`  ${l.padEnd(w)}  ${v.padStart(12)}\n`);
   fs.rmSync(tmp, { recursive: true, force: true });
   process.exit(0);

@@ -224,22 +224,12 @@ async function startProvsim(args = []) {
   return s;
 }
 
-// A provider that accepts connections and never reads or answers.
+// A provider that accepts connections and never reads or answers, stopped
+// with the rest.
 async function blackhole() {
-  const net = require('node:net');
-  const socks = new Set();
-  const srv = net.createServer((sock) => {
-    sock.pause();
-    socks.add(sock);
-    sock.on('close', () => socks.delete(sock));
-    sock.on('error', () => {});
-  });
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => {
-    for (const x of socks) x.destroy();
-    return new Promise((resolve) => srv.close(() => resolve()));
-  });
-  return { url: `http://127.0.0.1:${srv.address().port}` };
+  const hole = await P.blackhole();
+  cleanups.push(hole.stop);
+  return { url: hole.url };
 }
 
 async function stopAll() {

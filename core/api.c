@@ -26,6 +26,7 @@
 #include "worker.h"
 
 #include <ctype.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ static int id_ok(const char *s)
 			return 0;
 	return n > 0 && n <= ID_MAX;
 }
+
+static const struct config_customer *admit_customer(struct request *r,
+						   const struct config_customer *c);
 
 /*
  * The customer of the request's API key, or NULL after answering 401 (no or
@@ -57,7 +61,14 @@ static const struct config_customer *authenticate(struct request *r)
 				     "missing Authorization: Bearer <api key>");
 		return NULL;
 	}
-	const struct config_customer *c = customers_by_key(r->w->customers, r->w->cfg, r->w->store, h + 7);
+	return admit_customer(r, customers_by_key(r->w->customers, r->w->cfg, r->w->store, h + 7));
+}
+
+/* authenticate's end, for the customer c of the request's key (NULL: none):
+ * c after taking a rate token, or NULL after answering 401 or 429. */
+static const struct config_customer *admit_customer(struct request *r,
+						   const struct config_customer *c)
+{
 	if (!c) {
 		server_respond_error(r, 401, "UNAUTHORIZED", "unknown API key");
 		return NULL;
@@ -484,10 +495,19 @@ int api_admit(struct request *r)
 		server_respond_error(r, 404, "NOT_FOUND", "no such resource");
 		return -1;
 	}
+	/* The customer's key first (every run carries one), so a customer's
+	 * key is hashed once; the admin key is looked for only in keys that are
+	 * no customer's, or whose digest is the admin key's too. */
 	const char *h = server_header(r, "Authorization");
-	if (h && strncasecmp(h, "Bearer ", 7) == 0 && config_is_admin_key(r->w->cfg, h + 7))
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return authenticate(r) ? 0 : -1; /* answers 401 */
+	const struct config *cfg = r->w->cfg;
+	const struct config_customer *c = customers_by_key(r->w->customers, cfg, r->w->store, h + 7);
+	if (c ? cfg->admin_key && CRYPTO_memcmp(c->api_key_sha256, cfg->admin_key_sha256,
+						sizeof cfg->admin_key_sha256) == 0
+	      : config_is_admin_key(cfg, h + 7))
 		return 0;
-	return authenticate(r) ? 0 : -1;
+	return admit_customer(r, c) ? 0 : -1;
 }
 
 void api_dispatch(struct request *r)

@@ -30,9 +30,10 @@
 
 /* ---------- the request and the scripts: plain functions ---------- */
 
-json_t *callbacks_request_arg(const struct callbacks_field *headers, size_t nheaders,
+/* req without its `json` field unless parse is set (callbacks_request_arg). */
+static json_t *request_fields(const struct callbacks_field *headers, size_t nheaders,
 			      const struct callbacks_field *query, size_t nquery,
-			      const char *body, size_t body_len)
+			      const char *body, size_t body_len, int parse)
 {
 	json_t *o = json_object(), *h = json_object(), *q = json_object();
 	for (size_t i = 0; i < nheaders; i++) {
@@ -49,33 +50,45 @@ json_t *callbacks_request_arg(const struct callbacks_field *headers, size_t nhea
 	json_object_set_new(o, "headers", h);
 	json_object_set_new(o, "query", q);
 	json_object_set_new(o, "body", json_stringn_nocheck(body ? body : "", body ? body_len : 0));
-	json_t *parsed = body && body_len ? json_loadb(body, body_len, JSON_DECODE_ANY, NULL) : NULL;
+	json_t *parsed = parse && body && body_len
+		? json_loadb(body, body_len, JSON_DECODE_ANY, NULL) : NULL;
 	if (parsed)
 		json_object_set_new(o, "json", parsed);
 	return o;
 }
 
-int callbacks_parse(struct script_host *h, const char *provider, json_t *req, json_t *job,
-		    json_t *keys, json_t **res, char *err, size_t errlen)
+json_t *callbacks_request_arg(const struct callbacks_field *headers, size_t nheaders,
+			      const struct callbacks_field *query, size_t nquery,
+			      const char *body, size_t body_len)
 {
-	json_t *args[2] = { req, job };
+	return request_fields(headers, nheaders, query, nquery, body, body_len, 1);
+}
+
+/* callbacks_parse, with fields of req and job given as JSON text. */
+static int parse_callback(struct script_host *h, const char *provider, json_t *req,
+			  json_t *job, struct script_json_field *fields, size_t nfields,
+			  json_t *keys, json_t **res, char *err, size_t errlen)
+{
 	struct script_ctx ctx = { .provider = provider, .keys = keys };
-	*res = NULL;
-	if (script_has_fn(h, SCRIPT_PROVIDER, provider, "verify")) {
-		err[0] = '\0';
-		if (script_verify(h, provider, req, job, &ctx, err, errlen) != 1) {
-			/* verify's `false, "reason"` (or its error): the reason is in err. */
-			if (!err[0])
-				snprintf(err, errlen, "signature verification failed");
-			return CALLBACKS_REFUSED;
-		}
-	}
-	if (script_call(h, SCRIPT_PROVIDER, provider, "on_callback", args, 2, &ctx,
-			res, err, errlen) < 0) {
+	err[0] = '\0';
+	switch (script_callback(h, provider, req, job, fields, nfields, &ctx, res, err, errlen)) {
+	case 1:
+		return CALLBACKS_RESULT;
+	case 0:
+		/* verify's `false, "reason"` (or its error): the reason is in err. */
+		if (!err[0])
+			snprintf(err, errlen, "signature verification failed");
+		return CALLBACKS_REFUSED;
+	default:
 		*res = NULL;
 		return CALLBACKS_SCRIPT_ERROR;
 	}
-	return CALLBACKS_RESULT;
+}
+
+int callbacks_parse(struct script_host *h, const char *provider, json_t *req, json_t *job,
+		    json_t *keys, json_t **res, char *err, size_t errlen)
+{
+	return parse_callback(h, provider, req, job, NULL, 0, keys, res, err, errlen);
 }
 
 /* ---------- records ---------- */
@@ -239,13 +252,14 @@ static void collect(void *arg, const char *name, const char *value)
 }
 
 /* The `req` table of r (callbacks_request_arg over its headers, query and
- * body). Caller owns. */
+ * body) without `json`: the scripts' host decodes the body into it. Caller
+ * owns. */
 static json_t *request_arg(struct request *r)
 {
 	struct fields h = {0}, q = {0};
 	server_each_header(r, collect, &h);
 	server_each_query(r, collect, &q);
-	json_t *o = callbacks_request_arg(h.v, h.n, q.v, q.n, r->body.p, r->body.len);
+	json_t *o = request_fields(h.v, h.n, q.v, q.n, r->body.p, r->body.len, 0);
 	free(h.v);
 	free(q.v);
 	return o;
@@ -257,7 +271,7 @@ static json_t *request_arg(struct request *r)
  * is not JSON is recorded as a refused callback. Finishes f and answers.
  */
 static void not_a_result(struct request *r, struct jobflow *f, const char *provider,
-			 json_t *req, json_t *res)
+			 int is_json, json_t *res)
 {
 	struct worker *w = f->w;
 	const struct job *j = &f->job;
@@ -271,9 +285,12 @@ static void not_a_result(struct request *r, struct jobflow *f, const char *provi
 	}
 	f->kick_at = poll_soon(w, j, res);
 	record(w, j->id, provider, "ignored", r);
-	if (!json_object_get(req, "json"))
+	if (!is_json)
 		refused_event(w, j->id, provider, "malformed: the body is not JSON");
-	jobflow_commit(f);
+	if (jobflow_commit(f) < 0) {
+		server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable; retry");
+		return;
+	}
 	ack(r, "ignored");
 }
 
@@ -316,8 +333,22 @@ static void handle_live(struct request *r, struct jobflow *f, const char *provid
 			return;
 		}
 	}
-	json_t *req = request_arg(r), *jarg = job_script_arg(j, NULL);
-	int v = callbacks_parse(w->scripts, provider, req, jarg, keys, &res, err, sizeof err);
+	/* The body, the job's input and its data go to Lua as text, decoded
+	 * there once (script_json_field): the job table is built without them
+	 * (a shallow copy of the job, read only), with job_script_arg's empty
+	 * tables in their place for text that is not JSON. */
+	struct job bare = *j;
+	bare.input = bare.data = NULL;
+	json_t *req = request_arg(r), *jarg = job_script_arg(&bare, NULL);
+	struct script_json_field fields[3] = {
+		{ .arg = 0, .key = "json", .text = r->body.len ? r->body.p : NULL, .len = r->body.len },
+		{ .arg = 1, .key = "input", .text = j->input, .len = j->input ? strlen(j->input) : 0,
+		  .container = 1 },
+		{ .arg = 1, .key = "data", .text = j->data && strcmp(j->data, "{}") != 0 ? j->data : NULL,
+		  .len = j->data ? strlen(j->data) : 0, .container = 1 },
+	};
+	int v = parse_callback(w->scripts, provider, req, jarg, fields, 3, keys, &res, err, sizeof err);
+	int is_json = fields[0].ok;
 	const char *state = json_string_value(json_object_get(res, "state"));
 	if (v == CALLBACKS_REFUSED) {
 		refused(r, f, provider, err, needs_keys);
@@ -329,7 +360,7 @@ static void handle_live(struct request *r, struct jobflow *f, const char *provid
 		job_set(&j->error_code, "SCRIPT_ERROR");
 		job_set(&j->error_message, err);
 	} else if (json_is_null(res) || (state && strcmp(state, "processing") == 0)) {
-		not_a_result(r, f, provider, req, res);
+		not_a_result(r, f, provider, is_json, res);
 		goto out;
 	} else {
 		jobflow_apply_result(j, res, 0, provider);
@@ -387,8 +418,10 @@ void callbacks_handle(struct request *r, const char *provider, const char *job_i
 	} else if (job_terminal(j->status) || strcmp(j->provider, provider) != 0) {
 		metrics_inc(M_CALLBACKS_DUPLICATE);
 		record(w, j->id, provider, "duplicate", r);
-		jobflow_commit(&f);
-		ack(r, "duplicate");
+		if (jobflow_commit(&f) < 0)
+			server_respond_error(r, 503, "UNAVAILABLE", "the store is unavailable; retry");
+		else
+			ack(r, "duplicate");
 	} else {
 		handle_live(r, &f, provider);
 	}

@@ -8,12 +8,14 @@
 #define _GNU_SOURCE
 #endif
 #include "config_int.h"
+#include "fetch.h"
 #include "scrub.h"
 
 #include <lualib.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +151,7 @@ static int load_limits(struct ld *d, struct config *c, int env)
 {
 	static const char *const keys[] = { "body_bytes", "lua_instructions",
 		"lua_memory_mb", "max_connections", "connection_timeout_s",
-		"max_inflight", "store_max_mb", "buffered_bytes", NULL };
+		"max_inflight", "per_host", "store_max_mb", "buffered_bytes", NULL };
 	int r = cfg_sub_table(d, env, "limits", "limits");
 	if (r <= 0)
 		return r;
@@ -167,11 +169,13 @@ static int load_limits(struct ld *d, struct config *c, int env)
 	c->lua_instructions = (long)li;
 	c->lua_memory_mb = (size_t)mm;
 	c->max_connections = (int)mc;
-	long long mi = c->max_inflight, sm = c->store_max_mb;
+	long long mi = c->max_inflight, ph = c->per_host, sm = c->store_max_mb;
 	if (cfg_get_int(d, t, "max_inflight", "limits.max_inflight", &mi, 1, 1000000) < 0 ||
+	    cfg_get_int(d, t, "per_host", "limits.per_host", &ph, 1, 1000000) < 0 ||
 	    cfg_get_int(d, t, "store_max_mb", "limits.store_max_mb", &sm, 0, 1LL << 30) < 0)
 		return -1;
 	c->max_inflight = (int)mi;
+	c->per_host = (int)ph;
 	c->store_max_mb = (long)sm;
 	/* Unset, it is at least one body, so a large body_bytes alone still works. */
 	long long bu = (long long)c->buffered_bytes;
@@ -217,6 +221,7 @@ static int set_defaults(struct config *c)
 	c->lease_s = 30;
 	c->due_check_s = 1;
 	c->max_inflight = 1024;
+	c->per_host = FETCH_PER_HOST;
 	c->store_max_mb = 0;
 	c->body_bytes = 1048576;
 	c->buffered_bytes = 64 * 1048576;
@@ -465,6 +470,23 @@ void config_free(struct config *c)
 	free(c);
 }
 
+/* SHA-256 fetched once: EVP_sha256() in EVP_Digest fetches the provider's
+ * implementation again on every call (most of the cost of hashing a key). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* The SHA-256 of key into h: 1, or 0 on failure. */
+static int key_sha256(const char *key, unsigned char h[32])
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return EVP_Digest(key, strlen(key), h, NULL, sha256_md ? sha256_md : EVP_sha256(), NULL);
+}
+
 /*
  * Compares SHA-256 digests, so neither the key's length nor its content
  * leaks through timing; every customer is compared, with no early exit.
@@ -477,7 +499,7 @@ const struct config_customer *config_customer_by_key(const struct config *c,
 
 	if (!c || !key || !*key || c->ncustomers == 0)
 		return NULL;
-	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
+	if (!key_sha256(key, h))
 		return NULL;
 	for (size_t i = 0; i < c->ncustomers; i++) {
 		int eq = CRYPTO_memcmp(h, c->customers[i].api_key_sha256, sizeof h) == 0;
@@ -493,7 +515,7 @@ int config_is_admin_key(const struct config *c, const char *key)
 
 	if (!c || !c->admin_key || !key || !*key)
 		return 0;
-	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
+	if (!key_sha256(key, h))
 		return 0;
 	return CRYPTO_memcmp(h, c->admin_key_sha256, sizeof h) == 0;
 }
@@ -504,7 +526,7 @@ int config_is_metrics_token(const struct config *c, const char *key)
 
 	if (!c || !c->metrics_token || !key || !*key)
 		return 0;
-	if (!EVP_Digest(key, strlen(key), h, NULL, EVP_sha256(), NULL))
+	if (!key_sha256(key, h))
 		return 0;
 	return CRYPTO_memcmp(h, c->metrics_token_sha256, sizeof h) == 0;
 }

@@ -113,6 +113,7 @@ struct config {
 	int max_connections;
 	double connection_timeout_s;
 	int max_inflight;         /* provider steps and deliveries running at once per worker */
+	int per_host;             /* of those, in libcurl at once per destination; more wait */
 	long store_max_mb;        /* cap on the store file (0: none); past it the API answers 503 */
 };
 

@@ -60,6 +60,7 @@ struct config *config_reload(const struct config *cur, char *changed, size_t cha
 	KEEP_NUM(max_connections, "limits.max_connections");
 	KEEP_NUM(connection_timeout_s, "limits.connection_timeout_s");
 	KEEP_NUM(max_inflight, "limits.max_inflight");
+	KEEP_NUM(per_host, "limits.per_host");
 	KEEP_NUM(buffered_bytes, "limits.buffered_bytes");
 #undef KEEP_NUM
 	n->role = cur->role;

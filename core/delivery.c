@@ -197,11 +197,15 @@ static int hook_headers(json_t *headers, struct outgoing *o, char *herr, size_t 
 /*
  * Step 3: the body and headers, from the hook's transform (or the job
  * object itself for the default shape when no default hook is loaded).
- * 0 with *o filled; 1 when the attempt is over (skipped by the hook, or
- * failed and recorded).
+ * event is the job object with "output" null; output (may be NULL) is the
+ * job's stored output text, which goes to the hook as text decoded in Lua
+ * (script_json_field) and is parsed here only for the body made without a
+ * hook. 0 with *o filled; 1 when the attempt is over (skipped by the hook,
+ * or failed and recorded).
  */
 static int deliver_body(struct worker *w, struct delivery *d, const struct work *wk,
-			const struct hook_choice *h, json_t *event, struct outgoing *o)
+			const struct hook_choice *h, json_t *event, const char *output,
+			struct outgoing *o)
 {
 	char err[ENGINE_ERR_MAX], msg[ENGINE_ERR_MAX + 16];
 	const char *version = script_version(w->scripts, h->kind, h->name);
@@ -215,24 +219,35 @@ static int deliver_body(struct worker *w, struct delivery *d, const struct work 
 		return 1;
 	}
 	if (!script_exists(w->scripts, h->kind, h->name)) {
+		json_t *parsed = output ? json_loads(output, 0, NULL) : NULL;
+		if (parsed)
+			json_object_set_new(event, "output", parsed);
 		o->body = json_dumps(event, JSON_COMPACT);
 		o->len = o->body ? strlen(o->body) : 0;
 		return 0;
 	}
 	json_t *out = NULL;
 	struct script_ctx ctx = {0};
-	if (script_call(w->scripts, h->kind, h->name, h->fn, &event, 1, &ctx, &out, err, sizeof err) < 0) {
+	struct script_json_field f = { .arg = 0, .key = "output", .text = output,
+				       .len = output ? strlen(output) : 0, .container = 1 };
+	struct script_rendered rb = { .key = "body" };
+	if (script_call_fields(w->scripts, h->kind, h->name, h->fn, &event, 1, &f, 1, &rb, &ctx,
+			       &out, err, sizeof err) < 0) {
 		snprintf(msg, sizeof msg, "SCRIPT_ERROR: %s", err);
 		hook_failed(w, d, wk, msg, o->version);
 		return 1;
 	}
 	if (json_is_null(out)) {
 		json_decref(out);
+		free(rb.text);
 		delivery_skipped(w, d, wk, o->version);
 		return 1;
 	}
 	json_t *b = json_object_get(out, "body");
-	if (json_is_string(b)) {
+	if (rb.text) { /* a table (or number, boolean, null) body, already JSON text */
+		o->body = rb.text;
+		o->len = rb.len;
+	} else if (json_is_string(b)) {
 		o->len = json_string_length(b);
 		o->body = malloc(o->len + 1);
 		if (o->body)
@@ -385,9 +400,13 @@ void delivery_run(struct worker *w, const struct work *wk)
 		rc = deliver_warning_body(w, &d, wk, &o);
 	} else {
 		struct hook_choice h = deliver_hook(cust, &j);
-		event = job_to_json(&j);
+		/* the job object without its output (a shallow copy, read only):
+		 * deliver_body passes the stored text on */
+		struct job bare = j;
+		bare.output = NULL;
+		event = job_to_json(&bare);
 		json_object_set_new(event, "type", json_string(d.event));
-		rc = deliver_body(w, &d, wk, &h, event, &o);
+		rc = deliver_body(w, &d, wk, &h, event, j.output, &o);
 	}
 	if (rc == 0 && deliver_sign(w, &d, wk, cust, &o) == 0)
 		deliver_send(w, &d, wk, &o);
@@ -451,6 +470,6 @@ int delivery_redeliver(struct worker *w, struct delivery *d)
 		store_rollback(w->store);
 		return -1;
 	}
-	engine_after_add(w, &wk, NULL); /* started after the store's commit */
+	engine_after_add_written(w, &wk); /* started after the store's commit */
 	return 0;
 }

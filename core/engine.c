@@ -107,6 +107,7 @@ void engine_free(struct worker *w)
 		free(e->after[i].job);
 	}
 	free(e->after);
+	jwks_free(w); /* after the fetcher, like the steps */
 	json_decref(e->jwks);
 	free(e);
 	w->engine = NULL;
@@ -180,8 +181,14 @@ void engine_after_commit(struct worker *w, int committed)
 	struct engine_after *list = e->after;
 	e->after = NULL;
 	e->nafter = e->capafter = 0;
+	/* Work a group wrote that was rolled back alone went with it; told
+	 * apart before any of the rest runs (what runs may begin the next
+	 * batch, which forgets this one's losses). */
+	for (size_t i = 0; i < n; i++)
+		if (list[i].mark && store_answer_lost(w->store, list[i].mark))
+			list[i].mark = UINT64_MAX;
 	for (size_t i = 0; i < n; i++) {
-		if (committed) {
+		if (committed && list[i].mark != UINT64_MAX) {
 			run(w, &list[i].wk, list[i].job);
 		} else if (list[i].job) {
 			job_clear(list[i].job);

@@ -55,6 +55,7 @@ struct worker;
 struct engine_after {
 	struct work wk;
 	struct job *job;
+	uint64_t mark; /* engine_after_add_written: the group's store_answer_mark, else 0 */
 };
 
 /* The engine's own state of one worker (w->engine), made by engine_init. */
@@ -93,6 +94,7 @@ struct step {
 	json_t *targets;       /* job.targets parsed (owned), or NULL */
 	int hops;              /* poll: `next` requests followed so far */
 	char version[32];      /* the script version that built the request */
+	char cb_token[40];     /* provider.c: job.id's callback token, made on first use ("" not yet) */
 	int64_t started_ms;
 	struct step *prev, *next; /* the engine's list of steps in flight */
 };
@@ -146,6 +148,10 @@ json_t *engine_setting(struct worker *w, const char *provider, const char *key);
  * the same way.
  */
 void engine_after_add(struct worker *w, const struct work *wk, struct job *job);
+/* The same for a row the group just committed wrote (called right after
+ * its store_commit): dropped too when the commit kept the batch but rolled
+ * that group back alone (store_answer_lost), since the row went with it. */
+void engine_after_add_written(struct worker *w, const struct work *wk);
 
 /* ---------- provider.c: the calls to a provider ---------- */
 

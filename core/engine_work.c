@@ -199,12 +199,22 @@ void engine_after_add(struct worker *w, const struct work *wk, struct job *job)
 	}
 	e->after[e->nafter].wk = *wk;
 	e->after[e->nafter].job = job;
+	e->after[e->nafter].mark = 0;
 	e->nafter++;
 	return;
 drop:
 	if (job)
 		job_clear(job);
 	free(job);
+}
+
+void engine_after_add_written(struct worker *w, const struct work *wk)
+{
+	struct engine *e = w->engine;
+	size_t n = e->nafter;
+	engine_after_add(w, wk, NULL);
+	if (e->nafter > n)
+		e->after[n].mark = store_answer_mark(w->store);
 }
 
 int engine_after_pending(struct worker *w)

@@ -14,6 +14,15 @@
  * (CURLOPT_PREREQFUNCTION, which curl calls for new and reused connections
  * alike), on top of the check when the socket is opened.
  *
+ * At most per_host (FETCH_PER_HOST unless set: limits.per_host) transfers per destination (pool and
+ * scheme://host:port of the URL) are in libcurl at once; the rest wait here,
+ * first in first out, and start as earlier ones finish. libcurl's cost per
+ * transfer grows with the transfers its multi handle holds, and every
+ * transfer it starts without an idle connection opens a new one: a burst of
+ * 1,024 webhooks to one receiver would open 1,024 connections and pay the
+ * 1,024-in-flight price on each. A waiting transfer keeps its deadline: it
+ * starts with what is left of its timeout, or fails when nothing is left.
+ *
  * Proxies: a guarded transfer never takes a proxy from the environment
  * (http_proxy, HTTPS_PROXY, ALL_PROXY, no_proxy ...): it goes direct, or
  * through the proxy its request names (webhooks.proxy), which is then the
@@ -36,6 +45,10 @@
 #include <sys/socket.h>
 
 #define FETCH_HEADER_MAX (32 * 1024)
+#define DEST_BUCKETS 64
+#define DEST_KEY_MAX 256
+
+struct dest;
 
 struct transfer {
 	struct fetcher *f;
@@ -48,6 +61,9 @@ struct transfer {
 	int blocked;
 	int check_peer; /* guarded, private addresses refused, no proxy */
 	struct pool *pool;
+	struct dest *dest;  /* its destination while accepted and not finished */
+	int64_t queued_at;  /* loop_now_ms when it started waiting */
+	long timeout_ms;    /* the whole request's */
 	fetch_done_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -64,13 +80,24 @@ struct pool {
 
 enum { POOL_PLAIN, POOL_GUARDED, POOL_COUNT };
 
+/* One destination: its transfers in libcurl and those waiting (FIFO). */
+struct dest {
+	struct dest *next; /* hash chain */
+	size_t active;
+	int pins; /* > 0 while the fetcher runs callbacks with d in hand */
+	struct transfer *qhead, *qtail; /* linked through transfer.next */
+	char key[DEST_KEY_MAX];
+};
+
 struct fetcher {
 	struct loop *loop;
 	struct pool pools[POOL_COUNT];
 	struct transfer *free;
 	struct transfer *active;
-	size_t inflight;
+	size_t inflight; /* accepted and not called back: in libcurl or waiting */
+	size_t per_host; /* transfers in libcurl at once per destination */
 	int in_timer;
+	struct dest *dests[DEST_BUCKETS];
 };
 
 struct sock {
@@ -161,12 +188,18 @@ static void pools_free(struct fetcher *f)
 	}
 }
 
+void fetcher_set_per_host(struct fetcher *f, long per_host)
+{
+	f->per_host = per_host < 1 ? 1 : (size_t)per_host;
+}
+
 struct fetcher *fetcher_new(struct loop *l, long max_connections)
 {
 	struct fetcher *f = calloc(1, sizeof *f);
 	if (!f)
 		return NULL;
 	f->loop = l;
+	f->per_host = FETCH_PER_HOST;
 	for (int i = 0; i < POOL_COUNT; i++) {
 		f->pools[i].f = f;
 		loop_timer_init(&f->pools[i].timer, timer_fire, &f->pools[i]);
@@ -211,6 +244,17 @@ void fetcher_free(struct fetcher *f)
 	for (t = f->free; t; t = n) {
 		n = t->next;
 		transfer_destroy(t);
+	}
+	for (int i = 0; i < DEST_BUCKETS; i++) {
+		struct dest *d, *dn;
+		for (d = f->dests[i]; d; d = dn) {
+			dn = d->next;
+			for (t = d->qhead; t; t = n) {
+				n = t->next;
+				transfer_destroy(t);
+			}
+			free(d);
+		}
 	}
 	pools_free(f);
 	free(f);
@@ -275,6 +319,65 @@ static int prereq_cb(void *ud, char *primary_ip, char *local_ip,
 	return CURL_PREREQFUNC_OK;
 }
 
+/* ---------- destinations ---------- */
+
+/* "P|scheme://authority" of url in pool p into key (cut at DEST_KEY_MAX: a
+ * longer authority only shares its cap with others of the same prefix). */
+static void dest_key(const char *url, int p, char key[DEST_KEY_MAX])
+{
+	const char *a = strstr(url, "://");
+	size_t n = a ? (size_t)(a + 3 - url) : 0;
+	if (a)
+		n += strcspn(a + 3, "/?#");
+	else
+		n = strlen(url);
+	if (n > DEST_KEY_MAX - 3)
+		n = DEST_KEY_MAX - 3;
+	key[0] = (char)('0' + p);
+	key[1] = '|';
+	for (size_t i = 0; i < n; i++)
+		key[2 + i] = (char)tolower((unsigned char)url[i]);
+	key[2 + n] = '\0';
+}
+
+static unsigned dest_hash(const char *key)
+{
+	unsigned h = 2166136261u;
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 16777619u;
+	return h % DEST_BUCKETS;
+}
+
+/* The destination of key, made when new; NULL when out of memory. */
+static struct dest *dest_get(struct fetcher *f, const char *key)
+{
+	unsigned b = dest_hash(key);
+	struct dest *d;
+	for (d = f->dests[b]; d; d = d->next)
+		if (strcmp(d->key, key) == 0)
+			return d;
+	d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	snprintf(d->key, sizeof d->key, "%s", key);
+	d->next = f->dests[b];
+	f->dests[b] = d;
+	return d;
+}
+
+/* Frees d once nothing runs or waits there. */
+static void dest_release(struct fetcher *f, struct dest *d)
+{
+	if (d->active || d->qhead || d->pins)
+		return;
+	struct dest **pp = &f->dests[dest_hash(d->key)];
+	while (*pp && *pp != d)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = d->next;
+	free(d);
+}
+
 /* Frees what one request owned and puts its easy handle on the free list. */
 static void recycle(struct fetcher *f, struct transfer *t)
 {
@@ -284,8 +387,19 @@ static void recycle(struct fetcher *f, struct transfer *t)
 	t->body = NULL;
 	buf_free(&t->resp);
 	buf_free(&t->head);
+	t->dest = NULL;
 	t->next = f->free;
 	f->free = t;
+}
+
+/* Puts t on the list of transfers in libcurl. */
+static void link_active(struct fetcher *f, struct transfer *t)
+{
+	t->prev = NULL;
+	t->next = f->active;
+	if (f->active)
+		f->active->prev = t;
+	f->active = t;
 }
 
 int fetch_start(struct fetcher *f, const struct fetch_request *req,
@@ -312,6 +426,8 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 			!(req->proxy && *req->proxy);
 	t->cb = cb;
 	t->arg = arg;
+	t->dest = NULL;
+	t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 30000L;
 	t->errbuf[0] = '\0';
 	buf_init(&t->resp, req->max_response ? req->max_response : 1 << 20);
 	buf_init(&t->head, FETCH_HEADER_MAX);
@@ -340,7 +456,7 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	}
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "genrelay/0.1");
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
@@ -365,18 +481,80 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 	}
 
-	if (curl_multi_add_handle(t->pool->multi, e) != CURLM_OK)
+	char key[DEST_KEY_MAX];
+	dest_key(req->url, (int)(t->pool - f->pools), key);
+	struct dest *d = dest_get(f, key);
+	if (!d)
 		goto fail;
-	t->prev = NULL;
-	t->next = f->active;
-	if (f->active)
-		f->active->prev = t;
-	f->active = t;
+	if (d->active >= f->per_host || d->qhead) {
+		/* waits (behind the others) for a transfer there to finish */
+		t->dest = d;
+		t->queued_at = loop_now_ms();
+		t->next = NULL;
+		if (d->qtail)
+			d->qtail->next = t;
+		else
+			d->qhead = t;
+		d->qtail = t;
+		f->inflight++;
+		return 0;
+	}
+	if (curl_multi_add_handle(t->pool->multi, e) != CURLM_OK) {
+		dest_release(f, d);
+		goto fail;
+	}
+	t->dest = d;
+	d->active++;
+	link_active(f, t);
 	f->inflight++;
 	return 0;
 fail:
 	recycle(f, t);
 	return -1;
+}
+
+/* Calls t's callback with an error and no response, then recycles t. */
+static void fail_waiting(struct fetcher *f, struct transfer *t, const char *why)
+{
+	struct fetch_response res = { .error = why, .body = "", .headers = "", .url = "" };
+	char *eff = NULL;
+	if (curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff)
+		res.url = eff;
+	f->inflight--;
+	t->cb(t->arg, &res);
+	log_ctx_clear();
+	recycle(f, t);
+}
+
+/*
+ * Starts what waits for d while it has room, each with what is left of its
+ * timeout; one whose time ran out while it waited fails without a request.
+ * Frees d when nothing is left there. Callbacks run from here may start new
+ * transfers (to d too).
+ */
+static void dest_pump(struct fetcher *f, struct dest *d)
+{
+	d->pins++;
+	while (d->qhead && d->active < f->per_host) {
+		struct transfer *t = d->qhead;
+		d->qhead = t->next;
+		if (!d->qhead)
+			d->qtail = NULL;
+		long left = t->timeout_ms - (long)(loop_now_ms() - t->queued_at);
+		if (left <= 0) {
+			fail_waiting(f, t, "timed out waiting for a connection to the host");
+			continue;
+		}
+		curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, left);
+		if (curl_multi_add_handle(t->pool->multi, t->easy) != CURLM_OK) {
+			fail_waiting(f, t, "cannot start request");
+			continue;
+		}
+		d->active++;
+		link_active(f, t);
+	}
+	d->pins--;
+	dest_release(f, d);
 }
 
 static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
@@ -410,10 +588,19 @@ static void finish(struct fetcher *f, struct transfer *t, CURLcode rc)
 		t->next->prev = t->prev;
 	f->inflight--;
 	curl_multi_remove_handle(t->pool->multi, t->easy);
+	struct dest *d = t->dest;
+	if (d) {
+		d->active--;
+		d->pins++; /* the callback may start transfers (to d too) */
+	}
 
 	t->cb(t->arg, &res);
 	log_ctx_clear();
 	recycle(f, t);
+	if (d) {
+		d->pins--;
+		dest_pump(f, d);
+	}
 }
 
 static void check_done(struct pool *p)

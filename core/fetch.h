@@ -57,10 +57,21 @@ struct fetcher *fetcher_new(struct loop *l, long max_connections);
 /* Aborts everything in flight; their callbacks are not called. */
 void fetcher_free(struct fetcher *f);
 
-/* Starts a request. 0, or -1 (callback not called; headers freed). */
+/* Transfers in libcurl at once per destination (connection pool and
+ * scheme://host:port) unless fetcher_set_per_host says otherwise; more wait
+ * in the fetcher, first in first out. */
+#define FETCH_PER_HOST 64
+
+/* Sets f's transfers per destination (>= 1; limits.per_host). */
+void fetcher_set_per_host(struct fetcher *f, long per_host);
+
+/* Starts a request, or queues it behind the per-destination number of others to the same
+ * destination (it keeps its timeout, counted from this call). 0, or -1
+ * (callback not called; headers freed). */
 int fetch_start(struct fetcher *f, const struct fetch_request *req,
 		fetch_done_cb cb, void *arg);
 
+/* Requests accepted and not called back yet (running or waiting). */
 size_t fetcher_inflight(const struct fetcher *f);
 
 /*

@@ -23,6 +23,8 @@
 #include "store.h"
 #include "worker.h"
 
+#include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,51 @@ static json_t *resolve_targets(struct worker *w, const struct modelid *mid, cons
 }
 
 /*
+ * A new job id in the form sign_random_id gives ("job_", 10 characters of
+ * Crockford base32 of the creation time in ms, big endian, then 16 of 80
+ * random bits), into id (at least 31 bytes). The random bits come from a
+ * per-thread pool filled by one sign_random (OpenSSL's CSPRNG) call per 64
+ * ids instead of one call per id; bytes are wiped from the pool as they are
+ * taken. Falls back to sign_random_id when the pool cannot be filled.
+ */
+#define ID_RANDOM_BYTES 10
+#define ID_POOL_BYTES (64 * ID_RANDOM_BYTES)
+static _Thread_local struct {
+	unsigned char b[ID_POOL_BYTES];
+	size_t used; /* bytes taken from the front; ID_POOL_BYTES: empty */
+} id_pool = { .used = ID_POOL_BYTES };
+
+static void new_job_id(char *id, size_t idlen, int64_t now_ms)
+{
+	static const char crockford32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	if (idlen < 4 + 26 + 1)
+		return;
+	if (id_pool.used + ID_RANDOM_BYTES > ID_POOL_BYTES) {
+		if (sign_random(id_pool.b, sizeof id_pool.b) < 0) {
+			sign_random_id("job_", id, idlen);
+			return;
+		}
+		id_pool.used = 0;
+	}
+	unsigned char *r = id_pool.b + id_pool.used;
+	id_pool.used += ID_RANDOM_BYTES;
+	uint64_t ms = (uint64_t)now_ms;
+	char *p = id + 4;
+	memcpy(id, "job_", 4);
+	for (int i = 9; i >= 0; i--, ms >>= 5)
+		p[i] = crockford32[ms & 31];
+	for (int i = 0; i < 2; i++) {
+		const unsigned char *q = r + 5 * i;
+		uint64_t v = (uint64_t)q[0] << 32 | (uint64_t)q[1] << 24 | (uint64_t)q[2] << 16 |
+			     (uint64_t)q[3] << 8 | q[4];
+		for (int k = 7; k >= 0; k--, v >>= 5)
+			p[10 + 8 * i + k] = crockford32[v & 31];
+	}
+	p[26] = '\0';
+	OPENSSL_cleanse(r, ID_RANDOM_BYTES);
+}
+
+/*
  * Fills the job row of a new run: a fresh id, the targets (borrowed; the
  * first one is the provider and model tried first), what the customer
  * sent and the deadlines. Strings are copied; job_clear frees them.
@@ -106,7 +153,7 @@ static void job_build(struct worker *w, struct job *j, const struct config_custo
 {
 	const struct api_run *run = &rq->run;
 	int64_t now = loop_wall_ms();
-	sign_random_id("job_", j->id, sizeof j->id);
+	new_job_id(j->id, sizeof j->id, now);
 	j->customer = strdup(c->name);
 	j->model_id = strdup(run->model);
 	const char *first;

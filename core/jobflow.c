@@ -91,7 +91,7 @@ int jobflow_commit(struct jobflow *f)
 		keypool_release(f->job.id); /* its next submit takes a key anew */
 	f->moved = 0;
 	for (int i = 0; i < f->nafter; i++)
-		engine_after_add(w, &f->after[i], NULL); /* started after the store's commit */
+		engine_after_add_written(w, &f->after[i]); /* started after the store's commit */
 	f->nafter = 0;
 	if (f->kick_at > 0)
 		engine_kick(w, f->kick_at);
@@ -287,6 +287,7 @@ int jobflow_failover_tx(struct jobflow *f, const char *code, const char *reason)
 	engine_event(w, j->id, "failover", json_pack("{s:s,s:s,s:s,s:s}", "from", from, "to", next,
 						   "code", code, "reason", reason));
 	int64_t now = loop_wall_ms();
+	int from_idx = j->target_idx;
 	j->target_idx++;
 	set_target(j, next);
 	json_decref(holder);
@@ -303,7 +304,7 @@ int jobflow_failover_tx(struct jobflow *f, const char *code, const char *reason)
 	j->updated_at = now;
 	metrics_inc(M_FAILOVERS);
 	f->moved = 1;
-	if (store_job_update(w->store, j) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0 ||
+	if (store_job_move(w->store, j, from_idx) < 0 || store_work_drop(w->store, j->id, 0, 0) < 0 ||
 	    add_after(f, WORK_SUBMIT, NULL) < 0)
 		return -1;
 	return 1;

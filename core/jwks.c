@@ -23,7 +23,28 @@
 struct jwks_fetch {
 	struct worker *w;
 	char provider[64];
+	struct jwks_fetch *next, **pprev; /* the worker's fetches in flight */
 };
+
+/* Each worker's fetches in flight (by w->index): a fetch aborted when the
+ * worker stops never calls back, so jwks_free frees what is left. */
+static struct jwks_fetch *inflight[64];
+
+static void unlist(struct jwks_fetch *jf)
+{
+	*jf->pprev = jf->next;
+	if (jf->next)
+		jf->next->pprev = jf->pprev;
+}
+
+void jwks_free(struct worker *w)
+{
+	while (inflight[w->index]) {
+		struct jwks_fetch *jf = inflight[w->index];
+		unlist(jf);
+		free(jf);
+	}
+}
 
 static void jwks_done(void *arg, const struct fetch_response *res)
 {
@@ -44,6 +65,7 @@ static void jwks_done(void *arg, const struct fetch_response *res)
 		log_warn("jwks: fetching keys for %s failed: HTTP %ld", jf->provider, res->status);
 	}
 	json_decref(doc);
+	unlist(jf);
 	free(jf);
 }
 
@@ -74,9 +96,16 @@ json_t *jwks_provider_keys(struct worker *w, const char *provider, int refresh)
 		.timeout_ms = JWKS_TIMEOUT_MS, .max_response = JWKS_RESPONSE_MAX,
 		.proxy = json_string_value(json_object_get(config_provider(w->cfg, provider), "proxy")),
 	};
-	if (fetch_start(w->fetch, &fr, jwks_done, jf) == 0)
+	jf->next = inflight[w->index];
+	jf->pprev = &inflight[w->index];
+	if (jf->next)
+		jf->next->pprev = &jf->next;
+	inflight[w->index] = jf;
+	if (fetch_start(w->fetch, &fr, jwks_done, jf) == 0) {
 		json_object_set_new(entry, "pending", json_true());
-	else
+	} else {
+		unlist(jf);
 		free(jf);
+	}
 	return keys;
 }

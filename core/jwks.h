@@ -21,5 +21,8 @@ struct worker;
  * are missing, a day old, or (refresh) a minute old. NULL at once, and no
  * fetch, for a provider without jwks_url. */
 json_t *jwks_provider_keys(struct worker *w, const char *provider, int refresh);
+/* Frees the worker's fetches still in flight, which the stopped fetcher
+ * (fetcher_free) will never call back. After fetcher_free. */
+void jwks_free(struct worker *w);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * log.h: a tiny thread-safe logger.
  *
- * One line per message on stderr, text (the default):
+ * One line per message on stderr (held lines: log_hold), text (the default):
  *   2026-11-22T19:00:00.123Z level=info <message> [job_id=.. customer=.. provider=.. request_id=..]
  * or JSON (log_set_format), one object per line:
  *   {"ts":"2026-11-22T19:00:00.123Z","level":"info","msg":"...","job_id":"..",...}
@@ -66,6 +66,19 @@ int log_format_parse(const char *s);
 void log_ctx_job(const char *job_id, const char *customer, const char *provider);
 void log_ctx_request(const char *request_id);
 void log_ctx_clear(void);
+
+/*
+ * Lines held per thread. log_hold(1): the calling thread's lines are kept
+ * in its own buffer and written together (one write) at log_flush, when the
+ * buffer is full, or with the first warning or error (which is written at
+ * once, after the lines before it). The workers hold their lines and flush
+ * at the end of every loop iteration, so a process killed at any moment
+ * loses at most the info and debug lines of the iteration it was in.
+ * log_hold(0) writes what is held and stops holding. Other threads (and a
+ * thread whose buffer could not be allocated) write each line at once.
+ */
+void log_hold(int on);
+void log_flush(void);
 
 void log_msg(int level, const char *fmt, ...) LOG_PRINTF(2, 3);
 void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);

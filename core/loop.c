@@ -282,6 +282,7 @@ int loop_run(struct loop *l)
 			int64_t d = l->heap[1]->at_ms - loop_now_ms();
 			timeout = d < 0 ? 0 : d > 60000 ? 60000 : (int)d;
 		}
+		log_flush(); /* the lines this thread held in the last iteration */
 		int n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;

@@ -104,6 +104,7 @@ struct conv {
 	int nsegs;
 	char *err;
 	size_t errlen;
+	const char *skip; /* a field of the top table left out, or NULL */
 };
 
 static json_t *fail(struct conv *c, const char *what)
@@ -225,6 +226,11 @@ static json_t *object_to_json(lua_State *L, int idx, struct conv *c)
 
 		if (kt == LUA_TSTRING) {
 			k = lua_tolstring(L, -2, &klen);
+			if (c->skip && c->depth == 1 && strcmp(k, c->skip) == 0 &&
+			    klen == strlen(c->skip)) {
+				lua_pop(L, 1);
+				continue;
+			}
 		} else if (kt == LUA_TNUMBER) {
 			if (lua_isinteger(L, -2))
 				snprintf(kbuf, sizeof kbuf, "%lld",
@@ -324,11 +330,34 @@ static json_t *to_json(lua_State *L, int idx, struct conv *c)
 
 json_t *luajson_to_json(lua_State *L, int idx, char *err, size_t errlen)
 {
+	return luajson_to_json_skip(L, idx, NULL, err, errlen);
+}
+
+json_t *luajson_to_json_skip(lua_State *L, int idx, const char *skip, char *err, size_t errlen)
+{
 	struct conv c;
 
 	c.depth = 0;
 	c.nsegs = 0;
 	c.err = err;
 	c.errlen = errlen;
+	c.skip = skip;
 	return to_json(L, lua_absindex(L, idx), &c);
+}
+
+int luajson_is_sequence(lua_State *L, int idx, lua_Integer *n)
+{
+	return is_sequence(L, lua_absindex(L, idx), n);
+}
+
+int luajson_is_marked_array(lua_State *L, int idx)
+{
+	int marked = 0;
+	idx = lua_absindex(L, idx);
+	if (lua_getmetatable(L, idx)) {
+		lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key); /* no allocation */
+		marked = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	return marked;
 }

@@ -40,6 +40,17 @@ int luajson_push(lua_State *L, const json_t *v);
  */
 json_t *luajson_to_json(lua_State *L, int idx, char *err, size_t errlen);
 
+/* luajson_to_json, leaving out the field skip (NULL: none) of the value
+ * when it is a table converted to an object. */
+json_t *luajson_to_json_skip(lua_State *L, int idx, const char *skip, char *err, size_t errlen);
+
+/* 1 when the table at idx carries the array marker metatable. Never
+ * allocates or raises. */
+int luajson_is_marked_array(lua_State *L, int idx);
+/* 1 when the table at idx is a sequence 1..n with n >= 1 and nothing else
+ * (how luajson_to_json tells an unmarked array); *n gets n. */
+int luajson_is_sequence(lua_State *L, int idx, lua_Integer *n);
+
 /* Pushes the shared array marker metatable (created on first use). */
 void luajson_array_mt(lua_State *L);
 

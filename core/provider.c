@@ -28,11 +28,21 @@
 
 /* ---------- requests and answers ---------- */
 
-static void callback_url(struct worker *w, const struct job *j, char *out, size_t outlen)
+/*
+ * The callback URL of job j into out. The token (an HMAC of the job id) is
+ * made once per step and kept in st: every provider call of the step (submit
+ * and on_submitted, or poll and on_polled) is for the same job.
+ */
+static void callback_url(struct step *st, const struct job *j, char *out, size_t outlen)
 {
-	char token[40] = "invalid";
-	if (sign_callback_token(w->server_secret, j->id, token, sizeof token) < 0)
-		snprintf(token, sizeof token, "invalid");
+	struct worker *w = st->w;
+	char own[40];
+	int mine = st->job.id[0] && strcmp(st->job.id, j->id) == 0;
+	char *token = mine ? st->cb_token : own;
+	if (!mine || !token[0]) {
+		if (sign_callback_token(w->server_secret, j->id, token, sizeof own) < 0)
+			snprintf(token, sizeof own, "invalid");
+	}
 	snprintf(out, outlen, "%s/v1/callbacks/%s/%s/%s", w->cfg->public_url,
 		 j->provider ? j->provider : "none", j->id, token);
 }
@@ -47,7 +57,8 @@ json_t *provider_response_arg(const struct fetch_response *res)
 {
 	json_t *o = json_object(), *h = json_object();
 	json_object_set_new(o, "status", json_integer(res->status));
-	json_object_set_new(o, "url", json_string(res->url ? res->url : ""));
+	const char *url = res->url ? res->url : "";
+	json_object_set_new(o, "url", json_stringn_nocheck(url, strlen(url))); /* bytes, as the body */
 	fetch_each_header(res->headers, res->headers_len, add_header, h);
 	json_object_set_new(o, "headers", h);
 	json_object_set_new(o, "body", json_stringn_nocheck(res->body, res->body_len));
@@ -204,9 +215,10 @@ int provider_call(struct step *st, const struct job *j, const char *fn,
 	if (first)
 		args[nargs++] = first;
 	args[nargs++] = jarg;
-	callback_url(w, j, cb_url, sizeof cb_url);
 	struct script_provider_info info;
 	script_provider_info(w->scripts, j->provider, &info);
+	if (info.callbacks)
+		callback_url(st, j, cb_url, sizeof cb_url);
 	/* providers.NAME.callbacks = false: poll only, no callback URL sent. */
 	struct script_ctx ctx = { .provider = j->provider,
 				  .callback_url = info.callbacks ? cb_url : NULL, .keys = NULL,

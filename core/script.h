@@ -133,6 +133,63 @@ int script_provider_number(struct script_host *h, const char *name, const char *
 			   double *out);
 
 /*
+ * A field of a call's argument given as JSON text instead of as a jansson
+ * value: when the argument is converted to Lua, the text is decoded
+ * straight into Lua (luajson_decode) and set as the argument's field `key`,
+ * as if the argument had held jansson's parse of it there. Text that is not
+ * JSON (or NULL text) sets nothing: the argument's own value of the field
+ * stays. Saves building a tree only to convert it.
+ */
+struct script_json_field {
+	size_t arg;       /* the argument (0 for the first; an object) */
+	const char *key;
+	const char *text; /* borrowed for the call; NULL: nothing to decode */
+	size_t len;
+	int container;    /* 1: only an object or an array is JSON (as json_loads
+			   * without JSON_DECODE_ANY reads stored text) */
+	int ok;           /* set by the call: 1 when the text was decoded */
+};
+
+/*
+ * A field of a call's result wanted as JSON text: when the result is a
+ * table (without a metatable) whose field key is neither nil nor a string,
+ * that field comes back as the compact text json_dumps would print for its
+ * conversion (luajson_encode, byte for byte) and is left out of *out; when
+ * it cannot be rendered so, it stays in *out as without this.
+ */
+struct script_rendered {
+	const char *key;
+	char *text;       /* set by the call: NUL-terminated, caller frees; NULL: not rendered */
+	size_t len;
+};
+
+/* script_call with fields (nfields of them) of its arguments given as JSON
+ * text (struct script_json_field) and, when render is not NULL, a field of
+ * the result as text (struct script_rendered; nothing rendered on failure);
+ * same return values. */
+int script_call_fields(struct script_host *h, enum script_kind kind, const char *name,
+		       const char *fn, json_t *const *args, size_t nargs,
+		       struct script_json_field *fields, size_t nfields,
+		       struct script_rendered *render, const struct script_ctx *ctx,
+		       json_t **out, char *err, size_t errlen);
+
+/*
+ * An inbound callback through the provider's scripts: verify(req, ctx, job)
+ * when it has one, then on_callback(req, job, ctx), with req and job
+ * (borrowed; job may be NULL) converted to Lua once for both calls (what
+ * verify changes in them, on_callback sees). fields (nfields, may be 0):
+ * fields of req (arg 0) and job (arg 1) given as JSON text, decoded once
+ * (their ok says whether each was JSON). Returns 1 with *out on_callback's
+ * result (a new reference, json null for nil); 0 refused: verify returned
+ * anything but true or raised (its reason or error in err, or err empty);
+ * -1 on_callback raised or broke a limit (err); -2 the provider is not
+ * loaded.
+ */
+int script_callback(struct script_host *h, const char *provider, json_t *req, json_t *job,
+		    struct script_json_field *fields, size_t nfields,
+		    const struct script_ctx *ctx, json_t **out, char *err, size_t errlen);
+
+/*
  * Runs the provider's verify(req, ctx, job) on an inbound callback (job may
  * be NULL: verify(req, ctx)); req and job are borrowed. Returns 1 accepted
  * (verify returned true), 0 refused (anything else; verify's reason, if it

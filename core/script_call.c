@@ -159,3 +159,54 @@ int scall_run(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
 	}
 	return 0;
 }
+
+/* scall_callback's two calls (vm->fields set by the caller); its return
+ * values. */
+static int callback_calls(struct vm *vm, json_t *const *args, size_t nargs,
+			  const struct script_ctx *ctx, json_t **out, char *err, size_t errlen)
+{
+	enum vm_args mode = VM_ARGS_PUSH;
+	json_t *res = NULL;
+	int rc;
+
+	if (vm_has_fn(vm, "verify")) {
+		if (err && errlen)
+			err[0] = '\0';
+		rc = vm_call_args(vm, "verify", args, nargs, ctx, NULL, 0, VM_ARGS_KEEP,
+				  &res, err, errlen);
+		if (rc < 0 || !json_is_true(res)) {
+			/* raised (the error in err), or `false, "reason"` */
+			json_decref(res);
+			vm_args_drop(vm);
+			return 0;
+		}
+		json_decref(res);
+		mode = VM_ARGS_REUSE;
+	}
+	rc = vm_call_args(vm, "on_callback", args, nargs, ctx, NULL, 0, mode, out, err, errlen);
+	vm_args_drop(vm);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 1;
+}
+
+int scall_callback(struct vm *vm, json_t *req, json_t *job, struct script_json_field *fields,
+		   size_t nfields, const struct script_ctx *ctx, json_t **out, char *err,
+		   size_t errlen)
+{
+	json_t *args[2] = { req, job };
+	int rc;
+
+	*out = NULL;
+	for (size_t i = 0; i < nfields; i++)
+		fields[i].ok = 0;
+	vm->fields = fields;
+	vm->nfields = nfields;
+	rc = callback_calls(vm, args, job ? 2 : 1, ctx, out, err, errlen);
+	vm->fields = NULL;
+	vm->nfields = 0;
+	return rc;
+}

@@ -29,4 +29,18 @@ int scall_run(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
 	      const struct script_ctx *ctx, const json_t *ex_ctx, int example,
 	      json_t **out, char *err, size_t errlen);
 
+/*
+ * A provider's inbound callback: verify(req, ctx, job) when the adapter has
+ * one, then on_callback(req, job, ctx), with req and job (borrowed; job may
+ * be NULL) converted to Lua once for both calls (VM_ARGS_KEEP, script_vm.h).
+ * fields (nfields, may be 0): fields of req and job given as JSON text
+ * (script.h, struct script_json_field), decoded once, in the first call.
+ * Returns 1 with *out on_callback's result (a new reference); 0 when verify
+ * refused (returned anything but true, or raised): err holds its reason or
+ * error, or is empty; -1 when on_callback raised or broke a limit (err).
+ */
+int scall_callback(struct vm *vm, json_t *req, json_t *job, struct script_json_field *fields,
+		   size_t nfields, const struct script_ctx *ctx, json_t **out, char *err,
+		   size_t errlen);
+
 #endif

@@ -232,6 +232,36 @@ void ctxlib_build(lua_State *L, struct vm *vm, int cjson)
 	vm->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/*
+ * Pushes ctx.keys for keys (borrowed): the table cached in the registry when
+ * keys is the object it was built from, else a new table, cached for the next
+ * call (examples are not cached: their keys live only for the example).
+ * Pushes nil for NULL keys or keys nested too deeply.
+ */
+static void push_keys(lua_State *L, struct vm *vm, json_t *keys)
+{
+	if (!keys) {
+		lua_pushnil(L);
+		return;
+	}
+	if (!vm->example_mode && keys == vm->keys_src && vm->ref_keys != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_keys);
+		return;
+	}
+	if (luajson_push(L, keys) < 0) {
+		lua_pushnil(L);
+		return;
+	}
+	if (vm->example_mode)
+		return;
+	luaL_unref(L, LUA_REGISTRYINDEX, vm->ref_keys);
+	vm->ref_keys = LUA_NOREF; /* luaL_ref below may raise (memory cap) */
+	lua_pushvalue(L, -1);
+	vm->ref_keys = luaL_ref(L, LUA_REGISTRYINDEX);
+	json_decref(vm->keys_src);
+	vm->keys_src = json_incref(keys);
+}
+
 void ctxlib_push(lua_State *L, struct vm *vm, const struct script_ctx *ctx, const json_t *ex_ctx)
 {
 	const char *cb = ctx ? ctx->callback_url : NULL;
@@ -258,8 +288,7 @@ void ctxlib_push(lua_State *L, struct vm *vm, const struct script_ctx *ctx, cons
 		lua_pushnil(L);
 	lua_rawset(L, -3);
 	lua_pushliteral(L, "keys");
-	if (!keys || luajson_push(L, keys) < 0)
-		lua_pushnil(L);
+	push_keys(L, vm, keys);
 	lua_rawset(L, -3);
 	lua_pushliteral(L, "config");
 	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->example_mode ? vm->ref_defaults : vm->ref_config);

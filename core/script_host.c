@@ -480,6 +480,52 @@ int script_provider_number(struct script_host *h, const char *name, const char *
 	return 0;
 }
 
+int script_callback(struct script_host *h, const char *provider, json_t *req, json_t *job,
+		    struct script_json_field *fields, size_t nfields,
+		    const struct script_ctx *ctx, json_t **out, char *err, size_t errlen)
+{
+	struct vm *vm = find_vm(h, SCRIPT_PROVIDER, provider);
+	*out = NULL;
+	for (size_t i = 0; i < nfields; i++)
+		fields[i].ok = 0;
+	if (!vm) {
+		script_set_err(err, errlen, "providers/%s.lua: not loaded", provider ? provider : "?");
+		return -2;
+	}
+	return scall_callback(vm, req, job, fields, nfields, ctx, out, err, errlen);
+}
+
+int script_call_fields(struct script_host *h, enum script_kind kind, const char *name,
+		       const char *fn, json_t *const *args, size_t nargs,
+		       struct script_json_field *fields, size_t nfields,
+		       struct script_rendered *render, const struct script_ctx *ctx,
+		       json_t **out, char *err, size_t errlen)
+{
+	struct vm *vm = find_vm(h, kind, name);
+	int rc;
+	for (size_t i = 0; i < nfields; i++)
+		fields[i].ok = 0;
+	if (render) {
+		render->text = NULL;
+		render->len = 0;
+	}
+	if (!vm)
+		return script_call(h, kind, name, fn, args, nargs, ctx, out, err, errlen);
+	vm->fields = fields;
+	vm->nfields = nfields;
+	vm->render = render;
+	rc = script_call(h, kind, name, fn, args, nargs, ctx, out, err, errlen);
+	vm->fields = NULL;
+	vm->nfields = 0;
+	vm->render = NULL;
+	if (rc < 0 && render) {
+		free(render->text);
+		render->text = NULL;
+		render->len = 0;
+	}
+	return rc;
+}
+
 int script_verify(struct script_host *h, const char *provider, json_t *req, json_t *job,
 		  const struct script_ctx *ctx, char *why, size_t whylen)
 {

@@ -94,6 +94,18 @@ struct vm {
 	const char *key; /* ctx.secret("key") for this call when set (a pool key) */
 	/* registry refs */
 	int ref_table, ref_ctx, ref_config, ref_defaults, ref_find, ref_patterns;
+	/* ctx.keys: the Lua table built from keys_src (a held reference, so the
+	 * pointer names one JWKS fetch), rebuilt when the caller's keys change */
+	json_t *keys_src;
+	int ref_keys;
+	/* the Lua values of a call's arguments kept for the next call
+	 * (VM_ARGS_KEEP / VM_ARGS_REUSE, script_vm.h): a sequence, or LUA_NOREF */
+	int ref_args;
+	/* per call: arguments' fields given as JSON text, a field of the
+	 * result wanted as JSON text (script.h) */
+	struct script_json_field *fields;
+	size_t nfields;
+	struct script_rendered *render;
 	size_t npatterns;
 	json_t *models;   /* provider: the `models` patterns as given */
 	json_t *settings; /* defaults overlaid by config, secrets removed */

@@ -7,8 +7,10 @@
  * per-call fields.
  */
 #include "script_vm.h"
+#include "buf.h"
 #include "config.h"
 #include "luajson.h"
+#include "luajson_text.h"
 #include "metrics.h"
 #include "scrub.h"
 #include "sign.h"
@@ -149,6 +151,7 @@ void vm_free(struct vm *vm)
 		return;
 	if (vm->L)
 		lua_close(vm->L);
+	json_decref(vm->keys_src);
 	json_decref(vm->models);
 	json_decref(vm->settings);
 	json_decref(vm->defaults);
@@ -295,8 +298,65 @@ struct call {
 	size_t nargs;
 	const struct script_ctx *ctx;
 	const json_t *ex_ctx; /* examples: the example's ctx object, or NULL */
+	enum vm_args args_mode;
 	int missing;
 };
+
+/* 1 when text (len bytes) starts, after whitespace, with an object or an
+ * array: what json_loads without JSON_DECODE_ANY takes at the top. */
+static int starts_container(const char *text, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+		i++;
+	return i < len && (text[i] == '{' || text[i] == '[');
+}
+
+/*
+ * Protected: the text of field f decoded and set as the field of the table
+ * on top (argument i), as if the argument had held jansson's parse of it:
+ * text that is not JSON sets nothing (the argument's own value stays), and
+ * JSON nested too deeply for Lua raises as luajson_push would.
+ */
+static void push_field(lua_State *L, struct script_json_field *f, size_t i)
+{
+	int rc = f->container && !starts_container(f->text, f->len)
+		? -1 : luajson_decode(L, f->text, f->len, 2);
+	f->ok = rc == 0;
+	if (rc == -2) {
+		json_t *j = json_loadb(f->text, f->len, f->container ? 0 : JSON_DECODE_ANY, NULL);
+		if (j) {
+			json_decref(j);
+			luaL_error(L, "argument %d is nested too deeply", (int)i + 1);
+		}
+	}
+	if (rc != 0)
+		return;
+	if (!lua_istable(L, -2)) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pushstring(L, f->key);
+	lua_insert(L, -2);
+	lua_rawset(L, -3);
+}
+
+/* Protected, inside call_tramp: arguments i of c pushed, from the kept
+ * values when c reuses them. */
+static void push_arg(lua_State *L, struct call *c, size_t i, int kept)
+{
+	if (kept) {
+		lua_rawgeti(L, kept, (lua_Integer)i + 1);
+		return;
+	}
+	if (luajson_push(L, c->args[i]) < 0)
+		luaL_error(L, "argument %d is nested too deeply", (int)i + 1);
+	for (size_t k = 0; k < c->vm->nfields; k++) {
+		struct script_json_field *f = &c->vm->fields[k];
+		if (f->arg == i && f->text && f->key)
+			push_field(L, f, i);
+	}
+}
 
 /*
  * Protected: script.fn(args..., ctx), two results. ctx goes last, except
@@ -317,12 +377,26 @@ static int call_tramp(lua_State *L)
 		return 0;
 	}
 	ctxlib_push(L, vm, c->ctx, c->ex_ctx); /* 3 */
+	int kept = 0;
+	if (c->args_mode == VM_ARGS_REUSE && vm->ref_args != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_args); /* 4 */
+		kept = 4;
+	} else if (c->args_mode == VM_ARGS_KEEP) {
+		lua_createtable(L, (int)c->nargs, 0); /* 4 */
+		for (size_t i = 0; i < c->nargs; i++) {
+			push_arg(L, c, i, 0);
+			lua_rawseti(L, 4, (lua_Integer)i + 1);
+		}
+		vm_args_drop(vm);
+		lua_pushvalue(L, 4);
+		vm->ref_args = luaL_ref(L, LUA_REGISTRYINDEX);
+		kept = 4;
+	}
 	lua_pushvalue(L, 2);
 	for (size_t i = 0; i < c->nargs; i++) {
 		if (i == ctx_pos)
 			lua_pushvalue(L, 3);
-		if (luajson_push(L, c->args[i]) < 0)
-			return luaL_error(L, "argument %d is nested too deeply", (int)i + 1);
+		push_arg(L, c, i, kept);
 	}
 	if (ctx_pos == c->nargs)
 		lua_pushvalue(L, 3);
@@ -330,11 +404,75 @@ static int call_tramp(lua_State *L)
 	return 2;
 }
 
-int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
-		   const struct script_ctx *ctx, const json_t *ex_ctx, int example,
-		   json_t **out, char *err, size_t errlen)
+/* The most bytes a rendered result field may take (more: jansson's path). */
+#define RENDER_MAX ((size_t)64 * 1024 * 1024)
+
+/*
+ * vm->render: the result at idx, a table with no metatable whose field
+ * render->key is neither nil nor a string, gets that field rendered as
+ * JSON text (luajson_encode) into render->text. Returns the key, to be
+ * left out of the result's conversion, or NULL when nothing was rendered
+ * (the field then goes the jansson way, as without render). Never raises.
+ */
+static const char *render_field(struct vm *vm, int idx)
 {
-	struct call c = { vm, fn, args, nargs, ctx, ex_ctx, 0 };
+	struct script_rendered *r = vm->render;
+	lua_State *L = vm->L;
+	const char *skip = NULL;
+	size_t klen = r && r->key ? strlen(r->key) : 0;
+	if (!r || !r->key || r->text || lua_type(L, idx) != LUA_TTABLE)
+		return NULL;
+	if (lua_getmetatable(L, idx)) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (!lua_checkstack(L, 8))
+		return NULL;
+	/* Found by walking the keys: outside protected mode nothing here may
+	 * allocate Lua memory (pushing the key as a string could). */
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		size_t n;
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+		int t = lua_type(L, -1);
+		if (k && n == klen && memcmp(k, r->key, n) == 0) {
+			if (t != LUA_TNIL && t != LUA_TSTRING) {
+				struct buf b;
+				buf_init(&b, RENDER_MAX);
+				if (luajson_encode(L, -1, &b) == 0) {
+					r->text = buf_steal(&b, &r->len);
+					skip = r->text ? r->key : NULL;
+				}
+				buf_free(&b);
+			}
+			lua_pop(L, 2);
+			break;
+		}
+		lua_pop(L, 1);
+	}
+	return skip;
+}
+
+void vm_args_drop(struct vm *vm)
+{
+	if (vm->ref_args != LUA_NOREF)
+		luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->ref_args);
+	vm->ref_args = LUA_NOREF;
+}
+
+int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
+	    const struct script_ctx *ctx, const json_t *ex_ctx, int example,
+	    json_t **out, char *err, size_t errlen)
+{
+	return vm_call_args(vm, fn, args, nargs, ctx, ex_ctx, example, VM_ARGS_PUSH,
+			    out, err, errlen);
+}
+
+int vm_call_args(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
+		 const struct script_ctx *ctx, const json_t *ex_ctx, int example,
+		 enum vm_args mode, json_t **out, char *err, size_t errlen)
+{
+	struct call c = { vm, fn, args, nargs, ctx, ex_ctx, mode, 0 };
 	lua_State *L = vm->L;
 	char jerr[256];
 	int base, rc;
@@ -359,7 +497,8 @@ int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
 		script_set_err(err, errlen, "%s: no function %s", vm->chunk, fn);
 		return -2;
 	}
-	*out = luajson_to_json(L, base + 1, jerr, sizeof jerr);
+	const char *skip = render_field(vm, base + 1);
+	*out = luajson_to_json_skip(L, base + 1, skip, jerr, sizeof jerr);
 	if (!*out) {
 		script_set_err(err, errlen, "%s: %s returned a value that is not JSON: %s",
 			vm->chunk, fn, jerr);
@@ -423,7 +562,7 @@ struct vm *vm_new(const struct config *cfg, enum script_kind kind, const char *n
 	vm->mem_cap = (cfg->lua_memory_mb ? cfg->lua_memory_mb : 32) * (size_t)1024 * 1024;
 	vm->budget = cfg->lua_instructions > 0 ? cfg->lua_instructions : 10000000;
 	vm->ref_table = vm->ref_ctx = vm->ref_config = vm->ref_defaults = LUA_NOREF;
-	vm->ref_find = vm->ref_patterns = LUA_NOREF;
+	vm->ref_find = vm->ref_patterns = vm->ref_keys = vm->ref_args = LUA_NOREF;
 	if (contract_check_source(vm, src, len, err, errlen) < 0)
 		goto fail;
 

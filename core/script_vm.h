@@ -46,6 +46,23 @@ int vm_call(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
 	    const struct script_ctx *ctx, const json_t *ex_ctx, int example,
 	    json_t **out, char *err, size_t errlen);
 
+/*
+ * How a call gets its arguments into Lua. VM_ARGS_PUSH converts args anew.
+ * VM_ARGS_KEEP converts them and keeps the Lua values in the vm for the
+ * next call; VM_ARGS_REUSE passes the kept values (converted when none are
+ * kept), so two functions called on the same input (verify and on_callback)
+ * share one conversion and see the same tables: what the first changes in
+ * them, the second sees. vm_args_drop releases the kept values (never raises).
+ */
+enum vm_args { VM_ARGS_PUSH = 0, VM_ARGS_KEEP, VM_ARGS_REUSE };
+
+/* vm_call with the arguments passed as mode says. With VM_ARGS_REUSE, args
+ * and nargs must be those of the VM_ARGS_KEEP call. */
+int vm_call_args(struct vm *vm, const char *fn, json_t *const *args, size_t nargs,
+		 const struct script_ctx *ctx, const json_t *ex_ctx, int example,
+		 enum vm_args mode, json_t **out, char *err, size_t errlen);
+void vm_args_drop(struct vm *vm);
+
 /* 1 when the script's table has a function named fn. */
 int vm_has_fn(struct vm *vm, const char *fn);
 

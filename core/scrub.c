@@ -27,6 +27,8 @@ struct scrub {
 	size_t n, cap;
 	size_t nshort;            /* secrets added shorter than SCRUB_SHORT */
 	unsigned char first[256]; /* 1 when a needle starts with that byte */
+	size_t shortest;          /* the shortest needle's length (0: none) */
+	uint64_t pair[1024];      /* bit a << 8 | b: a needle starts with bytes a, b */
 };
 
 struct scrub *scrub_new(void)
@@ -84,6 +86,12 @@ static int add_needle(struct scrub *s, const char *p, size_t n)
 	s->v[at].n = n;
 	s->n++;
 	s->first[(unsigned char)p[0]] = 1;
+	if (n >= 2) {
+		unsigned k = (unsigned)(unsigned char)p[0] << 8 | (unsigned char)p[1];
+		s->pair[k >> 6] |= (uint64_t)1 << (k & 63);
+	}
+	if (!s->shortest || n < s->shortest)
+		s->shortest = n;
 	return 1;
 }
 
@@ -152,13 +160,30 @@ int scrub_add(struct scrub *s, const char *secret)
 	return n < SCRUB_SHORT ? 1 : 0;
 }
 
+static size_t match_at(const struct scrub *s, const char *t, size_t left);
+
+/*
+ * With a few needles, memmem for each; with more (every customer's keys and
+ * secrets, in their JSON forms), one pass over the text that looks only at
+ * the positions where a needle's first two bytes stand (pair), which most
+ * texts have none of.
+ */
 int scrub_found(const struct scrub *s, const char *text, size_t len)
 {
-	if (!s || !text)
+	if (!s || !text || !s->n || len < s->shortest)
 		return 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].n <= len && memmem(text, len, s->v[i].p, s->v[i].n))
+	if (s->n <= 4 || s->shortest < 2) {
+		for (size_t i = 0; i < s->n; i++)
+			if (s->v[i].n <= len && memmem(text, len, s->v[i].p, s->v[i].n))
+				return 1;
+		return 0;
+	}
+	const unsigned char *t = (const unsigned char *)text;
+	for (size_t i = 0; i + 1 < len; i++) {
+		unsigned k = (unsigned)t[i] << 8 | t[i + 1];
+		if ((s->pair[k >> 6] >> (k & 63) & 1) && match_at(s, text + i, len - i))
 			return 1;
+	}
 	return 0;
 }
 
@@ -205,12 +230,11 @@ char *scrub_dup(const struct scrub *s, const char *text, size_t len, size_t *out
 size_t scrub_buf(const struct scrub *s, char *buf, size_t cap)
 {
 	size_t n = 0, len = buf ? strlen(buf) : 0;
-	if (!buf || !cap)
+	if (!buf || !cap || !scrub_found(s, buf, len))
 		return 0;
 	char *t = scrub_dup(s, buf, len, &len);
-	if (!t) {
-		if (scrub_found(s, buf, len)) /* no memory: keep nothing */
-			buf[0] = '\0';
+	if (!t) { /* no memory: keep nothing */
+		buf[0] = '\0';
 		return 0;
 	}
 	for (const char *p = t; (p = strstr(p, SCRUB_REPLACEMENT)); p += sizeof SCRUB_REPLACEMENT - 1)
@@ -228,16 +252,12 @@ int scrub_str(const struct scrub *s, char **str)
 	if (!str || !*str)
 		return 0;
 	size_t len = strlen(*str);
+	if (!scrub_found(s, *str, len)) /* most texts: one pass, nothing to do */
+		return 0;
 	char *t = scrub_dup(s, *str, len, NULL);
-	if (t) {
-		free(*str);
-		*str = t;
-	} else if (scrub_found(s, *str, len)) {
-		free(*str);
-		*str = NULL;
-		return -1;
-	}
-	return 0;
+	free(*str);
+	*str = t; /* NULL when out of memory: nothing is kept */
+	return t ? 0 : -1;
 }
 
 int scrub_key_is_secret(const char *k)

@@ -616,7 +616,7 @@ void server_release(struct server *s, int committed)
 	for (; r; r = n) {
 		n = r->dnext;
 		r->dnext = NULL;
-		if (!committed && r->status < 400) {
+		if ((!committed || (s->h->lost && s->h->lost(r))) && r->status < 400) {
 			MHD_destroy_response(r->response);
 			r->response = NULL;
 			r->answered = 0;

@@ -44,6 +44,7 @@ struct request {
 	char request_id[64];     /* X-Request-Id: the client's when sane, else generated */
 
 	struct request *dnext;   /* server.c: held answers */
+	uint64_t hold_mark;      /* the hold handler's: what the held answer waits on */
 	void *stream;            /* server.c: the state of a streamed answer */
 
 	/* The layers above keep their state of the request here; each owner
@@ -71,6 +72,9 @@ struct server_handlers {
 	 * then sends it (server_release): what it says may not be durable
 	 * yet. Not asked for answers from the headers. */
 	int (*hold)(struct request *r);
+	/* Optional: after a commit, 1 when r's held answer did not hold (its
+	 * writes were rolled back alone while the rest committed). */
+	int (*lost)(struct request *r);
 };
 
 /*
@@ -125,7 +129,7 @@ void server_respond_error(struct request *r, unsigned status, const char *code,
  * Sends the answers held back until the store's commit (every answer the
  * hold handler marked, so no 202 or callback acknowledgement leaves before
  * its commit). committed 0: the commit failed, and those below 400 are
- * answered 503 instead.
+ * answered 503 instead; so are those the lost handler names.
  */
 void server_release(struct server *s, int committed);
 /*

@@ -105,6 +105,16 @@ int store_flush(struct store *s)
 	return rc;
 }
 
+uint64_t store_answer_mark(struct store *s)
+{
+	return OPS(s)->answer_mark ? OPS(s)->answer_mark(s) : 0;
+}
+
+int store_answer_lost(struct store *s, uint64_t mark)
+{
+	return OPS(s)->answer_lost ? OPS(s)->answer_lost(s, mark) : 0;
+}
+
 int store_begin(struct store *s)
 {
 	return OPS(s)->begin(s);
@@ -146,6 +156,11 @@ int store_job_get(struct store *s, const char *id, const char *customer, struct 
 int store_job_update(struct store *s, const struct job *j)
 {
 	return OPS(s)->job_update(s, j);
+}
+
+int store_job_move(struct store *s, const struct job *j, int from_idx)
+{
+	return OPS(s)->job_move ? OPS(s)->job_move(s, j, from_idx) : OPS(s)->job_update(s, j);
 }
 
 json_t *store_job_list(struct store *s, const char *customer, const char *status, const char *cursor, int limit)

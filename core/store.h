@@ -128,6 +128,20 @@ int store_pending(struct store *s);
 /* Commits the shared transaction. 0, or <0 when everything since the last
  * flush was rolled back. */
 int store_flush(struct store *s);
+/*
+ * Answers held for the commit, one by one. A write group that answers a
+ * request (a run, a callback) may be rolled back alone inside a batch
+ * that commits (PostgreSQL: a unit that failed at the server); its answer
+ * must not say it held, and the work it queued for after the commit
+ * (a failover's next submit, a delivery) must not start. store_answer_mark:
+ * taken when such an answer is held, or right after a group's
+ * store_commit, it names the last group closed so far. After store_flush
+ * returned 0, store_answer_lost says 1 when that group was rolled back
+ * (the request is answered 503, the work is dropped: its rows went with
+ * the group), else 0. SQLite commits or rolls back a batch whole: always 0.
+ */
+uint64_t store_answer_mark(struct store *s);
+int store_answer_lost(struct store *s, uint64_t mark);
 
 int store_begin(struct store *s);
 int store_commit(struct store *s);
@@ -143,6 +157,12 @@ int store_job_insert(struct store *s, const struct job *j);
 int store_job_get(struct store *s, const char *id, const char *customer, struct job *j);
 /* Writes every mutable field of j. */
 int store_job_update(struct store *s, const struct job *j);
+/* store_job_update for a job moved to its next target (j->target_idx),
+ * written only while the stored row is still on target from_idx: of two
+ * steps moving one job at once, the second fails like a write to an ended
+ * job. SQLite: store_job_update (its writers run one at a time, each
+ * reading inside its own write transaction). */
+int store_job_move(struct store *s, const struct job *j, int from_idx);
 /* Newest first. status may be NULL; cursor is a job id (exclusive) or NULL.
  * Returns {"data":[jobs...],"next_cursor":id|null}; caller owns. */
 json_t *store_job_list(struct store *s, const char *customer, const char *status,

@@ -109,6 +109,9 @@ struct store_ops {
 	int (*notify_read)(struct store *s, int64_t *due_at);
 	int (*rate_take)(struct store *s, const char *key, double per_s, double burst, int want,
 			 int *granted, double *tokens);
+	uint64_t (*answer_mark)(struct store *s);
+	int (*answer_lost)(struct store *s, uint64_t mark);
+	int (*job_move)(struct store *s, const struct job *j, int from_idx);
 };
 
 /* The backends' open functions (store.c's store_open picks one by spec). */
@@ -180,6 +183,9 @@ int pg_store_schema_version(void);
 #define store_notify_fd STORE_FN(notify_fd)
 #define store_notify_read STORE_FN(notify_read)
 #define store_rate_take STORE_FN(rate_take)
+#define store_answer_mark STORE_FN(answer_mark)
+#define store_job_move STORE_FN(job_move)
+#define store_answer_lost STORE_FN(answer_lost)
 
 /* The ops table of the including backend: const struct store_ops X = { STORE_OPS_INIT("name") };
  * the optional ops are set after it by the backends that have them. */

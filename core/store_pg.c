@@ -138,11 +138,13 @@ int store_job_insert(struct store *s, const struct job *j)
 	int rc = pg_defer(s, Q_JOB_INSERT, &p, PEND_WRITE);
 	pg_mark_answer(s);
 	if (rc == 0)
-		keep_job(s, j, 1);
+		keep_job(s, j, 2);
 	return rc;
 }
 
-int store_job_update(struct store *s, const struct job *j)
+/* The update of j, guarded by the row not having ended, and for a move
+ * (from >= 0) by the row still being on target from. */
+static int job_write(struct store *s, const struct job *j, int from)
 {
 	struct params p = { 0 };
 	p_text(&p, j->id);
@@ -157,26 +159,59 @@ int store_job_update(struct store *s, const struct job *j)
 	p_opt_int(&p, j->completed_at);
 	p_int(&p, j->submit_deadline);
 	p_int(&p, j->deadline);
+	if (from >= 0)
+		p_int(&p, from);
 	if (s->batching) {
-		int rc = pg_defer(s, Q_JOB_UPDATE_DEFER, &p, PEND_WRITE);
+		/* A job its group took as a guess: the update checks it; a move
+		 * checks it first, in a statement of its own (the move's own
+		 * condition is the target it moves from). */
+		const struct pg_guess *g = pg_guess_of(s, j->id);
+		int rc = 0;
+		if (g && from >= 0) {
+			rc = pg_guess_check(s, g);
+			g = NULL;
+		} else if (g) {
+			p_int(&p, g->updated_at);
+			p_int(&p, g->status);
+			p_int(&p, g->target_idx);
+			p_int(&p, g->attempt);
+			p_int(&p, g->polls);
+			p_text(&p, g->request_id);
+		}
+		if (rc == 0)
+			rc = pg_defer(s, from >= 0 ? Q_JOB_MOVE_DEFER : g ? Q_JOB_UPDATE_CHECKED
+				      : Q_JOB_UPDATE_DEFER, &p, PEND_WRITE);
+		if (g)
+			pg_guess_taken(s, g);
 		if (rc == 0)
 			keep_job(s, j, 1);
 		return rc;
 	}
 	PGresult *r;
-	int rc = pg_exec(s, Q_JOB_UPDATE, &p, PG_WRITE, &r);
+	int rc = pg_exec(s, from >= 0 ? Q_JOB_MOVE : Q_JOB_UPDATE, &p, PG_WRITE, &r);
 	if (rc < 0)
 		return rc;
 	int n = atoi(PQcmdTuples(r));
 	PQclear(r);
 	if (n == 0) {
-		/* Ended meanwhile by another worker or instance: this copy is
-		 * stale. The caller rolls back; its work row, run again, finds
-		 * the job ended. */
-		snprintf(s->err, sizeof s->err, "postgresql: job %s already ended elsewhere", j->id);
+		/* Ended (or moved) meanwhile by another worker or instance: this
+		 * copy is stale. The caller rolls back; its work row, run again,
+		 * finds the job ended or elsewhere. */
+		snprintf(s->err, sizeof s->err, "postgresql: job %s already %s elsewhere", j->id,
+			 from >= 0 ? "moved or ended" : "ended");
 		return -2;
 	}
 	return 0;
+}
+
+int store_job_update(struct store *s, const struct job *j)
+{
+	return job_write(s, j, -1);
+}
+
+int store_job_move(struct store *s, const struct job *j, int from_idx)
+{
+	return job_write(s, j, from_idx);
 }
 
 int store_job_get(struct store *s, const char *id, const char *customer, struct job *j)
@@ -188,6 +223,17 @@ int store_job_get(struct store *s, const char *id, const char *customer, struct 
 			return 0;
 		job_clear(j);
 		return 1;
+	}
+	/* An engine read in a group (the submit's answer) may take the copy
+	 * this connection inserted, from an earlier iteration, as a guess that
+	 * the group's unit checks in the database instead of a read now. */
+	if (!customer && s->depth > 0 && pg_cache_guess_job(s->cache, id, j) == 0) {
+		int g = pg_guess_job(s, j);
+		if (g == 0)
+			return 0;
+		job_clear(j);
+		if (g < 0)
+			return -2;
 	}
 	struct params p = { 0 };
 	PGresult *r;
@@ -314,6 +360,7 @@ int store_work_done(struct store *s, int64_t id)
 {
 	struct params p = { 0 };
 	p_int(&p, id);
+	pg_unit_work(s, id);
 	return pg_defer(s, Q_WORK_DONE, &p, PEND_WRITE);
 }
 
@@ -323,6 +370,7 @@ int store_work_reschedule(struct store *s, int64_t id, int64_t due_at, int tries
 	p_int(&p, id);
 	p_int(&p, due_at);
 	p_int(&p, tries);
+	pg_unit_work(s, id);
 	int rc = pg_defer(s, Q_WORK_RESCHED, &p, PEND_WRITE);
 	if (rc == 0)
 		pg_note_due(s, due_at);
@@ -335,6 +383,7 @@ int store_work_become(struct store *s, int64_t id, enum work_kind kind, int64_t 
 	p_int(&p, id);
 	p_int(&p, (int)kind);
 	p_int(&p, due_at);
+	pg_unit_work(s, id);
 	int rc = pg_defer(s, Q_WORK_BECOME, &p, PEND_WRITE);
 	if (rc == 0)
 		pg_note_due(s, due_at);
@@ -618,6 +667,8 @@ void store_close(struct store *s)
 	if (s->nfd >= 0)
 		close(s->nfd);
 	pg_cache_free(s->cache);
+	for (int i = 0; i < s->nguess; i++)
+		free(s->guess[i].request_id);
 	pg_outbox_clear(s);
 	free(s->out);
 	free(s->pend);
@@ -632,4 +683,7 @@ const struct store_ops pg_store_ops = {
 	.notify_fd = store_notify_fd,
 	.notify_read = store_notify_read,
 	.rate_take = store_rate_take,
+	.job_move = store_job_move,
+	.answer_mark = store_answer_mark,
+	.answer_lost = store_answer_lost,
 };

@@ -9,7 +9,15 @@
  * PG_CACHE_DELIVERIES copies) and a collision is only a miss. A copy answers
  * in the loop iteration it was made in (another connection may change the
  * row after that), a job that had ended for PG_CACHE_ENDED_MS (an ended job
- * is never written again; only retention deletes it).
+ * is never written again; only retention deletes it). A later iteration may
+ * take the copy of a job this connection inserted and has not written or
+ * read since, for PG_CACHE_SPEC_MS, as a *guess* (pg_cache_guess_job: the
+ * submit's answer finds the run's insert; nobody but a cancel or a callback
+ * that overtook the answer writes a job before that answer is stored, while
+ * the rows of later steps are also polled and called back elsewhere):
+ * the caller then has the unit that follows check the row in the database
+ * (store_pg_tx.c), so a copy another connection made stale fails that unit
+ * instead of being believed.
  *
  * Its layer: above store_pg_stmt.c (the clock) only.
  */
@@ -18,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PG_CACHE_JOBS 512
+#define PG_CACHE_JOBS 2048
 #define PG_CACHE_DELIVERIES 256
 
 struct job_slot {
@@ -26,6 +34,7 @@ struct job_slot {
 	uint64_t it;
 	uint64_t dirty;     /* batch that wrote it + 1; 0: read */
 	int64_t at_ms;      /* monotonic, when it was kept */
+	int own;            /* this connection's own write: 2 its insert, 1 an update; 0 a read */
 };
 
 struct delivery_slot {
@@ -116,6 +125,7 @@ int pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it, uint6
 	sl->it = it;
 	sl->at_ms = pg_mono_ms();
 	sl->dirty = write ? batch + 1 : 0;
+	sl->own = write;
 	return other;
 }
 
@@ -132,6 +142,29 @@ int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t d
 	if (!current)
 		return 1;
 	return copy_job(j, &sl->j) < 0 ? 1 : 0;
+}
+
+int pg_cache_guess_job(struct pg_cache *c, const char *id, struct job *j)
+{
+	if (!c)
+		return 1;
+	struct job_slot *sl = &c->jobs[hash(id, PG_CACHE_JOBS)];
+	if (!sl->j.id[0] || strcmp(sl->j.id, id) != 0 || sl->own != 2 ||
+	    pg_mono_ms() - sl->at_ms >= PG_CACHE_SPEC_MS)
+		return 1;
+	return copy_job(j, &sl->j) < 0 ? 1 : 0;
+}
+
+void pg_cache_drop_job(struct pg_cache *c, const char *id)
+{
+	if (!c)
+		return;
+	struct job_slot *sl = &c->jobs[hash(id, PG_CACHE_JOBS)];
+	if (sl->j.id[0] && strcmp(sl->j.id, id) == 0) {
+		job_clear(&sl->j);
+		memset(&sl->j, 0, sizeof sl->j);
+		sl->dirty = 0;
+	}
 }
 
 int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,

@@ -10,13 +10,15 @@
  * keepalives; every session sets statement_timeout (10 s), lock_timeout
  * and idle_in_transaction_session_timeout; every wait on the socket is
  * bounded (PG_IO_TIMEOUT_MS), past which the connection counts as lost.
- * lock_timeout is 1 s: a batch's writes reach the server only with its
+ * lock_timeout is 100 ms: a batch's writes reach the server only with its
  * commit, so they hold their row locks for about one round trip, and a unit
  * that must wait longer for another's (two instances on one job) fails
  * (-2) rather than wait on a stalled loop, or deadlock. A lost connection
  * makes every call fail with -2 (the API answers 503) and is opened again
  * by the next call after a short back-off, so workers reconnect by
- * themselves.
+ * themselves. Prepared statements run with generic plans
+ * (plan_cache_mode): each is a lookup by key or a short index range whose
+ * plan does not depend on its values, so binding it plans nothing.
  */
 #include "store_pg_int.h"
 
@@ -71,7 +73,7 @@ static void drop_conn(struct store *s)
 	s->in_tx = 0;
 	s->in_unit = 0;
 	s->unit_failed = 0;
-	s->answered = 0;
+	s->unit_work = 0;
 	s->notify_due = 0;
 	pg_cache_clear(s->cache);
 	s->retry_at = pg_mono_ms() + PG_RETRY_MS;
@@ -128,7 +130,8 @@ int pg_connect(struct store *s)
 			       "options", "application_name", NULL };
 	const char *vals[] = { s->conninfo, "5", "1", "10", "5", "2", "10000",
 			       "-c statement_timeout=10000 -c lock_timeout=100"
-			       " -c idle_in_transaction_session_timeout=60000",
+			       " -c idle_in_transaction_session_timeout=60000"
+			       " -c plan_cache_mode=force_generic_plan",
 			       "genrelay", NULL };
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
@@ -144,12 +147,41 @@ int pg_connect(struct store *s)
 	return 0;
 }
 
+static int push_pend(struct store *s, enum pg_pend_kind kind, int q, PGresult **dest);
+
+/*
+ * Prepares every statement at once (one round trip, in autocommit), so
+ * that no Parse is sent inside a batch: there, a Parse that the server
+ * skips because an earlier statement of its unit failed leaves the later
+ * units of the same round trip naming a statement that does not exist, and
+ * fails them too (one of them answering a request loses the batch). A
+ * statement whose Parse fails here is prepared where it is first used.
+ */
+static int prepare_all(struct store *s)
+{
+	char name[16];
+	for (int q = 0; q < Q_COUNT; q++) {
+		if (s->prepared[q])
+			continue;
+		snprintf(name, sizeof name, "q%d", q);
+		if (PQsendPrepare(s->conn, name, pg_sql[q], 0, NULL) != 1)
+			return pg_lost(s, NULL);
+		if (push_pend(s, PEND_PREPARE, q, NULL) < 0)
+			return pg_lost(s, s->err);
+		s->prepared[q] = 1;
+	}
+	s->alone = 1;
+	pg_round_trip(s); /* a failed Parse has reset its prepared[] */
+	s->alone = 0;
+	return s->conn ? 0 : -2;
+}
+
 /* Pipeline mode, nonblocking: after the blocking set-up of a connection. */
 int pg_start_pipeline(struct store *s)
 {
 	if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
 		return pg_lost(s, "cannot enter pipeline mode");
-	return 0;
+	return prepare_all(s);
 }
 
 int pg_ensure(struct store *s)
@@ -303,8 +335,11 @@ static int outbox_emit(struct store *s)
 		if (o->q == -2) {
 			if (PQpipelineSync(s->conn) != 1 || push_pend(s, o->kind, -1, NULL) < 0)
 				rc = -1;
-			else
+			else {
 				s->pend[s->npend - 1].answer = o->answer;
+				s->pend[s->npend - 1].mark = o->mark;
+				s->pend[s->npend - 1].wid = o->wid;
+			}
 			continue;
 		}
 		if (o->q == -1) {
@@ -355,7 +390,7 @@ int pg_round_trip(struct store *s)
 			if (st != PGRES_PIPELINE_SYNC)
 				return pg_lost(s, "the pipeline went out of step");
 			if (e.kind == PEND_UNIT_END && s->unit_failed && e.answer != PG_UNIT_UNDONE)
-				pg_unit_failed(s, e.answer);
+				pg_unit_failed(s, e.mark, e.answer == 1, e.wid);
 			if (e.kind == PEND_UNIT_END)
 				s->unit_failed = 0;
 			continue;
@@ -394,15 +429,29 @@ int pg_round_trip(struct store *s)
 /* ---------- what a round trip reads back: a failed unit, a lost batch ---------- */
 
 /* A unit failed (see store_pg_tx.c on units): the rows it wrote leave the
- * cache; one that answered a request loses the batch. */
-void pg_unit_failed(struct store *s, int answer)
+ * cache; its mark is noted, so that the answer held for it (answers: it
+ * answered a request) becomes a 503 and the work it queued for after the
+ * commit is dropped, while the rest of the batch commits. */
+void pg_unit_failed(struct store *s, uint64_t mark, int answers, int64_t wid)
 {
 	pg_cache_clear(s->cache); /* it may hold rows the unit wrote */
-	if (answer) {
-		s->aborted = 1;
+	metrics_inc(M_STORE_ERRORS);
+	if (mark) {
+		if (s->nlost == PG_LOST_MAX) {
+			s->aborted = 1; /* too many to tell apart: the batch goes */
+			return;
+		}
+		s->lost[s->nlost++] = mark;
+	}
+	if (answers) {
+		log_warn("store: a request's writes were rolled back (it is answered 503): %s", s->err);
 		return;
 	}
-	metrics_inc(M_STORE_ERRORS);
+	if (wid && s->nagain < PG_AGAIN_MAX) {
+		s->again[s->nagain++] = wid;
+		log_warn("store: a step's writes were rolled back (it runs again shortly): %s", s->err);
+		return;
+	}
 	log_warn("store: a step's writes were rolled back (it runs again when its lease ends): %s",
 		 s->err);
 }
@@ -421,7 +470,7 @@ void pg_batch_lost(struct store *s)
 	s->in_tx = 0;
 	s->in_unit = 0;
 	s->unit_failed = 0;
-	s->answered = 0;
+	s->unit_work = 0;
 	s->notify_due = 0;
 	if (s->batching && had)
 		s->aborted = 1;
@@ -495,9 +544,4 @@ int store_notify_read(struct store *s, int64_t *due_at)
 		PQfreemem(n);
 	}
 	return got;
-}
-
-void store_idle(struct store *s)
-{
-	s->iteration++;
 }

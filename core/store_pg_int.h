@@ -28,7 +28,9 @@
  * rolled back alone when it fails. A unit that answers a request commits as
  * a transaction of its own at its close (one round trip) when the batch has
  * not reached the server, so its caller learns its fate; otherwise it joins
- * the batch and the batch's commit fails if it did. Reads, and claims, run
+ * the batch, and if it fails it is rolled back alone like any other unit
+ * while the batch commits: the answer it held is then a 503
+ * (store_answer_lost), and the other steps' writes are kept. Reads, and claims, run
  * ahead of a batch the server has not seen, in autocommit, so the batch's
  * writes hold their locks for one round trip.
  *
@@ -53,7 +55,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET,
-	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_UPDATE_DEFER, Q_JOB_COUNT,
+	Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_C, Q_JOB_UPDATE, Q_JOB_UPDATE_DEFER, Q_JOB_MOVE, Q_JOB_MOVE_DEFER, Q_JOB_COUNT,
 	Q_IDEM_GET, Q_IDEM_PUT,
 	Q_WORK_ADD, Q_WORK_ADD_ID, Q_WORK_IDS, Q_WORK_CLAIM, Q_WORK_DONE, Q_WORK_RESCHED,
 	Q_WORK_BECOME, Q_WORK_DROP_K, Q_WORK_DROP_ALL, Q_WORK_NEXT, Q_WORK_RELEASE,
@@ -62,7 +64,8 @@ enum {
 	Q_ATT_OF_DLV, Q_CB_INSERT, Q_EV_ADD, Q_EV_LIST,
 	Q_SLOT_LOCK, Q_SLOT_COUNT, Q_SLOT_TAKE, Q_SLOT_HOLD, Q_EV_COUNT, Q_CB_OF_JOB,
 	Q_CUST_ADD, Q_CUST_KEY, Q_CUST_BY_KEY, Q_CUST_BY_NAME, Q_CUST_LIST, Q_CUST_DEL,
-	Q_QUEUE_STATS, Q_USAGE_ADD, Q_NOTIFY, Q_RATE_TAKE, Q_RATE_ROW, Q_ANSWERED, Q_ANSWERED_CHECK,
+	Q_QUEUE_STATS, Q_USAGE_ADD, Q_NOTIFY, Q_RATE_TAKE, Q_RATE_ROW, Q_WORK_AGAIN,
+	Q_JOB_CHECK, Q_JOB_UPDATE_CHECKED, Q_JOB_SAME,
 	Q_COUNT
 };
 
@@ -81,16 +84,37 @@ enum pg_pend_kind {
 };
 
 #define PG_UNIT_UNDONE 2 /* pg_pend.answer: the caller rolled the unit back */
+/* Answering units of one batch that may fail alone; past that the batch
+ * is lost as a whole. */
+#define PG_LOST_MAX 64
+/* Work rows a connection makes due again at once after their outcome's
+ * unit failed (store_idle); past that they wait for their lease. */
+#define PG_AGAIN_MAX 128
+/* How soon such a row runs again. */
+#define PG_AGAIN_MS 1000
 
 struct pg_pend {
 	unsigned char kind;
 	unsigned char answer; /* PEND_UNIT_END */
 	short q;           /* statement index, or -1 */
+	uint64_t mark;     /* PEND_UNIT_END: the unit's mark (store_answer_mark) */
+	int64_t wid;       /* PEND_UNIT_END: the work row whose outcome it writes, or 0 */
 	PGresult **dest;   /* PEND_WANT: where the result goes */
 };
 
 struct pg_cache;
 struct pg_out;
+
+/* A job's row the open group took from the cache as a guess (what the
+ * database must still hold for the group's unit to stand). */
+#define PG_MAX_GUESSES 4
+struct pg_guess {
+	char id[48];
+	int64_t updated_at;
+	int status, target_idx, attempt, polls;
+	char *request_id; /* owned, or NULL */
+	int checked;      /* its check is queued (or its update checks it) */
+};
 
 struct store {
 	const struct store_ops *ops; /* first: store.c dispatches through it */
@@ -111,7 +135,12 @@ struct store {
 	size_t unit_start;         /* the open unit's first outbox entry */
 	int alone;                 /* a round trip of a transaction of its own */
 	int unit_failed;           /* reading results: the unit being read failed */
-	unsigned answered;         /* units of the batch that answer requests */
+	uint64_t answer_seq;       /* answer marks given so far (store_answer_mark) */
+	uint64_t lost[PG_LOST_MAX]; /* marks of this batch's units rolled back */
+	size_t nlost;
+	int64_t unit_work;         /* the open unit writes this work row's outcome (pg_unit_work) */
+	int64_t again[PG_AGAIN_MAX]; /* work rows whose outcome was rolled back: due again soon */
+	size_t nagain;
 	int64_t retry_at;          /* monotonic ms: no reconnect before */
 	struct pg_pend *pend;      /* results on their way, in order */
 	size_t npend, cappend;
@@ -125,6 +154,9 @@ struct store {
 	int64_t notify_due;        /* earliest due time of unleased work written in the batch; 0 none */
 	struct pg_cache *cache;
 	uint64_t iteration;        /* store_idle() calls so far */
+	struct pg_guess guess[PG_MAX_GUESSES]; /* the open group's guessed rows */
+	int nguess;                /* ... how many */
+	int guess_failed;          /* ... one was checked at once and failed */
 	char err[256];
 };
 
@@ -175,6 +207,8 @@ int pg_start_pipeline(struct store *s);
 struct pg_out {
 	unsigned char kind, answer;
 	short q;             /* >= 0 a prepared statement, -1 text, -2 a sync */
+	uint64_t mark;       /* a sync that ends an answering unit: its answer mark */
+	int64_t wid;         /* a sync that ends a unit: the work row it ends, or 0 */
 	const char *text;
 	PGresult **dest;
 	int n;
@@ -193,8 +227,10 @@ int pg_send_q(struct store *s, int q, struct params *p, enum pg_pend_kind kind, 
 int pg_send_sync(struct store *s, enum pg_pend_kind kind, int answer);
 /* Sends a sync and reads every result queued so far (see store_pg_conn.c). */
 int pg_round_trip(struct store *s);
-/* A unit failed (read back by pg_round_trip): answer says it answered a request. */
-void pg_unit_failed(struct store *s, int answer);
+/* A unit failed (read back by pg_round_trip): mark is the answer mark of a
+ * unit that answers a request, 0 for one that does not; wid the work row
+ * whose outcome it wrote, or 0. */
+void pg_unit_failed(struct store *s, uint64_t mark, int answers, int64_t wid);
 /* The batch (or the caller's transaction) is lost: rolled back on the server,
  * the rest of the batch fails until store_flush. */
 void pg_batch_lost(struct store *s);
@@ -226,14 +262,40 @@ int pg_exec_text(struct store *s, const char *text, struct params *p, PGresult *
  */
 int pg_defer(struct store *s, int q, struct params *p, enum pg_pend_kind kind);
 /* The open unit answers a request (a run, a callback, a customer's read):
- * if it fails, the whole batch is rolled back. */
+ * if it fails, it is rolled back alone and its answer says so
+ * (store_answer_lost). */
 void pg_mark_answer(struct store *s);
 /* The next work id of the connection's reserved block (a round trip every
  * PG_ID_BLOCK ids). 0 or <0. */
 int pg_work_id(struct store *s, int64_t *id);
+/* The open (or next) unit writes the outcome of work row id (done,
+ * rescheduled, turned into another kind): if the unit fails, the row runs
+ * again within PG_AGAIN_MS instead of waiting for its lease. */
+void pg_unit_work(struct store *s, int64_t id);
 /* Unleased work due at due_at was written in this batch: the commit
  * announces it (NOTIFY) when it is due soon. */
 void pg_note_due(struct store *s, int64_t due_at);
+/*
+ * In a store_begin group of a batch: j, taken from the cache as a guess
+ * (pg_cache_guess_job), stands for the job's row. The group's unit checks
+ * that the database still holds it (its writes are undone with the unit if
+ * not: the caller answers 503, a step runs again): the job's update in the
+ * group checks it (Q_JOB_UPDATE_CHECKED), else a check is queued into the
+ * unit at the group's end (a group that wrote nothing opens one for it).
+ * A group that turns out to answer a request (pg_mark_answer) checks its
+ * guesses at once with a read instead, and its store_commit fails (-2, its
+ * unit undone) if one does not hold: an answer's unit may join a batch
+ * already on the server, which it must never make fail.
+ * 0, or 1 when the group cannot take another guess (read the row instead).
+ */
+int pg_guess_job(struct store *s, const struct job *j);
+/* The open group's guess of job id not checked yet, or NULL: its update
+ * checks it instead (pg_guess_taken), saving the check of its own. */
+const struct pg_guess *pg_guess_of(struct store *s, const char *id);
+void pg_guess_taken(struct store *s, const struct pg_guess *g);
+/* Queues g's check (Q_JOB_CHECK) into the open unit now, before a write of
+ * the row whose own condition is not the guess (a move). */
+int pg_guess_check(struct store *s, const struct pg_guess *g);
 
 /* ---- store_pg_schema.c ---- */
 
@@ -243,6 +305,8 @@ int pg_migrate(struct store *s, char *err, size_t errlen);
 /* ---- store_pg_cache.c: rows this connection read or wrote ---- */
 
 #define PG_CACHE_ENDED_MS 30000
+/* How long a copy may be taken as a guess, checked by the unit that follows. */
+#define PG_CACHE_SPEC_MS 60000
 
 struct pg_cache *pg_cache_new(void);
 void pg_cache_free(struct pg_cache *c);
@@ -259,6 +323,13 @@ int pg_cache_put_job(struct pg_cache *c, const struct job *j, uint64_t it, uint6
  * otherwise. */
 int pg_cache_get_job(struct pg_cache *c, const char *id, uint64_t it, uint64_t dirty,
 		     struct job *j);
+/* 0 with *j a copy (caller clears) of the job's row as this connection
+ * inserted it (and has not written or read it since), up to PG_CACHE_SPEC_MS
+ * ago, whatever the iteration: a guess that another connection may have made
+ * stale since; 1 otherwise. write 2 at pg_cache_put_job: an insert. */
+int pg_cache_guess_job(struct pg_cache *c, const char *id, struct job *j);
+/* Forgets the copy of job id (the next read of it goes to the database). */
+void pg_cache_drop_job(struct pg_cache *c, const char *id);
 int pg_cache_put_delivery(struct pg_cache *c, const struct delivery *d, uint64_t it,
 			  uint64_t batch, int write);
 int pg_cache_get_delivery(struct pg_cache *c, const char *id, uint64_t it, struct delivery *d);

@@ -38,6 +38,23 @@ const char *const pg_sql[Q_COUNT] = {
 	[Q_JOB_UPDATE_DEFER] = "WITH u AS (UPDATE jobs SET " JOB_SET " WHERE id=$1 AND status<2 "
 			       "RETURNING 1) SELECT genrelay_one_row((SELECT count(*) FROM u), "
 			       "'job '||$1||' already ended elsewhere')",
+	/* The same for a job taken from the cache as a guess (pg_guess_job):
+	 * the row must also still be what the guess held. */
+	[Q_JOB_SAME] = "SELECT count(*) FROM jobs WHERE id=$1 AND updated_at=$2 AND status=$3 AND "
+		       "target_idx=$4 AND attempt=$5 AND polls=$6 AND request_id IS NOT DISTINCT FROM $7",
+	[Q_JOB_UPDATE_CHECKED] = "WITH u AS (UPDATE jobs SET " JOB_SET " WHERE id=$1 AND status<2 "
+				 "AND updated_at=$17 AND status=$18 AND target_idx=$19 AND attempt=$20 "
+				 "AND polls=$21 AND request_id IS NOT DISTINCT FROM $22 RETURNING 1) "
+				 "SELECT genrelay_one_row((SELECT count(*) FROM u), "
+				 "'job '||$1||' ended or changed elsewhere')",
+	/* A move to the next target (failover) also needs the row still on the
+	 * target it moves from ($17): of two steps moving one job at once (its
+	 * submit answer and its callback, on two workers), the second rolls
+	 * back. */
+	[Q_JOB_MOVE] = "UPDATE jobs SET " JOB_SET " WHERE id=$1 AND status<2 AND target_idx=$17",
+	[Q_JOB_MOVE_DEFER] = "WITH u AS (UPDATE jobs SET " JOB_SET " WHERE id=$1 AND status<2 "
+			     "AND target_idx=$17 RETURNING 1) SELECT genrelay_one_row((SELECT count(*) "
+			     "FROM u), 'job '||$1||' already moved or ended elsewhere')",
 	[Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
 	[Q_IDEM_GET] = "SELECT body_hash,job_id FROM idempotency WHERE customer=$1 AND key=$2",
 	[Q_IDEM_PUT] = "INSERT INTO idempotency(customer,key,body_hash,job_id,created_at) "
@@ -124,13 +141,14 @@ const char *const pg_sql[Q_COUNT] = {
 	[Q_RATE_TAKE] = "UPDATE rate_buckets SET granted=LEAST($4::float8, floor(" RATE_REFILL ")),"
 			" tokens=" RATE_REFILL " - LEAST($4::float8, floor(" RATE_REFILL ")),"
 			" at_ms=GREATEST(at_ms, " NOW_MS ") WHERE key=$1 RETURNING granted, tokens",
-	/* A unit that answers a request counts itself (transaction-local, and
-	 * undone with its savepoint when it fails); the commit checks the count. */
-	[Q_ANSWERED] = "SELECT set_config('genrelay.answered', (coalesce(nullif("
-		       "current_setting('genrelay.answered', true), ''), '0')::int + 1)::text, true)",
-	[Q_ANSWERED_CHECK] = "SELECT genrelay_one_row(CASE WHEN coalesce(nullif(current_setting("
-			     "'genrelay.answered', true), ''), '0') = $1 THEN 1 ELSE 0 END, "
-			     "'a step that answered a request was rolled back')",
+	/* A job's row taken from the cache as a guess (pg_guess_job) is still
+	 * the database's: same version (updated_at) and the same state. */
+	[Q_JOB_CHECK] = "SELECT genrelay_one_row((SELECT count(*) FROM jobs WHERE id=$1 AND "
+			"updated_at=$2 AND status=$3 AND target_idx=$4 AND attempt=$5 AND polls=$6 "
+			"AND request_id IS NOT DISTINCT FROM $7), 'job '||$1||' changed elsewhere')",
+	/* Rows whose outcome was rolled back (their step is over): due again
+	 * soon rather than when their lease ends. */
+	[Q_WORK_AGAIN] = "UPDATE work SET lease_until=$2 WHERE id=ANY($1::bigint[]) AND lease_until>$2",
 	[Q_RATE_ROW] = "INSERT INTO rate_buckets(key,tokens,at_ms) VALUES($1,$2::float8," NOW_MS ")"
 		       " ON CONFLICT DO NOTHING",
 };
@@ -144,10 +162,34 @@ void p_text(struct params *p, const char *v)
 	p->v[p->n++] = v;
 }
 
+/* Decimal digits by hand: snprintf's format machinery was a tenth of the
+ * store's own instructions per job (a job's statements carry ~60 integers). */
 void p_int(struct params *p, int64_t v)
 {
-	snprintf(p->buf[p->n], sizeof p->buf[0], "%lld", (long long)v);
-	p_text(p, p->buf[p->n]);
+	char tmp[24], *out = p->buf[p->n];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	int n = 0;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	size_t k = 0;
+	if (v < 0)
+		out[k++] = '-';
+	while (n)
+		out[k++] = tmp[--n];
+	out[k] = '\0';
+	p_text(p, out);
+}
+
+void pg_copy_val(PGresult *r, int row, int col, char *out, size_t outlen)
+{
+	const char *v = PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
+	size_t n = strlen(v);
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, v, n);
+	out[n] = '\0';
 }
 
 void p_double(struct params *p, double v)
@@ -179,10 +221,6 @@ int64_t pg_wall_ms(void)
 
 /* ---------- values and rows of a result ---------- */
 
-void pg_copy_val(PGresult *r, int row, int col, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
-}
 
 char *pg_val_dup(PGresult *r, int row, int col)
 {

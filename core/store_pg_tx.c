@@ -28,10 +28,113 @@
  * its sync, leaving the transaction aborted at the savepoint); it ends with
  * a sync. So a unit that fails (a step racing another instance for a job,
  * a lock timeout) is rolled back alone and the batch goes on. A unit that
- * answers a request (a run, a callback, a customer's read) counts itself in
- * genrelay.answered when it succeeds, and the batch's commit checks the
- * count: the whole batch rolls back if one of those failed.
+ * answers a request (a run, a callback, a customer's read) and joins the
+ * batch carries an answer mark (store_answer_mark); when it fails, the mark
+ * is noted (pg_unit_failed) and the answer held for it becomes a 503
+ * (store_answer_lost), while the batch, and every other step's result in
+ * it, commits.
  */
+/* ---------- guesses ---------- */
+
+static void drop_guesses(struct store *s)
+{
+	for (int i = 0; i < s->nguess; i++)
+		free(s->guess[i].request_id);
+	s->nguess = 0;
+	s->guess_failed = 0;
+}
+
+static int guess_pending(struct store *s)
+{
+	for (int i = 0; i < s->nguess; i++)
+		if (!s->guess[i].checked)
+			return 1;
+	return 0;
+}
+
+static void guess_params(struct params *p, const struct pg_guess *g)
+{
+	p_text(p, g->id);
+	p_int(p, g->updated_at);
+	p_int(p, g->status);
+	p_int(p, g->target_idx);
+	p_int(p, g->attempt);
+	p_int(p, g->polls);
+	p_text(p, g->request_id);
+}
+
+int pg_guess_check(struct store *s, const struct pg_guess *g)
+{
+	struct params p = { 0 };
+	s->guess[g - s->guess].checked = 1;
+	guess_params(&p, g);
+	return pg_send_q(s, Q_JOB_CHECK, &p, PEND_WRITE, NULL);
+}
+
+/* Queues the check of each guess not checked yet into the open unit. */
+static int send_guesses(struct store *s)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < s->nguess; i++)
+		if (!s->guess[i].checked)
+			rc = pg_guess_check(s, &s->guess[i]);
+	return rc;
+}
+
+/* The group answers a request: each guess not checked yet is read back now
+ * (a round trip, as the read it stood for); one that does not hold fails
+ * the group at its store_commit. */
+static void check_guesses_now(struct store *s)
+{
+	for (int i = 0; i < s->nguess; i++) {
+		struct pg_guess *g = &s->guess[i];
+		if (g->checked)
+			continue;
+		g->checked = 1;
+		struct params p = { 0 };
+		PGresult *r = NULL;
+		guess_params(&p, g);
+		if (pg_exec(s, Q_JOB_SAME, &p, PG_READ, &r) < 0 || pg_val_int(r, 0, 0) != 1) {
+			s->guess_failed = 1;
+			pg_cache_drop_job(s->cache, g->id);
+			snprintf(s->err, sizeof s->err, "postgresql: job %s changed elsewhere", g->id);
+		}
+		PQclear(r);
+	}
+}
+
+int pg_guess_job(struct store *s, const struct job *j)
+{
+	if (!s->batching || s->depth <= 0 || s->aborted || s->nguess >= PG_MAX_GUESSES ||
+	    strlen(j->id) >= sizeof s->guess[0].id)
+		return 1;
+	struct pg_guess *g = &s->guess[s->nguess];
+	memset(g, 0, sizeof *g);
+	if (j->request_id && !(g->request_id = strdup(j->request_id)))
+		return 1;
+	memcpy(g->id, j->id, strlen(j->id) + 1);
+	g->updated_at = j->updated_at;
+	g->status = (int)j->status;
+	g->target_idx = j->target_idx;
+	g->attempt = j->attempt;
+	g->polls = j->polls;
+	s->nguess++;
+	return 0;
+}
+
+const struct pg_guess *pg_guess_of(struct store *s, const char *id)
+{
+	for (int i = 0; i < s->nguess; i++)
+		if (!s->guess[i].checked && strcmp(s->guess[i].id, id) == 0)
+			return &s->guess[i];
+	return NULL;
+}
+
+void pg_guess_taken(struct store *s, const struct pg_guess *g)
+{
+	s->guess[g - s->guess].checked = 1;
+}
+
 /* In a batch: the batch transaction and the unit the next statements join. */
 int pg_ensure_unit(struct store *s)
 {
@@ -45,7 +148,7 @@ int pg_ensure_unit(struct store *s)
 		if (rc < 0)
 			return rc;
 		s->open = 1;
-		s->answered = 0;
+		s->nlost = 0;
 	}
 	if (!s->in_unit) {
 		s->unit_start = s->nout;
@@ -118,6 +221,7 @@ static int commit_alone(struct store *s)
 		rc = pg_round_trip(s);
 		s->alone = 0;
 	}
+	s->answer_seq++; /* its caller knows its fate: a mark nothing loses */
 	if (rc == 0 && r && strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
 		rc = -2;
 	PQclear(r);
@@ -148,19 +252,21 @@ int pg_close_unit(struct store *s, int undo)
 	if (!s->in_unit || !s->conn)
 		return 0;
 	s->in_unit = 0;
+	int64_t wid = s->unit_work; /* a unit committed alone tells its caller */
+	s->unit_work = 0;
 	if (!undo && s->unit_answer && !s->tx_sent)
 		return commit_alone(s);
 	int rc = undo ? pg_send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL) : 0;
-	if (rc == 0 && s->unit_answer && !undo) {
-		rc = pg_send_q(s, Q_ANSWERED, NULL, PEND_WRITE, NULL);
-		s->answered++;
-	}
 	if (rc == 0)
 		rc = pg_send_text(s, "RELEASE SAVEPOINT ok", NULL, PEND_CTL, NULL);
 	if (rc == 0)
 		rc = pg_send_text(s, "SAVEPOINT ok", NULL, PEND_CTL, NULL);
 	if (rc == 0)
 		rc = pg_send_sync(s, PEND_UNIT_END, undo ? PG_UNIT_UNDONE : s->unit_answer);
+	if (rc == 0 && !undo) /* the sync just queued; every unit's, for the work it queued */
+		s->out[s->nout - 1].mark = ++s->answer_seq;
+	if (rc == 0 && !undo)
+		s->out[s->nout - 1].wid = wid;
 	if (undo)
 		pg_cache_clear(s->cache);
 	return rc;
@@ -168,10 +274,14 @@ int pg_close_unit(struct store *s, int undo)
 
 void pg_mark_answer(struct store *s)
 {
+	if (s->nguess)
+		check_guesses_now(s);
 	if (s->in_unit)
 		s->unit_answer = 1;
 	else if (s->depth > 0)
 		s->mark_next = 1; /* for the unit the group's first write opens */
+	else
+		s->answer_seq++; /* a read ahead of the batch: a mark nothing loses */
 }
 
 /* ---------- statements in a batch or ahead of it ---------- */
@@ -281,6 +391,11 @@ int pg_work_id(struct store *s, int64_t *id)
 	return 0;
 }
 
+void pg_unit_work(struct store *s, int64_t id)
+{
+	s->unit_work = id;
+}
+
 void pg_note_due(struct store *s, int64_t due_at)
 {
 	if (!s->notify_due || due_at < s->notify_due)
@@ -302,8 +417,11 @@ int store_pending(struct store *s)
 int store_flush(struct store *s)
 {
 	s->depth = 0;
-	if (s->in_unit)
+	if (s->in_unit) {
+		send_guesses(s); /* a group left open: its unit still checks them */
 		pg_close_unit(s, 0);
+	}
+	drop_guesses(s);
 	if (s->aborted) {
 		if (s->open)
 			pg_batch_lost(s);
@@ -316,23 +434,19 @@ int store_flush(struct store *s)
 	if (!s->open)
 		return 0;
 	int rc = 0;
-	char due[32], answered[32];
+	char due[32];
 	if (s->notify_due && s->notify_due <= pg_wall_ms() + PG_NOTIFY_SOON_MS) {
 		struct params p = { 0 };
 		snprintf(due, sizeof due, "%lld", (long long)s->notify_due);
 		p_text(&p, due);
 		rc = pg_defer(s, Q_NOTIFY, &p, PEND_WRITE);
 	}
-	/* Undo a last unit that failed, check that every unit that answered a
-	 * request is there, commit. */
-	struct params pc = { 0 };
-	snprintf(answered, sizeof answered, "%u", s->answered);
-	p_text(&pc, answered);
+	/* Undo a last unit that failed, commit. The units that failed were
+	 * rolled back alone; those that answered requests are noted as their
+	 * results are read (pg_unit_failed). */
 	PGresult *r = NULL;
 	if (rc == 0)
 		rc = pg_send_text(s, "ROLLBACK TO SAVEPOINT ok", NULL, PEND_CTL, NULL);
-	if (rc == 0)
-		rc = pg_send_q(s, Q_ANSWERED_CHECK, &pc, PEND_WANT, NULL);
 	if (rc == 0)
 		rc = pg_send_text(s, "COMMIT", NULL, PEND_WANT, &r);
 	if (rc == 0)
@@ -356,11 +470,54 @@ int store_flush(struct store *s)
 	s->must_order = 0;
 	s->batch_id++;
 	s->in_unit = 0;
-	s->answered = 0;
+	s->unit_work = 0;
 	s->notify_due = 0;
 	int failed = rc < 0 || s->aborted;
 	s->aborted = 0;
+	if (failed)
+		s->nlost = 0; /* everything failed: the answers are 503 anyway */
 	return failed ? -2 : 0;
+}
+
+/*
+ * The end of a loop iteration: rows kept from it are no longer current;
+ * work rows whose outcome was rolled back this iteration become due again
+ * within PG_AGAIN_MS (their lease stays this worker's until then), in one
+ * statement of its own. When that fails they wait for their lease.
+ */
+void store_idle(struct store *s)
+{
+	s->iteration++;
+	if (!s->nagain || store_pending(s))
+		return;
+	char *arr = malloc(s->nagain * 21 + 3);
+	size_t len = 0;
+	if (arr) {
+		arr[len++] = '{';
+		for (size_t i = 0; i < s->nagain; i++)
+			len += (size_t)sprintf(arr + len, "%s%lld", i ? "," : "", (long long)s->again[i]);
+		arr[len++] = '}';
+		arr[len] = '\0';
+		struct params p = { 0 };
+		p_text(&p, arr);
+		p_int(&p, pg_wall_ms() + PG_AGAIN_MS);
+		pg_exec(s, Q_WORK_AGAIN, &p, PG_ALONE, NULL);
+		free(arr);
+	}
+	s->nagain = 0;
+}
+
+uint64_t store_answer_mark(struct store *s)
+{
+	return s->answer_seq;
+}
+
+int store_answer_lost(struct store *s, uint64_t mark)
+{
+	for (size_t i = 0; i < s->nlost; i++)
+		if (s->lost[i] == mark)
+			return 1;
+	return 0;
 }
 
 int store_begin(struct store *s)
@@ -390,8 +547,22 @@ int store_commit(struct store *s)
 		if (s->aborted)
 			return -2; /* the caller's store_rollback closes the group */
 		if (s->depth > 0 && --s->depth == 0) {
+			if (s->guess_failed) { /* an answer's guess did not hold */
+				s->mark_next = 0;
+				drop_guesses(s);
+				pg_close_unit(s, 1);
+				return -2;
+			}
+			/* The group's unit checks the guesses its updates did not
+			 * (a group that wrote nothing opens one for them). */
+			int rc = 0;
+			if (guess_pending(s) && (rc = pg_ensure_unit(s)) == 0)
+				rc = send_guesses(s);
 			s->mark_next = 0;
-			return pg_close_unit(s, 0) < 0 ? -2 : 0;
+			drop_guesses(s);
+			if (rc == 0)
+				rc = pg_close_unit(s, 0);
+			return rc < 0 ? -2 : 0;
 		}
 		return 0;
 	}
@@ -416,6 +587,11 @@ void store_rollback(struct store *s)
 			return;
 		if (--s->depth == 0) {
 			s->mark_next = 0;
+			/* What the group decided on a guess is undone: the next
+			 * read of those jobs goes to the database. */
+			for (int i = 0; i < s->nguess; i++)
+				pg_cache_drop_job(s->cache, s->guess[i].id);
+			drop_guesses(s);
 			pg_close_unit(s, 1);
 		}
 		return;

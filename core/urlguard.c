@@ -520,6 +520,27 @@ out:
 	return rc;
 }
 
+/*
+ * URLs accepted lately by this thread, per policy: the verdict is a function
+ * of the URL's text and the policy alone (no name is resolved here), and
+ * customers send the same few webhook URLs job after job, so a URL seen
+ * again is accepted without parsing it twice more (libcurl's parse is most
+ * of the cost). Only acceptances are kept (a refusal is made again, with its
+ * reason); URLs of OK_CACHE_URL bytes or more are not kept.
+ */
+#define OK_CACHE_N 8
+#define OK_CACHE_URL 256
+static _Thread_local struct {
+	char url[OK_CACHE_URL]; /* "" unused */
+	unsigned char policy;
+} ok_cache[OK_CACHE_N];
+static _Thread_local unsigned ok_cache_next;
+
+static unsigned char policy_bits(const struct urlguard_policy *p)
+{
+	return (unsigned char)((p->require_https ? 1 : 0) | (p->allow_private ? 2 : 0));
+}
+
 int urlguard_check_url(const struct urlguard_policy *p, const char *url,
 		       char *err, size_t errlen)
 {
@@ -530,7 +551,19 @@ int urlguard_check_url(const struct urlguard_policy *p, const char *url,
 		set_err(err, errlen, "missing URL");
 		return -1;
 	}
-	if (check_raw(p, url, &https, err, errlen) < 0)
+	size_t n = strnlen(url, OK_CACHE_URL);
+	unsigned char pol = policy_bits(p);
+	if (n > 0 && n < OK_CACHE_URL)
+		for (unsigned i = 0; i < OK_CACHE_N; i++)
+			if (ok_cache[i].policy == pol && memcmp(ok_cache[i].url, url, n + 1) == 0)
+				return 0;
+	if (check_raw(p, url, &https, err, errlen) < 0 ||
+	    check_curl(p, url, https, err, errlen) < 0)
 		return -1;
-	return check_curl(p, url, https, err, errlen);
+	if (n > 0 && n < OK_CACHE_URL) {
+		unsigned i = ok_cache_next++ % OK_CACHE_N;
+		memcpy(ok_cache[i].url, url, n + 1);
+		ok_cache[i].policy = pol;
+	}
+	return 0;
 }

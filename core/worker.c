@@ -254,7 +254,9 @@ static void *worker_main(void *arg)
 	json_array_foreach(models, i, m)
 		engine_provider_keys(w, json_string_value(json_object_get(m, "provider")), 0);
 	json_decref(models);
+	log_hold(1); /* lines are written once per loop iteration (log.h) */
 	loop_run(w->loop);
+	log_hold(0);
 	return NULL;
 }
 
@@ -262,7 +264,17 @@ static void *worker_main(void *arg)
  * not yet committed waits for worker_commit (it may report them). */
 static int answer_after_commit(struct request *r)
 {
-	return store_pending(r->w->store);
+	if (!store_pending(r->w->store))
+		return 0;
+	r->hold_mark = store_answer_mark(r->w->store);
+	return 1;
+}
+
+/* The server's lost handler: the held answer's writes were rolled back
+ * alone in a batch that committed (store.h, store_answer_lost). */
+static int answer_lost(struct request *r)
+{
+	return store_answer_lost(r->w->store, r->hold_mark);
 }
 
 int worker_start(struct worker *w, char *err, size_t errlen)
@@ -280,6 +292,7 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 		snprintf(err, errlen, "worker %d: cannot create its loop", w->index);
 		return -1;
 	}
+	fetcher_set_per_host(w->fetch, w->cfg->per_host);
 	w->store = store_open(w->cfg->store, strcmp(w->cfg->durability, "fsync") == 0, err, errlen);
 	if (!w->store)
 		return -1;
@@ -295,7 +308,8 @@ int worker_start(struct worker *w, char *err, size_t errlen)
 	if (script_host_load(w->scripts, serr, sizeof serr) < 0)
 		log_warn("scripts: %s (the other scripts are loaded)", serr);
 	static const struct server_handlers api = { .admit = api_admit, .dispatch = api_dispatch,
-						    .gone = api_request_gone, .hold = answer_after_commit };
+						    .gone = api_request_gone, .hold = answer_after_commit,
+						    .lost = answer_lost };
 	if (!(w->server = server_new(w, &api, err, errlen)))
 		return -1;
 	if (w->metrics_fd >= 0) {

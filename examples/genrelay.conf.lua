@@ -130,4 +130,5 @@ webhooks = {
 limits = {
   body_bytes = 1048576,           -- one request body (413 past it)
   buffered_bytes = 64 * 1048576,  -- all bodies being received at once in the process (503 past it)
+  -- per_host = 64,               -- outbound requests at once per destination and worker; more wait
 }

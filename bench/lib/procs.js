@@ -177,4 +177,24 @@ function machine() {
   };
 }
 
-module.exports = { run, startServer, startCeiling, startReceiver, wrk, memoryMb, cpuSeconds, perfRecord, metrics, machine };
+// A provider that accepts connections and never reads or answers.
+async function blackhole() {
+  const net = require('node:net');
+  const socks = new Set();
+  const srv = net.createServer((sock) => {
+    sock.pause();
+    socks.add(sock);
+    sock.on('close', () => socks.delete(sock));
+    sock.on('error', () => {});
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    stop: () => {
+      for (const x of socks) x.destroy();
+      return new Promise((resolve) => srv.close(() => resolve()));
+    },
+  };
+}
+
+module.exports = { blackhole, run, startServer, startCeiling, startReceiver, wrk, memoryMb, cpuSeconds, perfRecord, metrics, machine };

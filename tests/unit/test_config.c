@@ -107,6 +107,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(c->lua_instructions, 10000000);
 	CHECK_EQ_INT(c->lua_memory_mb, 32);
 	CHECK_EQ_INT(c->max_connections, 10000);
+	CHECK_EQ_INT(c->per_host, 64);
 	CHECK(c->connection_timeout_s == 30);
 	CHECK(config_customer_by_key(c, "anything") == NULL);
 	CHECK(config_provider(c, "fal") == NULL);
@@ -165,7 +166,8 @@ static const char full_conf[] =
 	"jobs = { submit_window_s = 60, job_deadline_s = 600, poll_after_s = 10, poll_interval_s = 2,\n"
 	"         poll_max_s = 20, sync_wait_s = 30 }\n"
 	"limits = { body_bytes = 2048, lua_instructions = 5000, lua_memory_mb = 8,\n"
-	"           max_connections = 100, connection_timeout_s = 5, buffered_bytes = 65536 }\n";
+	"           max_connections = 100, connection_timeout_s = 5, buffered_bytes = 65536,\n"
+	"           per_host = 256 }\n";
 
 /* Secrets and proxies that are accepted. */
 static void test_secrets_and_proxies(void)
@@ -291,6 +293,7 @@ static void test_full(void)
 	CHECK_EQ_INT(c->lua_instructions, 5000);
 	CHECK_EQ_INT(c->lua_memory_mb, 8);
 	CHECK_EQ_INT(c->max_connections, 100);
+	CHECK_EQ_INT(c->per_host, 256);
 	CHECK(c->connection_timeout_s == 5);
 		CHECK_EQ_INT(c->buffered_bytes, 65536);
 	CHECK_STR_EQ(c->metrics_listen, "127.0.0.1:9091");
@@ -437,6 +440,7 @@ static void test_errors(void)
 	check_refused("limits = { body_bytes = 'big' }\n", "limits.body_bytes: must be an integer", NULL);
 	check_refused("limits = { lua_instructions = 10 }\n", "limits.lua_instructions", NULL);
 	check_refused("limits = { max_connections = -5 }\n", "limits.max_connections", NULL);
+	check_refused("limits = { per_host = 0 }\n", "limits.per_host", NULL);
 	check_refused("limits = { connection_timeout_s = 0 }\n", "limits.connection_timeout_s", NULL);
 
 	check_refused("limits = { buffered_bytes = 0 }\n", "limits.buffered_bytes", NULL);

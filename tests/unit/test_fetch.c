@@ -4,7 +4,9 @@
  * own thread): GET and POST round-trips with headers and body, the response
  * cap, a timeout, a refused connection, the URL guard (a loopback address
  * refused without a connection being made, allowed when private addresses
- * are), many concurrent requests, and fetcher_free with requests in flight.
+ * are), many concurrent requests (at most FETCH_PER_HOST connections to one
+ * host, the rest waiting their turn), requests that wait keeping their
+ * deadline, and fetcher_free with requests in flight and waiting.
  *
  * No verdict depends on how long anything took; a loop watchdog (a timer
  * far past every request's own timeout) turns a callback that never comes
@@ -578,6 +580,91 @@ static void test_concurrent(void)
 	run_free(&run);
 }
 
+/* Many more requests to one host than its cap (FETCH_PER_HOST, or what
+ * fetcher_set_per_host set: per_host > 0): all are answered, over at most
+ * that many connections, every one reused by the waiting ones. */
+static void per_host_cap(long per_host)
+{
+	enum { N = 4 * FETCH_PER_HOST + 7 };
+	long cap = per_host > 0 ? per_host : FETCH_PER_HOST;
+	struct run run;
+	CHECK_EQ_INT(run_init(&run), 0);
+	/* idle connections kept: as many as may run at once (as a worker does) */
+	fetcher_free(run.f);
+	run.f = fetcher_new(run.l, FETCH_PER_HOST);
+	CHECK(run.f != NULL);
+	if (!run.f) {
+		loop_free(run.l);
+		return;
+	}
+	if (per_host > 0)
+		fetcher_set_per_host(run.f, per_host);
+	static struct result rs[N];
+	char url[128];
+	url_of(url, sizeof url, "/echo");
+	int before = atomic_load(&connections), started = 0;
+	for (int i = 0; i < N; i++) {
+		struct fetch_request req = { .method = "POST", .url = url, .timeout_ms = 30000,
+					     .body = "b", .body_len = 1 };
+		req.headers = curl_slist_append(NULL, "X-Test: cap");
+		if (start(&run, &req, &rs[i]) == 0)
+			started++;
+	}
+	CHECK_EQ_INT(started, N);
+	CHECK_EQ_INT(fetcher_inflight(run.f), N);
+	run_all(&run);
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		if (rs[i].done == 1 && rs[i].status == 201)
+			ok++;
+		result_clear(&rs[i]);
+	}
+	CHECK_EQ_INT(ok, N);
+	int opened = atomic_load(&connections) - before;
+	CHECK(opened >= 1 && opened <= cap);
+	CHECK_EQ_INT(fetcher_inflight(run.f), 0);
+	run_free(&run);
+}
+
+static void test_per_host_cap(void)
+{
+	per_host_cap(0);
+	per_host_cap(3); /* limits.per_host */
+}
+
+/* Requests waiting behind FETCH_PER_HOST that never get an answer keep their
+ * own deadline: each is called back once, with an error and no status. */
+static void test_waiting_deadline(void)
+{
+	enum { N = FETCH_PER_HOST + 6 };
+	int port = 0;
+	int lfd = silent_listener(&port);
+	CHECK(lfd >= 0);
+	if (lfd < 0)
+		return;
+	struct run run;
+	CHECK_EQ_INT(run_init(&run), 0);
+	static struct result rs[N];
+	char url[128];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/never", port);
+	for (int i = 0; i < N; i++) {
+		struct fetch_request req = { .method = "GET", .url = url, .timeout_ms = 300 };
+		CHECK_EQ_INT(start(&run, &req, &rs[i]), 0);
+	}
+	CHECK_EQ_INT(fetcher_inflight(run.f), N);
+	run_all(&run);
+	int failed = 0;
+	for (int i = 0; i < N; i++) {
+		if (rs[i].done == 1 && rs[i].status == 0 && rs[i].error)
+			failed++;
+		result_clear(&rs[i]);
+	}
+	CHECK_EQ_INT(failed, N);
+	CHECK_EQ_INT(fetcher_inflight(run.f), 0);
+	run_free(&run);
+	close(lfd);
+}
+
 /* fetcher_free with requests in flight: their callbacks never run, and
  * nothing leaks (ASan). */
 static int never_called;
@@ -613,6 +700,14 @@ static void test_free_in_flight(void)
 		CHECK_EQ_INT(fetch_start(f, &req, never_cb, NULL), 0);
 	}
 	CHECK_EQ_INT(fetcher_inflight(f), 3);
+	/* and more than the host takes at once: some wait, and are freed too */
+	for (int i = 0; i < FETCH_PER_HOST; i++) {
+		struct fetch_request req = { .method = "POST", .url = url, .timeout_ms = 20000,
+					     .body = "x", .body_len = 1 };
+		req.headers = curl_slist_append(NULL, "X-Test: 1");
+		CHECK_EQ_INT(fetch_start(f, &req, never_cb, NULL), 0);
+	}
+	CHECK_EQ_INT(fetcher_inflight(f), 3 + FETCH_PER_HOST);
 	fetcher_free(f);
 	loop_free(l);
 	CHECK_EQ_INT(never_called, 0);
@@ -638,6 +733,8 @@ int main(void)
 	test_timeout();
 	test_refused();
 	test_guard();
+	test_per_host_cap();
+	test_waiting_deadline();
 	test_concurrent();
 	test_free_in_flight();
 	MHD_stop_daemon(server);

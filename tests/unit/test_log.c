@@ -79,6 +79,47 @@ static void test_replace_while_logging(void)
 	scrub_free(next);
 }
 
+/* A thread that holds its lines writes them at log_flush, in order; a
+ * warning is written at once with the lines before it; log_hold(0) writes
+ * the rest. Timestamps and context are as on lines written at once. */
+static void test_hold(void)
+{
+	captured();
+	log_hold(1);
+	log_ctx_job("job_h", "acme", "fal");
+	log_info("held one");
+	log_info("held two");
+	const char *t = captured();
+	CHECK(strstr(t, "held") == NULL);
+	log_flush();
+	t = captured();
+	const char *a = strstr(t, "level=info held one job_id=job_h customer=acme provider=fal\n");
+	const char *b = strstr(t, "level=info held two job_id=job_h");
+	CHECK(a != NULL && b != NULL && a < b);
+	CHECK(strlen(t) > 24 && t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[23] == 'Z');
+	log_flush(); /* nothing held: writes nothing */
+	CHECK(captured()[0] == '\0');
+	log_info("before the warning");
+	log_warn("the warning");
+	t = captured();
+	a = strstr(t, "before the warning");
+	b = strstr(t, "level=warn the warning");
+	CHECK(a != NULL && b != NULL && a < b);
+	/* More than the buffer holds: every line written, in order, none cut. */
+	for (int i = 0; i < 200; i++)
+		log_info("line %03d %0*d", i, 100, 0);
+	log_info("last held");
+	t = captured(); /* the first ~30 KB, written when the buffer filled */
+	CHECK(strncmp(strstr(t, "level=info line 000 ") ? strstr(t, "level=info line 000 ") : "", "level=info line 000 0", 21) == 0);
+	CHECK(strstr(t, "last held") == NULL);
+	log_hold(0);
+	t = captured();
+	CHECK(strstr(t, "last held job_id=job_h") != NULL);
+	log_info("not held");
+	CHECK(strstr(captured(), "not held") != NULL);
+	log_ctx_clear();
+}
+
 int main(void)
 {
 	int fd = mkstemp(path);
@@ -140,6 +181,7 @@ int main(void)
 	log_set_scrub(NULL);
 	scrub_free(s);
 	captured();
+	test_hold();
 	test_replace_while_logging();
 	unlink(path);
 	return check_done();

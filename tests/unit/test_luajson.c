@@ -234,6 +234,7 @@ int main(void)
 		json_decref(j);
 	}
 
+
 	lua_close(L);
 	return check_done();
 }

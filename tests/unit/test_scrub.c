@@ -1,6 +1,9 @@
 /*
  * test_scrub.c: secret scrubbing and Lua literal redaction (core/scrub.c).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "scrub.h"
 #include "check.h"
 
@@ -286,6 +289,47 @@ static void test_lua_message_random(void)
 	CHECK(ok);
 }
 
+/* Many needles (the pass over byte pairs): the same answer as looking for
+ * each with memmem, on random texts over a small alphabet (so needles and
+ * their heads turn up often), at every end of the text. */
+static void test_found_many_random(void)
+{
+	struct scrub *s = scrub_new();
+	char needles[12][16];
+	unsigned seed = 12345;
+	for (int i = 0; i < 12; i++) {
+		size_t n = 8 + (size_t)(i % 5);
+		for (size_t k = 0; k < n; k++) {
+			seed = seed * 1103515245u + 12345u;
+			needles[i][k] = (char)('a' + (seed >> 16) % 4);
+		}
+		needles[i][n] = '\0';
+		scrub_add(s, needles[i]);
+	}
+	CHECK(scrub_count(s) >= 5);
+	int agree = 1, hits = 0;
+	char text[200];
+	for (int round = 0; round < 3000 && agree; round++) {
+		size_t len = (size_t)(round % 120);
+		for (size_t k = 0; k < len; k++) {
+			seed = seed * 1103515245u + 12345u;
+			text[k] = (char)('a' + (seed >> 16) % 4);
+		}
+		if (round % 7 == 0 && len >= 16) /* a needle at the very end */
+			memcpy(text + len - strlen(needles[round % 12]), needles[round % 12],
+			       strlen(needles[round % 12]));
+		int want = 0;
+		for (int i = 0; i < 12; i++)
+			if (memmem(text, len, needles[i], strlen(needles[i])))
+				want = 1;
+		hits += want;
+		agree = scrub_found(s, text, len) == want;
+	}
+	CHECK(agree);
+	CHECK(hits > 100);
+	scrub_free(s);
+}
+
 int main(void)
 {
 	test_empty();
@@ -300,5 +344,6 @@ int main(void)
 	test_lua_message();
 	test_real_lua_messages();
 	test_lua_message_random();
+	test_found_many_random();
 	return check_done();
 }

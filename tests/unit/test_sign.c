@@ -4,6 +4,9 @@
 #include "sign.h"
 #include "check.h"
 
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -323,6 +326,77 @@ static void test_random(void)
 	CHECK(sign_random_id("job_", first, 30) < 0);
 }
 
+/* One-shot OpenSSL HMAC-SHA256, the reference for the keyed contexts. */
+static void ref_hmac(const void *key, size_t kl, const void *m, size_t ml, unsigned char out[32])
+{
+	unsigned int len = 0;
+	HMAC(EVP_sha256(), kl ? key : "", (int)kl, ml ? m : (const void *)"", ml, out, &len);
+}
+
+/*
+ * The thread's keyed contexts: many keys interleaved (more than the cache
+ * holds, so slots are replaced), keys that are prefixes of each other, the
+ * empty key and one longer than the cache takes all give what a one-shot
+ * HMAC gives, message after message.
+ */
+static void test_hmac_keyed(void)
+{
+	char keys[20][80];
+	unsigned char want[32], got[32];
+	static char longkey[700];
+	memset(longkey, 'k', sizeof longkey - 1);
+	for (int i = 0; i < 20; i++)
+		snprintf(keys[i], sizeof keys[i], "key-%d-%.*s", i % 13, i, "abcdefghijklmnopqrstuvwxyz");
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 20; i++) {
+			int k = (i * 7 + round) % 20;
+			char msg[64];
+			int ml = snprintf(msg, sizeof msg, "job_%d_%d", round, i);
+			ref_hmac(keys[k], strlen(keys[k]), msg, (size_t)ml, want);
+			CHECK_EQ_INT(sign_hmac_sha256(keys[k], strlen(keys[k]), msg, (size_t)ml, got), 32);
+			CHECK(memcmp(want, got, 32) == 0);
+			/* the same key again right away: the context is reset, not extended */
+			CHECK_EQ_INT(sign_hmac_sha256(keys[k], strlen(keys[k]), msg, (size_t)ml, got), 32);
+			CHECK(memcmp(want, got, 32) == 0);
+		}
+		ref_hmac("", 0, "x", 1, want);
+		CHECK_EQ_INT(sign_hmac_sha256("", 0, "x", 1, got), 32);
+		CHECK(memcmp(want, got, 32) == 0);
+		ref_hmac(longkey, strlen(longkey), "x", 1, want);
+		CHECK_EQ_INT(sign_hmac_sha256(longkey, strlen(longkey), "x", 1, got), 32);
+		CHECK(memcmp(want, got, 32) == 0);
+	}
+}
+
+/* Two threads signing with the same keys at once each use their own
+ * contexts: every result is right. */
+static void *hmac_thread(void *arg)
+{
+	int *bad = arg;
+	unsigned char want[32], got[32];
+	for (int i = 0; i < 2000; i++) {
+		const char *key = i % 2 ? "secret-one" : "secret-two";
+		char msg[32];
+		int ml = snprintf(msg, sizeof msg, "job_%d", i);
+		ref_hmac(key, strlen(key), msg, (size_t)ml, want);
+		if (sign_hmac_sha256(key, strlen(key), msg, (size_t)ml, got) != 32 ||
+		    memcmp(want, got, 32) != 0)
+			(*bad)++;
+	}
+	return NULL;
+}
+
+static void test_hmac_threads(void)
+{
+	pthread_t t[2];
+	int bad[2] = { 0, 0 };
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ_INT(pthread_create(&t[i], NULL, hmac_thread, &bad[i]), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ_INT(pthread_join(t[i], NULL), 0);
+	CHECK_EQ_INT(bad[0] + bad[1], 0);
+}
+
 int main(void)
 {
 	test_base64();
@@ -333,5 +407,7 @@ int main(void)
 	test_webhook();
 	test_callback_token();
 	test_random();
+	test_hmac_keyed();
+	test_hmac_threads();
 	return check_done();
 }

@@ -6,6 +6,7 @@
 #include "check.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/un.h>
@@ -529,6 +530,39 @@ static void test_addr(void)
 	CHECK_EQ_INT(urlguard_addr_blocked(NULL, 0), 1);
 }
 
+/* Acceptances are remembered per policy: a URL accepted under one policy is
+ * judged again under another, a refusal is made again with its reason, and
+ * the verdicts stay the same past the remembered few. */
+static void test_remembered(void)
+{
+	for (int round = 0; round < 3; round++) {
+		OK(open_, "https://127.0.0.1/hook");
+		REFUSED(strict, "https://127.0.0.1/hook");
+		CHECK(err[0] != '\0');
+		OK(lax, "http://127.0.0.1/hook");
+		REFUSED(open_, "http://127.0.0.1/hook");
+		CHECK(strstr(err, "https") != NULL);
+		OK(strict, "https://example.com/hook");
+		CHECK(err[0] == '\0');
+	}
+	char url[64];
+	for (int i = 0; i < 40; i++) {
+		snprintf(url, sizeof url, "https://h%d.example.com/hook", i % 20);
+		OK(strict, url);
+		snprintf(url, sizeof url, "https://10.0.0.%d/hook", i % 20);
+		REFUSED(strict, url);
+		OK(open_, url);
+	}
+	/* Long URLs are judged each time, the same way. */
+	static char big[600];
+	snprintf(big, sizeof big, "https://example.com/%0500d", 0);
+	OK(strict, big);
+	OK(strict, big);
+	snprintf(big, sizeof big, "https://192.168.1.1/%0500d", 0);
+	REFUSED(strict, big);
+	REFUSED(strict, big);
+}
+
 int main(void)
 {
 	test_public();
@@ -538,5 +572,6 @@ int main(void)
 	test_shape();
 	test_schemes();
 	test_addr();
+	test_remembered();
 	return check_done();
 }

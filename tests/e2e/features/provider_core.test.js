@@ -186,6 +186,29 @@ describe('core features for providers', () => {
     assert.equal((await getJob(id)).model_id, 'fal:fal-ai/flux/dev:v2');
   });
 
+  test('job ids are job_ and 26 Crockford base32 characters, unique, in creation order; the submitted event names provider, model, request id, status and script version', T, async () => {
+    const ids = [];
+    for (let i = 0; i < 12; i++) ids.push(await submit('fal:fal-ai/flux/dev', { prompt: `id ${i}`, sim: { delay_ms: 100 } }));
+    for (const id of ids) assert.match(id, /^job_[0-9A-HJKMNP-TV-Z]{26}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    const times = ids.map((id) => [...id.slice(4, 14)].reduce((v, c) => v * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(c), 0));
+    assert.deepEqual([...times].sort((a, b) => a - b), times, 'the time part never goes back');
+    assert.ok(Math.abs(times[0] - Date.now()) < 60000, `the time part is the creation time in ms: ${times[0]}`);
+    for (const id of ids) {
+      const j = await waitTerminal(id);
+      assert.equal(j.status, 'succeeded', JSON.stringify(j));
+      const sub = (await events(id)).filter((e) => e.kind === 'submitted').map(detail);
+      assert.equal(sub.length, 1, JSON.stringify(sub));
+      assert.deepEqual(Object.keys(sub[0]), ['provider', 'model', 'request_id', 'http_status', 'script_version', 'key_id']);
+      assert.equal(sub[0].provider, 'fal');
+      assert.equal(sub[0].model, 'fal-ai/flux/dev');
+      assert.equal(sub[0].request_id, j.request_id);
+      assert.equal(sub[0].http_status, 200);
+      assert.match(sub[0].script_version, /^[0-9a-f]{8,}$/);
+      assert.equal(sub[0].key_id, null);
+    }
+  });
+
   test('callback_requires: refused at submit without calling the provider; an alias fails over; poll-only providers work', T, async () => {
     const before = (await simRequests('artificialstudio')).length;
     const id = await submit('artificialstudio:create-image', { prompt: 'refused' });

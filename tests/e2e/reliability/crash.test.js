@@ -11,6 +11,8 @@
 // at least once. Duplicates (a webhook-id delivered again) are counted for
 // SIGKILL and must be zero for SIGTERM.
 //
+// On PostgreSQL (ctest e2e_pg_crash) genrelay runs 16 loops.
+//
 // make test: 5,000 jobs and at least 6 kills, then 1,500 jobs and 3
 // SIGTERM restarts. make soak (GENRELAY_SOAK=1): 20,000 jobs and 30 kills,
 // then 5,000 jobs and 10 SIGTERMs.
@@ -19,6 +21,9 @@ const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../lib/harness');
 const R = require('../lib/reliability');
+const pg = require('../lib/pg');
+
+const PG_WORKERS = 16;
 
 const P = R.SOAK
   ? { jobs: 20000, kills: 30, termJobs: 5000, terms: 10, concurrency: 48, waitMs: 900000 }
@@ -36,6 +41,10 @@ describe('crashes', () => {
       simUrl: sim.url,
       readyMs: 30000, // restarts under load (and ASan) may take a while
       config: {
+        // On PostgreSQL, many loops on one store (one connection each), as
+        // workers = "auto" gives there: two loops may race for one job (a
+        // callback and a poll) and the loser's writes roll back alone.
+        workers: pg.enabled() ? PG_WORKERS : undefined,
         // Long windows: a job must survive restarts, not run out of time.
         jobs: { poll_after_s: 1, poll_interval_s: 0.3, poll_max_s: 2, submit_window_s: 120, job_deadline_s: 600 },
         webhooks: { retry: [0.2, 0.5, 1, 2, 4], timeout_s: 5 },

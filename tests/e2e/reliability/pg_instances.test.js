@@ -13,8 +13,36 @@ const assert = require('node:assert/strict');
 const h = require('../lib/harness');
 const R = require('../lib/reliability');
 
+const { spawn } = require('node:child_process');
+
 const MODEL = 'fal-ai/flux/dev';
 const T = { timeout: 240000 };
+
+// A row lock held from a psql session of its own: BEGIN and `sql` (a
+// SELECT ... FOR UPDATE) run at once; the lock holds until release(), which
+// commits and waits for psql to exit.
+async function holdRowLock(storeUrl, sql) {
+  const u = new URL(storeUrl);
+  const p = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', u.hostname, '-p', u.port, '-U', 'postgres', '-d', u.pathname.slice(1)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+  });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => p.on('close', resolve));
+  p.stdin.write(`BEGIN;\n${sql};\n\\echo row-locked\n`);
+  await h.waitFor(() => {
+    if (p.exitCode !== null) throw Object.assign(new Error(`psql exited: ${out}`), { fatal: true });
+    return out.includes('row-locked');
+  }, 15000, { interval: 20, what: 'the row lock' });
+  return {
+    release: async () => {
+      p.stdin.end('COMMIT;\n');
+      await exited;
+    },
+  };
+}
 
 async function metric(gr, name) {
   const r = await gr.admin('GET', '/metrics');
@@ -77,5 +105,32 @@ describe('instances on one PostgreSQL', () => {
     const accepted = seen.a.ok + seen.b.ok;
     assert.equal(accepted, BURST, JSON.stringify(seen));
     assert.ok(seen.a.ok > 0 && seen.b.ok > 0 && seen.a.limited > 0 && seen.b.limited > 0, JSON.stringify(seen));
+  });
+
+  test('a step whose outcome is rolled back (a lock timeout) runs again at once, not when its lease ends', T, async () => {
+    const store = await newDb();
+    // Leases of ten minutes: only a row made due again by the store
+    // finishes the job within the test's bounds.
+    const gr = await start({ config: { store, jobs: { lease_s: 600, poll_after_s: 0.3, poll_interval_s: 0.2, poll_max_s: 0.3 } } });
+    const r = await gr.api('POST', `/v1/models/${MODEL}/run`, { input: { prompt: 'lease-again', sim: { delay_ms: 2500, callback: 'none' } }, webhook_url: `${env.rcv.url}/again` });
+    assert.equal(r.status, 202, r.text);
+    const id = r.body.job_id;
+    await h.waitFor(async () => (await gr.api('GET', `/v1/jobs/${id}`)).body.request_id, 15000, { what: 'the job submitted' });
+    const reqId = (await gr.api('GET', `/v1/jobs/${id}`)).body.request_id;
+    // Polls have begun; while the job row is locked elsewhere, the poll's
+    // update of it times out (lock_timeout) and its unit, which also
+    // reschedules the poll row, is rolled back.
+    const polled = async () => (await env.sim.requests('fal')).filter((q) => q.method === 'GET' && q.path.includes(reqId)).length;
+    await h.waitFor(async () => (await polled()) > 0, 15000, { what: 'the first poll' });
+    const errors0 = await metric(gr, 'genrelay_store_errors_total');
+    const lock = await holdRowLock(store, `SELECT id FROM jobs WHERE id='${id}' FOR UPDATE`);
+    try {
+      await h.waitFor(async () => (await metric(gr, 'genrelay_store_errors_total')) > errors0, 15000, { what: "a poll's outcome rolled back" });
+    } finally {
+      await lock.release();
+    }
+    assert.ok(/a step's writes were rolled back/.test(gr.log()), "the poll's outcome was rolled back");
+    await h.waitFor(async () => (await gr.api('GET', `/v1/jobs/${id}`)).body.status === 'succeeded', 30000, { what: `job ${id} succeeded well within its lease` });
+    await h.waitFor(async () => env.rcv.delivered(id).length > 0, 30000, { what: `job ${id} delivered` });
   });
 });

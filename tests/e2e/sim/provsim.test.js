@@ -321,6 +321,21 @@ describe('provsim', () => {
       assert.equal(as.headers['retry-after'], undefined);
     });
 
+    test('http_times counts one JSON body in any key order or spacing as identical', T, async () => {
+      // Each of genrelay's workers encodes a request with its own Lua state,
+      // so the same request may come with its keys in another order.
+      const prompt = uniq('order');
+      const json = { 'content-type': 'application/json' };
+      const bodies = [
+        `{"key":"k","prompt":"${prompt}","sim":{"http_status":503,"http_times":2}}`,
+        `{"sim":{"http_times":2,"http_status":503},"prompt":"${prompt}","key":"k"}`,
+        `{ "prompt": "${prompt}", "sim": { "http_status": 503, "http_times": 2 }, "key": "k" }`,
+      ];
+      const got = [];
+      for (const b of bodies) got.push((await call('POST', '/modelslab/api/v6/images/text2img', b, json)).status);
+      assert.deepEqual(got, [503, 503, 200], 'the third submit of the same content goes through');
+    });
+
     test('SIGTERM ends provsim promptly with exit 0, despite pending jobs and open connections', T, async () => {
       for (const w of ['0', '1']) {
         const s2 = await h.startProvsim({ args: ['--callback-workers', w] });

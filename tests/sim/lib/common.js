@@ -124,6 +124,25 @@ function isoNow(ms = Date.now()) {
   return new Date(ms).toISOString();
 }
 
+// JSON text of v with every object's keys sorted, so that two encodings of
+// one value (any key order, any spacing) are equal.
+function canonicalJson(v) {
+  if (Array.isArray(v)) return '[' + v.map(canonicalJson).join(',') + ']';
+  if (v && typeof v === 'object') {
+    return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(v[k])).join(',') + '}';
+  }
+  return JSON.stringify(v);
+}
+
+// A body as steering compares it: canonical JSON when it parses, else its bytes.
+function canonicalBody(raw) {
+  try {
+    return canonicalJson(JSON.parse(Buffer.isBuffer(raw) ? raw.toString('utf8') : String(raw)));
+  } catch (e) {
+    return raw;
+  }
+}
+
 function sha256hex(data) {
   return crypto.createHash('sha256').update(data).digest('hex');
 }
@@ -178,9 +197,12 @@ class Sim {
 
   // http_status steering: the first `httpTimes` submits of an identical body
   // (per provider) answer `httpStatus`. Returns the status to answer, or 0.
+  // A JSON body is compared by its content (canonicalJson), not its bytes:
+  // the same request built by two of genrelay's workers (each with its own
+  // Lua state, so its own key order) is the same request.
   steerHttp(provider, rawBody, steer) {
     if (!steer.httpStatus || steer.httpTimes <= 0) return 0;
-    const key = provider + ':' + sha256hex(rawBody);
+    const key = provider + ':' + sha256hex(canonicalBody(rawBody));
     const n = this.httpCounts.get(key) || 0;
     if (n >= steer.httpTimes) return 0;
     this.httpCounts.set(key, n + 1);
@@ -291,6 +313,7 @@ module.exports = {
   phase,
   isoNow,
   sha256hex,
+  canonicalJson,
   clearJobTimers,
   makeContext,
   isObject,

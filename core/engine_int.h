@@ -130,6 +130,23 @@ void engine_work_done(struct worker *w, const struct work *wk);
 /* Adds an event to the job's history (detail taken, scrubbed of secrets).
  * Meant for the caller's transaction. */
 void engine_event(struct worker *w, const char *job_id, const char *kind, json_t *detail);
+/* One member of an event's detail (engine_event_fields): str, or NULL for
+ * null, or num when is_num. key is written as it is (a plain literal). */
+struct event_field {
+	const char *key;
+	const char *str;
+	int is_num;
+	long long num;
+};
+/*
+ * engine_event with a detail of n members written as JSON text directly:
+ * {"key":value,...} byte for byte as json_dumps(JSON_COMPACT) writes the
+ * object json_pack makes of them, without either. -1 when a string is not
+ * valid UTF-8 or the text would pass 64 KB: nothing is added, for the
+ * caller to take engine_event (jansson's way, whatever it makes of them).
+ */
+int engine_event_fields(struct worker *w, const char *job_id, const char *kind,
+			const struct event_field *f, size_t n);
 /* A random number in [0, 1) for jitter and key picks. */
 double engine_random(void);
 /*

@@ -13,6 +13,7 @@
  */
 #include "engine.h"
 
+#include "buf.h"
 #include "config.h"
 #include "engine_int.h"
 #include "log.h"
@@ -166,14 +167,47 @@ void engine_work_done(struct worker *w, const struct work *wk)
 		metrics_inc(M_STORE_ERRORS);
 }
 
-void engine_event(struct worker *w, const char *job_id, const char *kind, json_t *detail)
+/* Scrubs text (taken; NULL stays NULL) and adds it as the detail of an
+ * event of kind to job_id's history. */
+static void event_add(struct worker *w, const char *job_id, const char *kind, char *text)
 {
-	char *text = json_dumps(detail, JSON_COMPACT);
-	json_decref(detail);
 	scrub_str(w->cfg->scrub, &text); /* reasons may quote a provider */
 	if (store_event_add(w->store, job_id, loop_wall_ms(), kind, text) < 0)
 		metrics_inc(M_STORE_ERRORS);
 	free(text);
+}
+
+void engine_event(struct worker *w, const char *job_id, const char *kind, json_t *detail)
+{
+	char *text = json_dumps(detail, JSON_COMPACT);
+	json_decref(detail);
+	event_add(w, job_id, kind, text);
+}
+
+int engine_event_fields(struct worker *w, const char *job_id, const char *kind,
+			const struct event_field *f, size_t n)
+{
+	struct buf b;
+	char num[24];
+	int bad = 0;
+	buf_init(&b, 1 << 16);
+	bad |= buf_add(&b, "{", 1);
+	for (size_t i = 0; i < n && !bad; i++) {
+		bad |= buf_adds(&b, i ? ",\"" : "\"");
+		bad |= buf_adds(&b, f[i].key);
+		bad |= buf_adds(&b, "\":");
+		if (f[i].is_num)
+			bad |= buf_add(&b, num, (size_t)snprintf(num, sizeof num, "%lld", f[i].num));
+		else
+			bad |= buf_add_json_utf8(&b, f[i].str);
+	}
+	bad |= buf_add(&b, "}", 1);
+	if (bad) {
+		buf_free(&b);
+		return -1;
+	}
+	event_add(w, job_id, kind, buf_steal(&b, NULL));
+	return 0;
 }
 
 /* A provider's setting, borrowed from its script's settings: valid until

@@ -467,10 +467,19 @@ int jobflow_end_tx(struct jobflow *f, const char *via)
 	/* script_version: the provider script in effect when the job ended;
 	 * when a step gave the result (on_submitted, on_callback, on_polled, or
 	 * one that raised), the version that ran it. */
-	engine_event(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?,s:s?}", "status",
-		     job_status_name(j->status), "error", j->error_code, "provider", j->provider,
-		     "script_version", j->provider ? script_version(w->scripts, SCRIPT_PROVIDER,
-								    j->provider) : NULL, "via", via));
+	const char *version = j->provider ? script_version(w->scripts, SCRIPT_PROVIDER, j->provider)
+					  : NULL;
+	const struct event_field ended[] = {
+		{ .key = "status", .str = job_status_name(j->status) },
+		{ .key = "error", .str = j->error_code },
+		{ .key = "provider", .str = j->provider },
+		{ .key = "script_version", .str = version },
+		{ .key = "via", .str = via },
+	};
+	if (engine_event_fields(w, j->id, "ended", ended, sizeof ended / sizeof ended[0]) < 0)
+		engine_event(w, j->id, "ended", json_pack("{s:s,s:s?,s:s?,s:s?,s:s?}", "status",
+			     job_status_name(j->status), "error", j->error_code, "provider",
+			     j->provider, "script_version", version, "via", via));
 	if (j->webhook_url && queue_delivery(f, now) < 0)
 		return -1;
 	if (warn && queue_budget_warning(f, spent, now) < 0)

@@ -37,41 +37,6 @@ static void dec_ws(struct dec *d)
 		d->p++;
 }
 
-/* Length of the valid UTF-8 sequence at p (jansson's utf8_check_first and
- * utf8_check_full), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0], v;
-	size_t n;
-	if (c < 0x80)
-		return 1;
-	if (c < 0xC2)
-		return 0;
-	if (c < 0xE0) {
-		n = 2;
-		v = c & 0x1F;
-	} else if (c < 0xF0) {
-		n = 3;
-		v = c & 0x0F;
-	} else if (c < 0xF5) {
-		n = 4;
-		v = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (p[i] & 0x3F);
-	}
-	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
-	    (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
-		return 0;
-	return n;
-}
-
 static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
 {
 	unsigned v = 0;
@@ -123,7 +88,7 @@ static int dec_string(struct dec *d)
 			p++;
 			continue;
 		}
-		if (*p < 0x20 || !(n = utf8_len(p, d->end)))
+		if (*p < 0x20 || !(n = buf_utf8_len(p, d->end)))
 			return DEC_FAIL;
 		p += n;
 	}
@@ -171,7 +136,7 @@ static int dec_string(struct dec *d)
 			continue;
 		}
 		size_t n;
-		if (*p < 0x20 || !(n = utf8_len(p, d->end)))
+		if (*p < 0x20 || !(n = buf_utf8_len(p, d->end)))
 			return DEC_FAIL;
 		luaL_addlstring(&b, (const char *)p, n);
 		p += n;
@@ -418,50 +383,7 @@ static int enc_value(struct enc *e, int idx);
 
 static int enc_string(struct enc *e, const char *s, size_t n)
 {
-	static const char hexd[] = "0123456789ABCDEF";
-	const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
-	if (buf_add(e->b, "\"", 1) < 0)
-		return -1;
-	while (p < end) {
-		unsigned c = *p;
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-			p++;
-			continue;
-		}
-		if (c >= 0x80) {
-			size_t k = utf8_len(p, end);
-			if (!k)
-				return -1; /* json_dumps refuses invalid UTF-8 */
-			p += k;
-			continue;
-		}
-		if (buf_add(e->b, run, (size_t)(p - run)) < 0)
-			return -1;
-		char esc[6] = { '\\', 0, 0, 0, 0, 0 };
-		size_t el = 2;
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hexd[c >> 4];
-			esc[5] = hexd[c & 15];
-			el = 6;
-		}
-		if (buf_add(e->b, esc, el) < 0)
-			return -1;
-		run = ++p;
-	}
-	if (buf_add(e->b, run, (size_t)(p - run)) < 0)
-		return -1;
-	return buf_add(e->b, "\"", 1);
+	return buf_add_json_strn(e->b, s, n); /* -1 on invalid UTF-8, as json_dumps */
 }
 
 /* jansson's jsonp_dtostr with its default precision (17). */

@@ -15,7 +15,6 @@
  * Layer (engine_int.h): calls jobflow.c, provider.c and engine_work.c;
  * called by engine.c, which dispatches the rows.
  */
-#include "buf.h"
 #include "config.h"
 #include "engine.h"
 #include "engine_int.h"
@@ -430,64 +429,30 @@ static void submit_retry_answer(struct step *st, struct jobflow *f,
 	submit_retry(st, f, after, why);
 }
 
-/* 1 when every byte of s (NULL counts) is printable ASCII or a control
- * character: text that buf_add_json_str writes as jansson would. */
-static int plain_ascii(const char *s)
-{
-	for (; s && *s; s++)
-		if ((unsigned char)*s >= 0x80)
-			return 0;
-	return 1;
-}
-
 /*
- * The "submitted" event of every job, its detail written as JSON text
- * directly: {"provider","model","request_id","http_status","script_version",
- * "key_id"} in that order, request_id and key_id null when unset, as
- * json_pack and json_dumps made it (which cost more than the row). Values
- * that are not plain ASCII (a provider's request id) go through jansson,
- * which checks their UTF-8. Scrubbed as every event is. In the caller's
- * transaction.
+ * The "submitted" event of every job: {"provider","model","request_id",
+ * "http_status","script_version","key_id"} in that order, request_id and
+ * key_id null when unset, written as JSON text directly
+ * (engine_event_fields: json_pack and json_dumps cost more than the row);
+ * jansson's way when a value is not valid UTF-8 (a provider's request id
+ * may hold anything). In the caller's transaction.
  */
 static void submitted_event(struct worker *w, const struct job *j, long status,
 			    const char *version, const char *kid)
 {
-	const char *vals[] = { j->provider, j->model, j->request_id, version, kid };
-	char *text = NULL;
-	int plain = 1;
-	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
-		plain = plain && plain_ascii(vals[i]);
-	if (plain) {
-		struct buf b;
-		char num[24];
-		buf_init(&b, 1 << 16);
-		int bad = buf_adds(&b, "{\"provider\":");
-		bad |= buf_add_json_str(&b, j->provider ? j->provider : "");
-		bad |= buf_adds(&b, ",\"model\":");
-		bad |= buf_add_json_str(&b, j->model ? j->model : "");
-		bad |= buf_adds(&b, ",\"request_id\":");
-		bad |= buf_add_json_str(&b, j->request_id);
-		bad |= buf_adds(&b, ",\"http_status\":");
-		bad |= buf_add(&b, num, (size_t)snprintf(num, sizeof num, "%d", (int)status));
-		bad |= buf_adds(&b, ",\"script_version\":");
-		bad |= buf_add_json_str(&b, version);
-		bad |= buf_adds(&b, ",\"key_id\":");
-		bad |= buf_add_json_str(&b, kid);
-		bad |= buf_adds(&b, "}");
-		if (!bad) /* else over 64 KB or no memory: jansson's way */
-			text = buf_steal(&b, NULL);
-		buf_free(&b);
-	}
-	if (!text) {
+	const struct event_field submitted[] = {
+		{ .key = "provider", .str = j->provider ? j->provider : "" },
+		{ .key = "model", .str = j->model ? j->model : "" },
+		{ .key = "request_id", .str = j->request_id },
+		{ .key = "http_status", .is_num = 1, .num = (int)status },
+		{ .key = "script_version", .str = version },
+		{ .key = "key_id", .str = kid },
+	};
+	if (engine_event_fields(w, j->id, "submitted", submitted,
+				sizeof submitted / sizeof submitted[0]) < 0)
 		engine_event(w, j->id, "submitted", json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s?}",
 			     "provider", j->provider, "model", j->model, "request_id", j->request_id,
 			     "http_status", (int)status, "script_version", version, "key_id", kid));
-		return;
-	}
-	scrub_str(w->cfg->scrub, &text); /* a request id may quote anything */
-	if (store_event_add(w->store, j->id, loop_wall_ms(), "submitted", text) < 0)
-		metrics_inc(M_STORE_ERRORS);
-	free(text);
 }
 
 /*

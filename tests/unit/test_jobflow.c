@@ -218,6 +218,15 @@ static void test_result_ends_job(struct worker *w)
 	CHECK_STR_EQ(json_string_value(json_object_get(ended, "via")), "poll");
 	CHECK_STR_EQ(json_string_value(json_object_get(ended, "status")), "succeeded");
 	CHECK(json_string_value(json_object_get(ended, "script_version")) != NULL);
+	/* The detail's shape, as json_pack made it: every key in order, null
+	 * when unset (the store keeps the text; its order survives the read). */
+	char want[256], *got = json_dumps(ended, JSON_COMPACT);
+	snprintf(want, sizeof want,
+		 "{\"status\":\"succeeded\",\"error\":null,\"provider\":\"testp\","
+		 "\"script_version\":\"%s\",\"via\":\"poll\"}",
+		 json_string_value(json_object_get(ended, "script_version")));
+	CHECK_STR_EQ(got, want);
+	free(got);
 	json_decref(ended);
 	/* Its pending provider work is dropped; its delivery is queued. */
 	CHECK_EQ_INT(store_work_count(observer, WORK_POLL), 0);
@@ -329,6 +338,23 @@ static void test_malformed_result(struct worker *w)
 	char event[32];
 	CHECK_EQ_INT(deliveries_of("job_bad", event, sizeof event), 1);
 	CHECK_STR_EQ(event, "job.failed");
+	json_t *ended;
+	CHECK_EQ_INT(events_of("job_bad", "ended", &ended), 1);
+	CHECK_STR_EQ(json_string_value(json_object_get(ended, "error")), "SCRIPT_ERROR");
+	CHECK_STR_EQ(json_string_value(json_object_get(ended, "via")), "poll");
+	json_decref(ended);
+	/* A value that is not UTF-8 (never written by the core, which checks
+	 * codes): the event is still added, with what jansson makes of it (no
+	 * detail), never as text that is not JSON. */
+	put_job(w, "job_bytes", "testp:a", "[\"testp:a\"]");
+	CHECK_EQ_INT(jobflow_begin(w, &f, "job_bytes", NULL), 0);
+	f.job.status = JOB_FAILED;
+	job_set(&f.job.error_code, "BAD_\xff");
+	CHECK_EQ_INT(jobflow_end(&f, "poll"), 0);
+	job_clear(&f.job);
+	CHECK_EQ_INT(events_of("job_bytes", "ended", &ended), 1);
+	CHECK(ended == NULL || json_is_null(ended));
+	json_decref(ended);
 	/* Still running: a processing result is not an end. */
 	struct job j = { .status = JOB_PROCESSING };
 	json_t *proc = json_pack("{s:s,s:s,s:{s:s}}", "state", "processing", "request_id", "r9",

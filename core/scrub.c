@@ -2,9 +2,11 @@
  * scrub.c: see scrub.h.
  *
  * Matching is exact bytes. scrub_found and the fast path of scrub_dup look
- * for each needle with memmem (most texts hold none); a text that does is
- * rebuilt in one left-to-right pass that tries the longest needle first at
- * each position, so a secret that contains another one is replaced whole.
+ * for each needle with memmem (most texts hold none), or with many needles
+ * skip through the text on a table of the byte pairs they hold; a text that
+ * does hold one is rebuilt in one left-to-right pass that tries the longest
+ * needle first at each position, so a secret that contains another one is
+ * replaced whole.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,7 +31,21 @@ struct scrub {
 	unsigned char first[256]; /* 1 when a needle starts with that byte */
 	size_t shortest;          /* the shortest needle's length (0: none) */
 	uint64_t pair[1024];      /* bit a << 8 | b: a needle starts with bytes a, b */
+	uint64_t inner[1024];     /* bit a << 8 | b: a, b stand together within the
+				   * first `shortest` bytes of a needle */
 };
+
+static void pair_set(uint64_t *set, const char *p)
+{
+	unsigned k = (unsigned)(unsigned char)p[0] << 8 | (unsigned char)p[1];
+	set[k >> 6] |= (uint64_t)1 << (k & 63);
+}
+
+static int pair_in(const uint64_t *set, const unsigned char *t)
+{
+	unsigned k = (unsigned)t[0] << 8 | t[1];
+	return (int)(set[k >> 6] >> (k & 63) & 1);
+}
 
 struct scrub *scrub_new(void)
 {
@@ -86,12 +102,14 @@ static int add_needle(struct scrub *s, const char *p, size_t n)
 	s->v[at].n = n;
 	s->n++;
 	s->first[(unsigned char)p[0]] = 1;
-	if (n >= 2) {
-		unsigned k = (unsigned)(unsigned char)p[0] << 8 | (unsigned char)p[1];
-		s->pair[k >> 6] |= (uint64_t)1 << (k & 63);
-	}
+	if (n >= 2)
+		pair_set(s->pair, p);
 	if (!s->shortest || n < s->shortest)
 		s->shortest = n;
+	/* The pairs of its first `shortest` bytes: the shortest only ever gets
+	 * shorter, so those of the needles before stay a superset. */
+	for (size_t i = 0; i + 1 < s->shortest; i++)
+		pair_set(s->inner, p + i);
 	return 1;
 }
 
@@ -164,9 +182,12 @@ static size_t match_at(const struct scrub *s, const char *t, size_t left);
 
 /*
  * With a few needles, memmem for each; with more (every customer's keys and
- * secrets, in their JSON forms), one pass over the text that looks only at
- * the positions where a needle's first two bytes stand (pair), which most
- * texts have none of.
+ * secrets, in their JSON forms), one pass over the text that skips on the
+ * pair table: every needle is m (the shortest) bytes long or more, so one
+ * that starts at i holds its bytes i + m - 2 and i + m - 1 as a pair of its
+ * first m (inner); when they are not such a pair no needle starts at i to
+ * i + m - 2 and the pass moves on by m - 1. At the other positions it looks
+ * only where a needle's first two bytes stand (pair).
  */
 int scrub_found(const struct scrub *s, const char *text, size_t len)
 {
@@ -179,10 +200,16 @@ int scrub_found(const struct scrub *s, const char *text, size_t len)
 		return 0;
 	}
 	const unsigned char *t = (const unsigned char *)text;
-	for (size_t i = 0; i + 1 < len; i++) {
-		unsigned k = (unsigned)t[i] << 8 | t[i + 1];
-		if ((s->pair[k >> 6] >> (k & 63) & 1) && match_at(s, text + i, len - i))
+	size_t m = s->shortest;
+	for (size_t i = 0; i + m <= len;) {
+		size_t q = i + m - 2;
+		if (!pair_in(s->inner, t + q)) {
+			i = q + 1;
+			continue;
+		}
+		if (pair_in(s->pair, t + i) && match_at(s, text + i, len - i))
 			return 1;
+		i++;
 	}
 	return 0;
 }
@@ -192,8 +219,11 @@ static size_t match_at(const struct scrub *s, const char *t, size_t left)
 {
 	if (!s->first[(unsigned char)t[0]])
 		return 0;
+	/* A needle is NUL-terminated: p[1] is there when n is 1. */
 	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].n <= left && memcmp(t, s->v[i].p, s->v[i].n) == 0)
+		if (s->v[i].n <= left && s->v[i].p[0] == t[0] &&
+		    (s->v[i].n == 1 || s->v[i].p[1] == t[1]) &&
+		    memcmp(t, s->v[i].p, s->v[i].n) == 0)
 			return s->v[i].n;
 	return 0;
 }

@@ -330,6 +330,62 @@ static void test_found_many_random(void)
 	scrub_free(s);
 }
 
+/*
+ * As above with needles that hold few of the text's byte pairs, so the pass
+ * skips (scrub_found moves on m - 1 bytes where no needle's pair stands): a
+ * needle put anywhere is still found, and a shorter one added after longer
+ * ones (the shortest shrinks) too.
+ */
+static void test_found_skip_random(void)
+{
+	unsigned seed = 777;
+#define NEXT() (seed = seed * 1103515245u + 12345u, seed >> 16)
+	for (int set = 0; set < 40; set++) {
+		struct scrub *s = scrub_new();
+		char needles[10][40];
+		int nn = 6 + set % 5;
+		for (int i = 0; i < nn; i++) {
+			/* Longest first, then one short one last on odd sets. */
+			size_t n = (set & 1) && i == nn - 1 ? 3 + NEXT() % 4 : 10 + NEXT() % 25;
+			for (size_t k = 0; k < n; k++)
+				needles[i][k] = (char)(33 + NEXT() % 94);
+			needles[i][n] = '\0';
+			scrub_add(s, needles[i]);
+		}
+		int agree = 1, hits = 0;
+		char text[400];
+		for (int round = 0; round < 400 && agree; round++) {
+			size_t len = NEXT() % 300;
+			for (size_t k = 0; k < len; k++)
+				text[k] = (char)(32 + NEXT() % 95);
+			if (round % 3 == 0) { /* a needle somewhere, whole or cut by the end */
+				const char *nd = needles[NEXT() % (unsigned)nn];
+				size_t nl = strlen(nd), at = len ? NEXT() % len : 0;
+				for (size_t k = 0; k < nl && at + k < len; k++)
+					text[at + k] = nd[k];
+			}
+			int want = 0;
+			for (int i = 0; i < nn; i++)
+				if (memmem(text, len, needles[i], strlen(needles[i])))
+					want = 1;
+			hits += want;
+			agree = scrub_found(s, text, len) == want;
+			if (want) { /* and scrub_dup takes them all out */
+				size_t ol;
+				char *out = scrub_dup(s, text, len, &ol);
+				CHECK(out != NULL);
+				for (int i = 0; out && i < nn; i++)
+					CHECK(!memmem(out, ol, needles[i], strlen(needles[i])));
+				free(out);
+			}
+		}
+		CHECK(agree);
+		CHECK(hits > 60);
+		scrub_free(s);
+	}
+#undef NEXT
+}
+
 int main(void)
 {
 	test_empty();
@@ -345,5 +401,6 @@ int main(void)
 	test_real_lua_messages();
 	test_lua_message_random();
 	test_found_many_random();
+	test_found_skip_random();
 	return check_done();
 }

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "config.h"
 #include "engine_int.h"
+#include "jsondump.h"
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
@@ -179,7 +180,7 @@ static void event_add(struct worker *w, const char *job_id, const char *kind, ch
 
 void engine_event(struct worker *w, const char *job_id, const char *kind, json_t *detail)
 {
-	char *text = json_dumps(detail, JSON_COMPACT);
+	char *text = jsondump(detail, JSON_COMPACT);
 	json_decref(detail);
 	event_add(w, job_id, kind, text);
 }

@@ -10,6 +10,7 @@
 #include "customers.h"
 #include "engine.h"
 #include "engine_int.h"
+#include "jsondump.h"
 #include "keypool.h"
 #include "log.h"
 #include "metrics.h"
@@ -158,12 +159,13 @@ void jobflow_merge_data(struct job *j, json_t *data)
 	if (!json_is_object(data))
 		return;
 	json_t *cur = j->data ? json_loads(j->data, 0, NULL) : NULL;
-	if (!json_is_object(cur)) {
-		json_decref(cur);
-		cur = json_object();
+	char *text;
+	if (json_is_object(cur)) {
+		json_object_update(cur, data);
+		text = jsondump(cur, JSON_COMPACT);
+	} else { /* nothing kept yet: data is all of it, in its order */
+		text = jsondump(data, JSON_COMPACT);
 	}
-	json_object_update(cur, data);
-	char *text = json_dumps(cur, JSON_COMPACT);
 	json_decref(cur);
 	free(j->data);
 	j->data = text;
@@ -216,7 +218,7 @@ int jobflow_apply_result(struct job *j, json_t *res, long http_status,
 	if (st == JOB_SUCCEEDED) {
 		json_t *out = json_object_get(res, "output");
 		free(j->output);
-		j->output = out && !json_is_null(out) ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		j->output = out && !json_is_null(out) ? jsondump(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 		job_set(&j->error_code, NULL);
 		job_set(&j->error_message, NULL);
 	} else if (st == JOB_FAILED || st == JOB_CANCELED) {

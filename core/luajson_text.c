@@ -4,6 +4,7 @@
  */
 #include "luajson_text.h"
 #include "buf.h"
+#include "jsondump.h"
 #include "luajson.h"
 
 #include <errno.h>
@@ -386,34 +387,6 @@ static int enc_string(struct enc *e, const char *s, size_t n)
 	return buf_add_json_strn(e->b, s, n); /* -1 on invalid UTF-8, as json_dumps */
 }
 
-/* jansson's jsonp_dtostr with its default precision (17). */
-static int enc_real(struct enc *e, double d)
-{
-	char s[64];
-	int n = snprintf(s, sizeof s - 3, "%.17g", d);
-	if (n < 0 || (size_t)n >= sizeof s - 3)
-		return -1;
-	size_t len = (size_t)n;
-	if (!strchr(s, '.') && !strchr(s, 'e')) {
-		memcpy(s + len, ".0", 3);
-		len += 2;
-	}
-	char *start = strchr(s, 'e');
-	if (start) {
-		start++;
-		char *end = start + 1;
-		if (*start == '-')
-			start++;
-		while (*end == '0')
-			end++;
-		if (end != start) {
-			memmove(start, end, len - (size_t)(end - s));
-			len -= (size_t)(end - start);
-		}
-	}
-	return buf_add(e->b, s, len);
-}
-
 static int enc_number(struct enc *e, int idx)
 {
 	char s[32];
@@ -425,7 +398,7 @@ static int enc_number(struct enc *e, int idx)
 		if (isnan(d) || isinf(d))
 			return -1;
 		if (!(d == floor(d) && fabs(d) <= 9007199254740992.0))
-			return enc_real(e, (double)d);
+			return jsondump_real(e->b, (double)d);
 		v = (long long)d;
 	}
 	int n = snprintf(s, sizeof s, "%lld", v);

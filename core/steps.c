@@ -161,7 +161,7 @@ static void submit_give_up(struct jobflow *f, const char *reason, int allow_fail
 		return;
 	}
 	char msg[ENGINE_ERR_MAX];
-	snprintf(msg, sizeof msg, "provider %s unavailable: %s", f->job.provider, reason);
+	snprintf(msg, sizeof msg, "provider %.64s unavailable: %.420s", f->job.provider, reason);
 	jobflow_fail(f, code, msg, NULL);
 }
 

@@ -43,8 +43,13 @@
 
 void pg_set_err(struct store *s, const char *what, const char *msg)
 {
-	snprintf(s->err, sizeof s->err, "postgresql: %s%s%.*s", what, what[0] ? ": " : "",
-		 (int)(strcspn(msg, "\n")), msg);
+	/* msg may be s->err itself (an error passed on): formatted apart first. */
+	char line[sizeof s->err];
+	snprintf(line, sizeof line, "%.*s", (int)strcspn(msg, "\n"), msg);
+	/* Cut to fit (the return value read: the cut is meant). */
+	if (snprintf(s->err, sizeof s->err, "postgresql: %s%s%s", what, what[0] ? ": " : "",
+		     line) < 0)
+		s->err[0] = '\0';
 }
 
 const char *store_errmsg(struct store *s)

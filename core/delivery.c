@@ -314,7 +314,8 @@ static void deliver_done(void *arg, const struct fetch_response *res);
 /*
  * Step 5: POSTs o to the delivery's URL through the URL guard, as a step
  * in flight that keeps the start of the body for the attempt's record. d's
- * url is taken (*d's is NULL after); o's headers are taken by the fetch.
+ * url is taken (*d's is NULL after); o's headers and body are taken by the
+ * fetch (sent without a copy).
  */
 static void deliver_send(struct worker *w, struct delivery *d, const struct work *wk,
 			 struct outgoing *o)
@@ -334,12 +335,13 @@ static void deliver_send(struct worker *w, struct delivery *d, const struct work
 	ds->d = *d;
 	d->url = NULL; /* owned by ds now */
 	struct fetch_request fr = {
-		.method = "POST", .url = ds->d.url, .headers = o->hl, .body = o->body,
+		.method = "POST", .url = ds->d.url, .headers = o->hl, .owned_body = o->body,
 		.body_len = o->len, .timeout_ms = (long)(w->cfg->webhook_timeout_s * 1000),
 		.max_response = w->cfg->webhook_response_bytes, .guard = &w->guard,
 		.proxy = w->cfg->webhook_proxy,
 	};
-	o->hl = NULL; /* taken by fetch_start, started or not */
+	o->hl = NULL; /* both taken by fetch_start, started or not */
+	o->body = NULL;
 	metrics_inc(M_DELIVERY_ATTEMPTS);
 	if (fetch_start(w->fetch, &fr, deliver_done, ds) < 0) {
 		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, o->version, NULL, 0);

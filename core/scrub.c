@@ -29,6 +29,7 @@ struct scrub {
 	unsigned char first[256]; /* 1 when a needle starts with that byte */
 	size_t shortest;          /* the shortest needle's length (0: none) */
 	uint64_t pair[1024];      /* bit a << 8 | b: a needle starts with bytes a, b */
+	uint64_t stride[1024];    /* the same bits for bytes 0, 1 and 1, 2 of needles of 3+ */
 };
 
 struct scrub *scrub_new(void)
@@ -89,6 +90,11 @@ static int add_needle(struct scrub *s, const char *p, size_t n)
 	if (n >= 2) {
 		unsigned k = (unsigned)(unsigned char)p[0] << 8 | (unsigned char)p[1];
 		s->pair[k >> 6] |= (uint64_t)1 << (k & 63);
+		s->stride[k >> 6] |= (uint64_t)1 << (k & 63);
+	}
+	if (n >= 3) {
+		unsigned k = (unsigned)(unsigned char)p[1] << 8 | (unsigned char)p[2];
+		s->stride[k >> 6] |= (uint64_t)1 << (k & 63);
 	}
 	if (!s->shortest || n < s->shortest)
 		s->shortest = n;
@@ -166,7 +172,8 @@ static size_t match_at(const struct scrub *s, const char *t, size_t left);
  * With a few needles, memmem for each; with more (every customer's keys and
  * secrets, in their JSON forms), one pass over the text that looks only at
  * the positions where a needle's first two bytes stand (pair), which most
- * texts have none of.
+ * texts have none of; when every needle has 3 bytes or more, that pass reads
+ * every second pair of bytes (stride) and tries the two positions it covers.
  */
 int scrub_found(const struct scrub *s, const char *text, size_t len)
 {
@@ -179,6 +186,18 @@ int scrub_found(const struct scrub *s, const char *text, size_t len)
 		return 0;
 	}
 	const unsigned char *t = (const unsigned char *)text;
+	if (s->shortest >= 3) {
+		/* Every second position: a needle of 3 bytes or more that starts
+		 * at j or at j - 1 has its bytes 0, 1 or 1, 2 at j, j + 1. */
+		for (size_t j = 0; j + 1 < len; j += 2) {
+			unsigned k = (unsigned)t[j] << 8 | t[j + 1];
+			if ((s->stride[k >> 6] >> (k & 63) & 1) &&
+			    ((j > 0 && match_at(s, text + j - 1, len - j + 1)) ||
+			     match_at(s, text + j, len - j)))
+				return 1;
+		}
+		return 0;
+	}
 	for (size_t i = 0; i + 1 < len; i++) {
 		unsigned k = (unsigned)t[i] << 8 | t[i + 1];
 		if ((s->pair[k >> 6] >> (k & 63) & 1) && match_at(s, text + i, len - i))

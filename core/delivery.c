@@ -52,6 +52,44 @@ static void outgoing_free(struct outgoing *o)
 	o->hl = NULL;
 }
 
+/* src into dst[0..size), cut to fit, NUL-terminated (snprintf "%s" without
+ * the format machinery: this runs several times per delivery). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* v in decimal, in out (NUL-terminated); returns where it starts in out. */
+static const char *decimal(int64_t v, char out[24])
+{
+	char *p = out + 23;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	*p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	return p;
+}
+
+/* Appends the header line "name: value" to o's list (cut at 511 bytes). */
+static void header_add(struct outgoing *o, const char *name, const char *value)
+{
+	char line[512];
+	size_t n = strlen(name);
+	memcpy(line, name, n);
+	line[n] = ':';
+	line[n + 1] = ' ';
+	copy_str(line + n + 2, sizeof line - n - 2, value);
+	o->hl = curl_slist_append(o->hl, line);
+}
+
 /* ---------- attempts ---------- */
 
 /* Records one failed or refused attempt and schedules the next try (or
@@ -209,7 +247,7 @@ static int deliver_body(struct worker *w, struct delivery *d, const struct work 
 {
 	char err[ENGINE_ERR_MAX], msg[ENGINE_ERR_MAX + 16];
 	const char *version = script_version(w->scripts, h->kind, h->name);
-	snprintf(o->version, sizeof o->version, "%s", version ? version : "");
+	copy_str(o->version, sizeof o->version, version ? version : "");
 	if (!version && strcmp(h->name, "default") != 0) {
 		/* The customer's shape is not loaded (removed, or broken since
 		 * start-up): retry on the schedule rather than send another shape. */
@@ -289,11 +327,9 @@ static int deliver_sign(struct worker *w, struct delivery *d, const struct work 
 		o->len = n;
 	}
 	int64_t ts = loop_wall_ms() / 1000;
-	char line[512], sig[128];
-	snprintf(line, sizeof line, "webhook-id: %s", d->id);
-	o->hl = curl_slist_append(o->hl, line);
-	snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-	o->hl = curl_slist_append(o->hl, line);
+	char tss[24], sig[128];
+	header_add(o, "webhook-id", d->id);
+	header_add(o, "webhook-timestamp", decimal(ts, tss));
 	if (!cust || !cust->webhook_secret ||
 	    sign_webhook(cust->webhook_secret, d->id, ts, o->body, o->len, sig, sizeof sig) <= 0) {
 		delivery_failed(w, d, wk, 0, 0, !cust || !cust->webhook_secret
@@ -301,8 +337,7 @@ static int deliver_sign(struct worker *w, struct delivery *d, const struct work 
 				: "not signed, not sent: signing failed", -1, o->version, NULL, 0);
 		return 1;
 	}
-	snprintf(line, sizeof line, "webhook-signature: %s", sig);
-	o->hl = curl_slist_append(o->hl, line);
+	header_add(o, "webhook-signature", sig);
 	if (!o->has_ct)
 		o->hl = curl_slist_append(o->hl, "Content-Type: application/json");
 	o->hl = curl_slist_append(o->hl, "Expect:");
@@ -314,7 +349,8 @@ static void deliver_done(void *arg, const struct fetch_response *res);
 /*
  * Step 5: POSTs o to the delivery's URL through the URL guard, as a step
  * in flight that keeps the start of the body for the attempt's record. d's
- * url is taken (*d's is NULL after); o's headers are taken by the fetch.
+ * url is taken (*d's is NULL after); o's headers and body are taken by the
+ * fetch (sent without a copy).
  */
 static void deliver_send(struct worker *w, struct delivery *d, const struct work *wk,
 			 struct outgoing *o)
@@ -330,16 +366,17 @@ static void deliver_send(struct worker *w, struct delivery *d, const struct work
 	}
 	memcpy(ds->sent, o->body, keep);
 	ds->sent_len = keep;
-	snprintf(ds->base.version, sizeof ds->base.version, "%s", o->version);
+	copy_str(ds->base.version, sizeof ds->base.version, o->version);
 	ds->d = *d;
 	d->url = NULL; /* owned by ds now */
 	struct fetch_request fr = {
-		.method = "POST", .url = ds->d.url, .headers = o->hl, .body = o->body,
+		.method = "POST", .url = ds->d.url, .headers = o->hl, .owned_body = o->body,
 		.body_len = o->len, .timeout_ms = (long)(w->cfg->webhook_timeout_s * 1000),
 		.max_response = w->cfg->webhook_response_bytes, .guard = &w->guard,
 		.proxy = w->cfg->webhook_proxy,
 	};
-	o->hl = NULL; /* taken by fetch_start, started or not */
+	o->hl = NULL; /* both taken by fetch_start, started or not */
+	o->body = NULL;
 	metrics_inc(M_DELIVERY_ATTEMPTS);
 	if (fetch_start(w->fetch, &fr, deliver_done, ds) < 0) {
 		delivery_failed(w, &ds->d, wk, 0, 0, "cannot start request", -1, o->version, NULL, 0);
@@ -426,7 +463,7 @@ static void deliver_done(void *arg, const struct fetch_response *res)
 	metrics_delivery(res->error != NULL, res->status, res->total_ms);
 	if (!res->error && res->status >= 200 && res->status < 300) {
 		d->attempts++;
-		snprintf(d->status, sizeof d->status, "delivered");
+		copy_str(d->status, sizeof d->status, "delivered");
 		d->next_at = 0;
 		metrics_inc(M_DELIVERIES_OK);
 		if (d->created_at > 0)

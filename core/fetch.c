@@ -3,6 +3,13 @@
  *
  * Easy handles are kept in a free list and reused, so connections stay in the
  * multi handle's cache and no allocation happens per request after warm-up.
+ * A reused handle is not reset: the options every transfer shares (callbacks,
+ * the SSRF guard's socket and peer checks, protocols, no redirects, user
+ * agent, connect timeout) are set once when the handle is made
+ * (easy_configure), and fetch_start sets again every option a request may
+ * change (URL, headers, timeout, proxy and no-proxy list, method and body),
+ * so nothing one transfer chose carries over into the next. The response and
+ * header buffers keep their memory between transfers when it is small.
  *
  * Two connection pools (two multi handles on the same loop): guarded
  * transfers (a customer-chosen URL, fetch_request.guard set) and the rest
@@ -54,7 +61,7 @@ struct transfer {
 	struct fetcher *f;
 	CURL *easy;
 	struct curl_slist *headers;
-	char *body;
+	char *body;         /* owned: copied or taken from the request */
 	struct buf resp;
 	struct buf head;
 	int truncated;
@@ -378,6 +385,19 @@ static void dest_release(struct fetcher *f, struct dest *d)
 	free(d);
 }
 
+/* Buffers at most this large keep their memory for the handle's next
+ * transfer; larger ones are freed (a free list of big buffers would hold
+ * the largest answer ever seen once per handle). */
+#define KEEP_BUF_MAX 4096
+
+static void buf_recycle(struct buf *b)
+{
+	if (b->cap > KEEP_BUF_MAX)
+		buf_free(b);
+	else
+		buf_reset(b);
+}
+
 /* Frees what one request owned and puts its easy handle on the free list. */
 static void recycle(struct fetcher *f, struct transfer *t)
 {
@@ -385,8 +405,8 @@ static void recycle(struct fetcher *f, struct transfer *t)
 	t->headers = NULL;
 	free(t->body);
 	t->body = NULL;
-	buf_free(&t->resp);
-	buf_free(&t->head);
+	buf_recycle(&t->resp);
+	buf_recycle(&t->head);
 	t->dest = NULL;
 	t->next = f->free;
 	f->free = t;
@@ -402,20 +422,87 @@ static void link_active(struct fetcher *f, struct transfer *t)
 	f->active = t;
 }
 
+/*
+ * The options every transfer of t's handle shares, set once when the handle
+ * is made; fetch_start never resets the handle, so these hold for all its
+ * transfers (the SSRF guard's checks read t->check_peer, set per request).
+ */
+static void easy_configure(struct transfer *t)
+{
+	CURL *e = t->easy;
+	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "genrelay/0.1");
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+}
+
+/*
+ * The method and body of req on a handle that may have carried any other
+ * method before: first back to what a fresh handle has (GET, no body, no
+ * custom method, a body expected), then req's. The body is t->body, which
+ * t owns until it is recycled. 0, or -1 when out of memory.
+ */
+static int easy_method(struct transfer *t, const struct fetch_request *req)
+{
+	CURL *e = t->easy;
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, -1L);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* also no NOBODY, no upload */
+	int has_body = req->owned_body || req->body;
+	if (req->owned_body) {
+		t->body = req->owned_body;
+	} else if (req->body) {
+		t->body = malloc(req->body_len + 1);
+		if (!t->body)
+			return -1;
+		memcpy(t->body, req->body, req->body_len);
+		t->body[req->body_len] = '\0';
+	}
+	if (has_body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
+	}
+	if (strcmp(req->method, "GET") == 0 && !has_body)
+		; /* HTTPGET above */
+	else if (strcmp(req->method, "HEAD") == 0) /* a HEAD answer has no body to wait for */
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	else if (strcmp(req->method, "POST") != 0 || !has_body)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+	if (strcmp(req->method, "POST") == 0 && !has_body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+	}
+	return 0;
+}
+
 int fetch_start(struct fetcher *f, const struct fetch_request *req,
 		fetch_done_cb cb, void *arg)
 {
 	struct transfer *t = f->free;
 	if (t) {
 		f->free = t->next;
-		curl_easy_reset(t->easy);
 	} else {
 		t = calloc(1, sizeof *t);
 		if (!t || !(t->easy = curl_easy_init())) {
 			free(t);
 			curl_slist_free_all(req->headers);
+			free(req->owned_body);
 			return -1;
 		}
+		easy_configure(t);
 	}
 	t->f = f;
 	t->headers = req->headers;
@@ -429,57 +516,28 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req,
 	t->dest = NULL;
 	t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 30000L;
 	t->errbuf[0] = '\0';
-	buf_init(&t->resp, req->max_response ? req->max_response : 1 << 20);
-	buf_init(&t->head, FETCH_HEADER_MAX);
+	buf_reset(&t->resp);
+	t->resp.max = req->max_response ? req->max_response : 1 << 20;
+	buf_reset(&t->head);
+	t->head.max = FETCH_HEADER_MAX;
 
 	CURL *e = t->easy;
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
-	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
-	curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
 	if (req->guard) {
 		/* "" is no proxy at all: the environment is not consulted. With a
 		 * proxy, an empty no-proxy list keeps no_proxy from sending some
 		 * hosts direct (and unchecked). */
 		curl_easy_setopt(e, CURLOPT_PROXY, req->proxy ? req->proxy : "");
 		curl_easy_setopt(e, CURLOPT_NOPROXY, "");
-	} else if (req->proxy) {
+	} else {
+		/* NULL: curl's defaults again (the environment's proxy and no_proxy) */
 		curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
+		curl_easy_setopt(e, CURLOPT_NOPROXY, NULL);
 	}
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "genrelay/0.1");
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-	if (req->body) {
-		t->body = malloc(req->body_len + 1);
-		if (!t->body)
-			goto fail;
-		memcpy(t->body, req->body, req->body_len);
-		t->body[req->body_len] = '\0';
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
-	}
-	if (strcmp(req->method, "GET") == 0 && !req->body)
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	else if (strcmp(req->method, "HEAD") == 0) /* a HEAD answer has no body to wait for */
-		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	else if (strcmp(req->method, "POST") != 0 || !req->body)
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
-	if (strcmp(req->method, "POST") == 0 && !req->body) {
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-	}
+	if (easy_method(t, req) < 0)
+		goto fail;
 
 	char key[DEST_KEY_MAX];
 	dest_key(req->url, (int)(t->pool - f->pools), key);

@@ -21,7 +21,11 @@ struct fetch_request {
 	const char *url;
 	struct curl_slist *headers;  /* "Name: value" lines; fetch_start takes ownership */
 	const char *body;            /* copied; NULL for none */
-	size_t body_len;
+	/* Instead of body: a malloc'd body fetch_start takes ownership of,
+	 * started or not (freed when the transfer is over, or at once when
+	 * fetch_start fails); sent as it is, without a copy. */
+	char *owned_body;
+	size_t body_len;             /* of body or owned_body */
 	long timeout_ms;             /* whole request */
 	size_t max_response;         /* body bytes kept; the rest is read and dropped */
 	/* Non-NULL: a customer-chosen URL. Its transfer runs in a connection pool

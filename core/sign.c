@@ -450,10 +450,24 @@ int sign_webhook(const char *secret, const char *msg_id, int64_t timestamp,
 		goto out;
 	tslen = snprintf(ts, sizeof ts, "%" PRId64, timestamp);
 	{
+		char head[256 + 32];
+		size_t idlen = strlen(msg_id);
 		const void *part[5] = { msg_id, ".", ts, ".", body };
-		size_t len[5] = { strlen(msg_id), 1, (size_t)tslen, 1, bodylen };
-		if (mac_parts(key, (size_t)keylen, part, len, 5, mac) < 0 &&
-		    mac_oneshot(key, (size_t)keylen, part, len, 5, mac) < 0)
+		size_t len[5] = { idlen, 1, (size_t)tslen, 1, bodylen };
+		int nparts = 5;
+		if (idlen <= 256) { /* "id.timestamp." as one update (ids are short) */
+			memcpy(head, msg_id, idlen);
+			head[idlen] = '.';
+			memcpy(head + idlen + 1, ts, (size_t)tslen);
+			head[idlen + 1 + (size_t)tslen] = '.';
+			part[0] = head;
+			len[0] = idlen + (size_t)tslen + 2;
+			part[1] = body;
+			len[1] = bodylen;
+			nparts = 2;
+		}
+		if (mac_parts(key, (size_t)keylen, part, len, nparts, mac) < 0 &&
+		    mac_oneshot(key, (size_t)keylen, part, len, nparts, mac) < 0)
 			goto out;
 	}
 	memcpy(out, "v1,", 3);

@@ -537,6 +537,102 @@ static void test_guard(void)
 	run_free(&run);
 }
 
+/* Runs req alone on run, so the next request takes the same easy handle
+ * back from the free list. */
+static void one(struct run *run, struct fetch_request *req, struct result *res)
+{
+	result_clear(res);
+	CHECK_EQ_INT(start(run, req, res), 0);
+	run_all(run);
+}
+
+/*
+ * One easy handle, reused without a reset, carries nothing of a request into
+ * the next: not its method or body (a DELETE after a POST sends no body, a
+ * GET after a HEAD gets its body), not its headers, its response cap or its
+ * proxy, and the guard still refuses on it. owned_body is sent as given and
+ * freed by the fetcher (ASan would tell).
+ */
+static void test_reused_handle(void)
+{
+	struct run run;
+	CHECK_EQ_INT(run_init(&run), 0);
+	char url[128], big[128];
+	url_of(url, sizeof url, "/echo");
+	url_of(big, sizeof big, "/big?n=5000");
+	struct urlguard_policy strict = { .require_https = 0, .allow_private = 0 };
+	struct result r = {0};
+
+	struct fetch_request p = { .method = "POST", .url = url, .timeout_ms = 20000,
+				   .body = "{\"a\":1}", .body_len = 7 };
+	p.headers = curl_slist_append(NULL, "X-Test: first");
+	p.headers = curl_slist_append(p.headers, "Content-Type: application/json");
+	one(&run, &p, &r);
+	CHECK_STR_EQ(r.body, "POST|first|application/json|{\"a\":1}");
+
+	struct fetch_request del = { .method = "DELETE", .url = url, .timeout_ms = 20000 };
+	one(&run, &del, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_STR_EQ(r.body, "DELETE|-|-|");
+
+	struct fetch_request hd = { .method = "HEAD", .url = url, .timeout_ms = 5000 };
+	one(&run, &hd, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_INT(r.body_len, 0);
+
+	struct fetch_request g = { .method = "GET", .url = url, .timeout_ms = 20000 };
+	one(&run, &g, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_STR_EQ(r.body, "GET|-|-|");
+
+	char *owned = strdup("owned body");
+	struct fetch_request u = { .method = "PUT", .url = url, .timeout_ms = 20000,
+				   .owned_body = owned, .body_len = strlen(owned) };
+	one(&run, &u, &r);
+	CHECK_STR_EQ(r.body, "PUT|-|application/x-www-form-urlencoded|owned body");
+
+	struct fetch_request pe = { .method = "POST", .url = url, .timeout_ms = 20000 };
+	one(&run, &pe, &r);
+	CHECK_EQ_INT(r.status, 201);
+	CHECK(r.body && strncmp(r.body, "POST|-|", 7) == 0 && r.body[strlen(r.body) - 1] == '|');
+
+	struct fetch_request cap = { .method = "GET", .url = big, .timeout_ms = 20000,
+				     .max_response = 100 };
+	one(&run, &cap, &r);
+	CHECK_EQ_INT(r.truncated, 1);
+	CHECK_EQ_INT(r.body_len, 100);
+	struct fetch_request nocap = { .method = "GET", .url = big, .timeout_ms = 20000 };
+	one(&run, &nocap, &r);
+	CHECK_EQ_INT(r.truncated, 0);
+	CHECK_EQ_INT(r.body_len, 5000);
+
+	/* A proxy named by one request (nothing listens there) is not used by
+	 * the next, which names none. */
+	struct fetch_request px = { .method = "GET", .url = url, .timeout_ms = 5000,
+				    .proxy = "http://127.0.0.1:1" };
+	one(&run, &px, &r);
+	CHECK_EQ_INT(r.status, 0);
+	CHECK(r.error != NULL);
+	one(&run, &g, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_STR_EQ(r.body, "GET|-|-|");
+
+	/* Guarded on the reused handle: refused before anything is sent; and
+	 * the plain request after it is not refused. */
+	int reqs = atomic_load(&requests);
+	struct fetch_request gd = { .method = "POST", .url = url, .timeout_ms = 20000,
+				    .owned_body = strdup("{}"), .body_len = 2, .guard = &strict };
+	one(&run, &gd, &r);
+	CHECK_EQ_INT(r.status, 0);
+	CHECK(r.error && strstr(r.error, "address not allowed") != NULL);
+	CHECK_EQ_INT(atomic_load(&requests), reqs);
+	one(&run, &g, &r);
+	CHECK_EQ_INT(r.status, 200);
+
+	result_clear(&r);
+	run_free(&run);
+}
+
 /* Many requests at once, more than the connection cache holds: every one
  * completes, each with its own answer. */
 static void test_concurrent(void)
@@ -733,6 +829,7 @@ int main(void)
 	test_timeout();
 	test_refused();
 	test_guard();
+	test_reused_handle();
 	test_per_host_cap();
 	test_waiting_deadline();
 	test_concurrent();

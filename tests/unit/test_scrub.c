@@ -291,14 +291,17 @@ static void test_lua_message_random(void)
 
 /* Many needles (the pass over byte pairs): the same answer as looking for
  * each with memmem, on random texts over a small alphabet (so needles and
- * their heads turn up often), at every end of the text. */
-static void test_found_many_random(void)
+ * their heads turn up often), with a needle planted at every offset (both
+ * parities: the pass reads every second pair when all needles have 3 bytes
+ * or more) and at the very end. minlen: the shortest needle (2 takes the
+ * pass over every pair, 3 and more the one over every second pair). */
+static void found_many_random(size_t minlen)
 {
 	struct scrub *s = scrub_new();
 	char needles[12][16];
 	unsigned seed = 12345;
 	for (int i = 0; i < 12; i++) {
-		size_t n = 8 + (size_t)(i % 5);
+		size_t n = minlen + (size_t)(i % 5);
 		for (size_t k = 0; k < n; k++) {
 			seed = seed * 1103515245u + 12345u;
 			needles[i][k] = (char)('a' + (seed >> 16) % 4);
@@ -309,21 +312,26 @@ static void test_found_many_random(void)
 	CHECK(scrub_count(s) >= 5);
 	int agree = 1, hits = 0;
 	char text[200];
-	for (int round = 0; round < 3000 && agree; round++) {
+	for (int round = 0; round < 6000 && agree; round++) {
 		size_t len = (size_t)(round % 120);
 		for (size_t k = 0; k < len; k++) {
 			seed = seed * 1103515245u + 12345u;
 			text[k] = (char)('a' + (seed >> 16) % 4);
 		}
+		const char *nd = needles[round % 12];
+		size_t nl = strlen(nd);
 		if (round % 7 == 0 && len >= 16) /* a needle at the very end */
-			memcpy(text + len - strlen(needles[round % 12]), needles[round % 12],
-			       strlen(needles[round % 12]));
+			memcpy(text + len - nl, nd, nl);
+		else if (round % 3 == 0 && len >= nl) /* or anywhere */
+			memcpy(text + (size_t)(round / 3) % (len - nl + 1), nd, nl);
 		int want = 0;
 		for (int i = 0; i < 12; i++)
 			if (memmem(text, len, needles[i], strlen(needles[i])))
 				want = 1;
 		hits += want;
 		agree = scrub_found(s, text, len) == want;
+		if (!agree)
+			fprintf(stderr, "    minlen %zu, round %d: %.*s\n", minlen, round, (int)len, text);
 	}
 	CHECK(agree);
 	CHECK(hits > 100);
@@ -384,6 +392,13 @@ static void test_found_skip_random(void)
 		scrub_free(s);
 	}
 #undef NEXT
+}
+
+static void test_found_many_random(void)
+{
+	found_many_random(8);
+	found_many_random(3);
+	found_many_random(2);
 }
 
 int main(void)

@@ -235,6 +235,24 @@ static void test_webhook(void)
 	}
 	/* Every accepted secret signs. */
 	CHECK_EQ_INT(sign_webhook("whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi", "id", 1, "b", 1, sig2, sizeof sig2), 47);
+
+	/* "id.timestamp.body" whatever the id's length (ids up to 256 bytes
+	 * go in one update with the timestamp, longer ones in parts): the
+	 * same bytes as one-shot HMAC() of the joined message. */
+	for (size_t idlen = 250; idlen <= 262; idlen++) {
+		char id[300], msg[400], want[64];
+		unsigned char mac[32];
+		unsigned int ml = 0;
+		memset(id, 'a' + (int)(idlen % 26), idlen);
+		id[idlen] = '\0';
+		int n = snprintf(msg, sizeof msg, "%s.%d.%s", id, -1614265330, body);
+		HMAC(EVP_sha256(), "plain-secret-key", 16, (const unsigned char *)msg, (size_t)n, mac, &ml);
+		memcpy(want, "v1,", 3);
+		CHECK(sign_base64_encode(mac, sizeof mac, want + 3, sizeof want - 3) == 44);
+		CHECK_EQ_INT(sign_webhook("plain-secret-key", id, -1614265330, body, strlen(body),
+					  sig2, sizeof sig2), 47);
+		CHECK_STR_EQ(sig2, want);
+	}
 }
 
 static void test_callback_token(void)
